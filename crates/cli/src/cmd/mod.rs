@@ -1,0 +1,37 @@
+//! Subcommands. One module per subcommand group; shared helpers live here.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+pub mod admin;
+pub mod demo;
+pub mod gateway;
+pub mod issuer;
+pub mod seal;
+
+/// Runs an async subcommand on a multi-threaded tokio runtime.
+pub fn run_async<F>(fut: F) -> anyhow::Result<ExitCode>
+where
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(fut)
+}
+
+#[allow(dead_code)] // used by the server subcommands as they land
+/// Logs through `tracing`; `RUST_LOG` filters, `SALLYPORT_LOG_FORMAT=json` for JSON lines.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("SALLYPORT_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}

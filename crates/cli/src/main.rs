@@ -1,0 +1,61 @@
+//! `sallyport`: the one binary. Each subcommand lives in its own module under `cmd/`
+//! and exposes `Args` (clap) plus `run(args) -> anyhow::Result<ExitCode>`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Sealed-cookie authentication for web apps backed by short-lived JWT access tokens
+/// and rotating refresh tokens.
+#[derive(Debug, Parser)]
+#[command(name = "sallyport", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run issuer, gateway and a demo app on localhost (SQLite, demo user).
+    Demo(cmd::demo::Args),
+    /// Run the gateway (BFF) in front of an upstream app.
+    Gateway(cmd::gateway::Args),
+    /// Run the token issuer (login, refresh-token rotation, JWKS).
+    Issuer(cmd::issuer::Args),
+    /// Manage the issuer's users.
+    #[command(subcommand)]
+    User(cmd::admin::UserCommand),
+    /// Manage the issuer's sessions (refresh-token families).
+    #[command(subcommand)]
+    Session(cmd::admin::SessionCommand),
+    /// Manage the issuer's signing keys.
+    #[command(subcommand)]
+    Keys(cmd::admin::KeysCommand),
+    /// Seal JSON read from stdin into an iron-session compatible cookie value.
+    Seal(cmd::seal::SealArgs),
+    /// Unseal an iron-session cookie value and print its JSON.
+    Unseal(cmd::seal::UnsealArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Seal(args) => cmd::seal::seal(args),
+        Command::Unseal(args) => cmd::seal::unseal(args),
+        Command::Demo(args) => cmd::run_async(cmd::demo::run(args)),
+        Command::Gateway(args) => cmd::run_async(cmd::gateway::run(args)),
+        Command::Issuer(args) => cmd::run_async(cmd::issuer::run(args)),
+        Command::User(c) => cmd::run_async(cmd::admin::user(c)),
+        Command::Session(c) => cmd::run_async(cmd::admin::session(c)),
+        Command::Keys(c) => cmd::run_async(cmd::admin::keys(c)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sallyport: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

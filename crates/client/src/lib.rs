@@ -1,0 +1,1 @@
+//! Sallyport client crate (work in progress).

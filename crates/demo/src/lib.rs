@@ -1,0 +1,1 @@
+//! Sallyport demo crate (work in progress).

@@ -1,0 +1,1 @@
+//! Sallyport gateway crate (work in progress).

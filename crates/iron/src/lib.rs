@@ -1,0 +1,1 @@
+//! Sallyport iron crate (work in progress).

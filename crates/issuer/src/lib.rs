@@ -1,0 +1,1 @@
+//! Sallyport issuer crate (work in progress).

@@ -1,0 +1,1 @@
+//! Sallyport jwt crate (work in progress).

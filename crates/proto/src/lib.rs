@@ -1,0 +1,1 @@
+//! Sallyport proto crate (work in progress).

@@ -1,0 +1,1 @@
+//! Sallyport session crate (work in progress).
