@@ -94,10 +94,10 @@ export function createClient(options = {}) {
       try {
         listener(event);
       } catch (err) {
-        // A faulty listener must not break authentication.
-        queueMicrotask(() => {
-          throw err;
-        });
+        // A faulty listener must not break authentication; report it the way
+        // the browser reports uncaught errors.
+        if (typeof globalThis.reportError === "function") globalThis.reportError(err);
+        else console.error(err);
       }
     }
   }
@@ -227,10 +227,9 @@ export function createClient(options = {}) {
     } else if (Array.isArray(key)) {
       [url, init] = key;
     }
-    const response = await authFetch(url, {
-      ...(init ?? {}),
-      headers: { Accept: "application/json", ...headersObject(init?.headers) },
-    });
+    const headers = new Headers(init?.headers);
+    if (!headers.has("accept")) headers.set("accept", "application/json");
+    const response = await authFetch(url, { ...(init ?? {}), headers });
     const body = await readJson(response);
     if (!response.ok) throw new FetchError(response, body);
     return body;
@@ -337,17 +336,20 @@ export function createClient(options = {}) {
   };
 }
 
-/** Sorts a failed gateway answer into one of the three codes. */
+/**
+ * Sorts a failed gateway answer into one of the three codes. Only a definite
+ * refusal ends the session (PP-15): the gateway's `session_expired` /
+ * `reauth_required`, a backend's `invalid_grant`, or a bare 401. Anything else
+ * (a 403 from a proxy, a 404 from a misrouted prefix, 429, 5xx) keeps it.
+ */
 function classify(response, body) {
   const code = isObject(body) && typeof body.error === "string" ? body.error : null;
   const message = isObject(body) && typeof body.message === "string" ? body.message : `status ${response.status}`;
   if (code === REAUTH_REQUIRED || code === SESSION_EXPIRED) {
     return new AuthError(code, message, response.status);
   }
-  if (code === BACKEND_UNAVAILABLE || response.status === 429 || response.status >= 500) {
-    return new AuthError(BACKEND_UNAVAILABLE, message, response.status);
-  }
-  if (response.status === 400 || response.status === 401 || response.status === 403) {
+  if (code === "invalid_grant") return new AuthError(REAUTH_REQUIRED, message, response.status);
+  if (response.status === 401 && code !== BACKEND_UNAVAILABLE) {
     return new AuthError(SESSION_EXPIRED, message, response.status);
   }
   return new AuthError(BACKEND_UNAVAILABLE, message, response.status);
@@ -370,13 +372,6 @@ function isObject(value) {
 
 function isStream(body) {
   return typeof ReadableStream !== "undefined" && body instanceof ReadableStream;
-}
-
-function headersObject(headers) {
-  if (!headers) return {};
-  if (typeof Headers !== "undefined" && headers instanceof Headers) return Object.fromEntries(headers.entries());
-  if (Array.isArray(headers)) return Object.fromEntries(headers);
-  return headers;
 }
 
 function trimSlash(path) {

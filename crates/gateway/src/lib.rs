@@ -1,1 +1,241 @@
-//! Sallyport gateway crate (work in progress).
+//! The Sallyport gateway: a backend-for-frontend in front of any web app.
+//!
+//! It logs users in against a token backend, keeps both tokens in a sealed
+//! (iron-session compatible) cookie, renews the access token before it expires —
+//! once per session however many requests are in flight — and reverse-proxies every
+//! request to the upstream app with `Authorization: Bearer <access token>`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use sallyport_gateway::{Config, Gateway, serve};
+//! let settings = Config::load(Some("gateway.toml".as_ref()))?.validate()?;
+//! let listener = tokio::net::TcpListener::bind(settings.listen()).await?;
+//! let gateway = Gateway::new(settings).await?;
+//! serve(listener, gateway).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Routes, the seven middleware steps and the error model are described in DESIGN.md
+//! ("The gateway") and docs/gateway.md.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, get, post};
+
+mod auth;
+mod backend;
+mod config;
+mod error;
+mod forward;
+mod guard;
+mod metrics;
+mod page;
+mod proxy;
+mod renew;
+mod routes;
+mod state;
+mod token;
+mod verify;
+
+pub use backend::BackendError;
+pub use config::{
+    BackendKind, BackendSection, Config, FieldNames, LoginSection, MIN_SECRET_LEN, ProxySection,
+    SessionSection, Settings,
+};
+pub use error::{ConfigError, Error};
+pub use guard::{is_cross_site, safe_next};
+pub use state::{Freshness, SessionData};
+
+/// The source of "now" for every expiry decision (time is a parameter).
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        sallyport_iron::now_ms()
+    }
+}
+
+/// The wall clock shifted by an adjustable offset: lets tests (and skew drills) move the
+/// gateway into the future without sleeping.
+#[derive(Debug, Default)]
+pub struct OffsetClock {
+    offset_ms: AtomicI64,
+}
+
+impl OffsetClock {
+    /// Moves the clock forward (or back, with a negative value) by `ms`.
+    pub fn advance_ms(&self, ms: i64) {
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        let now = sallyport_iron::now_ms() as i64 + self.offset_ms.load(Ordering::SeqCst);
+        now.max(0) as u64
+    }
+}
+
+/// A configured gateway; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) settings: Settings,
+    pub(crate) cookies: sallyport_session::CookieCodec,
+    pub(crate) backend: backend::Backend,
+    pub(crate) renewer: renew::Renewer,
+    /// Logged-out session ids, remembered for the cookie's lifetime (PP-05, PP-06).
+    pub(crate) logged_out: moka::future::Cache<String, ()>,
+    pub(crate) client: proxy::HttpClient,
+    pub(crate) page: page::LoginPage,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Gateway {
+    /// Builds a gateway on the wall clock.
+    pub async fn new(settings: Settings) -> Result<Self, Error> {
+        Self::with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Builds a gateway on the given clock.
+    pub async fn with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let cookies = auth::codec(&settings)?;
+        let metrics = metrics::Metrics::new();
+        let backend = backend::Backend::new(settings.backend.clone())?;
+        let renewer = renew::Renewer::new(backend.clone(), settings.renew_grace, metrics.clone());
+        let logged_out = moka::future::Cache::builder()
+            .max_capacity(10_000_000)
+            .time_to_live(settings.ttl)
+            .build();
+        let client = proxy::client(&settings);
+        let page = page::LoginPage::new(
+            settings.login_template.clone(),
+            settings.login_title.clone(),
+        )?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings,
+                cookies,
+                backend,
+                renewer,
+                logged_out,
+                client,
+                page,
+                metrics,
+                clock,
+            }),
+        })
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// All routes: `{prefix}/*`, `/healthz`, `/readyz`, `/metrics`, and the proxy for
+    /// everything else.
+    pub fn router(&self) -> Router {
+        let p = &self.inner.settings.prefix;
+        Router::new()
+            .route(
+                &format!("{p}/login"),
+                get(routes::login_page).post(routes::login_submit),
+            )
+            .route(&format!("{p}/logout"), post(routes::logout))
+            .route(&format!("{p}/refresh"), post(routes::refresh))
+            .route(&format!("{p}/session"), get(routes::session))
+            .route(&format!("{p}/verify"), any(routes::verify))
+            .route(&format!("{p}/client.js"), get(routes::client_js))
+            .route(&format!("{p}/{{*rest}}"), any(routes::not_found))
+            .route("/healthz", get(routes::healthz))
+            .route("/readyz", get(routes::readyz))
+            .route("/metrics", get(routes::metrics))
+            .fallback(forward::handle)
+            .with_state(self.clone())
+    }
+
+    /// The per-request session check (unseal + expiry decision) on its own, for the
+    /// benchmark: returns the decision, or `None` when there is no usable session.
+    pub fn check_session(&self, headers: &http::HeaderMap, now_ms: u64) -> Option<Freshness> {
+        let loaded = self.inner.read_session(headers, now_ms)?;
+        Some(
+            loaded
+                .value
+                .freshness(now_ms / 1000, self.inner.settings.leeway_secs),
+        )
+    }
+
+    /// Seals `session` into `Set-Cookie` values (tests, tools and benchmarks).
+    pub fn seal_session(
+        &self,
+        session: &SessionData,
+        now_ms: u64,
+    ) -> Result<Vec<http::HeaderValue>, Error> {
+        self.inner
+            .cookies
+            .encode(session, &http::HeaderMap::new(), now_ms)
+            .map_err(|e| Error::Cookie(e.to_string()))
+    }
+}
+
+/// Serves `gateway` on `listener` until Ctrl-C or SIGTERM, then drains connections.
+pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> Result<(), Error> {
+    serve_with_shutdown(listener, gateway, shutdown_signal()).await
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve_with_shutdown(
+    listener: tokio::net::TcpListener,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let app = gateway
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+    // Give in-flight requests a moment; axum's graceful shutdown waits for them.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

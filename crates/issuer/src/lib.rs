@@ -1,1 +1,573 @@
-//! Sallyport issuer crate (work in progress).
+//! # sallyport-issuer
+//!
+//! A small token server: users with argon2id passwords, short-lived JWT access tokens
+//! (ES256 or EdDSA, keys in the database and published as a JWKS) and rotating,
+//! single-use refresh tokens with RFC 9700 reuse detection. SQLite by default,
+//! PostgreSQL for several replicas. It is the reference backend of the Sallyport
+//! gateway and usable on its own.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), sallyport_issuer::Error> {
+//! use sallyport_issuer::{Config, Issuer};
+//! let config = Config { database_url: "sqlite://issuer.db".into(), ..Config::default() };
+//! let issuer = Issuer::open(config).await?;
+//! issuer.admin().add_user("alice", "correct horse battery staple", Some("Alice"), &["admin"]).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! sallyport_issuer::serve(listener, issuer).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Refresh semantics (see `DESIGN.md`, "The issuer"): each refresh token is single-use.
+//! Presented again within `refresh_reuse_interval_secs` of its use, it is answered with
+//! the same tokens the first use received (retries and concurrent tabs keep the
+//! session); presented later, the whole session is revoked and the event audited.
+
+mod admin;
+pub mod clock;
+pub mod config;
+mod error;
+mod http;
+pub mod keys;
+mod metrics;
+mod password;
+mod ratelimit;
+pub mod store;
+pub mod token;
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+pub use admin::{Admin, KeyInfo, SessionInfo, User};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, Settings};
+pub use error::{Error, Result};
+pub use http::ApiDoc;
+
+use crate::keys::{KeyRing, claims_for};
+use crate::metrics::Metrics;
+use crate::password::{Hasher, MAX_PASSWORD_BYTES};
+use crate::ratelimit::LoginLimiter;
+use crate::store::{
+    AuditEvent, Grant, PgStore, Rejection, RotateOutcome, RotateRequest, SessionRecord,
+    SqliteStore, Store, TokenRecord, UserRecord,
+};
+use crate::token::RefreshSecret;
+
+/// Longest username accepted.
+pub const MAX_USERNAME_CHARS: usize = 256;
+
+/// A running issuer: settings, store, keys, limiter, metrics. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keys: RwLock<Arc<KeyRing>>,
+    /// `sallyport-jwt`'s verifier over our own published keys (no fetching; updated
+    /// whenever the key ring is reloaded). `/api/me` uses it through `BearerClaims`.
+    verifier: sallyport_jwt::Verifier,
+    hasher: Hasher,
+    limiter: LoginLimiter,
+    metrics: Metrics,
+}
+
+/// Who is asking (for rate limits and the audit trail).
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Client address as far as it can be trusted.
+    pub client_addr: Option<String>,
+    /// `User-Agent`, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// Tokens issued by login or refresh.
+#[derive(Clone)]
+pub struct IssuedTokens {
+    /// JWT access token.
+    pub access_token: String,
+    /// New refresh token.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Seconds until the refresh token expires if unused.
+    pub refresh_token_expires_in: u64,
+    /// Session id (`sid`).
+    pub session_id: String,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token_expires_in", &self.refresh_token_expires_in)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user or wrong password (deliberately indistinguishable).
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// The password was right but the account is disabled.
+    #[error("account disabled")]
+    Disabled,
+    /// Too many failed attempts; retry after this many seconds.
+    #[error("too many failed attempts")]
+    RateLimited(u64),
+    /// Input refused before any work.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Internal failure.
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Unknown, expired, revoked or reused token (`invalid_grant`).
+    #[error("refresh token rejected ({0})")]
+    InvalidGrant(&'static str),
+    /// Internal failure.
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+fn ceil_secs(ms: i64) -> u64 {
+    u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000)
+}
+
+impl Issuer {
+    /// Connects to the database named in `config`, runs migrations, creates a signing
+    /// key on first start. Uses the wall clock.
+    pub async fn open(config: Config) -> Result<Issuer> {
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Issuer::open`] with an injected clock (tests move time with [`ManualClock`]).
+    pub async fn open_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Issuer> {
+        let settings = config.validate()?;
+        let store: Arc<dyn Store> = match settings.backend {
+            config::DatabaseKind::Sqlite => Arc::new(
+                SqliteStore::connect(&config.database_url, config.database_max_connections).await?,
+            ),
+            config::DatabaseKind::Postgres => Arc::new(
+                PgStore::connect(&config.database_url, config.database_max_connections).await?,
+            ),
+        };
+        Self::with_store(settings, store, clock).await
+    }
+
+    /// Builds an issuer on an already opened store.
+    pub async fn with_store(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Issuer> {
+        let now = clock.now_ms();
+        let mut records = store.signing_keys().await?;
+        if !records.iter().any(|r| r.retired_at.is_none()) {
+            let key = keys::generate(settings.algorithm, now)?;
+            store.add_signing_key(&key, false).await?;
+            tracing::info!(kid = %key.kid, "created the first signing key");
+            records = store.signing_keys().await?;
+        }
+        let ring = KeyRing::from_records(&records, now, key_retention_ms(&settings))?;
+        let verifier = sallyport_jwt::Verifier::from_jwks(
+            ring.jwks().clone(),
+            sallyport_jwt::VerifierConfig::new(
+                format!("{}/.well-known/jwks.json", settings.issuer),
+                settings.issuer.clone(),
+                settings.raw.audience.clone(),
+            ),
+        );
+        let hasher = Hasher::new(&settings.raw.argon2).await?;
+        let limiter = LoginLimiter::new(&settings.raw.rate_limit);
+        Ok(Issuer {
+            inner: Arc::new(Inner {
+                settings,
+                store,
+                clock,
+                keys: RwLock::new(Arc::new(ring)),
+                verifier,
+                hasher,
+                limiter,
+                metrics: Metrics::new(),
+            }),
+        })
+    }
+
+    /// The axum router with every endpoint (see `DESIGN.md`).
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// User, session and key administration.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.clone())
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Current time according to the issuer's clock (unix ms).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The access-token verifier for the issuer's own keys (what `/api/me` uses).
+    pub fn verifier(&self) -> &sallyport_jwt::Verifier {
+        &self.inner.verifier
+    }
+
+    pub(crate) fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    /// The key ring, reloaded from the database when older than `key_cache_secs` so
+    /// that a rotation done by another replica or the CLI is picked up.
+    pub async fn keys(&self) -> Result<Arc<KeyRing>> {
+        let now = self.now_ms();
+        let current = self.cached_keys();
+        if now.saturating_sub(current.loaded_at_ms) < self.inner.settings.key_cache_ms {
+            return Ok(current);
+        }
+        self.reload_keys().await
+    }
+
+    fn cached_keys(&self) -> Arc<KeyRing> {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) async fn reload_keys(&self) -> Result<Arc<KeyRing>> {
+        let now = self.now_ms();
+        let records = self.inner.store.signing_keys().await?;
+        let ring = Arc::new(KeyRing::from_records(
+            &records,
+            now,
+            key_retention_ms(&self.inner.settings),
+        )?);
+        self.inner.verifier.set_jwks(ring.jwks());
+        *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = ring.clone();
+        Ok(ring)
+    }
+
+    async fn audit(&self, event: AuditEvent) {
+        if let Err(err) = self.inner.store.audit(&event).await {
+            tracing::warn!(%err, kind = %event.kind, "could not write audit event");
+        }
+    }
+
+    /// `POST /api/login` and the OAuth password grant.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<IssuedTokens, LoginError> {
+        if username.is_empty() || username.chars().count() > MAX_USERNAME_CHARS {
+            return Err(LoginError::InvalidRequest(format!(
+                "username must be 1 to {MAX_USERNAME_CHARS} characters"
+            )));
+        }
+        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+            return Err(LoginError::InvalidRequest(format!(
+                "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        let addr = ctx.client_addr.as_deref();
+        let m = self.metrics();
+        if let Some(wait) = self.inner.limiter.check(username, addr) {
+            m.login("rate_limited");
+            return Err(LoginError::RateLimited(wait.as_secs().max(1)));
+        }
+        let user = self.inner.store.user_by_name(username).await?;
+        let ok = self
+            .hasher()
+            .verify(
+                password.to_owned(),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await?;
+        let now = self.now_ms();
+        let Some(user) = user.filter(|_| ok) else {
+            let blocked = self.inner.limiter.failure(username, addr);
+            m.login("invalid_credentials");
+            self.audit(AuditEvent {
+                username: Some(truncate(username, 64)),
+                client_addr: ctx.client_addr.clone(),
+                ..AuditEvent::new("login_failed", now)
+            })
+            .await;
+            return Err(match blocked {
+                Some(wait) => LoginError::RateLimited(wait.as_secs().max(1)),
+                None => LoginError::InvalidCredentials,
+            });
+        };
+        if user.disabled_at.is_some() {
+            m.login("disabled");
+            self.audit(AuditEvent {
+                user_id: Some(user.id.clone()),
+                username: Some(user.username.clone()),
+                client_addr: ctx.client_addr.clone(),
+                ..AuditEvent::new("login_disabled_account", now)
+            })
+            .await;
+            return Err(LoginError::Disabled);
+        }
+        let s = &self.inner.settings;
+        let session = SessionRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now.saturating_add(s.max_lifetime_ms),
+            revoked_at: None,
+            revoked_reason: None,
+            generation: 1,
+            user_agent: ctx.user_agent.clone(),
+            client_addr: ctx.client_addr.clone(),
+        };
+        let secret = RefreshSecret::generate()?;
+        let token = TokenRecord {
+            token_hash: secret.hash(),
+            session_id: session.id.clone(),
+            generation: 1,
+            created_at: now,
+            expires_at: now.saturating_add(s.idle_ttl_ms).min(session.expires_at),
+            used_at: None,
+            successor_hash: None,
+            successor_box: None,
+        };
+        let (access_token, access_exp) = self.mint(&user, &session, now).await?;
+        self.inner.store.create_session(&session, &token).await?;
+        m.login("success");
+        self.audit(AuditEvent {
+            user_id: Some(user.id.clone()),
+            username: Some(user.username.clone()),
+            session_id: Some(session.id.clone()),
+            client_addr: ctx.client_addr.clone(),
+            ..AuditEvent::new("login_succeeded", now)
+        })
+        .await;
+        Ok(IssuedTokens {
+            access_token,
+            refresh_token: secret.encode(),
+            expires_in: ceil_secs(access_exp - now),
+            refresh_token_expires_in: ceil_secs(token.expires_at - now),
+            session_id: session.id,
+        })
+    }
+
+    async fn mint(
+        &self,
+        user: &UserRecord,
+        session: &SessionRecord,
+        now: i64,
+    ) -> Result<(String, i64)> {
+        let ring = self.keys().await?;
+        mint_with(&ring, &self.inner.settings, user, session, now)
+    }
+
+    /// `POST /api/refresh-token` and the OAuth refresh grant.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        ctx: &RequestContext,
+    ) -> Result<IssuedTokens, RefreshError> {
+        let m = self.metrics();
+        let Some(presented) = RefreshSecret::parse(refresh_token) else {
+            m.refresh("unknown");
+            return Err(RefreshError::InvalidGrant(Rejection::Unknown.as_str()));
+        };
+        let ring = self.keys().await?;
+        let settings = &self.inner.settings;
+        let mint = |user: &UserRecord, session: &SessionRecord, now: i64| {
+            mint_with(&ring, settings, user, session, now)
+        };
+        let now = self.now_ms();
+        let outcome = self
+            .inner
+            .store
+            .rotate(RotateRequest {
+                presented: &presented,
+                fresh: RefreshSecret::generate()?,
+                now_ms: now,
+                reuse_interval_ms: settings.reuse_interval_ms,
+                idle_ttl_ms: settings.idle_ttl_ms,
+                mint: &mint,
+                client_addr: ctx.client_addr.as_deref(),
+            })
+            .await?;
+        match outcome {
+            RotateOutcome::Granted(Grant {
+                successor,
+                refresh_expires_at_ms,
+                session_id,
+                replayed,
+                ..
+            }) => {
+                m.refresh(if replayed { "replayed" } else { "rotated" });
+                Ok(IssuedTokens {
+                    expires_in: ceil_secs(successor.access_expires_at_ms - now),
+                    refresh_token_expires_in: ceil_secs(refresh_expires_at_ms - now),
+                    access_token: successor.access_token,
+                    refresh_token: successor.secret.encode(),
+                    session_id,
+                })
+            }
+            RotateOutcome::Rejected(reason) => {
+                m.refresh(reason.as_str());
+                Err(RefreshError::InvalidGrant(reason.as_str()))
+            }
+            RotateOutcome::ReuseDetected {
+                session_id,
+                user_id,
+            } => {
+                tracing::warn!(%session_id, %user_id, "refresh-token reuse detected; session revoked");
+                m.refresh("reuse_detected");
+                m.reuse_detected();
+                m.revocation("reuse");
+                Err(RefreshError::InvalidGrant("reused"))
+            }
+        }
+    }
+
+    /// `POST /api/logout` and `POST /oauth/revoke`: revokes the token's whole family.
+    /// Unknown tokens are not an error (RFC 7009: nothing to revoke).
+    pub async fn logout(&self, refresh_token: &str, ctx: &RequestContext) -> Result<bool> {
+        let Some(presented) = RefreshSecret::parse(refresh_token) else {
+            return Ok(false);
+        };
+        let now = self.now_ms();
+        let session = self
+            .inner
+            .store
+            .revoke_by_token(&presented.hash(), now, "logout")
+            .await?;
+        let Some(session) = session else {
+            return Ok(false);
+        };
+        if session.revoked_at == Some(now) {
+            self.metrics().revocation("logout");
+        }
+        self.audit(AuditEvent {
+            user_id: Some(session.user_id.clone()),
+            session_id: Some(session.id.clone()),
+            client_addr: ctx.client_addr.clone(),
+            ..AuditEvent::new("logout", now)
+        })
+        .await;
+        Ok(true)
+    }
+}
+
+fn mint_with(
+    ring: &KeyRing,
+    settings: &Settings,
+    user: &UserRecord,
+    session: &SessionRecord,
+    now: i64,
+) -> Result<(String, i64)> {
+    let claims = claims_for(
+        user,
+        session,
+        &settings.issuer,
+        &settings.raw.audience,
+        now,
+        settings.access_ttl_ms,
+    );
+    let exp_ms = i64::try_from(claims.exp)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    Ok((ring.sign(&claims)?, exp_ms))
+}
+
+/// How long a retired key stays in the JWKS: the lifetime of the last token it signed,
+/// plus the time other replicas may keep signing with it (key cache), plus a minute.
+fn key_retention_ms(s: &Settings) -> i64 {
+    s.access_ttl_ms
+        .saturating_add(s.key_cache_ms)
+        .saturating_add(60_000)
+}
+
+/// Formats unix milliseconds as RFC 3339 (UTC), for listings.
+pub fn format_unix_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+/// Serves `issuer` on `listener` until Ctrl-C or SIGTERM, then drains connections.
+pub async fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> Result<()> {
+    serve_with_shutdown(listener, issuer, shutdown_signal()).await
+}
+
+/// Serves until `shutdown` completes (graceful: in-flight requests finish).
+pub async fn serve_with_shutdown(
+    listener: tokio::net::TcpListener,
+    issuer: Issuer,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = issuer
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,11 +1,119 @@
-//! `sallyport demo` (being built; see the issue that owns it).
+//! `sallyport demo`: issuer, demo app and gateway on loopback, in one process.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use sallyport_demo::{DemoOptions, RunningDemo};
 
 /// Options of `sallyport demo`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Directory for the issuer's SQLite database, the session secret and the
+    /// demo login; a second run reuses it.
+    #[arg(
+        long,
+        env = "SALLYPORT_DEMO_DATA_DIR",
+        default_value = "sallyport-demo-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Port of the gateway, the URL to open (0 picks a free port).
+    #[arg(long, env = "SALLYPORT_DEMO_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Port of the issuer (0 picks a free port).
+    #[arg(long, env = "SALLYPORT_DEMO_ISSUER_PORT", default_value_t = 0)]
+    pub issuer_port: u16,
+    /// Port of the demo app (0 picks a free port).
+    #[arg(long, env = "SALLYPORT_DEMO_APP_PORT", default_value_t = 0)]
+    pub app_port: u16,
+    /// Access-token lifetime in seconds: short, so that renewal is visible.
+    #[arg(long, env = "SALLYPORT_DEMO_ACCESS_TOKEN_TTL", default_value_t = 30)]
+    pub access_token_ttl: u64,
+    /// Name of the demo user created on the first run. Its password comes from
+    /// the environment variable SALLYPORT_DEMO_PASSWORD, else is random; either
+    /// way it is stored in the data directory and printed at start.
+    #[arg(long, default_value = "demo")]
+    pub username: String,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("sallyport demo is not built yet")
+/// The demo user's password for the first run, from the environment only:
+/// a command-line argument would be visible to every user of the machine.
+/// Unset, a random one is generated and stored in the data directory.
+const PASSWORD_ENV: &str = "SALLYPORT_DEMO_PASSWORD";
+
+/// Runs the demo until Ctrl-C (or SIGTERM), then stops all three parts.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::init_tracing();
+    let options = DemoOptions {
+        data_dir: args.data_dir,
+        port: args.port,
+        issuer_port: args.issuer_port,
+        app_port: args.app_port,
+        access_token_ttl: Duration::from_secs(args.access_token_ttl),
+        username: args.username,
+        password: std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
+        ..DemoOptions::default()
+    };
+    let data_dir = options.data_dir.clone();
+    let demo = sallyport_demo::start(options)
+        .await
+        .context("starting the demo")?;
+    print_banner(&demo, &data_dir);
+    wait_for_signal().await?;
+    println!("\nStopping…");
+    demo.shutdown(Duration::from_secs(5)).await;
+    println!("Stopped. Data kept in {}.", data_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_banner(demo: &RunningDemo, data_dir: &std::path::Path) {
+    let c = &demo.credentials;
+    let first = if demo.created_user {
+        "Created the demo user (first run)."
+    } else {
+        "Reusing the demo user from an earlier run."
+    };
+    // The lines starting with a name and a colon are read by the browser tests.
+    println!(
+        "\nSallyport demo is running.\n\n\
+         \x20 Open:      {gateway}/\n\
+         \x20 Username:  {user}\n\
+         \x20 Password:  {password}\n\n\
+         {first}\n\n\
+         \x20 gateway:   {gateway}  (cookie sessions, /auth/login, /auth/client.js)\n\
+         \x20 issuer:    {issuer}  (tokens, /.well-known/jwks.json, /metrics)\n\
+         \x20 app:       {app}  (the demo app; refuses requests without a token)\n\
+         \x20 database:  {db}\n\
+         \x20 data dir:  {dir}\n\n\
+         Revoke the session from another terminal:\n\
+         \x20 sallyport session revoke --database-url {db} --user {user}\n\n\
+         Press Ctrl-C to stop.",
+        gateway = demo.gateway_url,
+        user = c.username,
+        password = c.password,
+        issuer = demo.issuer_url,
+        app = demo.app_url,
+        db = demo.database_url,
+        dir = data_dir.display(),
+    );
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("listening for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("listening for Ctrl-C")
+    }
 }

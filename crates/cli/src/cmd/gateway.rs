@@ -1,11 +1,83 @@
-//! `sallyport gateway` (being built; see the issue that owns it).
+//! `sallyport gateway`: run the BFF in front of an upstream app, or `--check` a
+//! configuration and exit.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 /// Options of `sallyport gateway`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// TOML configuration file (see config/gateway.example.toml). Environment variables
+    /// `SALLYPORT_GATEWAY_*` and `SESSION_SECRET` override it.
+    #[arg(short, long, env = "SALLYPORT_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Validate the configuration, print a summary and exit (status 0 when valid).
+    #[arg(long)]
+    pub check: bool,
+    /// Listen address, overriding `listen` from the configuration.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Upstream URL, overriding `upstream` from the configuration.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Worker threads for the gateway's own runtime; 1 runs a single-threaded event loop
+    /// (like one nginx worker: no cross-thread wake-ups). Default: one per core.
+    #[arg(long, env = "SALLYPORT_GATEWAY_THREADS")]
+    pub threads: Option<usize>,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("sallyport gateway is not built yet")
+/// Runs the gateway until Ctrl-C / SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::init_tracing();
+    let mut config = sallyport_gateway::Config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(upstream) = args.upstream {
+        config.upstream = upstream;
+    }
+    let settings = config.validate()?;
+    if args.check {
+        println!(
+            "configuration OK: listening on {}, routes under {}, cookie {:?}",
+            settings.listen(),
+            settings.prefix(),
+            settings.cookie_name()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    match args.threads {
+        None | Some(0) => serve(settings).await?,
+        Some(n) => {
+            // A runtime of its own, sized by the operator, on a blocking thread so that
+            // the CLI's runtime is not blocked.
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let rt = if n == 1 {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                } else {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(n)
+                        .enable_all()
+                        .build()?
+                };
+                rt.block_on(serve(settings))
+            })
+            .await??;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(settings: sallyport_gateway::Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen())
+        .await
+        .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen()))?;
+    let gateway = sallyport_gateway::Gateway::new(settings).await?;
+    tracing::info!(addr = %listener.local_addr()?, "sallyport gateway listening");
+    sallyport_gateway::serve(listener, gateway).await?;
+    Ok(())
 }

@@ -1,11 +1,34 @@
-//! `sallyport issuer` (being built; see the issue that owns it).
+//! `sallyport issuer`: runs the token issuer.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+use sallyport_issuer::{Config, Issuer, config::redact_url};
 
 /// Options of `sallyport issuer`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// TOML configuration file (see config/issuer.example.toml); `SALLYPORT_ISSUER_*`
+    /// environment variables override it.
+    #[arg(long, short, env = "SALLYPORT_ISSUER_CONFIG")]
+    pub config: Option<PathBuf>,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("sallyport issuer is not built yet")
+/// Loads the configuration, opens the database (migrating, creating the first signing
+/// key), listens and serves until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::init_tracing();
+    let config = Config::load(args.config.as_deref())?;
+    let settings = config.validate()?;
+    let db = redact_url(&config.database_url);
+    let issuer = Issuer::open(config)
+        .await
+        .with_context(|| format!("opening {db}"))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("invalid setting `listen`: cannot bind {}", settings.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, database = %db, issuer = %settings.issuer, "sallyport issuer listening");
+    sallyport_issuer::serve(listener, issuer).await?;
+    Ok(ExitCode::SUCCESS)
 }

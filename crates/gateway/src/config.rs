@@ -1,0 +1,881 @@
+//! Configuration: a raw, serde-friendly [`Config`] (defaults → TOML → environment), turned
+//! once into validated [`Settings`] so that the request path never re-checks anything.
+//!
+//! Every start-up refusal names the setting the operator has to change.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use globset::{GlobSet, GlobSetBuilder};
+use http::{HeaderName, Uri};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Minimum length of a sealing secret (Iron's rule, in characters).
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The raw configuration, as read from `gateway.toml` and `SALLYPORT_GATEWAY_*` variables.
+///
+/// Nested keys use `__` in environment variables: `SALLYPORT_GATEWAY_BACKEND__LOGIN_URL`.
+/// The sealing secret comes from `SESSION_SECRET` (or `session.secrets`, an id → secret
+/// map for rotation) and never needs to be written to a file.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the gateway listens on.
+    pub listen: SocketAddr,
+    /// The protected application, e.g. `http://127.0.0.1:3000`.
+    pub upstream: String,
+    /// Path prefix of the gateway's own routes.
+    pub prefix: String,
+    /// Globs of paths that need no session (a session still gets its token attached).
+    pub public_paths: Vec<String>,
+    /// The origin browsers see (`https://app.example.com`); used for the CSRF check.
+    /// When unset, `Origin` is compared with the request's `Host`.
+    pub public_origin: Option<String>,
+    /// Trust `X-Forwarded-*` headers from the client (only behind a trusted proxy).
+    pub trust_forwarded_headers: bool,
+    /// Session cookie settings.
+    pub session: SessionSection,
+    /// The token backend.
+    pub backend: BackendSection,
+    /// Reverse-proxy settings.
+    pub proxy: ProxySection,
+    /// Login page settings.
+    pub login: LoginSection,
+}
+
+/// `[session]`
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSection {
+    /// The sealing secret (`SESSION_SECRET`); at least 32 characters.
+    pub secret: Option<String>,
+    /// Secrets by numeric id for rotation; the highest id seals, all unseal.
+    pub secrets: BTreeMap<String, String>,
+    /// Cookie name; defaults to `__Host-sallyport` when `secure`, else `sallyport`.
+    pub cookie_name: Option<String>,
+    /// `Secure` attribute; may be off only when listening on a loopback address.
+    pub secure: bool,
+    /// `SameSite`: `lax` (default), `strict` or `none`.
+    pub same_site: String,
+    /// Cookie `Domain` (not allowed with a `__Host-` name).
+    pub domain: Option<String>,
+    /// Seal lifetime and cookie max-age in seconds (default 30 days).
+    pub ttl_secs: u64,
+    /// Split sessions too large for one cookie into chunks.
+    pub chunking: bool,
+    /// Renew when the access token expires within this many seconds.
+    pub leeway_secs: u64,
+    /// How long a just-rotated refresh token maps to its renewal result.
+    pub renew_grace_secs: u64,
+    /// Include the access token in `GET {prefix}/session`.
+    pub expose_access_token: bool,
+}
+
+/// `[backend]`
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSection {
+    /// `json` (the article's contract) or `oauth2` (RFC 6749 / RFC 7009).
+    pub kind: String,
+    /// json: login URL.
+    pub login_url: Option<String>,
+    /// json: refresh URL.
+    pub refresh_url: Option<String>,
+    /// json: logout URL (optional).
+    pub logout_url: Option<String>,
+    /// oauth2: token endpoint.
+    pub token_url: Option<String>,
+    /// oauth2: revocation endpoint (optional).
+    pub revocation_url: Option<String>,
+    /// oauth2: client id.
+    pub client_id: Option<String>,
+    /// oauth2: client secret (`SALLYPORT_GATEWAY_BACKEND__CLIENT_SECRET`).
+    pub client_secret: Option<String>,
+    /// oauth2: `client_secret_basic` (default) or `client_secret_post`.
+    pub client_auth: String,
+    /// oauth2: requested scope.
+    pub scope: Option<String>,
+    /// URL probed by `/readyz` (defaults to the login or token URL).
+    pub health_url: Option<String>,
+    /// Bound on every backend call, in milliseconds.
+    pub timeout_ms: u64,
+    /// json field names.
+    pub fields: FieldNames,
+    /// Verify access tokens against this JWKS (optional).
+    pub jwks_url: Option<String>,
+    /// Expected `iss` when verifying.
+    pub jwt_issuer: Option<String>,
+    /// Expected `aud` when verifying.
+    pub jwt_audience: Option<String>,
+}
+
+/// Field names of the json adapter.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldNames {
+    /// Login request: username field.
+    pub username: String,
+    /// Login request: password field.
+    pub password: String,
+    /// Refresh/logout request: refresh-token field.
+    pub refresh_request: String,
+    /// Responses: access-token field.
+    pub access_token: String,
+    /// Responses: refresh-token field.
+    pub refresh_token: String,
+    /// Responses: lifetime field (seconds).
+    pub expires_in: String,
+}
+
+/// `[proxy]`
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySection {
+    /// Header carrying `Bearer <access token>` upstream.
+    pub authorization_header: String,
+    /// Forward the session cookie upstream (for an app that reads it with iron-session).
+    pub forward_session_cookie: bool,
+    /// Send identity headers (`{identity_header_prefix}user`, `name`, `roles`).
+    pub identity_headers: bool,
+    /// Prefix of identity headers; client-supplied headers with it are always removed.
+    pub identity_header_prefix: String,
+    /// Keep the client's `Host` header (else upstream's authority).
+    pub preserve_host: bool,
+    /// Connect timeout to upstream, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Time allowed until upstream's response head, in milliseconds.
+    pub response_timeout_ms: u64,
+}
+
+/// `[login]`
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSection {
+    /// A minijinja template file replacing the built-in login page.
+    pub template: Option<PathBuf>,
+    /// Page title.
+    pub title: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            upstream: "http://127.0.0.1:3000".into(),
+            prefix: "/auth".into(),
+            public_paths: Vec::new(),
+            public_origin: None,
+            trust_forwarded_headers: false,
+            session: SessionSection::default(),
+            backend: BackendSection::default(),
+            proxy: ProxySection::default(),
+            login: LoginSection::default(),
+        }
+    }
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            secrets: BTreeMap::new(),
+            cookie_name: None,
+            secure: true,
+            same_site: "lax".into(),
+            domain: None,
+            ttl_secs: 30 * 24 * 3600,
+            chunking: true,
+            leeway_secs: 30,
+            renew_grace_secs: 60,
+            expose_access_token: false,
+        }
+    }
+}
+
+impl Default for BackendSection {
+    fn default() -> Self {
+        Self {
+            kind: "json".into(),
+            login_url: None,
+            refresh_url: None,
+            logout_url: None,
+            token_url: None,
+            revocation_url: None,
+            client_id: None,
+            client_secret: None,
+            client_auth: "client_secret_basic".into(),
+            scope: None,
+            health_url: None,
+            timeout_ms: 5000,
+            fields: FieldNames::default(),
+            jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+        }
+    }
+}
+
+impl Default for FieldNames {
+    fn default() -> Self {
+        Self {
+            username: "username".into(),
+            password: "password".into(),
+            refresh_request: "refresh_token".into(),
+            access_token: "accessToken".into(),
+            refresh_token: "refreshToken".into(),
+            expires_in: "expiresIn".into(),
+        }
+    }
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            authorization_header: "authorization".into(),
+            forward_session_cookie: false,
+            identity_headers: false,
+            identity_header_prefix: "x-auth-request-".into(),
+            preserve_host: true,
+            connect_timeout_ms: 5000,
+            response_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl Default for LoginSection {
+    fn default() -> Self {
+        Self {
+            template: None,
+            title: "Sign in".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("upstream", &self.upstream)
+            .field("prefix", &self.prefix)
+            .field("public_paths", &self.public_paths)
+            .field("backend", &self.backend.kind)
+            .field("session.secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if given), then `SALLYPORT_GATEWAY_*` and `SESSION_SECRET`.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(Error::Load(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("SALLYPORT_GATEWAY_").split("__"))
+            .merge(
+                Env::raw()
+                    .only(&["SESSION_SECRET"])
+                    .map(|_| "session.secret".into()),
+            );
+        figment.extract().map_err(|e| Error::Load(e.to_string()))
+    }
+
+    /// Checks everything and produces the settings the gateway runs with.
+    pub fn validate(&self) -> Result<Settings, Error> {
+        Settings::from_config(self)
+    }
+}
+
+/// Which backend protocol to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// `POST login_url` / `POST refresh_url` with JSON bodies.
+    Json,
+    /// RFC 6749 token endpoint and RFC 7009 revocation.
+    OAuth2,
+}
+
+/// Validated settings; built only by [`Config::validate`].
+#[derive(Clone)]
+pub struct Settings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) upstream: Upstream,
+    pub(crate) prefix: String,
+    pub(crate) public: GlobSet,
+    pub(crate) public_origin: Option<String>,
+    pub(crate) trust_forwarded: bool,
+    pub(crate) passwords: sallyport_iron::Passwords,
+    pub(crate) cookie_name: String,
+    pub(crate) secure: bool,
+    pub(crate) same_site: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) ttl: Duration,
+    pub(crate) chunking: bool,
+    pub(crate) leeway_secs: u64,
+    pub(crate) renew_grace: Duration,
+    pub(crate) expose_access_token: bool,
+    pub(crate) backend: BackendSettings,
+    pub(crate) auth_header: HeaderName,
+    pub(crate) forward_cookie: bool,
+    pub(crate) identity_headers: bool,
+    pub(crate) identity_prefix: String,
+    pub(crate) preserve_host: bool,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) login_template: Option<String>,
+    pub(crate) login_title: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("upstream", &self.upstream.base)
+            .field("prefix", &self.prefix)
+            .field("cookie_name", &self.cookie_name)
+            .field("secure", &self.secure)
+            .field("backend", &self.backend.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Upstream base: scheme + authority + optional path prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Upstream {
+    pub(crate) base: String,
+    pub(crate) authority: String,
+}
+
+/// Validated backend settings.
+#[derive(Clone)]
+pub(crate) struct BackendSettings {
+    pub(crate) kind: BackendKind,
+    pub(crate) login_url: String,
+    pub(crate) refresh_url: String,
+    pub(crate) logout_url: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) client_auth_basic: bool,
+    pub(crate) scope: Option<String>,
+    pub(crate) health_url: String,
+    pub(crate) timeout: Duration,
+    pub(crate) fields: FieldNames,
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) jwt_issuer: Option<String>,
+    pub(crate) jwt_audience: Option<String>,
+}
+
+impl Settings {
+    /// The address to listen on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The route prefix (e.g. `/auth`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    fn from_config(c: &Config) -> Result<Self, Error> {
+        let passwords = passwords(&c.session)?;
+        let upstream = parse_upstream(&c.upstream)?;
+        let prefix = parse_prefix(&c.prefix)?;
+        let public = public_globs(&c.public_paths, &prefix)?;
+
+        let loopback = c.listen.ip().is_loopback();
+        if !c.session.secure && !loopback {
+            return Err(Error::config(
+                "session.secure",
+                format!(
+                    "Secure cookies may be turned off only when listening on a loopback address, \
+                     not {}; put TLS in front and keep session.secure = true",
+                    c.listen
+                ),
+            ));
+        }
+        let cookie_name = match &c.session.cookie_name {
+            Some(n) => {
+                if n.is_empty()
+                    || !n
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b))
+                {
+                    return Err(Error::config(
+                        "session.cookie_name",
+                        "must be a non-empty cookie token (letters, digits, - _ .)",
+                    ));
+                }
+                n.clone()
+            }
+            None if c.session.secure => "__Host-sallyport".into(),
+            None => "sallyport".into(),
+        };
+        if cookie_name.starts_with("__Host-") {
+            if !c.session.secure {
+                return Err(Error::config(
+                    "session.cookie_name",
+                    "a __Host- cookie requires session.secure = true",
+                ));
+            }
+            if c.session.domain.is_some() {
+                return Err(Error::config(
+                    "session.domain",
+                    "a __Host- cookie cannot carry a Domain; unset session.domain or rename the cookie",
+                ));
+            }
+        }
+        let same_site = match c.session.same_site.to_ascii_lowercase().as_str() {
+            "lax" => "lax",
+            "strict" => "strict",
+            "none" if c.session.secure => "none",
+            "none" => {
+                return Err(Error::config(
+                    "session.same_site",
+                    "SameSite=None requires session.secure = true",
+                ));
+            }
+            other => {
+                return Err(Error::config(
+                    "session.same_site",
+                    format!("expected lax, strict or none, got {other:?}"),
+                ));
+            }
+        };
+        if c.session.ttl_secs < 120 {
+            return Err(Error::config(
+                "session.ttl_secs",
+                "must be at least 120 seconds",
+            ));
+        }
+        if c.session.renew_grace_secs == 0 || c.session.renew_grace_secs > 600 {
+            return Err(Error::config(
+                "session.renew_grace_secs",
+                "must be between 1 and 600 seconds",
+            ));
+        }
+
+        let backend = backend_settings(&c.backend)?;
+
+        let auth_header = HeaderName::from_bytes(c.proxy.authorization_header.as_bytes())
+            .map_err(|_| Error::config("proxy.authorization_header", "not a valid header name"))?;
+        let identity_prefix = c.proxy.identity_header_prefix.to_ascii_lowercase();
+        if identity_prefix.is_empty()
+            || HeaderName::from_bytes(format!("{identity_prefix}user").as_bytes()).is_err()
+        {
+            return Err(Error::config(
+                "proxy.identity_header_prefix",
+                "must be a non-empty header-name prefix such as x-auth-request-",
+            ));
+        }
+        if c.proxy.response_timeout_ms == 0 || c.proxy.connect_timeout_ms == 0 {
+            return Err(Error::config(
+                "proxy.response_timeout_ms",
+                "proxy timeouts must be greater than zero",
+            ));
+        }
+
+        let public_origin = match &c.public_origin {
+            None => None,
+            Some(o) => {
+                let url = url::Url::parse(o).map_err(|e| {
+                    Error::config("public_origin", format!("not a URL ({e}): {o:?}"))
+                })?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(Error::config(
+                        "public_origin",
+                        "must be an http(s) origin such as https://app.example.com",
+                    ));
+                }
+                Some(url.origin().ascii_serialization())
+            }
+        };
+
+        let login_template = match &c.login.template {
+            None => None,
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Error::config(
+                    "login.template",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?),
+        };
+
+        Ok(Self {
+            listen: c.listen,
+            upstream,
+            prefix,
+            public,
+            public_origin,
+            trust_forwarded: c.trust_forwarded_headers,
+            passwords,
+            cookie_name,
+            secure: c.session.secure,
+            same_site: same_site.into(),
+            domain: c.session.domain.clone(),
+            ttl: Duration::from_secs(c.session.ttl_secs),
+            chunking: c.session.chunking,
+            leeway_secs: c.session.leeway_secs,
+            renew_grace: Duration::from_secs(c.session.renew_grace_secs),
+            expose_access_token: c.session.expose_access_token,
+            backend,
+            auth_header,
+            forward_cookie: c.proxy.forward_session_cookie,
+            identity_headers: c.proxy.identity_headers,
+            identity_prefix,
+            preserve_host: c.proxy.preserve_host,
+            connect_timeout: Duration::from_millis(c.proxy.connect_timeout_ms),
+            response_timeout: Duration::from_millis(c.proxy.response_timeout_ms),
+            login_template,
+            login_title: c.login.title.clone(),
+        })
+    }
+}
+
+fn passwords(s: &SessionSection) -> Result<sallyport_iron::Passwords, Error> {
+    if !s.secrets.is_empty() {
+        for (id, secret) in &s.secrets {
+            if secret.chars().count() < MIN_SECRET_LEN {
+                return Err(Error::config(
+                    "session.secrets",
+                    format!("secret with id {id} is shorter than {MIN_SECRET_LEN} characters"),
+                ));
+            }
+        }
+        return sallyport_iron::Passwords::from_pairs(s.secrets.clone())
+            .map_err(|e| Error::config("session.secrets", e.to_string()));
+    }
+    let Some(secret) = &s.secret else {
+        return Err(Error::config(
+            "SESSION_SECRET",
+            "no sealing secret: set SESSION_SECRET (at least 32 characters) or session.secrets",
+        ));
+    };
+    if secret.chars().count() < MIN_SECRET_LEN {
+        return Err(Error::config(
+            "SESSION_SECRET",
+            format!("the sealing secret must be at least {MIN_SECRET_LEN} characters long"),
+        ));
+    }
+    sallyport_iron::Passwords::single(secret.clone())
+        .map_err(|e| Error::config("SESSION_SECRET", e.to_string()))
+}
+
+fn parse_upstream(raw: &str) -> Result<Upstream, Error> {
+    let uri: Uri = raw
+        .parse()
+        .map_err(|e| Error::config("upstream", format!("not a URL ({e}): {raw:?}")))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if scheme != "http" {
+        return Err(Error::config(
+            "upstream",
+            format!("must be an http:// URL (the upstream is on a trusted network), got {raw:?}"),
+        ));
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(Error::config("upstream", format!("no host in {raw:?}")));
+    };
+    if uri.query().is_some() {
+        return Err(Error::config("upstream", "must not carry a query string"));
+    }
+    let path = uri.path().trim_end_matches('/');
+    Ok(Upstream {
+        base: format!("http://{authority}{path}"),
+        authority: authority.to_string(),
+    })
+}
+
+fn parse_prefix(raw: &str) -> Result<String, Error> {
+    let p = raw.trim_end_matches('/');
+    if !p.starts_with('/')
+        || p.len() < 2
+        || p.contains("//")
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+    {
+        return Err(Error::config(
+            "prefix",
+            format!("must be a path such as /auth (not the root), got {raw:?}"),
+        ));
+    }
+    Ok(p.to_string())
+}
+
+fn public_globs(globs: &[String], prefix: &str) -> Result<GlobSet, Error> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = globset::GlobBuilder::new(g)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::config("public_paths", format!("bad glob {g:?}: {e}")))?;
+        b.add(glob);
+    }
+    let set = b
+        .build()
+        .map_err(|e| Error::config("public_paths", e.to_string()))?;
+    for probe in [
+        prefix.to_string(),
+        format!("{prefix}/"),
+        format!("{prefix}/login"),
+        format!("{prefix}/logout"),
+        format!("{prefix}/session"),
+    ] {
+        if set.is_match(&probe) {
+            return Err(Error::config(
+                "public_paths",
+                format!(
+                    "a public path glob matches {probe}, which collides with the gateway prefix {prefix}"
+                ),
+            ));
+        }
+    }
+    Ok(set)
+}
+
+fn check_url(setting: &'static str, raw: &str) -> Result<String, Error> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| Error::config(setting, format!("not a URL ({e}): {raw:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::config(setting, "must be an http(s) URL"));
+    }
+    Ok(url.to_string())
+}
+
+fn backend_settings(b: &BackendSection) -> Result<BackendSettings, Error> {
+    let kind = match b.kind.as_str() {
+        "json" => BackendKind::Json,
+        "oauth2" => BackendKind::OAuth2,
+        other => {
+            return Err(Error::config(
+                "backend.kind",
+                format!("expected json or oauth2, got {other:?}"),
+            ));
+        }
+    };
+    let (login_url, refresh_url, logout_url) = match kind {
+        BackendKind::Json => {
+            let login = b.login_url.as_deref().ok_or_else(|| {
+                Error::config("backend.login_url", "required for the json backend")
+            })?;
+            let refresh = b.refresh_url.as_deref().ok_or_else(|| {
+                Error::config("backend.refresh_url", "required for the json backend")
+            })?;
+            (
+                check_url("backend.login_url", login)?,
+                check_url("backend.refresh_url", refresh)?,
+                b.logout_url
+                    .as_deref()
+                    .map(|u| check_url("backend.logout_url", u))
+                    .transpose()?,
+            )
+        }
+        BackendKind::OAuth2 => {
+            let token = b.token_url.as_deref().ok_or_else(|| {
+                Error::config("backend.token_url", "required for the oauth2 backend")
+            })?;
+            if b.client_id.as_deref().is_none_or(str::is_empty) {
+                return Err(Error::config(
+                    "backend.client_id",
+                    "required for the oauth2 backend",
+                ));
+            }
+            let token = check_url("backend.token_url", token)?;
+            (
+                token.clone(),
+                token,
+                b.revocation_url
+                    .as_deref()
+                    .map(|u| check_url("backend.revocation_url", u))
+                    .transpose()?,
+            )
+        }
+    };
+    let client_auth_basic = match b.client_auth.as_str() {
+        "client_secret_basic" => true,
+        "client_secret_post" => false,
+        other => {
+            return Err(Error::config(
+                "backend.client_auth",
+                format!("expected client_secret_basic or client_secret_post, got {other:?}"),
+            ));
+        }
+    };
+    let health_url = match &b.health_url {
+        Some(u) => check_url("backend.health_url", u)?,
+        None => login_url.clone(),
+    };
+    if b.timeout_ms == 0 {
+        return Err(Error::config(
+            "backend.timeout_ms",
+            "must be greater than zero",
+        ));
+    }
+    let jwks_url = b
+        .jwks_url
+        .as_deref()
+        .map(|u| check_url("backend.jwks_url", u))
+        .transpose()?;
+    Ok(BackendSettings {
+        kind,
+        login_url,
+        refresh_url,
+        logout_url,
+        client_id: b.client_id.clone(),
+        client_secret: b.client_secret.clone(),
+        client_auth_basic,
+        scope: b.scope.clone(),
+        health_url,
+        timeout: Duration::from_millis(b.timeout_ms),
+        fields: b.fields.clone(),
+        jwks_url,
+        jwt_issuer: b.jwt_issuer.clone(),
+        jwt_audience: b.jwt_audience.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Config {
+        let mut c = Config::default();
+        c.session.secret = Some("x".repeat(32));
+        c.session.secure = false;
+        c.backend.login_url = Some("http://127.0.0.1:9/api/login".into());
+        c.backend.refresh_url = Some("http://127.0.0.1:9/api/refresh-token".into());
+        c
+    }
+
+    fn setting_of(r: Result<Settings, Error>) -> &'static str {
+        match r {
+            Err(Error::Config { setting, .. }) => setting,
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn base_is_valid() {
+        let s = base().validate().unwrap();
+        assert_eq!(s.cookie_name(), "sallyport");
+        assert_eq!(s.prefix(), "/auth");
+    }
+
+    #[test]
+    fn short_secret_is_refused_naming_the_setting() {
+        let mut c = base();
+        c.session.secret = Some("short".into());
+        assert_eq!(setting_of(c.validate()), "SESSION_SECRET");
+        c.session.secret = None;
+        assert_eq!(setting_of(c.validate()), "SESSION_SECRET");
+        c.session.secrets.insert("1".into(), "y".repeat(31));
+        assert_eq!(setting_of(c.validate()), "session.secrets");
+    }
+
+    #[test]
+    fn bad_upstream_is_refused() {
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "https://x",
+            "http://",
+            "http://h/?q=1",
+        ] {
+            let mut c = base();
+            c.upstream = bad.into();
+            assert_eq!(setting_of(c.validate()), "upstream", "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefix_colliding_with_public_paths_is_refused() {
+        let mut c = base();
+        c.public_paths = vec!["/auth/**".into()];
+        assert_eq!(setting_of(c.validate()), "public_paths");
+        let mut c = base();
+        c.public_paths = vec!["/**".into()];
+        assert_eq!(setting_of(c.validate()), "public_paths");
+        let mut c = base();
+        c.public_paths = vec!["/static/**".into()];
+        assert!(c.validate().is_ok());
+        let mut c = base();
+        c.prefix = "/".into();
+        assert_eq!(setting_of(c.validate()), "prefix");
+    }
+
+    #[test]
+    fn insecure_cookie_on_public_address_is_refused() {
+        let mut c = base();
+        c.listen = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(setting_of(c.validate()), "session.secure");
+        c.session.secure = true;
+        let s = c.validate().unwrap();
+        assert_eq!(s.cookie_name(), "__Host-sallyport");
+    }
+
+    #[test]
+    fn oauth2_needs_token_url_and_client() {
+        let mut c = base();
+        c.backend.kind = "oauth2".into();
+        assert_eq!(setting_of(c.validate()), "backend.token_url");
+        c.backend.token_url = Some("http://127.0.0.1:9/oauth/token".into());
+        assert_eq!(setting_of(c.validate()), "backend.client_id");
+        c.backend.client_id = Some("gw".into());
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn debug_redacts_secret() {
+        let c = base();
+        assert!(!format!("{c:?}").contains(&"x".repeat(32)));
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../../../config/gateway.example.toml");
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .unwrap();
+        let d = Config::default();
+        assert_eq!(c.prefix, d.prefix);
+        assert_eq!(c.session.ttl_secs, d.session.ttl_secs);
+        assert_eq!(c.session.leeway_secs, d.session.leeway_secs);
+        assert_eq!(c.proxy.response_timeout_ms, d.proxy.response_timeout_ms);
+        assert_eq!(c.backend.fields.access_token, d.backend.fields.access_token);
+    }
+
+    #[test]
+    fn env_and_toml_layering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            "upstream = \"http://127.0.0.1:4000\"\n[backend]\nlogin_url = \"http://127.0.0.1:9/l\"\nrefresh_url = \"http://127.0.0.1:9/r\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.upstream, "http://127.0.0.1:4000");
+        assert_eq!(c.backend.login_url.as_deref(), Some("http://127.0.0.1:9/l"));
+        assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}

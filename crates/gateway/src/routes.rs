@@ -1,0 +1,476 @@
+//! The gateway's own routes under `{prefix}`, plus health, readiness and metrics.
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, StatusCode};
+use sallyport_proto::{AuthErrorCode, SessionView};
+use serde::Deserialize;
+
+use crate::auth::{Authn, attach_cookies, is_page_navigation, json_error, no_store};
+use crate::backend::BackendError;
+use crate::page::LoginContext;
+use crate::state::SessionData;
+use crate::{Gateway, Inner, guard};
+
+/// Largest login/logout body accepted.
+const FORM_LIMIT: usize = 16 * 1024;
+/// Longest username or password accepted (longer ones are not sent to the backend).
+const FIELD_LIMIT: usize = 1024;
+
+const CLIENT_JS: &str = include_str!("../../../web/client.js");
+
+#[derive(Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+/// `GET {prefix}/login`
+pub(crate) async fn login_page(State(gw): State<Gateway>, Query(q): Query<NextQuery>) -> Response {
+    let next = q
+        .next
+        .as_deref()
+        .and_then(guard::safe_next)
+        .unwrap_or_else(|| "/".into());
+    render_login(&gw.inner, StatusCode::OK, &next, "", None)
+}
+
+fn render_login(
+    inner: &Inner,
+    status: StatusCode,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    let action = format!("{}/login", inner.settings.prefix);
+    match inner.page.render(&LoginContext {
+        action: &action,
+        next,
+        username,
+        error,
+    }) {
+        Ok(html) => {
+            let mut r = (
+                status,
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                    (header::X_FRAME_OPTIONS, "DENY"),
+                    (
+                        header::CONTENT_SECURITY_POLICY,
+                        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+                    ),
+                ],
+                html,
+            )
+                .into_response();
+            no_store(r.headers_mut());
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "login page failed to render");
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "login page unavailable",
+            )
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct LoginInput {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            v.starts_with("application/json") || v.contains("+json")
+        })
+}
+
+/// Whether the caller is an HTML form (as opposed to a JSON client).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+/// `POST {prefix}/login`
+pub(crate) async fn login_submit(State(gw): State<Gateway>, req: Request<Body>) -> Response {
+    let inner = &*gw.inner;
+    let headers = req.headers().clone();
+    // Login CSRF: a cross-site form must not log the victim into the attacker's account.
+    if guard::is_cross_site(&headers, inner.expected_origin()) {
+        return inner.forbidden_cross_site();
+    }
+    let json = is_json(&headers);
+    if !json && !is_form(&headers) {
+        return json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json or application/x-www-form-urlencoded",
+        );
+    }
+    let bytes = match axum::body::to_bytes(req.into_body(), FORM_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "login request too large",
+            );
+        }
+    };
+    let parsed: Result<LoginInput, String> = if json {
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(&bytes).map_err(|e| e.to_string())
+    };
+    let input = match parsed {
+        Ok(i) => i,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("malformed login request: {e}"),
+            );
+        }
+    };
+    let next = input
+        .next
+        .as_deref()
+        .and_then(guard::safe_next)
+        .unwrap_or_else(|| "/".into());
+    let username = input.username.trim();
+    let keep_user: String = username.chars().take(FIELD_LIMIT).collect();
+    if username.is_empty()
+        || input.password.is_empty()
+        || username.len() > FIELD_LIMIT
+        || input.password.len() > FIELD_LIMIT
+    {
+        let msg = "Enter your username and password.";
+        return if json {
+            json_error(StatusCode::BAD_REQUEST, "invalid_request", msg)
+        } else {
+            render_login(inner, StatusCode::BAD_REQUEST, &next, &keep_user, Some(msg))
+        };
+    }
+
+    let now_ms = inner.clock.now_ms();
+    match inner
+        .backend
+        .login(username, &input.password, now_ms / 1000)
+        .await
+    {
+        Ok(tokens) => {
+            inner.metrics.login("ok");
+            let data = SessionData::from_tokens(&tokens);
+            let cookies = match inner.cookies.encode(&data, &headers, now_ms) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "session does not fit in the cookie");
+                    return json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "session_too_large",
+                        "the session cannot be stored in a cookie",
+                    );
+                }
+            };
+            let mut resp = if json {
+                let view = data.view(
+                    inner.settings.expose_access_token,
+                    inner.settings.ttl.as_secs(),
+                );
+                axum::Json(view).into_response()
+            } else {
+                let mut r = StatusCode::SEE_OTHER.into_response();
+                if let Ok(v) = HeaderValue::from_str(&next) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            };
+            attach_cookies(resp.headers_mut(), cookies);
+            resp
+        }
+        Err(e) => {
+            let (status, code, msg, retry) = match e {
+                BackendError::InvalidCredentials | BackendError::Refused(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_credentials",
+                    "Incorrect username or password.",
+                    None,
+                ),
+                BackendError::RateLimited(r) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many sign-in attempts. Please wait a moment and try again.",
+                    Some(r.unwrap_or(crate::auth::DEFAULT_RETRY_AFTER)),
+                ),
+                BackendError::Unavailable(why) => {
+                    tracing::warn!(%why, "login: backend unavailable");
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        AuthErrorCode::BackendUnavailable.as_str(),
+                        "The sign-in service is unavailable. Please try again shortly.",
+                        Some(crate::auth::DEFAULT_RETRY_AFTER),
+                    )
+                }
+            };
+            inner.metrics.login(code_label(code));
+            let mut resp = if json {
+                json_error(status, code, msg)
+            } else {
+                render_login(inner, status, &next, &keep_user, Some(msg))
+            };
+            if let Some(r) = retry {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(r));
+            }
+            resp
+        }
+    }
+}
+
+fn code_label(code: &str) -> &'static str {
+    match code {
+        "invalid_credentials" => "invalid_credentials",
+        "rate_limited" => "rate_limited",
+        _ => "backend_unavailable",
+    }
+}
+
+/// `POST {prefix}/logout`
+pub(crate) async fn logout(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+    let inner = &*gw.inner;
+    if guard::is_cross_site(&headers, inner.expected_origin()) {
+        return inner.forbidden_cross_site();
+    }
+    let now_ms = inner.clock.now_ms();
+    // Read even an expired-token session: it still has a refresh token to revoke.
+    let loaded = inner.cookies.read::<SessionData>(&headers, now_ms);
+    if let Some(loaded) = loaded {
+        let data = loaded.value;
+        if let Some(key) = data.logout_key() {
+            inner.logged_out.insert(key.to_string(), ()).await;
+        }
+        if let Some(rt) = data.refresh_token.clone() {
+            let backend = inner.backend.clone();
+            let metrics = inner.metrics.clone();
+            let bound = backend.timeout();
+            // Best effort and bounded: a slow backend must not keep the user signed in.
+            let task = tokio::spawn(async move {
+                let outcome = tokio::time::timeout(bound, backend.revoke(&rt)).await;
+                match outcome {
+                    Ok(Ok(())) => metrics.logout("ok"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = ?e, "logout: revocation failed");
+                        metrics.logout("failed");
+                    }
+                    Err(_) => {
+                        tracing::warn!("logout: revocation timed out");
+                        metrics.logout("timeout");
+                    }
+                }
+            });
+            let _ = task.await;
+        }
+    }
+    let cleared = inner.cookies.clear(&headers);
+    let form =
+        is_form(&headers) || is_page_navigation(&Method::GET, &headers) && !is_json(&headers);
+    let mut resp = if form {
+        let mut r = StatusCode::SEE_OTHER.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("{}/login", inner.settings.prefix)) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    no_store(resp.headers_mut());
+    attach_cookies(resp.headers_mut(), cleared);
+    resp.headers_mut()
+        .insert("clear-site-data", HeaderValue::from_static("\"cache\""));
+    resp
+}
+
+/// `POST {prefix}/refresh`: forces a renewal.
+pub(crate) async fn refresh(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+    let inner = &*gw.inner;
+    if guard::is_cross_site(&headers, inner.expected_origin()) {
+        return inner.forbidden_cross_site();
+    }
+    let now_ms = inner.clock.now_ms();
+    let Some(loaded) = inner.read_session(&headers, now_ms) else {
+        return inner.unauthenticated(
+            &Method::POST,
+            &headers,
+            "/",
+            AuthErrorCode::SessionExpired,
+            false,
+        );
+    };
+    let mut data = loaded.value;
+    match inner.renew(&mut data, now_ms / 1000).await {
+        Ok(()) => {
+            let mut resp = axum::Json(data.view(
+                inner.settings.expose_access_token,
+                inner.settings.ttl.as_secs(),
+            ))
+            .into_response();
+            no_store(resp.headers_mut());
+            if let Some(c) = inner.cookie_for(&data, &headers, now_ms) {
+                attach_cookies(resp.headers_mut(), c);
+            }
+            resp
+        }
+        Err(crate::auth::RenewFailure::Refused) => inner.unauthenticated(
+            &Method::POST,
+            &headers,
+            "/",
+            AuthErrorCode::ReauthRequired,
+            true,
+        ),
+        Err(crate::auth::RenewFailure::Unavailable(r)) => {
+            inner.unavailable(&Method::POST, &headers, r)
+        }
+    }
+}
+
+/// `GET {prefix}/session`: read-only, never extends or re-seals the session.
+pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+    let inner = &*gw.inner;
+    let now_ms = inner.clock.now_ms();
+    let view = match inner.read_session(&headers, now_ms) {
+        Some(l) => l.value.view(
+            inner.settings.expose_access_token,
+            inner.settings.ttl.as_secs(),
+        ),
+        None if inner.has_cookie(&headers) => {
+            SessionView::logged_out(Some(AuthErrorCode::SessionExpired))
+        }
+        None => SessionView::logged_out(None),
+    };
+    let mut resp = axum::Json(view).into_response();
+    no_store(resp.headers_mut());
+    resp
+}
+
+/// `{prefix}/verify`: for nginx `auth_request`, Traefik `forwardAuth`, Caddy
+/// `forward_auth`. 200 with `Authorization` and identity headers (and a renewed cookie
+/// when it renewed), or 401.
+pub(crate) async fn verify(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+    let inner = &*gw.inner;
+    let now_ms = inner.clock.now_ms();
+    // The original method, as the fronting proxy reports it.
+    let method = headers
+        .get("x-forwarded-method")
+        .or_else(|| headers.get("x-original-method"))
+        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+        .unwrap_or(Method::GET);
+    let original = headers
+        .get("x-original-uri")
+        .or_else(|| headers.get("x-forwarded-uri"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("/")
+        .to_string();
+    match inner.authenticate(&headers, now_ms).await {
+        Authn::Session { data, write, .. } => {
+            if !guard::is_safe_method(&method)
+                && guard::is_cross_site(&headers, inner.expected_origin())
+            {
+                return inner.forbidden_cross_site();
+            }
+            let mut resp = StatusCode::OK.into_response();
+            let h = resp.headers_mut();
+            if let Some(at) = &data.access_token {
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {at}")) {
+                    h.insert(inner.settings.auth_header.clone(), v);
+                }
+                if let Ok(v) = HeaderValue::from_str(at) {
+                    h.insert(
+                        http::HeaderName::from_static("x-auth-request-access-token"),
+                        v,
+                    );
+                }
+            }
+            if let Some(u) = data.identity() {
+                crate::proxy::insert_identity(h, &inner.settings.identity_prefix, &u);
+            }
+            no_store(h);
+            if write && let Some(c) = inner.cookie_for(&data, &headers, now_ms) {
+                attach_cookies(resp.headers_mut(), c);
+            }
+            resp
+        }
+        // A sub-request cannot redirect; the fronting proxy maps 401 to the login page.
+        Authn::Anonymous { code, clear } => {
+            inner.unauthenticated(&Method::POST, &headers, &original, code, clear)
+        }
+        Authn::Unavailable { retry_after } => {
+            inner.unavailable(&Method::POST, &headers, retry_after)
+        }
+    }
+}
+
+/// `GET {prefix}/client.js`
+pub(crate) async fn client_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        CLIENT_JS,
+    )
+        .into_response()
+}
+
+/// Anything else under the prefix.
+pub(crate) async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such gateway route")
+}
+
+/// `/healthz`: the process is alive.
+pub(crate) async fn healthz() -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], "ok\n").into_response()
+}
+
+/// `/readyz`: the backend answers.
+pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
+    if gw.inner.backend.probe().await {
+        ([(header::CACHE_CONTROL, "no-store")], "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store")],
+            "backend unreachable\n",
+        )
+            .into_response()
+    }
+}
+
+/// `/metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(gw): State<Gateway>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gw.inner.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,267 @@
+//! What the session cookie holds, and the per-request expiry decision.
+//!
+//! The payload is the article's `{isLoggedIn, accessToken, refreshToken}` plus a few
+//! fields of our own; unknown fields are kept (`extra`) so that a Next.js app sharing the
+//! cookie through iron-session does not lose what it wrote.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use sallyport_proto::{SessionUser, SessionView};
+
+/// The sealed session payload.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionData {
+    /// The article's flag.
+    #[serde(default)]
+    pub is_logged_in: bool,
+    /// Current access token (JWT or opaque).
+    #[serde(default)]
+    pub access_token: Option<String>,
+    /// Current refresh token; never leaves the gateway except towards the backend.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Access-token expiry on the gateway's clock (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_expires_at: Option<u64>,
+    /// When the tokens were last obtained (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renewed_at: Option<u64>,
+    /// Gateway session id: stays the same across renewals; what logout remembers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Identity from the access token's claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<SessionUser>,
+    /// Fields written by someone else (an iron-session app); preserved verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionData")
+            .field("is_logged_in", &self.is_logged_in)
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .field("sid", &self.sid)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fresh tokens from a login or a renewal, with the expiry already fixed on our clock.
+#[derive(Clone)]
+pub struct Tokens {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token (a backend that does not rotate keeps the old one).
+    pub refresh_token: String,
+    /// Expiry on the gateway's clock (Unix seconds), if known.
+    pub expires_at: Option<u64>,
+    /// When these tokens were obtained (Unix seconds).
+    pub obtained_at: u64,
+    /// Identity from the token's claims.
+    pub user: Option<SessionUser>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_at", &self.expires_at)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of the per-request expiry check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Use the token as it is.
+    Fresh,
+    /// Renew now; `still_valid` says whether the old token may be used if renewal fails.
+    RenewDue {
+        /// The old access token has not expired yet.
+        still_valid: bool,
+    },
+}
+
+impl SessionData {
+    /// A usable session has both tokens and the flag.
+    pub fn is_usable(&self) -> bool {
+        self.is_logged_in
+            && self.access_token.as_deref().is_some_and(|t| !t.is_empty())
+            && self.refresh_token.as_deref().is_some_and(|t| !t.is_empty())
+    }
+
+    /// The access token's expiry: the recorded one, else the JWT `exp`.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.access_token_expires_at.or_else(|| {
+            self.access_token
+                .as_deref()
+                .and_then(crate::token::expires_at)
+        })
+    }
+
+    /// Decides whether the token must be renewed at `now_s` with `leeway_secs` of margin.
+    ///
+    /// A token of unknown expiry is used as is: upstream's 401 then triggers one renewal.
+    /// The leeway never exceeds half the token's lifetime, so a backend issuing tokens
+    /// shorter than the leeway does not get a renewal on every request (PP-13).
+    pub fn freshness(&self, now_s: u64, leeway_secs: u64) -> Freshness {
+        let Some(exp) = self.expires_at() else {
+            return Freshness::Fresh;
+        };
+        let leeway = match self.last_renewed_at {
+            Some(at) if exp > at => leeway_secs.min((exp - at) / 2),
+            _ => leeway_secs,
+        };
+        match exp {
+            exp if now_s.saturating_add(leeway) >= exp => Freshness::RenewDue {
+                still_valid: now_s < exp,
+            },
+            _ => Freshness::Fresh,
+        }
+    }
+
+    /// Builds a new session from login tokens, with a fresh session id (no fixation).
+    pub fn from_tokens(tokens: &Tokens) -> Self {
+        let mut s = SessionData {
+            is_logged_in: true,
+            sid: Some(new_sid()),
+            ..Self::default()
+        };
+        s.apply(tokens);
+        s
+    }
+
+    /// Puts renewed tokens into this session, keeping its id and foreign fields.
+    pub fn apply(&mut self, tokens: &Tokens) {
+        self.is_logged_in = true;
+        self.access_token = Some(tokens.access_token.clone());
+        self.refresh_token = Some(tokens.refresh_token.clone());
+        self.access_token_expires_at = tokens.expires_at;
+        self.last_renewed_at = Some(tokens.obtained_at);
+        if tokens.user.is_some() {
+            self.user = tokens.user.clone();
+        }
+        if self.sid.is_none() {
+            self.sid = Some(new_sid());
+        }
+    }
+
+    /// The key logout remembers: the session id, or for a cookie written by other code
+    /// (no `sid`), the refresh token.
+    pub fn logout_key(&self) -> Option<&str> {
+        self.sid.as_deref().or(self.refresh_token.as_deref())
+    }
+
+    /// The identity, from the cookie or else from the token's claims.
+    pub fn identity(&self) -> Option<SessionUser> {
+        self.user
+            .clone()
+            .or_else(|| self.access_token.as_deref().and_then(crate::token::user_of))
+    }
+
+    /// The browser's view; never the refresh token.
+    pub fn view(&self, expose_access_token: bool, ttl_secs: u64) -> SessionView {
+        SessionView {
+            is_logged_in: true,
+            user: self.identity(),
+            access_token_expires_at: self.expires_at(),
+            last_renewed_at: self.last_renewed_at,
+            session_expires_at: self.last_renewed_at.map(|t| t.saturating_add(ttl_secs)),
+            error: None,
+            access_token: if expose_access_token {
+                self.access_token.clone()
+            } else {
+                None
+            },
+        }
+    }
+}
+
+fn new_sid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(exp: Option<u64>) -> SessionData {
+        SessionData {
+            is_logged_in: true,
+            access_token: Some("opaque".into()),
+            refresh_token: Some("r".into()),
+            access_token_expires_at: exp,
+            ..SessionData::default()
+        }
+    }
+
+    #[test]
+    fn freshness_follows_leeway() {
+        let s = session(Some(1000));
+        assert_eq!(s.freshness(900, 30), Freshness::Fresh);
+        assert_eq!(
+            s.freshness(970, 30),
+            Freshness::RenewDue { still_valid: true }
+        );
+        assert_eq!(
+            s.freshness(999, 30),
+            Freshness::RenewDue { still_valid: true }
+        );
+        assert_eq!(
+            s.freshness(1000, 30),
+            Freshness::RenewDue { still_valid: false }
+        );
+        assert_eq!(session(None).freshness(u64::MAX, 30), Freshness::Fresh);
+    }
+
+    #[test]
+    fn leeway_is_capped_at_half_the_lifetime() {
+        // A 20 s token with a 30 s leeway: renew after 10 s, not on every request.
+        let mut s = session(Some(1020));
+        s.last_renewed_at = Some(1000);
+        assert_eq!(s.freshness(1005, 30), Freshness::Fresh);
+        assert_eq!(
+            s.freshness(1010, 30),
+            Freshness::RenewDue { still_valid: true }
+        );
+    }
+
+    #[test]
+    fn article_cookie_is_read_and_foreign_fields_survive() {
+        let json = r#"{"isLoggedIn":true,"accessToken":"a","refreshToken":"r","cart":[1,2]}"#;
+        let s: SessionData = serde_json::from_str(json).unwrap();
+        assert!(s.is_usable());
+        assert_eq!(s.logout_key(), Some("r"));
+        let back = serde_json::to_value(&s).unwrap();
+        assert_eq!(back["cart"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn view_never_contains_refresh_token() {
+        let s = session(Some(5));
+        let v = serde_json::to_string(&s.view(true, 10)).unwrap();
+        assert!(!v.contains("\"r\""));
+        assert!(!v.to_ascii_lowercase().contains("refresh"));
+        let v = serde_json::to_string(&s.view(false, 10)).unwrap();
+        assert!(!v.contains("opaque"));
+    }
+
+    #[test]
+    fn debug_redacts_tokens() {
+        let s = session(None);
+        let d = format!("{s:?}");
+        assert!(!d.contains("opaque"));
+    }
+}

@@ -1,0 +1,423 @@
+//! Test harness: issuer (behind a counting / fault-injecting layer), upstream app, gateway.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State, WebSocketUpgrade, ws::Message};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use futures_util::StreamExt;
+use http::{HeaderMap, StatusCode};
+use sallyport_gateway::{Config, Gateway, OffsetClock};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0001";
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Backend fault modes.
+pub const MODE_OK: u8 = 0;
+pub const MODE_5XX: u8 = 1;
+pub const MODE_SLOW: u8 = 2;
+
+pub struct Upstream {
+    pub hits: AtomicUsize,
+    pub rejected: Mutex<HashSet<String>>,
+    pub entered: Notify,
+    pub release: Notify,
+    pub stream_gate: Notify,
+}
+
+pub struct Backend {
+    pub url: String,
+    pub issuer: sallyport_issuer::Issuer,
+    pub refreshes: Arc<AtomicUsize>,
+    pub revocations: Arc<AtomicUsize>,
+    pub mode: Arc<AtomicU8>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Harness {
+    pub url: String,
+    pub gateway: Gateway,
+    pub clock: Arc<OffsetClock>,
+    pub backend: Arc<Backend>,
+    pub upstream: Arc<Upstream>,
+    pub http: reqwest::Client,
+}
+
+#[derive(Clone)]
+pub struct BackendCounters {
+    refreshes: Arc<AtomicUsize>,
+    revocations: Arc<AtomicUsize>,
+    mode: Arc<AtomicU8>,
+}
+
+async fn count_and_fault(State(c): State<BackendCounters>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    match c.mode.load(Ordering::SeqCst) {
+        MODE_5XX => return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
+        MODE_SLOW => tokio::time::sleep(Duration::from_secs(5)).await,
+        _ => {}
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    if path == "/api/refresh-token"
+        || (path == "/oauth/token" && text.contains("grant_type=refresh_token"))
+    {
+        c.refreshes.fetch_add(1, Ordering::SeqCst);
+    }
+    if path == "/api/logout" || path == "/oauth/revoke" {
+        c.revocations.fetch_add(1, Ordering::SeqCst);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+pub async fn start_backend(reuse_interval_secs: u64) -> Arc<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = sallyport_issuer::Config::default();
+    cfg.database_url = format!("sqlite://{}", dir.path().join("issuer.db").display());
+    cfg.listen = addr.to_string();
+    cfg.issuer = format!("http://{addr}");
+    cfg.refresh_reuse_interval_secs = reuse_interval_secs;
+    cfg.argon2.memory_kib = 1024;
+    cfg.argon2.iterations = 1;
+    cfg.rate_limit.account_burst = 1000;
+    cfg.rate_limit.address_burst = 1000;
+    let issuer = sallyport_issuer::Issuer::open(cfg).await.unwrap();
+    issuer
+        .admin()
+        .add_user(USER, PASSWORD, Some("Alice Example"), &["admin", "dev"])
+        .await
+        .unwrap();
+    let counters = BackendCounters {
+        refreshes: Arc::new(AtomicUsize::new(0)),
+        revocations: Arc::new(AtomicUsize::new(0)),
+        mode: Arc::new(AtomicU8::new(MODE_OK)),
+    };
+    let app = issuer.router().layer(middleware::from_fn_with_state(
+        counters.clone(),
+        count_and_fault,
+    ));
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .ok();
+    });
+    Arc::new(Backend {
+        url: format!("http://{addr}"),
+        issuer,
+        refreshes: counters.refreshes,
+        revocations: counters.revocations,
+        mode: counters.mode,
+        _dir: dir,
+    })
+}
+
+async fn echo(req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    echo_parts(&parts.method, &parts.uri, &parts.headers, bytes.len())
+}
+
+fn echo_parts(method: &http::Method, uri: &http::Uri, headers: &HeaderMap, len: usize) -> Response {
+    let mut h = BTreeMap::new();
+    for (k, v) in headers {
+        h.entry(k.as_str().to_string())
+            .or_insert_with(Vec::new)
+            .push(String::from_utf8_lossy(v.as_bytes()).to_string());
+    }
+    axum::Json(json!({
+        "method": method.as_str(),
+        "uri": uri.to_string(),
+        "headers": h,
+        "body_len": len,
+    }))
+    .into_response()
+}
+
+async fn counted(State(up): State<Arc<Upstream>>, req: Request, next: Next) -> Response {
+    up.hits.fetch_add(1, Ordering::SeqCst);
+    next.run(req).await
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_string)
+}
+
+pub async fn start_upstream() -> (Arc<Upstream>, String) {
+    let up = Arc::new(Upstream {
+        hits: AtomicUsize::new(0),
+        rejected: Mutex::new(HashSet::new()),
+        entered: Notify::new(),
+        release: Notify::new(),
+        stream_gate: Notify::new(),
+    });
+    let app = Router::new()
+        .route("/picky", any(picky))
+        .route("/hold", any(hold))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route("/upload", post(upload))
+        .route("/download", get(download))
+        .route("/ws", get(ws))
+        .route(
+            "/app-cookie",
+            get(|| async { ([("set-cookie", "app=1; Path=/")], "ok") }),
+        )
+        .fallback(echo)
+        .layer(middleware::from_fn_with_state(up.clone(), counted))
+        .with_state(up.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.ok();
+    });
+    (up, format!("http://{addr}"))
+}
+
+async fn picky(State(up): State<Arc<Upstream>>, req: Request) -> Response {
+    let token = bearer(req.headers()).unwrap_or_default();
+    if up.rejected.lock().unwrap().contains(&token) {
+        return (StatusCode::UNAUTHORIZED, "token rejected").into_response();
+    }
+    echo(req).await
+}
+
+async fn hold(State(up): State<Arc<Upstream>>, req: Request) -> Response {
+    let release = up.release.notified();
+    up.entered.notify_one();
+    release.await;
+    echo(req).await
+}
+
+async fn upload(req: Request) -> Response {
+    let mut stream = req.into_body().into_data_stream();
+    let mut n = 0usize;
+    while let Some(chunk) = stream.next().await {
+        n += chunk.unwrap().len();
+    }
+    axum::Json(json!({ "bytes": n })).into_response()
+}
+
+async fn download(State(up): State<Arc<Upstream>>) -> Response {
+    let stream = async_stream(up);
+    Body::from_stream(stream).into_response()
+}
+
+fn async_stream(
+    up: Arc<Upstream>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures_util::stream::unfold(0u8, move |state| {
+        let up = up.clone();
+        async move {
+            match state {
+                0 => Some((Ok(bytes::Bytes::from_static(b"first-chunk;")), 1)),
+                1 => {
+                    up.stream_gate.notified().await;
+                    Some((Ok(bytes::Bytes::from_static(b"second-chunk")), 2))
+                }
+                _ => None,
+            }
+        }
+    })
+}
+
+async fn ws(upgrade: WebSocketUpgrade, headers: HeaderMap) -> Response {
+    let token = bearer(&headers).unwrap_or_default();
+    upgrade.on_upgrade(move |mut socket| async move {
+        let _ = socket
+            .send(Message::Text(format!("token:{}", !token.is_empty()).into()))
+            .await;
+        while let Some(Ok(msg)) = socket.recv().await {
+            if let Message::Text(t) = msg
+                && socket
+                    .send(Message::Text(format!("echo:{t}").into()))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+        }
+    })
+}
+
+/// A gateway configuration against `backend` and `upstream`.
+pub fn config(backend: &Backend, upstream_url: &str) -> Config {
+    let mut c = Config::default();
+    c.upstream = upstream_url.to_string();
+    c.session.secret = Some(SECRET.into());
+    c.session.secure = false;
+    c.public_paths = vec!["/public/**".into()];
+    c.backend.login_url = Some(format!("{}/api/login", backend.url));
+    c.backend.refresh_url = Some(format!("{}/api/refresh-token", backend.url));
+    c.backend.logout_url = Some(format!("{}/api/logout", backend.url));
+    c.backend.timeout_ms = 500;
+    c.proxy.response_timeout_ms = 2000;
+    c
+}
+
+pub async fn start_gateway(config: Config) -> (String, Gateway, Arc<OffsetClock>) {
+    let settings = config.validate().unwrap();
+    let clock = Arc::new(OffsetClock::default());
+    let gateway = Gateway::with_clock(settings, clock.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let g = gateway.clone();
+    tokio::spawn(async move {
+        sallyport_gateway::serve_with_shutdown(listener, g, std::future::pending())
+            .await
+            .ok();
+    });
+    (format!("http://{addr}"), gateway, clock)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(0, |_| {}).await
+    }
+
+    pub async fn start_with(reuse_interval_secs: u64, tweak: impl FnOnce(&mut Config)) -> Self {
+        let backend = start_backend(reuse_interval_secs).await;
+        let (upstream, upstream_url) = start_upstream().await;
+        let mut c = config(&backend, &upstream_url);
+        tweak(&mut c);
+        let (url, gateway, clock) = start_gateway(c).await;
+        Self {
+            url,
+            gateway,
+            clock,
+            backend,
+            upstream,
+
+            http: client(),
+        }
+    }
+
+    /// Logs in with JSON and returns the `Cookie` header value for the session.
+    pub async fn login(&self) -> String {
+        let resp = self
+            .http
+            .post(format!("{}/auth/login", self.url))
+            .json(&json!({"username": USER, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "login failed");
+        cookie_header(resp.headers()).expect("login sets a cookie")
+    }
+
+    pub fn get(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+        let mut r = self.http.get(format!("{}{path}", self.url));
+        if !cookie.is_empty() {
+            r = r.header("cookie", cookie);
+        }
+        r
+    }
+
+    /// GET /echo as an API call; returns (status, echoed JSON, new Cookie header if set).
+    pub async fn echo(&self, cookie: &str) -> (StatusCode, Value, Option<String>) {
+        let resp = self
+            .get("/echo", cookie)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let set = cookie_header(resp.headers());
+        let body = resp.json().await.unwrap_or(Value::Null);
+        (status, body, set)
+    }
+
+    /// Moves the gateway's clock past the access token's lifetime (15 min).
+    pub fn expire_access_token(&self) {
+        self.clock.advance_ms(16 * 60 * 1000);
+    }
+
+    pub fn refreshes(&self) -> usize {
+        self.backend.refreshes.load(Ordering::SeqCst)
+    }
+
+    pub fn set_backend_mode(&self, mode: u8) {
+        self.backend.mode.store(mode, Ordering::SeqCst);
+    }
+
+    /// Whether a `Cookie` header value holds a valid session for the gateway now.
+    pub fn is_valid_cookie(&self, cookie: &str) -> bool {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", cookie.parse().unwrap());
+        self.gateway
+            .check_session(&h, sallyport_gateway::Clock::now_ms(&*self.clock))
+            .is_some()
+    }
+}
+
+/// Builds a `Cookie` header from a response's non-expired `Set-Cookie` values.
+pub fn cookie_header(headers: &HeaderMap) -> Option<String> {
+    let pairs: Vec<String> = headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|s| !s.contains("Max-Age=0"))
+        .filter_map(|s| s.split(';').next().map(str::to_string))
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.join("; "))
+}
+
+/// Whether the response expires the session cookie.
+pub fn clears_cookie(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|s| s.contains("Max-Age=0"))
+}
+
+pub fn header_of(v: &Value, name: &str) -> Option<String> {
+    v["headers"][name][0].as_str().map(str::to_string)
+}
+
+/// Undoes minijinja's HTML escaping (it escapes `/` too) for assertions on page text.
+pub fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}

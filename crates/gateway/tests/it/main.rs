@@ -1,0 +1,13 @@
+//! Gateway integration tests: the real issuer as the backend and a real upstream axum
+//! app, all on loopback. Time moves through the gateway's `OffsetClock`, never by sleeping.
+
+// Helpers outside #[test] fns unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
+
+mod harness;
+
+mod attacks;
+mod faults;
+mod flows;
+mod proxying;
+mod renewal;

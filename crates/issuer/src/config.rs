@@ -1,0 +1,477 @@
+//! Issuer configuration: built-in defaults, then a TOML file, then `SALLYPORT_ISSUER_*`
+//! environment variables (nested keys with `__`, e.g.
+//! `SALLYPORT_ISSUER_RATE_LIMIT__ACCOUNT_BURST=5`). [`Config::validate`] turns the raw
+//! values into [`Settings`] and refuses bad ones with an error naming the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Environment prefix for issuer settings.
+pub const ENV_PREFIX: &str = "SALLYPORT_ISSUER_";
+
+/// Raw issuer configuration, as written in `config/issuer.example.toml`.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://path/to/file.db` (created on first start, WAL) or `postgres://…`.
+    pub database_url: String,
+    /// Maximum pooled database connections; `None` = 1 for SQLite (one writer is
+    /// fastest with `BEGIN IMMEDIATE`), 10 for PostgreSQL.
+    pub database_max_connections: Option<u32>,
+    /// Address `sallyport issuer` listens on.
+    pub listen: String,
+    /// The `iss` claim and the base URL of the discovery document.
+    pub issuer: String,
+    /// The `aud` claim of access tokens.
+    pub audience: String,
+    /// Signing algorithm for new keys: `ES256` (default) or `EdDSA`.
+    pub algorithm: String,
+    /// Access-token lifetime in seconds (default 900 = 15 minutes).
+    pub access_token_ttl_secs: u64,
+    /// A refresh token presented again within this many seconds of its first use gets
+    /// the same session's current tokens instead of triggering reuse detection (default 10).
+    pub refresh_reuse_interval_secs: u64,
+    /// A session not refreshed for this long expires (default 30 days).
+    pub refresh_idle_ttl_secs: u64,
+    /// Absolute session lifetime from login, refreshes or not (default 90 days).
+    pub session_max_lifetime_secs: u64,
+    /// How often a replica re-reads signing keys from the database (default 30 s), so a
+    /// `sallyport keys rotate` run elsewhere is picked up.
+    pub key_cache_secs: u64,
+    /// Request bodies above this many bytes get 413 (default 16 KiB).
+    pub max_body_bytes: usize,
+    /// Take the client address for rate limiting from `X-Forwarded-For` (only behind a
+    /// trusted proxy that sets it). Default false: the TCP peer address.
+    pub trust_forwarded_for: bool,
+    /// Password hashing parameters.
+    pub argon2: Argon2Config,
+    /// Login rate limits (failed attempts).
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Argon2id parameters; defaults are OWASP's (19 MiB, 2 passes, 1 lane).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Argon2Config {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub iterations: u32,
+    /// Degree of parallelism.
+    pub parallelism: u32,
+}
+
+/// Failed-login limits. A burst of 0 turns that limit off.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Failed attempts allowed in a burst for one username.
+    pub account_burst: u32,
+    /// One more attempt per account becomes available every this many seconds.
+    pub account_replenish_secs: u64,
+    /// Failed attempts allowed in a burst from one client address.
+    pub address_burst: u32,
+    /// One more attempt per address becomes available every this many seconds.
+    pub address_replenish_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite://sallyport-issuer.db".into(),
+            database_max_connections: None,
+            listen: "127.0.0.1:8300".into(),
+            issuer: "http://127.0.0.1:8300".into(),
+            audience: "sallyport".into(),
+            algorithm: "ES256".into(),
+            access_token_ttl_secs: 900,
+            refresh_reuse_interval_secs: 10,
+            refresh_idle_ttl_secs: 30 * 24 * 3600,
+            session_max_lifetime_secs: 90 * 24 * 3600,
+            key_cache_secs: 30,
+            max_body_bytes: 16 * 1024,
+            trust_forwarded_for: false,
+            argon2: Argon2Config::default(),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Argon2Config {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            account_burst: 10,
+            account_replenish_secs: 30,
+            address_burst: 50,
+            address_replenish_secs: 2,
+        }
+    }
+}
+
+/// The database URL may carry a password; never print it.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("listen", &self.listen)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("algorithm", &self.algorithm)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field(
+                "refresh_reuse_interval_secs",
+                &self.refresh_reuse_interval_secs,
+            )
+            .field("refresh_idle_ttl_secs", &self.refresh_idle_ttl_secs)
+            .field("session_max_lifetime_secs", &self.session_max_lifetime_secs)
+            .field("key_cache_secs", &self.key_cache_secs)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("argon2", &self.argon2)
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
+}
+
+/// Replaces a password in `scheme://user:password@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given; it must exist), then `SALLYPORT_ISSUER_*` env vars.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(Error::config(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Ok(figment.extract()?)
+    }
+
+    /// Defaults for tests of this and other crates: the given database (e.g.
+    /// `sqlite::memory:`), cheap argon2 parameters and login rate limits off.
+    /// **Never use these argon2 parameters in production.**
+    pub fn for_tests(database_url: impl Into<String>) -> Config {
+        Config {
+            database_url: database_url.into(),
+            argon2: Argon2Config {
+                memory_kib: 256,
+                iterations: 1,
+                parallelism: 1,
+            },
+            rate_limit: RateLimitConfig {
+                account_burst: 0,
+                account_replenish_secs: 0,
+                address_burst: 0,
+                address_replenish_secs: 0,
+            },
+            ..Config::default()
+        }
+    }
+
+    /// Checks every value and converts to [`Settings`].
+    pub fn validate(&self) -> Result<Settings> {
+        let backend = DatabaseKind::from_url(&self.database_url)?;
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|e| Error::config("listen", format!("`{}`: {e}", self.listen)))?;
+        if !(self.issuer.starts_with("http://") || self.issuer.starts_with("https://")) {
+            return Err(Error::config("issuer", "must be an http(s) URL"));
+        }
+        if self.audience.is_empty() {
+            return Err(Error::config("audience", "must not be empty"));
+        }
+        let algorithm = SigningAlgorithm::parse(&self.algorithm)?;
+        let secs = |name: &str, v: u64, min: u64, max: u64| -> Result<i64> {
+            if v < min || v > max {
+                return Err(Error::config(
+                    name,
+                    format!("{v} is outside the allowed range {min}..={max} seconds"),
+                ));
+            }
+            // Cannot overflow: max is at most ten years in seconds.
+            Ok(i64::try_from(v.saturating_mul(1000)).unwrap_or(i64::MAX))
+        };
+        const TEN_YEARS: u64 = 10 * 366 * 24 * 3600;
+        let access_ttl_ms = secs(
+            "access_token_ttl_secs",
+            self.access_token_ttl_secs,
+            1,
+            86_400,
+        )?;
+        let reuse_interval_ms = secs(
+            "refresh_reuse_interval_secs",
+            self.refresh_reuse_interval_secs,
+            0,
+            300,
+        )?;
+        let idle_ttl_ms = secs(
+            "refresh_idle_ttl_secs",
+            self.refresh_idle_ttl_secs,
+            1,
+            TEN_YEARS,
+        )?;
+        let max_lifetime_ms = secs(
+            "session_max_lifetime_secs",
+            self.session_max_lifetime_secs,
+            1,
+            TEN_YEARS,
+        )?;
+        let key_cache_ms = secs("key_cache_secs", self.key_cache_secs, 0, 3600)?;
+        if self.max_body_bytes < 256 || self.max_body_bytes > 1024 * 1024 {
+            return Err(Error::config(
+                "max_body_bytes",
+                "must be between 256 and 1048576",
+            ));
+        }
+        let a = &self.argon2;
+        argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
+            .map_err(|e| Error::config("argon2", e.to_string()))?;
+        let r = &self.rate_limit;
+        if r.account_burst > 0 && r.account_replenish_secs == 0 {
+            return Err(Error::config(
+                "rate_limit.account_replenish_secs",
+                "must be > 0",
+            ));
+        }
+        if r.address_burst > 0 && r.address_replenish_secs == 0 {
+            return Err(Error::config(
+                "rate_limit.address_replenish_secs",
+                "must be > 0",
+            ));
+        }
+        if let Some(0) = self.database_max_connections {
+            return Err(Error::config("database_max_connections", "must be > 0"));
+        }
+        Ok(Settings {
+            raw: self.clone(),
+            backend,
+            listen,
+            issuer: self.issuer.trim_end_matches('/').to_owned(),
+            algorithm,
+            access_ttl_ms,
+            reuse_interval_ms,
+            idle_ttl_ms,
+            max_lifetime_ms,
+            key_cache_ms,
+        })
+    }
+}
+
+/// Which store implementation a database URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres://` or `postgresql://` URLs.
+    Postgres,
+}
+
+impl DatabaseKind {
+    /// Picks the backend from the URL scheme.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseKind::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(DatabaseKind::Sqlite)
+        } else {
+            Err(Error::config(
+                "database_url",
+                "must start with `sqlite:` or `postgres://`",
+            ))
+        }
+    }
+}
+
+/// JWT signing algorithms the issuer can create keys for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl SigningAlgorithm {
+    /// Parses `ES256` / `EdDSA` (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "es256" => Ok(Self::Es256),
+            "eddsa" | "ed25519" => Ok(Self::EdDsa),
+            _ => Err(Error::config(
+                "algorithm",
+                format!("`{s}`: use ES256 or EdDSA"),
+            )),
+        }
+    }
+
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// Validated configuration (durations in milliseconds).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration these settings came from.
+    pub raw: Config,
+    /// Selected storage backend.
+    pub backend: DatabaseKind,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// `iss`, without a trailing slash.
+    pub issuer: String,
+    /// Algorithm for new keys.
+    pub algorithm: SigningAlgorithm,
+    /// Access-token lifetime.
+    pub access_ttl_ms: i64,
+    /// Refresh-token reuse interval.
+    pub reuse_interval_ms: i64,
+    /// Refresh-token idle lifetime.
+    pub idle_ttl_ms: i64,
+    /// Absolute session lifetime.
+    pub max_lifetime_ms: i64,
+    /// Key ring reload period.
+    pub key_cache_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let s = Config::default().validate().unwrap();
+        assert_eq!(s.access_ttl_ms, 900_000);
+        assert_eq!(s.reuse_interval_ms, 10_000);
+        assert_eq!(s.backend, DatabaseKind::Sqlite);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    database_url: "mysql://x".into(),
+                    ..Config::default()
+                },
+                "database_url",
+            ),
+            (
+                Config {
+                    algorithm: "HS256".into(),
+                    ..Config::default()
+                },
+                "algorithm",
+            ),
+            (
+                Config {
+                    access_token_ttl_secs: 0,
+                    ..Config::default()
+                },
+                "access_token_ttl_secs",
+            ),
+            (
+                Config {
+                    listen: "nope".into(),
+                    ..Config::default()
+                },
+                "listen",
+            ),
+            (
+                Config {
+                    issuer: "ftp://x".into(),
+                    ..Config::default()
+                },
+                "issuer",
+            ),
+        ];
+        for (config, setting) in cases {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(setting), "{err} should name {setting}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn env_overrides_and_unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "issuer.toml",
+                "access_token_ttl_secs = 60\n[rate_limit]\naccount_burst = 3\n",
+            )?;
+            jail.set_env("SALLYPORT_ISSUER_AUDIENCE", "api");
+            let c = Config::load(Some(Path::new("issuer.toml"))).unwrap();
+            assert_eq!(c.access_token_ttl_secs, 60);
+            assert_eq!(c.rate_limit.account_burst, 3);
+            assert_eq!(c.audience, "api");
+            jail.create_file("bad.toml", "acess_token_ttl_secs = 60\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("acess_token_ttl_secs"), "{err}");
+            jail.set_env("SALLYPORT_ISSUER_ACCESS_TOKEN_TTL_SECS", "soon");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.to_lowercase().contains("access_token_ttl_secs"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_redacts_database_password() {
+        let c = Config {
+            database_url: "postgres://u:hunter2@db/x".into(),
+            ..Config::default()
+        };
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"));
+        assert!(dbg.contains("postgres://u:***@db/x"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Errors become HTTP only here. Two shapes: the JSON API's
+//! `{"error", "message"}` and RFC 6749's `{"error", "error_description"}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sallyport_proto::{ApiError, OAuthError};
+
+/// A JSON API failure.
+#[derive(Debug)]
+pub struct ApiFailure {
+    status: StatusCode,
+    body: ApiError,
+    retry_after: Option<u64>,
+    bearer_challenge: bool,
+}
+
+impl ApiFailure {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiFailure {
+            status,
+            body: ApiError::new(code, message),
+            retry_after: None,
+            bearer_challenge: false,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn rate_limited(retry_after: u64) -> Self {
+        ApiFailure {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed attempts; try again later",
+            )
+        }
+    }
+
+    pub fn invalid_token() -> Self {
+        ApiFailure {
+            bearer_challenge: true,
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "a valid bearer access token is required",
+            )
+        }
+    }
+
+    pub fn internal(err: &crate::Error) -> Self {
+        tracing::error!(%err, "internal error");
+        match err {
+            crate::Error::Database(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is unavailable; try again",
+            ),
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "internal error",
+            ),
+        }
+    }
+}
+
+fn no_store(resp: &mut Response) {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.body)).into_response();
+        no_store(&mut resp);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.bearer_challenge {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+        }
+        resp
+    }
+}
+
+/// An RFC 6749 §5.2 error.
+#[derive(Debug)]
+pub struct OAuthFailure {
+    status: StatusCode,
+    body: OAuthError,
+    retry_after: Option<u64>,
+}
+
+impl OAuthFailure {
+    pub fn new(status: StatusCode, code: &str, description: impl Into<String>) -> Self {
+        OAuthFailure {
+            status,
+            body: OAuthError::new(code, description),
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
+    pub fn rate_limited(retry_after: u64) -> Self {
+        OAuthFailure {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                "too many failed attempts",
+            )
+        }
+    }
+
+    pub fn internal(err: &crate::Error) -> Self {
+        tracing::error!(%err, "internal error");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "try again later",
+        )
+    }
+}
+
+impl From<ApiFailure> for OAuthFailure {
+    fn from(f: ApiFailure) -> Self {
+        OAuthFailure {
+            status: f.status,
+            body: OAuthError::new(
+                if f.status.is_server_error() {
+                    "temporarily_unavailable"
+                } else {
+                    "invalid_request"
+                },
+                f.body.message,
+            ),
+            retry_after: f.retry_after,
+        }
+    }
+}
+
+impl IntoResponse for OAuthFailure {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.body)).into_response();
+        no_store(&mut resp);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}

@@ -1,0 +1,599 @@
+//! The HTTP API. Handlers stay thin over [`crate::Issuer`]'s service methods; inputs
+//! are parsed by our own extractors so every malformed request gets a JSON 4xx
+//! (axum's default rejections are plain text).
+
+mod error;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use sallyport_jwt::BearerClaims;
+use sallyport_proto::{
+    ApiError, DiscoveryDocument, LoginRequest, OAuthError, OAuthRevokeRequest, OAuthTokenRequest,
+    OAuthTokenResponse, Profile, RefreshRequest, TokenResponse,
+};
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+
+pub use self::error::{ApiFailure, OAuthFailure};
+use crate::{IssuedTokens, Issuer, LoginError, RefreshError, RequestContext};
+
+/// Requests taking longer than this (e.g. a client that never finishes its body) get 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest refresh token accepted before parsing (real ones are 43 characters).
+const MAX_TOKEN_CHARS: usize = 4096;
+
+/// The OpenAPI document, generated from the handlers and the `sallyport-proto` types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sallyport issuer",
+        description = "Login, rotating refresh tokens, JWKS."
+    ),
+    paths(
+        login,
+        refresh,
+        logout,
+        me,
+        oauth_token,
+        oauth_revoke,
+        jwks,
+        discovery,
+        healthz,
+        readyz,
+        metrics_text
+    ),
+    components(schemas(
+        LoginRequest,
+        RefreshRequest,
+        TokenResponse,
+        ApiError,
+        OAuthError,
+        OAuthTokenRequest,
+        OAuthTokenResponse,
+        OAuthRevokeRequest,
+        Profile,
+        DiscoveryDocument
+    )),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme that `/api/me` refers to.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+pub(crate) fn router(issuer: Issuer) -> Router {
+    let max_body = issuer.settings().raw.max_body_bytes;
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/refresh-token", post(refresh))
+        .route("/api/logout", post(logout))
+        .route(
+            "/api/me",
+            get(me).route_layer(middleware::from_fn_with_state(issuer.clone(), fresh_keys)),
+        )
+        .route("/oauth/token", post(oauth_token))
+        .route("/oauth/revoke", post(oauth_revoke))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(issuer.clone(), observe))
+        .with_state(issuer)
+}
+
+/// Times every request (latency histogram) and bounds it by [`REQUEST_TIMEOUT`].
+async fn observe(State(issuer): State<Issuer>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiFailure::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "request took too long",
+        )
+        .into_response(),
+    };
+    issuer.metrics().request(
+        method,
+        path,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// Reloads the key ring (and with it the verifier) when it is older than
+/// `key_cache_secs`, before `BearerClaims` runs: a token signed by a key another replica
+/// just created must verify here too.
+async fn fresh_keys(State(issuer): State<Issuer>, req: Request, next: Next) -> Response {
+    if let Err(err) = issuer.keys().await {
+        return ApiFailure::internal(&err).into_response();
+    }
+    next.run(req).await
+}
+
+impl axum::extract::FromRef<Issuer> for sallyport_jwt::Verifier {
+    fn from_ref(issuer: &Issuer) -> Self {
+        issuer.verifier().clone()
+    }
+}
+
+async fn not_found() -> ApiFailure {
+    ApiFailure::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+// ---------------------------------------------------------------------------
+// extractors
+// ---------------------------------------------------------------------------
+
+/// Client address and user agent.
+pub struct Ctx(pub RequestContext);
+
+impl FromRequestParts<Issuer> for Ctx {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        issuer: &Issuer,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let forwarded = issuer
+            .settings()
+            .raw
+            .trust_forwarded_for
+            .then(|| {
+                // The right-most entry is the one our trusted proxy appended.
+                let value = parts
+                    .headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .next_back()?
+                    .to_str()
+                    .ok()?;
+                let last = value.rsplit(',').next()?.trim();
+                (!last.is_empty() && last.len() <= 64).then(|| last.to_owned())
+            })
+            .flatten();
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        Ok(Ctx(RequestContext {
+            client_addr: forwarded.or(peer),
+            user_agent,
+        }))
+    }
+}
+
+fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == expected
+                || (expected == "application/json"
+                    && mime.starts_with("application/")
+                    && mime.ends_with("+json"))
+        })
+}
+
+async fn body_bytes(req: Request, state: &Issuer) -> Result<Bytes, ApiFailure> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiFailure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large",
+            )
+        } else {
+            ApiFailure::bad_request("could not read the request body")
+        }
+    })
+}
+
+/// A JSON body with JSON errors: 415 for another content type, 413 over the limit,
+/// 400 for malformed JSON or missing fields.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Issuer> for JsonBody<T> {
+    type Rejection = ApiFailure;
+
+    async fn from_request(req: Request, state: &Issuer) -> Result<Self, Self::Rejection> {
+        if !content_type_is(req.headers(), "application/json") {
+            return Err(ApiFailure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = body_bytes(req, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiFailure::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// A form-encoded body (RFC 6749 endpoints), errors as OAuth JSON.
+pub struct FormBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Issuer> for FormBody<T> {
+    type Rejection = OAuthFailure;
+
+    async fn from_request(req: Request, state: &Issuer) -> Result<Self, Self::Rejection> {
+        if !content_type_is(req.headers(), "application/x-www-form-urlencoded") {
+            return Err(OAuthFailure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "expected Content-Type: application/x-www-form-urlencoded",
+            ));
+        }
+        let bytes = body_bytes(req, state).await.map_err(OAuthFailure::from)?;
+        serde_urlencoded::from_bytes(&bytes)
+            .map(FormBody)
+            .map_err(|e| OAuthFailure::invalid_request(format!("invalid form body: {e}")))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JSON API
+// ---------------------------------------------------------------------------
+
+fn no_store<T: IntoResponse>(body: T) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn token_response(t: IssuedTokens) -> Response {
+    no_store(Json(TokenResponse {
+        access_token: t.access_token,
+        refresh_token: t.refresh_token,
+        token_type: "Bearer".into(),
+        expires_in: t.expires_in,
+        refresh_token_expires_in: Some(t.refresh_token_expires_in),
+    }))
+}
+
+fn login_failure(err: LoginError) -> ApiFailure {
+    match err {
+        LoginError::InvalidCredentials => ApiFailure::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "invalid username or password",
+        ),
+        LoginError::Disabled => ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            "this account is disabled",
+        ),
+        LoginError::RateLimited(secs) => ApiFailure::rate_limited(secs),
+        LoginError::InvalidRequest(msg) => ApiFailure::bad_request(msg),
+        LoginError::Internal(e) => ApiFailure::internal(&e),
+    }
+}
+
+fn invalid_grant() -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_grant",
+        "the refresh token is invalid, expired, revoked or was already used",
+    )
+}
+
+fn check_token_len(token: &str) -> Result<(), ApiFailure> {
+    if token.chars().count() > MAX_TOKEN_CHARS {
+        return Err(ApiFailure::bad_request(format!(
+            "refresh_token longer than {MAX_TOKEN_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Log in with username and password.
+#[utoipa::path(post, path = "/api/login", tag = "api", request_body = LoginRequest, responses(
+    (status = 200, description = "Logged in", body = TokenResponse),
+    (status = 400, description = "Malformed request", body = ApiError),
+    (status = 401, description = "`invalid_credentials` (unknown user or wrong password)", body = ApiError),
+    (status = 403, description = "`account_disabled`", body = ApiError),
+    (status = 413, description = "Body too large", body = ApiError),
+    (status = 415, description = "Not JSON", body = ApiError),
+    (status = 429, description = "`rate_limited`, see `Retry-After`", body = ApiError),
+))]
+async fn login(
+    State(issuer): State<Issuer>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> Result<Response, ApiFailure> {
+    let tokens = issuer
+        .login(&body.username, &body.password, &ctx)
+        .await
+        .map_err(login_failure)?;
+    Ok(token_response(tokens))
+}
+
+/// Exchange a refresh token for new tokens (rotation).
+#[utoipa::path(post, path = "/api/refresh-token", tag = "api", request_body = RefreshRequest, responses(
+    (status = 200, description = "New tokens; the refresh token is always new", body = TokenResponse),
+    (status = 400, description = "Malformed request", body = ApiError),
+    (status = 401, description = "`invalid_grant`", body = ApiError),
+))]
+async fn refresh(
+    State(issuer): State<Issuer>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<Response, ApiFailure> {
+    check_token_len(&body.refresh_token)?;
+    match issuer.refresh(&body.refresh_token, &ctx).await {
+        Ok(tokens) => Ok(token_response(tokens)),
+        Err(RefreshError::InvalidGrant(_)) => Err(invalid_grant()),
+        Err(RefreshError::Internal(e)) => Err(ApiFailure::internal(&e)),
+    }
+}
+
+/// Log out: revokes the whole session (token family). Unknown tokens also get 204.
+#[utoipa::path(post, path = "/api/logout", tag = "api", request_body = RefreshRequest, responses(
+    (status = 204, description = "Session revoked"),
+    (status = 400, description = "Malformed request", body = ApiError),
+))]
+async fn logout(
+    State(issuer): State<Issuer>,
+    Ctx(ctx): Ctx,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<Response, ApiFailure> {
+    check_token_len(&body.refresh_token)?;
+    issuer
+        .logout(&body.refresh_token, &ctx)
+        .await
+        .map_err(|e| ApiFailure::internal(&e))?;
+    Ok(no_store(StatusCode::NO_CONTENT))
+}
+
+/// The authenticated user's profile.
+#[utoipa::path(get, path = "/api/me", tag = "api", security(("bearer" = [])), responses(
+    (status = 200, description = "Profile", body = Profile),
+    (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer error=\"invalid_token\"`", body = ApiError),
+))]
+async fn me(
+    State(issuer): State<Issuer>,
+    BearerClaims(claims): BearerClaims,
+) -> Result<Response, ApiFailure> {
+    let user = issuer
+        .store()
+        .user_by_id(&claims.sub)
+        .await
+        .map_err(|e| ApiFailure::internal(&e))?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(ApiFailure::invalid_token)?;
+    Ok(no_store(Json(Profile {
+        roles: user.role_list(),
+        id: user.id.clone(),
+        sub: user.id,
+        username: user.username,
+        name: user.name,
+    })))
+}
+
+// ---------------------------------------------------------------------------
+// OAuth 2.0 (RFC 6749 token endpoint, RFC 7009 revocation)
+// ---------------------------------------------------------------------------
+
+/// RFC 6749 token endpoint: `password` and `refresh_token` grants, form-encoded.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    request_body(content = OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens", body = OAuthTokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`", body = OAuthError),
+        (status = 429, description = "Too many failed logins", body = OAuthError),
+    ))]
+async fn oauth_token(
+    State(issuer): State<Issuer>,
+    Ctx(ctx): Ctx,
+    FormBody(form): FormBody<OAuthTokenRequest>,
+) -> Result<Response, OAuthFailure> {
+    let tokens = match form.grant_type.as_str() {
+        "password" => {
+            let (Some(username), Some(password)) =
+                (form.username.as_deref(), form.password.as_deref())
+            else {
+                return Err(OAuthFailure::invalid_request(
+                    "username and password are required",
+                ));
+            };
+            issuer
+                .login(username, password, &ctx)
+                .await
+                .map_err(|e| match e {
+                    LoginError::InvalidCredentials => {
+                        OAuthFailure::invalid_grant("invalid username or password")
+                    }
+                    LoginError::Disabled => OAuthFailure::invalid_grant("account disabled"),
+                    LoginError::RateLimited(secs) => OAuthFailure::rate_limited(secs),
+                    LoginError::InvalidRequest(msg) => OAuthFailure::invalid_request(msg),
+                    LoginError::Internal(e) => OAuthFailure::internal(&e),
+                })?
+        }
+        "refresh_token" => {
+            let Some(token) = form.refresh_token.as_deref() else {
+                return Err(OAuthFailure::invalid_request("refresh_token is required"));
+            };
+            if token.chars().count() > MAX_TOKEN_CHARS {
+                return Err(OAuthFailure::invalid_request("refresh_token too long"));
+            }
+            issuer.refresh(token, &ctx).await.map_err(|e| match e {
+                RefreshError::InvalidGrant(_) => OAuthFailure::invalid_grant(
+                    "the refresh token is invalid, expired, revoked or was already used",
+                ),
+                RefreshError::Internal(e) => OAuthFailure::internal(&e),
+            })?
+        }
+        "" => return Err(OAuthFailure::invalid_request("grant_type is required")),
+        _ => {
+            return Err(OAuthFailure::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "supported grants: password, refresh_token",
+            ));
+        }
+    };
+    Ok(no_store(Json(OAuthTokenResponse {
+        access_token: tokens.access_token,
+        token_type: "Bearer".into(),
+        expires_in: Some(tokens.expires_in),
+        refresh_token: Some(tokens.refresh_token),
+        scope: None,
+    })))
+}
+
+/// RFC 7009 revocation: revokes the refresh token's session; always 200 for a
+/// well-formed request, whether or not the token was known.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
+    request_body(content = OAuthRevokeRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked (or nothing to revoke)"),
+        (status = 400, description = "`invalid_request`", body = OAuthError),
+    ))]
+async fn oauth_revoke(
+    State(issuer): State<Issuer>,
+    Ctx(ctx): Ctx,
+    FormBody(form): FormBody<OAuthRevokeRequest>,
+) -> Result<Response, OAuthFailure> {
+    if form.token.chars().count() > MAX_TOKEN_CHARS {
+        return Err(OAuthFailure::invalid_request("token too long"));
+    }
+    // Access tokens are self-contained JWTs and cannot be revoked; RFC 7009 §2.2 lets
+    // us answer 200 for them as for unknown tokens.
+    issuer
+        .logout(&form.token, &ctx)
+        .await
+        .map_err(|e| OAuthFailure::internal(&e))?;
+    Ok(no_store(StatusCode::OK))
+}
+
+// ---------------------------------------------------------------------------
+// discovery, keys, operations
+// ---------------------------------------------------------------------------
+
+/// The public signing keys (retired keys stay until their tokens expired).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery", responses(
+    (status = 200, description = "JWK set (RFC 7517)", content_type = "application/json"),
+))]
+async fn jwks(State(issuer): State<Issuer>) -> Result<Response, ApiFailure> {
+    let ring = issuer.keys().await.map_err(|e| ApiFailure::internal(&e))?;
+    let mut resp = Json(ring.jwks().clone()).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(resp)
+}
+
+/// Discovery metadata (RFC 8414 / OpenID Connect names).
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery", responses(
+    (status = 200, description = "Metadata", body = DiscoveryDocument),
+))]
+async fn discovery(State(issuer): State<Issuer>) -> Json<DiscoveryDocument> {
+    let base = &issuer.settings().issuer;
+    Json(DiscoveryDocument {
+        issuer: base.clone(),
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        token_endpoint: format!("{base}/oauth/token"),
+        revocation_endpoint: Some(format!("{base}/oauth/revoke")),
+        userinfo_endpoint: Some(format!("{base}/api/me")),
+        grant_types_supported: vec!["password".into(), "refresh_token".into()],
+        id_token_signing_alg_values_supported: vec!["ES256".into(), "EdDSA".into()],
+        token_endpoint_auth_methods_supported: vec!["none".into()],
+        response_types_supported: vec![],
+    })
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready"),
+    (status = 503, description = "Database unreachable", body = ApiError),
+))]
+async fn readyz(State(issuer): State<Issuer>) -> Result<Json<serde_json::Value>, ApiFailure> {
+    match issuer.store().ping().await {
+        Ok(()) => Ok(Json(serde_json::json!({ "status": "ok" }))),
+        Err(err) => {
+            tracing::warn!(%err, "readiness check failed");
+            Err(ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "database unreachable",
+            ))
+        }
+    }
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus exposition", content_type = "text/plain"),
+))]
+async fn metrics_text(State(issuer): State<Issuer>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        issuer.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

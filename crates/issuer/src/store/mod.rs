@@ -1,0 +1,743 @@
+//! Storage: one [`Store`] trait, one implementation per backend ([`SqliteStore`],
+//! [`PgStore`]). Both implementations are generated from the single `sql_store!` body
+//! below, so the rotation logic exists once; the backends differ only in how a write
+//! transaction starts (`BEGIN IMMEDIATE` on SQLite) and in the row lock (`FOR UPDATE`
+//! on PostgreSQL), which are macro parameters — no `if is_postgres()` in the logic.
+//!
+//! The session row is the family lock: rotation, replay and revocation of a family all
+//! lock it first, then re-read the token, so two requests (or two issuer processes)
+//! racing on one refresh token are serialised and the second one sees the first one's
+//! successor.
+
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::error::{Error, Result};
+use crate::token::{RefreshSecret, Successor};
+
+/// A user row. `Debug` omits the password hash.
+#[derive(Clone, sqlx::FromRow)]
+pub struct UserRecord {
+    /// Stable id (UUID v7 text); the JWT `sub`.
+    pub id: String,
+    /// Login name, unique.
+    pub username: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// JSON array of role names.
+    pub roles: String,
+    /// PHC string of the argon2id hash.
+    pub password_hash: String,
+    /// Set when the account is disabled (unix ms).
+    pub disabled_at: Option<i64>,
+    /// Creation time, unix ms.
+    pub created_at: i64,
+    /// Last change, unix ms.
+    pub updated_at: i64,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserRecord {
+    /// Roles as a list (a corrupt column reads as no roles).
+    pub fn role_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.roles).unwrap_or_default()
+    }
+}
+
+/// A session: one refresh-token family.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRecord {
+    /// Session id; the JWT `sid`.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Login time, unix ms.
+    pub created_at: i64,
+    /// Last successful refresh, unix ms.
+    pub last_used_at: i64,
+    /// Absolute end of the session, unix ms.
+    pub expires_at: i64,
+    /// Set when revoked (logout, reuse detection, admin), unix ms.
+    pub revoked_at: Option<i64>,
+    /// Why it was revoked.
+    pub revoked_reason: Option<String>,
+    /// Generation of the current refresh token (a monotonic counter, not a timestamp).
+    pub generation: i64,
+    /// `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// Client address at login.
+    pub client_addr: Option<String>,
+}
+
+/// A refresh-token row (hash only).
+#[derive(Clone, sqlx::FromRow)]
+pub struct TokenRecord {
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// Family.
+    pub session_id: String,
+    /// Position in the family.
+    pub generation: i64,
+    /// Issue time, unix ms.
+    pub created_at: i64,
+    /// Idle expiry, unix ms.
+    pub expires_at: i64,
+    /// First use (rotation), unix ms.
+    pub used_at: Option<i64>,
+    /// Hash of the token that replaced it.
+    pub successor_hash: Option<String>,
+    /// The successor, sealed under this token (see [`crate::token`]).
+    pub successor_box: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("session_id", &self.session_id)
+            .field("generation", &self.generation)
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signing key. `Debug` omits the private key.
+#[derive(Clone, sqlx::FromRow)]
+pub struct KeyRecord {
+    /// Key id (the JWT header `kid`).
+    pub kid: String,
+    /// `ES256` or `EdDSA`.
+    pub algorithm: String,
+    /// PKCS#8 DER private key.
+    pub private_der: Vec<u8>,
+    /// Creation time, unix ms.
+    pub created_at: i64,
+    /// When it stopped signing (it stays published until its tokens expired).
+    pub retired_at: Option<i64>,
+}
+
+impl fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditEvent {
+    /// Unix ms.
+    pub at: i64,
+    /// e.g. `login_succeeded`, `login_failed`, `refresh_reuse_detected`, `session_revoked`.
+    pub kind: String,
+    /// Affected user, when known.
+    pub user_id: Option<String>,
+    /// Username as presented (login) or stored.
+    pub username: Option<String>,
+    /// Affected session.
+    pub session_id: Option<String>,
+    /// Client address.
+    pub client_addr: Option<String>,
+    /// Free text.
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event of `kind` at `at` with everything else empty.
+    pub fn new(kind: &str, at: i64) -> Self {
+        AuditEvent {
+            at,
+            kind: kind.to_owned(),
+            user_id: None,
+            username: None,
+            session_id: None,
+            client_addr: None,
+            detail: None,
+        }
+    }
+}
+
+/// Signs an access token for (user, session) at `now_ms`; returns `(jwt, exp_ms)`.
+pub type MintFn<'a> =
+    dyn Fn(&UserRecord, &SessionRecord, i64) -> Result<(String, i64)> + Send + Sync + 'a;
+
+/// Input of [`Store::rotate`].
+pub struct RotateRequest<'a> {
+    /// The token the client presented.
+    pub presented: &'a RefreshSecret,
+    /// A fresh secret to use if this request rotates.
+    pub fresh: RefreshSecret,
+    /// Now, unix ms.
+    pub now_ms: i64,
+    /// Reuse interval, ms (0 = any second use is reuse).
+    pub reuse_interval_ms: i64,
+    /// Idle lifetime of the new token, ms.
+    pub idle_ttl_ms: i64,
+    /// Access-token signer.
+    pub mint: &'a MintFn<'a>,
+    /// Client address for the audit trail.
+    pub client_addr: Option<&'a str>,
+}
+
+/// Why a refresh token was refused (all map to `invalid_grant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a token we issued (or malformed).
+    Unknown,
+    /// Idle-expired, or the session's absolute lifetime is over.
+    Expired,
+    /// The family was revoked (logout, admin, earlier reuse detection).
+    Revoked,
+    /// The account is disabled or gone.
+    UserDisabled,
+}
+
+impl Rejection {
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Unknown => "unknown",
+            Rejection::Expired => "expired",
+            Rejection::Revoked => "revoked",
+            Rejection::UserDisabled => "user_disabled",
+        }
+    }
+}
+
+/// Tokens handed out by a successful refresh.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Access token and new refresh token.
+    pub successor: Successor,
+    /// Refresh-token expiry, unix ms.
+    pub refresh_expires_at_ms: i64,
+    /// The session continued.
+    pub session_id: String,
+    /// Its owner.
+    pub user_id: String,
+    /// True when this answer repeats an earlier rotation (retry inside the reuse interval).
+    pub replayed: bool,
+}
+
+/// Result of [`Store::rotate`].
+#[derive(Debug, Clone)]
+pub enum RotateOutcome {
+    /// New tokens (fresh rotation or replay of the current ones).
+    Granted(Grant),
+    /// Refused without side effects.
+    Rejected(Rejection),
+    /// A used token came back after the reuse interval: the family is now revoked.
+    ReuseDetected {
+        /// The revoked session.
+        session_id: String,
+        /// Its owner.
+        user_id: String,
+    },
+}
+
+/// Persistence used by the issuer. All methods are single transactions.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Round-trip to the database (readiness).
+    async fn ping(&self) -> Result<()>;
+    /// Inserts a user; [`Error::UserExists`] when the name is taken.
+    async fn insert_user(&self, user: &UserRecord) -> Result<()>;
+    /// Finds a user by login name.
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>>;
+    /// Finds a user by id.
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>>;
+    /// All users, by name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// Sets or clears `disabled_at`; false when there is no such user.
+    async fn set_user_disabled(
+        &self,
+        username: &str,
+        disabled_at: Option<i64>,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Replaces the password hash; false when there is no such user.
+    async fn set_password_hash(&self, username: &str, hash: &str, now_ms: i64) -> Result<bool>;
+    /// All signing keys, newest first.
+    async fn signing_keys(&self) -> Result<Vec<KeyRecord>>;
+    /// Adds a key; with `retire_current`, every key still signing is retired at
+    /// `key.created_at` in the same transaction.
+    async fn add_signing_key(&self, key: &KeyRecord, retire_current: bool) -> Result<()>;
+    /// Creates a session with its first refresh token.
+    async fn create_session(&self, session: &SessionRecord, token: &TokenRecord) -> Result<()>;
+    /// Refresh: rotate, replay within the reuse interval, or detect reuse — one transaction.
+    async fn rotate(&self, req: RotateRequest<'_>) -> Result<RotateOutcome>;
+    /// Revokes the family of a refresh token; returns the session if the token was known
+    /// (revoked now or already).
+    async fn revoke_by_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<Option<SessionRecord>>;
+    /// Revokes one session; false if unknown or already revoked.
+    async fn revoke_session(&self, session_id: &str, now_ms: i64, reason: &str) -> Result<bool>;
+    /// Revokes every live session of a user; returns how many.
+    async fn revoke_user_sessions(&self, user_id: &str, now_ms: i64, reason: &str) -> Result<u64>;
+    /// Sessions, newest first, optionally of one user.
+    async fn list_sessions(&self, user_id: Option<&str>) -> Result<Vec<SessionRecord>>;
+    /// Appends to the audit trail.
+    async fn audit(&self, event: &AuditEvent) -> Result<()>;
+    /// The newest `limit` audit events, newest first.
+    async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>>;
+}
+
+/// Maximum chain length followed when replaying (a retry of a token whose successor
+/// was itself already rotated inside the interval).
+const MAX_REPLAY_CHAIN: usize = 32;
+
+fn map_unique(err: sqlx::Error, username: &str) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::UserExists(username.to_owned())
+        }
+        _ => Error::Database(err),
+    }
+}
+
+/// Generates `impl Store` for one backend. `$lock` is appended to the SELECT that locks
+/// a session row; `self.begin_write()` (backend-specific) starts the transaction.
+macro_rules! sql_store {
+    ($store:ty, $db:ty, lock = $lock:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> $crate::error::Result<()> {
+                sqlx::query::<$db>("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn insert_user(&self, u: &$crate::store::UserRecord) -> $crate::error::Result<()> {
+                sqlx::query::<$db>(
+                    "INSERT INTO users (id, username, name, roles, password_hash, disabled_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&u.id)
+                .bind(&u.username)
+                .bind(&u.name)
+                .bind(&u.roles)
+                .bind(&u.password_hash)
+                .bind(u.disabled_at)
+                .bind(u.created_at)
+                .bind(u.updated_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| $crate::store::map_unique(e, &u.username))?;
+                Ok(())
+            }
+
+            async fn user_by_name(&self, username: &str) -> $crate::error::Result<Option<$crate::store::UserRecord>> {
+                Ok(sqlx::query_as::<$db, $crate::store::UserRecord>(
+                    "SELECT id, username, name, roles, password_hash, disabled_at, created_at, updated_at FROM users WHERE username = $1",
+                )
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn user_by_id(&self, id: &str) -> $crate::error::Result<Option<$crate::store::UserRecord>> {
+                Ok(sqlx::query_as::<$db, $crate::store::UserRecord>(
+                    "SELECT id, username, name, roles, password_hash, disabled_at, created_at, updated_at FROM users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_users(&self) -> $crate::error::Result<Vec<$crate::store::UserRecord>> {
+                Ok(sqlx::query_as::<$db, $crate::store::UserRecord>(
+                    "SELECT id, username, name, roles, password_hash, disabled_at, created_at, updated_at FROM users ORDER BY username",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn set_user_disabled(&self, username: &str, disabled_at: Option<i64>, now_ms: i64) -> $crate::error::Result<bool> {
+                let r = sqlx::query::<$db>("UPDATE users SET disabled_at = $1, updated_at = $2 WHERE username = $3")
+                    .bind(disabled_at)
+                    .bind(now_ms)
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn set_password_hash(&self, username: &str, hash: &str, now_ms: i64) -> $crate::error::Result<bool> {
+                let r = sqlx::query::<$db>("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+                    .bind(hash)
+                    .bind(now_ms)
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn signing_keys(&self) -> $crate::error::Result<Vec<$crate::store::KeyRecord>> {
+                Ok(sqlx::query_as::<$db, $crate::store::KeyRecord>(
+                    "SELECT kid, algorithm, private_der, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn add_signing_key(&self, key: &$crate::store::KeyRecord, retire_current: bool) -> $crate::error::Result<()> {
+                let mut tx = self.begin_write().await?;
+                if retire_current {
+                    sqlx::query::<$db>("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+                        .bind(key.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query::<$db>(
+                    "INSERT INTO signing_keys (kid, algorithm, private_der, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&key.kid)
+                .bind(&key.algorithm)
+                .bind(&key.private_der)
+                .bind(key.created_at)
+                .bind(key.retired_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_session(&self, s: &$crate::store::SessionRecord, t: &$crate::store::TokenRecord) -> $crate::error::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&s.id)
+                .bind(&s.user_id)
+                .bind(s.created_at)
+                .bind(s.last_used_at)
+                .bind(s.expires_at)
+                .bind(s.revoked_at)
+                .bind(&s.revoked_reason)
+                .bind(s.generation)
+                .bind(&s.user_agent)
+                .bind(&s.client_addr)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&t.token_hash)
+                .bind(&t.session_id)
+                .bind(t.generation)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .bind(t.used_at)
+                .bind(&t.successor_hash)
+                .bind(&t.successor_box)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn rotate(&self, req: $crate::store::RotateRequest<'_>) -> $crate::error::Result<$crate::store::RotateOutcome> {
+                use $crate::store::{Grant, Rejection, RotateOutcome, SessionRecord, TokenRecord, UserRecord};
+                const TOKEN_SQL: &str = "SELECT token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box \
+                                         FROM refresh_tokens WHERE token_hash = $1";
+                let now = req.now_ms;
+                let hash = req.presented.hash();
+                let mut tx = self.begin_write().await?;
+                let Some(token) = sqlx::query_as::<$db, TokenRecord>(TOKEN_SQL)
+                    .bind(&hash)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Ok(RotateOutcome::Rejected(Rejection::Unknown));
+                };
+                // Lock the family, then re-read the token: a concurrent rotation that
+                // committed while we waited is now visible.
+                let Some(session) = sqlx::query_as::<$db, SessionRecord>(concat!(
+                    "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
+                     FROM sessions WHERE id = $1",
+                    $lock
+                ))
+                .bind(&token.session_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
+                    return Ok(RotateOutcome::Rejected(Rejection::Unknown));
+                };
+                let token = sqlx::query_as::<$db, TokenRecord>(TOKEN_SQL)
+                    .bind(&hash)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if session.revoked_at.is_some() {
+                    return Ok(RotateOutcome::Rejected(Rejection::Revoked));
+                }
+                let user = sqlx::query_as::<$db, UserRecord>(
+                    "SELECT id, username, name, roles, password_hash, disabled_at, created_at, updated_at FROM users WHERE id = $1",
+                )
+                .bind(&session.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+                    return Ok(RotateOutcome::Rejected(Rejection::UserDisabled));
+                };
+                if session.expires_at <= now {
+                    return Ok(RotateOutcome::Rejected(Rejection::Expired));
+                }
+
+                if let Some(used_at) = token.used_at {
+                    if now.saturating_sub(used_at) < req.reuse_interval_ms {
+                        // Retry or concurrent tab: answer with the family's current tokens.
+                        let mut secret = req.presented.clone();
+                        let mut row = token;
+                        for _ in 0..$crate::store::MAX_REPLAY_CHAIN {
+                            let (Some(next_hash), Some(sealed)) = (&row.successor_hash, &row.successor_box) else {
+                                break;
+                            };
+                            let Some(mut next) = $crate::token::open_successor(&secret, sealed, next_hash) else {
+                                break;
+                            };
+                            let Some(next_row) = sqlx::query_as::<$db, TokenRecord>(TOKEN_SQL)
+                                .bind(next_hash)
+                                .fetch_optional(&mut *tx)
+                                .await?
+                            else {
+                                break;
+                            };
+                            if next_row.used_at.is_none() {
+                                if next_row.expires_at <= now {
+                                    return Ok(RotateOutcome::Rejected(Rejection::Expired));
+                                }
+                                if next.access_expires_at_ms <= now {
+                                    let (jwt, exp) = (req.mint)(&user, &session, now)?;
+                                    next.access_token = jwt;
+                                    next.access_expires_at_ms = exp;
+                                }
+                                tx.commit().await?;
+                                return Ok(RotateOutcome::Granted(Grant {
+                                    successor: next,
+                                    refresh_expires_at_ms: next_row.expires_at,
+                                    session_id: session.id,
+                                    user_id: user.id,
+                                    replayed: true,
+                                }));
+                            }
+                            secret = next.secret;
+                            row = next_row;
+                        }
+                        return Err($crate::error::Error::Corrupt(format!(
+                            "refresh-token chain of session {} is broken",
+                            session.id
+                        )));
+                    }
+                    // Reuse after the interval: RFC 9700 says revoke the whole family.
+                    sqlx::query::<$db>(
+                        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind("refresh_token_reuse")
+                    .bind(&session.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    let event = $crate::store::AuditEvent {
+                        user_id: Some(user.id.clone()),
+                        username: Some(user.username.clone()),
+                        session_id: Some(session.id.clone()),
+                        client_addr: req.client_addr.map(str::to_owned),
+                        detail: Some(format!(
+                            "generation {} reused {} ms after its rotation",
+                            token.generation,
+                            now.saturating_sub(used_at)
+                        )),
+                        ..$crate::store::AuditEvent::new("refresh_reuse_detected", now)
+                    };
+                    Self::insert_audit(&mut *tx, &event).await?;
+                    tx.commit().await?;
+                    return Ok(RotateOutcome::ReuseDetected {
+                        session_id: session.id,
+                        user_id: user.id,
+                    });
+                }
+
+                if token.expires_at <= now {
+                    return Ok(RotateOutcome::Rejected(Rejection::Expired));
+                }
+                let (access_token, access_exp) = (req.mint)(&user, &session, now)?;
+                let successor = $crate::token::Successor {
+                    secret: req.fresh,
+                    access_expires_at_ms: access_exp,
+                    access_token,
+                };
+                let next_hash = successor.secret.hash();
+                let sealed = $crate::token::seal_successor(req.presented, &successor);
+                let refresh_expires_at = now.saturating_add(req.idle_ttl_ms).min(session.expires_at);
+                let generation = token.generation.saturating_add(1);
+                let updated = sqlx::query::<$db>(
+                    "UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, successor_box = $3 \
+                     WHERE token_hash = $4 AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(&next_hash)
+                .bind(&sealed)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    // Unreachable while the session lock is held; refuse rather than fork.
+                    return Err($crate::error::Error::Corrupt("refresh token changed under the session lock".into()));
+                }
+                sqlx::query::<$db>(
+                    "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box) \
+                     VALUES ($1, $2, $3, $4, $5, NULL, NULL, NULL)",
+                )
+                .bind(&next_hash)
+                .bind(&session.id)
+                .bind(generation)
+                .bind(now)
+                .bind(refresh_expires_at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query::<$db>("UPDATE sessions SET last_used_at = $1, generation = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind(generation)
+                    .bind(&session.id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(RotateOutcome::Granted(Grant {
+                    successor,
+                    refresh_expires_at_ms: refresh_expires_at,
+                    session_id: session.id,
+                    user_id: user.id,
+                    replayed: false,
+                }))
+            }
+
+            async fn revoke_by_token(&self, token_hash: &str, now_ms: i64, reason: &str) -> $crate::error::Result<Option<$crate::store::SessionRecord>> {
+                let mut tx = self.begin_write().await?;
+                let session_id: Option<String> = sqlx::query_scalar::<$db, String>(
+                    "SELECT session_id FROM refresh_tokens WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(session_id) = session_id else {
+                    return Ok(None);
+                };
+                sqlx::query::<$db>(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(reason)
+                .bind(&session_id)
+                .execute(&mut *tx)
+                .await?;
+                let session = sqlx::query_as::<$db, $crate::store::SessionRecord>(
+                    "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
+                     FROM sessions WHERE id = $1",
+                )
+                .bind(&session_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(session)
+            }
+
+            async fn revoke_session(&self, session_id: &str, now_ms: i64, reason: &str) -> $crate::error::Result<bool> {
+                let r = sqlx::query::<$db>(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(reason)
+                .bind(session_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn revoke_user_sessions(&self, user_id: &str, now_ms: i64, reason: &str) -> $crate::error::Result<u64> {
+                let r = sqlx::query::<$db>(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(reason)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn list_sessions(&self, user_id: Option<&str>) -> $crate::error::Result<Vec<$crate::store::SessionRecord>> {
+                Ok(sqlx::query_as::<$db, $crate::store::SessionRecord>(
+                    "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
+                     FROM sessions WHERE ($1 IS NULL OR user_id = $1) ORDER BY created_at DESC, id DESC LIMIT 10000",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn audit(&self, event: &$crate::store::AuditEvent) -> $crate::error::Result<()> {
+                let mut conn = self.pool.acquire().await?;
+                Self::insert_audit(&mut *conn, event).await
+            }
+
+            async fn audit_events(&self, limit: i64) -> $crate::error::Result<Vec<$crate::store::AuditEvent>> {
+                Ok(sqlx::query_as::<$db, $crate::store::AuditEvent>(
+                    "SELECT at, kind, user_id, username, session_id, client_addr, detail FROM audit_events ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+        }
+
+        impl $store {
+            async fn insert_audit(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                e: &$crate::store::AuditEvent,
+            ) -> $crate::error::Result<()> {
+                sqlx::query::<$db>(
+                    "INSERT INTO audit_events (at, kind, user_id, username, session_id, client_addr, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(e.at)
+                .bind(&e.kind)
+                .bind(&e.user_id)
+                .bind(&e.username)
+                .bind(&e.session_id)
+                .bind(&e.client_addr)
+                .bind(&e.detail)
+                .execute(conn)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use sql_store;

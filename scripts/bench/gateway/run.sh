@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Gateway load benchmark on loopback, interleaved rounds:
+#   direct   - the upstream (an nginx `return 200`) directly
+#   nginx    - Debian's nginx as a plain reverse proxy in front of the same upstream
+#   gateway  - sallyport gateway with a valid session
+#   renew    - sallyport gateway with 32 sessions (one per connection and wrk thread) whose
+#              1 s access tokens need renewal every second; wrk adopts each renewed cookie
+# Reports req/s, p50/p99 at 32 connections, server CPU per request (utime+stime from
+# /proc of the server processes only) and the gateway's peak RSS; medians over rounds.
+#
+#   scripts/bench/gateway/run.sh            # ROUNDS=5 DURATION=10 CONNECTIONS=32
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/sallyport/target}
+WORK=$(mktemp -d /tmp/sallyport-gw-bench.XXXXXX)
+P_UP=18181 P_NGX=18182 P_GW=18183 P_ISS=18184 P_GW2=18185 P_ISS2=18186
+RENEW_THREADS=${RENEW_THREADS:-$CONNECTIONS}
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/up/nginx.pid" ] && kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true
+  [ -f "$WORK/ngx/nginx.pid" ] && kill "$(cat "$WORK/ngx/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx && [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx (Debian) ..."; apt-get install -y nginx-light >/dev/null 2>&1 || apt-get install -y nginx >/dev/null
+fi
+if ! need wrk; then apt-get install -y wrk >/dev/null; fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "building sallyport (release) ..."
+(cd "$ROOT" && cargo build --release -q -p sallyport)
+BIN="$CARGO_TARGET_DIR/release/sallyport"
+
+nginx_conf() { # dir port body
+  mkdir -p "$1"
+  cat >"$1/nginx.conf" <<NGX
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+daemon on;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;
+  upstream app { server 127.0.0.1:$P_UP; keepalive 64; }
+  server { listen 127.0.0.1:$2; $3 }
+}
+NGX
+  "$NGINX" -c "$1/nginx.conf" -p "$1"
+}
+nginx_conf "$WORK/up" $P_UP 'location / { default_type application/json; return 200 "{\"ok\":true}"; }'
+nginx_conf "$WORK/ngx" $P_NGX 'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }'
+
+# Two issuers (own SQLite files): 15 min access tokens behind the "gateway" target,
+# 1 s access tokens behind the "renew" target, so its sessions need renewal every second.
+start_issuer() { # port ttl dir
+  mkdir -p "$3"
+  export SALLYPORT_ISSUER_DATABASE_URL="sqlite://$3/issuer.db"
+  export SALLYPORT_ISSUER_LISTEN="127.0.0.1:$1"
+  export SALLYPORT_ISSUER_ISSUER="http://127.0.0.1:$1"
+  export SALLYPORT_ISSUER_ACCESS_TOKEN_TTL_SECS=$2
+  export SALLYPORT_ISSUER_RATE_LIMIT__ACCOUNT_BURST=100000
+  export SALLYPORT_ISSUER_RATE_LIMIT__ADDRESS_BURST=100000
+  echo "bench-password-0123456789" | "$BIN" user add bench --password-stdin >/dev/null
+  "$BIN" issuer >"$3/issuer.log" 2>&1 & PIDS+=($!)
+}
+start_issuer $P_ISS 900 "$WORK/iss1"
+start_issuer $P_ISS2 1 "$WORK/iss2"
+
+start_gateway() { # port issuer-port
+  SESSION_SECRET="bench-secret-bench-secret-bench-secret-0" \
+  SALLYPORT_GATEWAY_LISTEN="127.0.0.1:$1" \
+  SALLYPORT_GATEWAY_UPSTREAM="http://127.0.0.1:$P_UP" \
+  SALLYPORT_GATEWAY_SESSION__SECURE=false \
+  SALLYPORT_GATEWAY_BACKEND__LOGIN_URL="http://127.0.0.1:$2/api/login" \
+  SALLYPORT_GATEWAY_BACKEND__REFRESH_URL="http://127.0.0.1:$2/api/refresh-token" \
+  SALLYPORT_GATEWAY_THREADS=${GATEWAY_THREADS:-1} \
+  RUST_LOG=warn "$BIN" gateway >"$WORK/gateway-$1.log" 2>&1 &
+  PIDS+=($!)
+  LAST_PID=$!
+}
+start_gateway $P_GW $P_ISS; GW_PID=$LAST_PID
+start_gateway $P_GW2 $P_ISS2; GW2_PID=$LAST_PID
+
+for p in $P_ISS $P_ISS2 $P_GW $P_GW2 $P_UP $P_NGX; do
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
+done
+
+login() { # port -> Cookie value
+  curl -s -D - -o /dev/null -H 'content-type: application/json' \
+    -d '{"username":"bench","password":"bench-password-0123456789"}' \
+    "http://127.0.0.1:$1/auth/login" | tr -d '\r' | awk -F': ' 'tolower($1)=="set-cookie"{split($2,a,";"); print a[1]; exit}'
+}
+login $P_GW >"$WORK/cookies-valid"
+# Fresh sessions for each "renew" run: a wrk run starts from the cookies in the file, and
+# those of the previous run were rotated long ago (replaying them would be reuse).
+renew_cookies() { : >"$WORK/cookies-renew"; for _ in $(seq "$RENEW_THREADS"); do login $P_GW2 >>"$WORK/cookies-renew"; done; }
+[ -s "$WORK/cookies-valid" ] || { echo "login failed"; cat "$WORK"/gateway-*.log; exit 1; }
+
+cpu_ticks() { # pids... -> utime+stime in clock ticks, summed
+  local t=0; for p in "$@"; do
+    set -- $(cut -d' ' -f14,15 "/proc/$p/stat"); t=$((t + $1 + $2)); done; echo $t
+}
+nginx_pids() { local m; m=$(cat "$1/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')"; }
+HZ=$(getconf CLK_TCK)
+
+run_one() { # name threads port cookies-file pids...
+  local name=$1 threads=$2 port=$3 cookies=$4; shift 4
+  local before after out
+  if [ -n "${PERF:-}" ] && [ "$name" = gateway ]; then
+    perf record -F 999 -g -p "$1" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+  fi
+  before=$(cpu_ticks "$@")
+  out=$(COOKIES_FILE=$cookies BENCH_PATH=/ wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+        -s "$HERE/cookie.lua" "http://127.0.0.1:$port/" | grep '^RESULT')
+  after=$(cpu_ticks "$@")
+  local reqs; reqs=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
+  local cpu_us; cpu_us=$(python3 -c "print(round(($after-$before)/$HZ*1e6/max($reqs,1),2))")
+  echo "$name $out cpu_us_per_req=$cpu_us" | tee -a "$WORK/results"
+}
+
+echo "x" >"$WORK/cookies-none"
+for r in $(seq "$ROUNDS"); do
+  echo "--- round $r"
+  run_one direct "$THREADS" $P_UP "$WORK/cookies-none" $(nginx_pids "$WORK/up")
+  run_one nginx "$THREADS" $P_NGX "$WORK/cookies-none" $(nginx_pids "$WORK/ngx")
+  run_one gateway "$THREADS" $P_GW "$WORK/cookies-valid" "$GW_PID"
+  renew_cookies
+  run_one renew "$RENEW_THREADS" $P_GW2 "$WORK/cookies-renew" "$GW2_PID"
+done
+
+if [ -n "${PERF:-}" ]; then sleep 1; perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9]' | head -40; fi
+RSS_KB=$(awk '/VmHWM/{print $2}' "/proc/$GW_PID/status")
+RENEWALS=$(curl -s "http://127.0.0.1:$P_GW2/metrics" | awk '/^sallyport_gateway_renewals_total\{outcome="ok"\}/{print $2}')
+python3 - "$WORK/results" "$RSS_KB" "${RENEWALS:-0}" <<'PY'
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name = line.split()[0]
+    kv = dict(re.findall(r"(\w+)=([\d.]+)", line))
+    rows.setdefault(name, []).append({k: float(v) for k, v in kv.items()})
+med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in rows.items()}
+base = med["nginx"]
+print("\n| target | req/s | p50 µs | p99 µs | CPU µs/req | req/s vs nginx | CPU vs nginx | errors |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for n in ["direct", "nginx", "gateway", "renew"]:
+    m = med[n]
+    print(f"| {n} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} | {m['cpu_us_per_req']:.1f} "
+          f"| {m['rps']/base['rps']:.2f}x | {m['cpu_us_per_req']/base['cpu_us_per_req']:.2f}x | {m['errors']:.0f} |")
+print(f"\ngateway peak RSS: {int(sys.argv[2])/1024:.1f} MB; renewals during the renew runs: {sys.argv[3]}")
+PY
