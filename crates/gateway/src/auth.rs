@@ -64,11 +64,25 @@ impl Inner {
             return None;
         }
         if let Some(key) = loaded.value.logout_key()
-            && self.logged_out.contains_key(key)
+            && self.logged_out.contains_local(key)
         {
             return None;
         }
         Some(loaded)
+    }
+
+    /// Whether the session was logged out on this replica or, through the shared store,
+    /// on another one.
+    /// Callers have already checked this replica's memory ([`Self::read_session`]), so
+    /// without a shared store there is nothing more to ask.
+    pub(crate) async fn logged_out_anywhere(&self, data: &SessionData, now_ms: u64) -> bool {
+        if !self.logged_out.is_shared() {
+            return false;
+        }
+        match data.logout_key() {
+            Some(k) => self.logged_out.contains(k, now_ms).await,
+            None => false,
+        }
     }
 
     /// Whether the request carries a session cookie at all (usable or not).
@@ -84,6 +98,12 @@ impl Inner {
                 clear: false,
             };
         };
+        if self.logged_out_anywhere(&loaded.value, now_ms).await {
+            return Authn::Anonymous {
+                code: AuthErrorCode::SessionExpired,
+                clear: false,
+            };
+        }
         let mut data = loaded.value;
         let now_s = now_ms / 1000;
         match data.freshness(now_s, self.settings.leeway_secs) {
@@ -160,7 +180,7 @@ impl Inner {
         now_ms: u64,
     ) -> Option<Vec<HeaderValue>> {
         if let Some(key) = data.logout_key()
-            && self.logged_out.contains_key(key)
+            && self.logged_out.contains_local(key)
         {
             return None;
         }
@@ -260,9 +280,22 @@ impl Inner {
         r
     }
 
-    /// The CSRF reference: the configured public origin, if any.
-    pub(crate) fn expected_origin(&self) -> Option<&str> {
-        self.settings.public_origin.as_deref()
+    /// The CSRF reference: how to tell this gateway's own origin (scheme, host, port).
+    pub(crate) fn expected_origin(&self) -> &crate::guard::OriginPolicy {
+        &self.settings.origin_policy
+    }
+
+    /// 400 for a request path that could be read differently upstream (dot-segments,
+    /// encoded slashes; see [`crate::guard::canonical_path`]).
+    pub(crate) fn bad_path(&self) -> Response {
+        self.metrics.rejected("bad_path");
+        let mut r = json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "the request path contains dot-segments, encoded slashes or backslashes, or control characters",
+        );
+        no_store(r.headers_mut());
+        r
     }
 }
 

@@ -99,7 +99,10 @@ impl Backend {
             StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited(retry_after(&resp)),
             s if s.is_server_error() => BackendError::Unavailable(format!("login: HTTP {s}")),
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                BackendError::InvalidCredentials
+                match error_code(resp).await.as_deref() {
+                    Some("invalid_client") => client_misconfigured(),
+                    _ => BackendError::InvalidCredentials,
+                }
             }
             s => BackendError::Unavailable(format!("login: unexpected HTTP {s}")),
         })
@@ -131,13 +134,12 @@ impl Backend {
         }
         Err(match status {
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
-                let code = body
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("invalid_grant")
-                    .to_string();
-                BackendError::Refused(code)
+                match error_code(resp).await {
+                    // The gateway's own credentials are wrong: an operator's problem, not
+                    // the user's, so nobody is logged out over it.
+                    Some(code) if code == "invalid_client" => client_misconfigured(),
+                    code => BackendError::Refused(code.unwrap_or_else(|| "invalid_grant".into())),
+                }
             }
             StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited(retry_after(&resp)),
             s => BackendError::Unavailable(format!("refresh: HTTP {s}")),
@@ -269,6 +271,19 @@ impl Backend {
             user,
         })
     }
+}
+
+/// The `error` member of an error body, if there is one.
+async fn error_code(resp: reqwest::Response) -> Option<String> {
+    let body: Value = resp.json().await.ok()?;
+    body.get("error")?.as_str().map(str::to_string)
+}
+
+fn client_misconfigured() -> BackendError {
+    tracing::error!(
+        "the backend rejected the gateway's client credentials (invalid_client); check backend.client_id / backend.client_secret"
+    );
+    BackendError::Unavailable("invalid_client".into())
 }
 
 fn unavailable(e: reqwest::Error) -> BackendError {

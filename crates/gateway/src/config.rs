@@ -48,6 +48,51 @@ pub struct Config {
     pub proxy: ProxySection,
     /// Login page settings.
     pub login: LoginSection,
+    /// Shared state between replicas (optional).
+    pub store: StoreSection,
+}
+
+/// `[store]`: state shared by several gateway replicas. Today that is the set of
+/// logged-out session ids, so that a cookie logged out on one replica is refused by all.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `redis://[user:password@]host[:port][/db]`; unset keeps the record per process.
+    pub redis_url: Option<String>,
+    /// Longest wait for one Redis command, in milliseconds; past it the store counts as
+    /// unreachable (see docs/gateway.md for what the gateway does then).
+    pub timeout_ms: u64,
+    /// Prefix of every key the gateway writes.
+    pub key_prefix: String,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            timeout_ms: 250,
+            key_prefix: "sallyport:".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("StoreSection")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// Validated `[store]` settings.
+#[derive(Clone)]
+pub(crate) struct StoreSettings {
+    pub(crate) client: redis::Client,
+    pub(crate) timeout: Duration,
+    pub(crate) key_prefix: String,
 }
 
 /// `[session]`
@@ -152,6 +197,10 @@ pub struct ProxySection {
     pub connect_timeout_ms: u64,
     /// Time allowed until upstream's response head, in milliseconds.
     pub response_timeout_ms: u64,
+    /// Largest body of a request carrying `Idempotency-Key` that is buffered so it can be
+    /// replayed after upstream's 401 (DESIGN.md step 6); larger bodies stream and are not
+    /// replayed. 0 turns body replay off.
+    pub replay_body_limit_bytes: u64,
 }
 
 /// `[login]`
@@ -177,6 +226,7 @@ impl Default for Config {
             backend: BackendSection::default(),
             proxy: ProxySection::default(),
             login: LoginSection::default(),
+            store: StoreSection::default(),
         }
     }
 }
@@ -245,6 +295,7 @@ impl Default for ProxySection {
             preserve_host: true,
             connect_timeout_ms: 5000,
             response_timeout_ms: 60_000,
+            replay_body_limit_bytes: 1024 * 1024,
         }
     }
 }
@@ -285,7 +336,12 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(Env::prefixed("SALLYPORT_GATEWAY_").split("__"))
+            // CONFIG and THREADS are command-line options of `sallyport gateway`.
+            .merge(
+                Env::prefixed("SALLYPORT_GATEWAY_")
+                    .ignore(&["config", "threads"])
+                    .split("__"),
+            )
             .merge(
                 Env::raw()
                     .only(&["SESSION_SECRET"])
@@ -318,6 +374,8 @@ pub struct Settings {
     pub(crate) public: GlobSet,
     pub(crate) public_origin: Option<String>,
     pub(crate) trust_forwarded: bool,
+    pub(crate) origin_policy: crate::guard::OriginPolicy,
+    pub(crate) replay_body_limit: usize,
     pub(crate) passwords: sallyport_iron::Passwords,
     pub(crate) cookie_name: String,
     pub(crate) secure: bool,
@@ -338,6 +396,7 @@ pub struct Settings {
     pub(crate) response_timeout: Duration,
     pub(crate) login_template: Option<String>,
     pub(crate) login_title: String,
+    pub(crate) store: Option<StoreSettings>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -509,6 +568,37 @@ impl Settings {
             }
         };
 
+        const MAX_REPLAY_BODY: u64 = 64 * 1024 * 1024;
+        if c.proxy.replay_body_limit_bytes > MAX_REPLAY_BODY {
+            return Err(Error::config(
+                "proxy.replay_body_limit_bytes",
+                format!("at most {MAX_REPLAY_BODY} bytes (it is held in memory per request)"),
+            ));
+        }
+        // Bounded just above, so it fits in usize on every supported platform.
+        let replay_body_limit = usize::try_from(c.proxy.replay_body_limit_bytes)
+            .map_err(|_| Error::config("proxy.replay_body_limit_bytes", "too large"))?;
+
+        let store = match &c.store.redis_url {
+            None => None,
+            Some(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(|e| {
+                    Error::config("store.redis_url", format!("not a usable Redis URL: {e}"))
+                })?;
+                if c.store.timeout_ms == 0 {
+                    return Err(Error::config(
+                        "store.timeout_ms",
+                        "must be greater than zero",
+                    ));
+                }
+                Some(StoreSettings {
+                    client,
+                    timeout: Duration::from_millis(c.store.timeout_ms),
+                    key_prefix: c.store.key_prefix.clone(),
+                })
+            }
+        };
+
         let login_template = match &c.login.template {
             None => None,
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
@@ -524,8 +614,14 @@ impl Settings {
             upstream,
             prefix,
             public,
+            origin_policy: crate::guard::OriginPolicy {
+                public_origin: public_origin.clone(),
+                trust_forwarded: c.trust_forwarded_headers,
+                secure: c.session.secure,
+            },
             public_origin,
             trust_forwarded: c.trust_forwarded_headers,
+            replay_body_limit,
             passwords,
             cookie_name,
             secure: c.session.secure,
@@ -546,6 +642,7 @@ impl Settings {
             response_timeout: Duration::from_millis(c.proxy.response_timeout_ms),
             login_template,
             login_title: c.login.title.clone(),
+            store,
         })
     }
 }
@@ -734,6 +831,20 @@ fn backend_settings(b: &BackendSection) -> Result<BackendSettings, Error> {
         .as_deref()
         .map(|u| check_url("backend.jwks_url", u))
         .transpose()?;
+    if jwks_url.is_some() {
+        if b.jwt_issuer.as_deref().is_none_or(str::is_empty) {
+            return Err(Error::config(
+                "backend.jwt_issuer",
+                "required with backend.jwks_url",
+            ));
+        }
+        if b.jwt_audience.as_deref().is_none_or(str::is_empty) {
+            return Err(Error::config(
+                "backend.jwt_audience",
+                "required with backend.jwks_url",
+            ));
+        }
+    }
     Ok(BackendSettings {
         kind,
         login_url,
@@ -840,6 +951,17 @@ mod tests {
         c.backend.token_url = Some("http://127.0.0.1:9/oauth/token".into());
         assert_eq!(setting_of(c.validate()), "backend.client_id");
         c.backend.client_id = Some("gw".into());
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn jwks_needs_issuer_and_audience() {
+        let mut c = base();
+        c.backend.jwks_url = Some("http://127.0.0.1:9/.well-known/jwks.json".into());
+        assert_eq!(setting_of(c.validate()), "backend.jwt_issuer");
+        c.backend.jwt_issuer = Some("http://127.0.0.1:9".into());
+        assert_eq!(setting_of(c.validate()), "backend.jwt_audience");
+        c.backend.jwt_audience = Some("sallyport".into());
         assert!(c.validate().is_ok());
     }
 

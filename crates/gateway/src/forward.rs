@@ -17,9 +17,6 @@ use crate::proxy::{self, Credentials, Rewrite};
 use crate::state::SessionData;
 use crate::{Gateway, Inner, guard};
 
-/// Largest body of an idempotent request that is kept for a replay after upstream's 401.
-const REPLAY_BODY_LIMIT: u64 = 64 * 1024;
-
 /// The fallback handler.
 pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     let inner = &*gw.inner;
@@ -28,13 +25,12 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let public = inner.settings.public.is_match(req.uri().path());
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
-
+    // Every path-based decision is made on the checked, once-decoded path; a path that
+    // upstream could read differently (dot-segments, encoded slashes) is refused outright.
+    let public = match guard::canonical_path(req.uri().path()) {
+        Some(p) => inner.settings.public.is_match(&*p),
+        None => return inner.bad_path(),
+    };
     // Step 7 for upgrades: a WebSocket handshake is a GET, but a cross-site page opening
     // one with the user's cookie is the same attack as a forged POST (CSWSH).
     let state_changing = !guard::is_safe_method(req.method()) || proxy::is_upgrade(req.headers());
@@ -62,7 +58,7 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
             return inner.unauthenticated(
                 req.method(),
                 req.headers(),
-                &path_and_query,
+                req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
                 code,
                 clear,
             );
@@ -82,7 +78,7 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     } else {
         None
     };
-    let (req, replay) = match Replay::prepare(req).await {
+    let (req, replay) = match Replay::prepare(req, inner.settings.replay_body_limit).await {
         Ok(pair) => pair,
         Err(resp) => return resp,
     };
@@ -133,7 +129,7 @@ async fn forward_public(
     now_ms: u64,
     forged: bool,
 ) -> Response {
-    let session = if forged {
+    let mut session = if forged {
         None
     } else {
         inner
@@ -141,12 +137,17 @@ async fn forward_public(
             .map(|l| l.value)
             .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))
     };
+    if let Some(d) = &session
+        && inner.logged_out_anywhere(d, now_ms).await
+    {
+        session = None;
+    }
     forward(inner, req, client_addr, session.as_ref(), None).await
 }
 
 fn logged_out(inner: &Inner, data: &SessionData) -> bool {
     data.logout_key()
-        .is_some_and(|k| inner.logged_out.contains_key(k))
+        .is_some_and(|k| inner.logged_out.contains_local(k))
 }
 
 /// Rewrites and sends one request; upstream failures become plain 502/504 pages.
@@ -171,6 +172,7 @@ async fn forward(
     let pairs = new_cookie.map(cookie_pairs);
     let rw = Rewrite {
         settings: &inner.settings,
+        client: &inner.client,
         client_addr,
         credentials,
         new_cookie: pairs.as_deref(),
@@ -219,21 +221,16 @@ struct Replay {
 
 impl Replay {
     /// Splits off a replayable copy when the request is idempotent (GET/HEAD/OPTIONS or
-    /// `Idempotency-Key`), not an upgrade, and its body is small and of known length.
-    async fn prepare(req: Request<Body>) -> Result<(Request<Body>, Option<Replay>), Response> {
+    /// `Idempotency-Key`) and not an upgrade. A body is buffered (chunked or not) up to
+    /// `limit` bytes; a larger one — declared or discovered while reading — streams on
+    /// untouched (the part already read goes first) and the request is not replayed.
+    async fn prepare(
+        req: Request<Body>,
+        limit: usize,
+    ) -> Result<(Request<Body>, Option<Replay>), Response> {
         let idempotent =
             guard::is_safe_method(req.method()) || req.headers().contains_key("idempotency-key");
         if !idempotent || proxy::is_upgrade(req.headers()) {
-            return Ok((req, None));
-        }
-        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-        let len = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let small = len.is_some_and(|n| n <= REPLAY_BODY_LIMIT);
-        if !http_body::Body::is_end_stream(req.body()) && (!small || chunked) {
             return Ok((req, None));
         }
         if http_body::Body::is_end_stream(req.body()) {
@@ -247,18 +244,47 @@ impl Replay {
             };
             return Ok((req, Some(replay)));
         }
-        let (parts, body) = req.into_parts();
-        let limited = http_body_util::Limited::new(body, REPLAY_BODY_LIMIT as usize);
-        let bytes = match limited.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(_) => {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Ok((req, None));
+        }
+        let (parts, mut body) = req.into_parts();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
                 return Err((
                     StatusCode::BAD_REQUEST,
                     [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
                     "request body could not be read\n",
                 )
                     .into_response());
+            };
+            // Trailers are not replayed (HTTP/1.1 upstreams rarely see them anyway).
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total = total.saturating_add(data.len());
+            chunks.push(data);
+            if total > limit {
+                // Too large to keep: send what was read, then the rest, once.
+                let head = futures_util::stream::iter(chunks.into_iter().map(Ok));
+                let stream = futures_util::StreamExt::chain(head, body.into_data_stream());
+                return Ok((Request::from_parts(parts, Body::from_stream(stream)), None));
             }
+        }
+        let bytes = if chunks.len() == 1 {
+            chunks.pop().unwrap_or_default()
+        } else {
+            let mut all = bytes::BytesMut::with_capacity(total);
+            for c in &chunks {
+                all.extend_from_slice(c);
+            }
+            all.freeze()
         };
         let replay = Replay {
             method: parts.method.clone(),

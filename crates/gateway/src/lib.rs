@@ -39,16 +39,17 @@ mod proxy;
 mod renew;
 mod routes;
 mod state;
+mod store;
 mod token;
 mod verify;
 
 pub use backend::BackendError;
 pub use config::{
     BackendKind, BackendSection, Config, FieldNames, LoginSection, MIN_SECRET_LEN, ProxySection,
-    SessionSection, Settings,
+    SessionSection, Settings, StoreSection,
 };
 pub use error::{ConfigError, Error};
-pub use guard::{is_cross_site, safe_next};
+pub use guard::{OriginPolicy, canonical_path, is_cross_site, safe_next};
 pub use state::{Freshness, SessionData};
 
 /// The source of "now" for every expiry decision (time is a parameter).
@@ -99,8 +100,9 @@ pub(crate) struct Inner {
     pub(crate) cookies: sallyport_session::CookieCodec,
     pub(crate) backend: backend::Backend,
     pub(crate) renewer: renew::Renewer,
-    /// Logged-out session ids, remembered for the cookie's lifetime (PP-05, PP-06).
-    pub(crate) logged_out: moka::future::Cache<String, ()>,
+    /// Logged-out session ids, remembered for the cookie's lifetime (PP-05, PP-06),
+    /// shared through Redis when `store.redis_url` is set.
+    pub(crate) logged_out: store::LogoutStore,
     pub(crate) client: proxy::HttpClient,
     pub(crate) page: page::LoginPage,
     pub(crate) metrics: metrics::Metrics,
@@ -119,10 +121,8 @@ impl Gateway {
         let metrics = metrics::Metrics::new();
         let backend = backend::Backend::new(settings.backend.clone())?;
         let renewer = renew::Renewer::new(backend.clone(), settings.renew_grace, metrics.clone());
-        let logged_out = moka::future::Cache::builder()
-            .max_capacity(10_000_000)
-            .time_to_live(settings.ttl)
-            .build();
+        let logged_out =
+            store::LogoutStore::new(settings.ttl, settings.store.clone(), metrics.clone());
         let client = proxy::client(&settings);
         let page = page::LoginPage::new(
             settings.login_template.clone(),
@@ -205,9 +205,18 @@ pub async fn serve_with_shutdown(
     gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    use axum::serve::ListenerExt;
     let app = gateway
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY on client connections, as nginx does (`tcp_nodelay on`): a response is
+    // written whole, so Nagle only adds delayed-ACK stalls to the tail latency. The
+    // upstream side sets it in `proxy::client`.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -70,6 +70,11 @@ impl Metrics {
         self.counter("sallyport_gateway_logouts_total", "revocation", outcome);
     }
 
+    /// The shared store (Redis) failed a `read` or `write`.
+    pub fn store_error(&self, op: &'static str) {
+        self.counter("sallyport_gateway_store_errors_total", "op", op);
+    }
+
     /// A request answered by the middleware without reaching upstream, by reason.
     pub fn rejected(&self, reason: &'static str) {
         self.counter("sallyport_gateway_rejected_total", "reason", reason);

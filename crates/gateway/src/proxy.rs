@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
 use http::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -15,17 +17,64 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::config::Settings;
 use sallyport_proto::SessionUser;
 
-/// The upstream client type.
-pub type HttpClient = Client<HttpConnector, Body>;
+/// The pooled upstream client, with the parts of every upstream request that never
+/// change (scheme, authority, `Host`) parsed once at start-up instead of per request.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Body>,
+    /// `Some` when the upstream URL has no path prefix: request URIs are then assembled
+    /// from parts without formatting and re-parsing a string.
+    scheme_authority: Option<(Scheme, Authority)>,
+    /// The upstream authority as a `Host` value (when `preserve_host` is off).
+    host: Option<HeaderValue>,
+}
 
 /// Builds the pooled upstream client.
 pub fn client(settings: &Settings) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(settings.connect_timeout));
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+    let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .build(connector)
+        .build(connector);
+    let up = &settings.upstream;
+    let scheme_authority = match up.base.strip_prefix("http://") {
+        Some(rest) if rest == up.authority => up
+            .authority
+            .parse::<Authority>()
+            .ok()
+            .map(|a| (Scheme::HTTP, a)),
+        _ => None,
+    };
+    HttpClient {
+        client,
+        scheme_authority,
+        host: HeaderValue::from_str(&up.authority).ok(),
+    }
+}
+
+impl HttpClient {
+    /// The upstream URI for a request to `original`: the upstream base followed by the
+    /// request's path and query.
+    fn upstream_uri(&self, base: &str, original: &Uri) -> Result<Uri, UpstreamError> {
+        let pq = original.path_and_query();
+        if let (Some((scheme, authority)), Some(pq)) = (&self.scheme_authority, pq)
+            && pq.as_str().starts_with('/')
+        {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(scheme.clone());
+            parts.authority = Some(authority.clone());
+            parts.path_and_query = Some(pq.clone());
+            return Uri::from_parts(parts)
+                .map_err(|e| UpstreamError::Unreachable(format!("bad upstream URI: {e}")));
+        }
+        // A path prefix, or an unusual request target (`*`, authority-form): the general
+        // (slower) way, with exactly the old semantics.
+        let path = pq.map_or("/", |pq| pq.as_str());
+        format!("{base}{path}")
+            .parse()
+            .map_err(|e| UpstreamError::Unreachable(format!("bad upstream URI: {e}")))
+    }
 }
 
 /// What the gateway adds to a proxied request.
@@ -75,15 +124,17 @@ impl IntoResponse for UpstreamError {
     }
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones), as `HeaderName`s so that
+/// removing them does not parse a name per call.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
 ];
 
 /// Whether the request asks for a protocol upgrade (WebSocket).
@@ -103,21 +154,23 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Removes hop-by-hop headers, including those named in `Connection`. Keeps
 /// `Upgrade`/`Connection: upgrade` when `keep_upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    let upgrade = headers.get(header::UPGRADE).cloned();
-    for n in named {
+    // Taken first: `Connection: upgrade` names it, and the loop below would drop it.
+    let upgrade = headers.remove(header::UPGRADE);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
         headers.remove(n);
     }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
-    }
-    headers.remove(header::UPGRADE);
     if keep_upgrade && let Some(u) = upgrade {
         headers.insert(header::UPGRADE, u);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -144,37 +197,49 @@ fn rewrite_cookies(
     forward: bool,
     replacement: Option<&[(String, String)]>,
 ) {
-    let values: Vec<String> = headers
+    // One output string instead of a `String` per pair (this runs on every request).
+    let keep_session = forward && replacement.is_none();
+    let mut saw_cookie = false;
+    let mut out = String::new();
+    for v in headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .collect();
-    if values.is_empty() && replacement.is_none() {
-        return;
-    }
-    let mut kept: Vec<String> = Vec::new();
-    for v in &values {
+    {
+        if !saw_cookie {
+            saw_cookie = true;
+            out.reserve(v.len());
+        }
         for pair in v.split(';') {
             let pair = pair.trim();
             if pair.is_empty() {
                 continue;
             }
             let name = pair.split('=').next().unwrap_or_default().trim();
-            let session = is_session_cookie(name, cookie_name);
-            if !session || (forward && replacement.is_none()) {
-                kept.push(pair.to_string());
+            if keep_session || !is_session_cookie(name, cookie_name) {
+                if !out.is_empty() {
+                    out.push_str("; ");
+                }
+                out.push_str(pair);
             }
         }
     }
+    if !saw_cookie && replacement.is_none() {
+        return;
+    }
     if forward && let Some(rep) = replacement {
         for (n, v) in rep {
-            kept.push(format!("{n}={v}"));
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            out.push_str(n);
+            out.push('=');
+            out.push_str(v);
         }
     }
     headers.remove(header::COOKIE);
-    if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    if !out.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&out)
     {
         headers.insert(header::COOKIE, v);
     }
@@ -184,6 +249,8 @@ fn rewrite_cookies(
 pub struct Rewrite<'a> {
     /// Validated settings.
     pub settings: &'a Settings,
+    /// The upstream client (for its pre-parsed upstream parts).
+    pub client: &'a HttpClient,
     /// Peer address.
     pub client_addr: Option<SocketAddr>,
     /// Token and identity, when there is a session.
@@ -201,14 +268,7 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
         .uri()
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
-    let uri: Uri = format!("{}{}", s.upstream.base, path)
-        .parse()
-        .map_err(|e| UpstreamError::Unreachable(format!("bad upstream URI: {e}")))?;
+    let uri = rw.client.upstream_uri(&s.upstream.base, req.uri())?;
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
 
@@ -228,7 +288,11 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
         headers.remove(k);
     }
     if let Some(c) = &rw.credentials {
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", c.access_token)) {
+        let mut bearer = BytesMut::with_capacity(7 + c.access_token.len());
+        bearer.put_slice(b"Bearer ");
+        bearer.put_slice(c.access_token.as_bytes());
+        // `from_maybe_shared` validates like `from_str` but takes the buffer without a copy.
+        if let Ok(v) = HeaderValue::from_maybe_shared(bearer.freeze()) {
             headers.insert(s.auth_header.clone(), v);
         }
         if s.identity_headers
@@ -291,8 +355,8 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
             headers.insert(header::HOST, h);
         }
         _ => {
-            if let Ok(v) = HeaderValue::from_str(&s.upstream.authority) {
-                headers.insert(header::HOST, v);
+            if let Some(v) = &rw.client.host {
+                headers.insert(header::HOST, v.clone());
             }
         }
     }
@@ -331,11 +395,12 @@ pub async fn send(
     } else {
         None
     };
-    let resp = match tokio::time::timeout(settings.response_timeout, client.request(req)).await {
-        Err(_) => return Err(UpstreamError::Timeout),
-        Ok(Err(e)) => return Err(UpstreamError::Unreachable(e.to_string())),
-        Ok(Ok(r)) => r,
-    };
+    let resp =
+        match tokio::time::timeout(settings.response_timeout, client.client.request(req)).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e.to_string())),
+            Ok(Ok(r)) => r,
+        };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(splice(resp, client_upgrade));
     }

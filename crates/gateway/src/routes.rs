@@ -265,7 +265,8 @@ pub(crate) async fn logout(State(gw): State<Gateway>, headers: HeaderMap) -> Res
     if let Some(loaded) = loaded {
         let data = loaded.value;
         if let Some(key) = data.logout_key() {
-            inner.logged_out.insert(key.to_string(), ()).await;
+            // An unreachable shared store does not fail the logout (see store.rs).
+            inner.logged_out.remember(key, now_ms).await;
         }
         if let Some(rt) = data.refresh_token.clone() {
             let backend = inner.backend.clone();
@@ -355,7 +356,13 @@ pub(crate) async fn refresh(State(gw): State<Gateway>, headers: HeaderMap) -> Re
 pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
     let inner = &*gw.inner;
     let now_ms = inner.clock.now_ms();
-    let view = match inner.read_session(&headers, now_ms) {
+    let mut loaded = inner.read_session(&headers, now_ms);
+    if let Some(l) = &loaded
+        && inner.logged_out_anywhere(&l.value, now_ms).await
+    {
+        loaded = None;
+    }
+    let view = match loaded {
         Some(l) => l.value.view(
             inner.settings.expose_access_token,
             inner.settings.ttl.as_secs(),
@@ -440,7 +447,12 @@ pub(crate) async fn client_js() -> Response {
 }
 
 /// Anything else under the prefix.
-pub(crate) async fn not_found() -> Response {
+/// Anything else under the prefix. A path that escapes the prefix (`/auth/../app`) gets
+/// the same 400 as in the middleware, so no path-based decision differs by route.
+pub(crate) async fn not_found(State(gw): State<Gateway>, uri: http::Uri) -> Response {
+    if guard::canonical_path(uri.path()).is_none() {
+        return gw.inner.bad_path();
+    }
     json_error(StatusCode::NOT_FOUND, "not_found", "no such gateway route")
 }
 

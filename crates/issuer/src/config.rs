@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::client_auth::ClientRegistry;
 use crate::error::{Error, Result};
 
 /// Environment prefix for issuer settings.
@@ -54,6 +55,49 @@ pub struct Config {
     pub argon2: Argon2Config,
     /// Login rate limits (failed attempts).
     pub rate_limit: RateLimitConfig,
+    /// A connection must send its complete request head (request line and headers)
+    /// within this many seconds of connecting or of its previous response, or it is
+    /// closed: a client trickling headers (slowloris) cannot hold a connection (default 10).
+    pub header_read_timeout_secs: u64,
+    /// A request not answered within this many seconds (e.g. a body that never
+    /// completes) gets 408 `timeout` (default 30).
+    pub request_timeout_secs: u64,
+    /// Accept `/oauth/token` and `/oauth/revoke` requests without client
+    /// authentication: no credentials at all, or a `client_id` without a secret
+    /// (RFC 6749 §2.1 public clients). Default true. A client that presents a secret
+    /// is always authenticated against [`Config::clients`].
+    pub allow_public_clients: bool,
+    /// OAuth clients (RFC 6749 §2.3) allowed to authenticate at `/oauth/token` and
+    /// `/oauth/revoke` with `client_secret_basic` or `client_secret_post`.
+    pub clients: Vec<ClientConfig>,
+}
+
+/// One OAuth client. Give `secret_sha256` (preferred: the config file then holds no
+/// usable secret) or `secret`; neither makes it a public client that may identify
+/// itself without a secret even when `allow_public_clients` is false.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The `client_id`.
+    pub id: String,
+    /// The client secret in clear (compared through its SHA-256 in constant time).
+    pub secret: Option<String>,
+    /// Hex SHA-256 of the client secret (`printf %s SECRET | sha256sum`).
+    pub secret_sha256: Option<String>,
+}
+
+/// Secrets are never printed.
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("id", &self.id)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "secret_sha256",
+                &self.secret_sha256.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// Argon2id parameters; defaults are OWASP's (19 MiB, 2 passes, 1 lane).
@@ -100,6 +144,10 @@ impl Default for Config {
             trust_forwarded_for: false,
             argon2: Argon2Config::default(),
             rate_limit: RateLimitConfig::default(),
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            allow_public_clients: true,
+            clients: Vec::new(),
         }
     }
 }
@@ -147,6 +195,10 @@ impl fmt::Debug for Config {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("argon2", &self.argon2)
             .field("rate_limit", &self.rate_limit)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("allow_public_clients", &self.allow_public_clients)
+            .field("clients", &self.clients)
             .finish()
     }
 }
@@ -283,6 +335,14 @@ impl Config {
         if let Some(0) = self.database_max_connections {
             return Err(Error::config("database_max_connections", "must be > 0"));
         }
+        let header_read_timeout_ms = secs(
+            "header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            1,
+            3600,
+        )?;
+        let request_timeout_ms = secs("request_timeout_secs", self.request_timeout_secs, 1, 3600)?;
+        let clients = ClientRegistry::from_config(&self.clients, self.allow_public_clients)?;
         Ok(Settings {
             raw: self.clone(),
             backend,
@@ -294,8 +354,15 @@ impl Config {
             idle_ttl_ms,
             max_lifetime_ms,
             key_cache_ms,
+            header_read_timeout: millis(header_read_timeout_ms),
+            request_timeout: millis(request_timeout_ms),
+            clients,
         })
     }
+}
+
+fn millis(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Which store implementation a database URL selects.
@@ -377,6 +444,12 @@ pub struct Settings {
     pub max_lifetime_ms: i64,
     /// Key ring reload period.
     pub key_cache_ms: i64,
+    /// Time allowed for a request head.
+    pub header_read_timeout: std::time::Duration,
+    /// Time allowed for a whole request.
+    pub request_timeout: std::time::Duration,
+    /// OAuth client authentication.
+    pub clients: ClientRegistry,
 }
 
 #[cfg(test)]
@@ -429,6 +502,31 @@ mod tests {
                 },
                 "issuer",
             ),
+            (
+                Config {
+                    header_read_timeout_secs: 0,
+                    ..Config::default()
+                },
+                "header_read_timeout_secs",
+            ),
+            (
+                Config {
+                    request_timeout_secs: 0,
+                    ..Config::default()
+                },
+                "request_timeout_secs",
+            ),
+            (
+                Config {
+                    clients: vec![ClientConfig {
+                        id: "gw".into(),
+                        secret: Some("too-short".into()),
+                        secret_sha256: None,
+                    }],
+                    ..Config::default()
+                },
+                "clients[0].secret",
+            ),
         ];
         for (config, setting) in cases {
             let err = config.validate().unwrap_err().to_string();
@@ -462,6 +560,27 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn example_file_shows_the_defaults_and_clients_parse() {
+        let example = include_str!("../../../config/issuer.example.toml");
+        let parsed: Config = Figment::from(Toml::string(example)).extract().unwrap();
+        assert_eq!(parsed, Config::default());
+        let uncommented = example
+            .replace("# [[clients]]", "[[clients]]")
+            .replace("# id = ", "id = ")
+            .replace("# secret_sha256 = ", "secret_sha256 = ");
+        let c: Config = Figment::from(Toml::string(&uncommented)).extract().unwrap();
+        assert_eq!(c.clients.len(), 2);
+        let s = c.validate().unwrap();
+        assert_eq!(
+            s.clients
+                .authenticate(None, Some("gateway"), Some("password"))
+                .unwrap()
+                .as_deref(),
+            Some("gateway")
+        );
     }
 
     #[test]

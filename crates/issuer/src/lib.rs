@@ -23,6 +23,7 @@
 //! session); presented later, the whole session is revoked and the event audited.
 
 mod admin;
+mod client_auth;
 pub mod clock;
 pub mod config;
 mod error;
@@ -38,6 +39,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 pub use admin::{Admin, KeyInfo, SessionInfo, User};
+pub use client_auth::ClientAuthError;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Settings};
 pub use error::{Error, Result};
@@ -223,6 +225,12 @@ impl Issuer {
     /// The storage backend.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Closes the database pool (after serving stopped); later requests that need
+    /// the database fail with 503.
+    pub async fn close(&self) {
+        self.inner.store.close().await;
     }
 
     /// Current time according to the issuer's clock (unix ms).
@@ -534,18 +542,70 @@ pub async fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> Result<
     serve_with_shutdown(listener, issuer, shutdown_signal()).await
 }
 
-/// Serves until `shutdown` completes (graceful: in-flight requests finish).
+/// Serves until `shutdown` completes (graceful: in-flight requests finish, for at
+/// most `request_timeout_secs` more).
+///
+/// HTTP/1.1 through hyper directly rather than `axum::serve`, which has no timer and
+/// therefore no header read timeout: a client trickling a request head (slowloris)
+/// would hold its connection forever. Here every connection must deliver a complete
+/// head within `header_read_timeout_secs` of connecting (or of its previous response,
+/// on keep-alive) or it is closed.
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     issuer: Issuer,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let app = issuer
-        .router()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let settings = issuer.settings();
+    let drain_timeout = settings
+        .request_timeout
+        .saturating_add(std::time::Duration::from_secs(1));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    let router = issuer.router();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(%err, %peer, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout; dropping them");
+    }
     Ok(())
 }
 

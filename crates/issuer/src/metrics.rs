@@ -62,6 +62,11 @@ impl Metrics {
         self.with(|| metrics::counter!("sallyport_issuer_reuse_detections_total").increment(1));
     }
 
+    /// `sallyport_issuer_client_auth_failures_total`: `invalid_client` answers.
+    pub fn client_auth_failed(&self) {
+        self.with(|| metrics::counter!("sallyport_issuer_client_auth_failures_total").increment(1));
+    }
+
     /// `sallyport_issuer_revocations_total{reason}`.
     pub fn revocation(&self, reason: &'static str) {
         self.with(|| {

@@ -1,7 +1,9 @@
 //! Access-token claims and decoding without verification.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::de;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -76,7 +78,7 @@ pub fn expires_at(token: &str) -> Result<u64, Error> {
     let parts = split(token)?;
     let mut stack = [0u8; 1024];
     let heap;
-    let bytes: &[u8] = match URL_SAFE_NO_PAD.decode_slice(parts.payload, &mut stack) {
+    let bytes: &[u8] = match STRICT_B64URL.decode_slice(parts.payload, &mut stack) {
         Ok(n) => &stack[..n],
         Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
             heap = decode_segment(parts.payload)?;
@@ -128,8 +130,21 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, Error> {
     })
 }
 
+/// The only base64url a JWS segment may use (RFC 7515 §2): no padding, and
+/// canonical — the unused low bits of the last character must be zero. Spelled out
+/// rather than relying on an engine's defaults: with trailing bits allowed, up to
+/// 16 different strings decode to the same signature, so a token could be altered
+/// (and e.g. bypass a cache or deny-list keyed on the token text) yet still verify.
+pub(crate) const STRICT_B64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
 pub(crate) fn decode_segment(segment: &str) -> Result<Vec<u8>, Error> {
-    URL_SAFE_NO_PAD
+    STRICT_B64URL
         .decode(segment)
         .map_err(|_| Error::Malformed("segment is not base64url"))
 }
@@ -208,6 +223,29 @@ mod one_or_many {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    #[test]
+    fn segments_must_be_canonical_base64url() {
+        assert_eq!(decode_segment("AA").unwrap(), [0]);
+        // Same byte, non-zero unused bits; padding; the standard alphabet.
+        for bad in ["AB", "AP", "AA==", "+w", "/w"] {
+            assert!(decode_segment(bad).is_err(), "{bad} accepted");
+        }
+        let t = token_with_payload(r#"{"exp": 1700000000}"#);
+        let payload = t.split('.').nth(1).unwrap();
+        assert_eq!(payload.len() % 4, 2, "the payload ends in a partial group");
+        assert!(expires_at(&t).is_ok());
+        let last = payload.as_bytes()[payload.len() - 1];
+        // Flip the lowest (unused) bit of the last character's 6-bit value.
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let idx = alphabet.iter().position(|&c| c == last).unwrap();
+        let flipped = alphabet[idx ^ 1] as char;
+        let altered = format!("{}{flipped}", &payload[..payload.len() - 1]);
+        let bad = t.replacen(payload, &altered, 1);
+        assert!(matches!(expires_at(&bad), Err(Error::Malformed(_))));
+        assert!(matches!(decode_unverified(&bad), Err(Error::Malformed(_))));
+    }
 
     fn token_with_payload(payload: &str) -> String {
         format!(

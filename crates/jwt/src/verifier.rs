@@ -325,7 +325,10 @@ impl Verifier {
                 return Err(Error::WrongType(typ.to_owned()));
             }
         }
+        // All three segments must be canonical base64url before any key work: a
+        // token has exactly one spelling.
         let signature = decode_segment(parts.signature)?;
+        let payload = decode_segment(parts.payload)?;
 
         let key = self.key_for(header.kid.as_deref()).await?;
         if key.algorithm() != alg {
@@ -338,7 +341,7 @@ impl Verifier {
             return Err(Error::InvalidSignature);
         }
 
-        let claims = parse_claims(&decode_segment(parts.payload)?)?;
+        let claims = parse_claims(&payload)?;
         validate_claims(&claims, cfg, now)?;
         Ok(claims)
     }

@@ -29,6 +29,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("invalid setting `listen`: cannot bind {}", settings.listen))?;
     tracing::info!(addr = %listener.local_addr()?, database = %db, issuer = %settings.issuer, "sallyport issuer listening");
-    sallyport_issuer::serve(listener, issuer).await?;
+    sallyport_issuer::serve(listener, issuer.clone()).await?;
+    // In-flight requests have finished: close the pool so SQLite checkpoints its WAL.
+    issuer.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -356,3 +356,29 @@ async fn custom_login_template_is_used() {
         .unwrap();
     assert!(html.starts_with("<h1>ACME</h1>"));
 }
+
+#[tokio::test]
+async fn tokens_are_verified_against_the_jwks_when_configured() {
+    let backend = start_backend(0).await;
+    let (_up, up_url) = start_upstream().await;
+    let mut c = config(&backend, &up_url);
+    c.backend.jwks_url = Some(format!("{}/.well-known/jwks.json", backend.url));
+    c.backend.jwt_issuer = Some(backend.url.clone());
+    c.backend.jwt_audience = Some("sallyport".into());
+    let mut wrong = c.clone();
+    wrong.backend.jwt_audience = Some("someone-else".into());
+    let (url, _, _) = start_gateway(c).await;
+    let (wrong_url, _, _) = start_gateway(wrong).await;
+    let login = |u: String| async move {
+        client()
+            .post(format!("{u}/auth/login"))
+            .json(&json!({"username": USER, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(login(url).await, 200);
+    // A token that does not verify is never stored in a cookie.
+    assert_eq!(login(wrong_url).await, 503);
+}

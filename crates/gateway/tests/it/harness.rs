@@ -97,6 +97,12 @@ pub async fn start_backend(reuse_interval_secs: u64) -> Arc<Backend> {
     cfg.argon2.iterations = 1;
     cfg.rate_limit.account_burst = 1000;
     cfg.rate_limit.address_burst = 1000;
+    cfg.allow_public_clients = false;
+    cfg.clients = vec![sallyport_issuer::config::ClientConfig {
+        id: "gateway".into(),
+        secret: Some("gateway-client-secret-0001".into()),
+        ..Default::default()
+    }];
     let issuer = sallyport_issuer::Issuer::open(cfg).await.unwrap();
     issuer
         .admin()

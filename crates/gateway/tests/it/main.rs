@@ -9,5 +9,7 @@ mod harness;
 mod attacks;
 mod faults;
 mod flows;
+mod hardening;
 mod proxying;
 mod renewal;
+mod store;

@@ -12,7 +12,8 @@ pub struct ApiFailure {
     status: StatusCode,
     body: ApiError,
     retry_after: Option<u64>,
-    bearer_challenge: bool,
+    /// `WWW-Authenticate` value; every 401 carries one (RFC 9110 §15.5.2).
+    challenge: Option<&'static str>,
 }
 
 impl ApiFailure {
@@ -21,7 +22,7 @@ impl ApiFailure {
             status,
             body: ApiError::new(code, message),
             retry_after: None,
-            bearer_challenge: false,
+            challenge: None,
         }
     }
 
@@ -40,9 +41,17 @@ impl ApiFailure {
         }
     }
 
+    /// Adds a `WWW-Authenticate` challenge.
+    pub fn with_challenge(self, challenge: &'static str) -> Self {
+        ApiFailure {
+            challenge: Some(challenge),
+            ..self
+        }
+    }
+
     pub fn invalid_token() -> Self {
         ApiFailure {
-            bearer_challenge: true,
+            challenge: Some(r#"Bearer error="invalid_token""#),
             ..Self::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
@@ -86,10 +95,10 @@ impl IntoResponse for ApiFailure {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if self.bearer_challenge {
+        if let Some(challenge) = self.challenge {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                HeaderValue::from_static(challenge),
             );
         }
         resp
@@ -104,6 +113,10 @@ pub struct OAuthFailure {
     retry_after: Option<u64>,
 }
 
+/// The challenge of a `401 invalid_client` (RFC 6749 §5.2: the scheme the client
+/// should use).
+const BASIC_CHALLENGE: &str = r#"Basic realm="sallyport", charset="UTF-8""#;
+
 impl OAuthFailure {
     pub fn new(status: StatusCode, code: &str, description: impl Into<String>) -> Self {
         OAuthFailure {
@@ -115,6 +128,11 @@ impl OAuthFailure {
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// `401 invalid_client` with `WWW-Authenticate: Basic`.
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
     }
 
     pub fn invalid_grant(description: impl Into<String>) -> Self {
@@ -166,6 +184,12 @@ impl IntoResponse for OAuthFailure {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BASIC_CHALLENGE),
+            );
         }
         resp
     }

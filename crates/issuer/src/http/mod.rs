@@ -5,7 +5,7 @@
 mod error;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State,
@@ -19,17 +19,21 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use sallyport_jwt::BearerClaims;
 use sallyport_proto::{
-    ApiError, DiscoveryDocument, LoginRequest, OAuthError, OAuthRevokeRequest, OAuthTokenRequest,
-    OAuthTokenResponse, Profile, RefreshRequest, TokenResponse,
+    ApiError, LoginRequest, OAuthError, OAuthRevokeRequest, OAuthTokenRequest, OAuthTokenResponse,
+    Profile, RefreshRequest, TokenResponse,
 };
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
 pub use self::error::{ApiFailure, OAuthFailure};
+use crate::client_auth::ClientAuthError;
 use crate::{IssuedTokens, Issuer, LoginError, RefreshError, RequestContext};
 
-/// Requests taking longer than this (e.g. a client that never finishes its body) get 408.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `WWW-Authenticate` of the JSON API's 401s (RFC 9110 §15.5.2 wants one on every
+/// 401). A scheme of our own: these endpoints take credentials in the JSON body, not
+/// in `Authorization`, and browsers show no prompt for unknown schemes.
+const LOGIN_CHALLENGE: &str = r#"Sallyport realm="sallyport", error="invalid_credentials""#;
+const REFRESH_CHALLENGE: &str = r#"Sallyport realm="sallyport", error="invalid_grant""#;
 /// Longest refresh token accepted before parsing (real ones are 43 characters).
 const MAX_TOKEN_CHARS: usize = 4096;
 
@@ -63,13 +67,14 @@ const MAX_TOKEN_CHARS: usize = 4096;
         OAuthTokenResponse,
         OAuthRevokeRequest,
         Profile,
-        DiscoveryDocument
+        Discovery
     )),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
 
-/// Declares the `bearer` security scheme that `/api/me` refers to.
+/// Declares the security schemes the paths refer to: `bearer` (`/api/me`) and
+/// `client_secret_basic` (the OAuth endpoints).
 struct BearerScheme;
 
 impl utoipa::Modify for BearerScheme {
@@ -79,6 +84,10 @@ impl utoipa::Modify for BearerScheme {
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.bearer_format = Some("JWT".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
+        components.add_security_scheme(
+            "client_secret_basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
     }
 }
 
@@ -107,7 +116,13 @@ pub(crate) fn router(issuer: Issuer) -> Router {
         .with_state(issuer)
 }
 
-/// Times every request (latency histogram) and bounds it by [`REQUEST_TIMEOUT`].
+/// Times every request (latency histogram), bounds it by `request_timeout_secs` and
+/// reads the whole body (at most `max_body_bytes`) before routing.
+///
+/// Reading the body first means no handler can answer while request bytes are still
+/// unread: hyper closes such a connection right after the response, racing a client
+/// that reuses it for its next request (seen as sporadic "connection closed" errors
+/// after a 415 or 404). Bodies here are small, so buffering costs nothing.
 async fn observe(State(issuer): State<Issuer>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
@@ -115,14 +130,48 @@ async fn observe(State(issuer): State<Issuer>, req: Request, next: Next) -> Resp
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let resp = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+    let max_body = issuer.settings().raw.max_body_bytes;
+    let oauth = req.uri().path().starts_with("/oauth/");
+    let work = async move {
+        let (parts, body) = req.into_parts();
+        match axum::body::to_bytes(body, max_body).await {
+            Ok(bytes) => {
+                next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                    .await
+            }
+            Err(err) => {
+                let too_large = err.into_inner().is::<http_body_util::LengthLimitError>();
+                let failure = if too_large {
+                    ApiFailure::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "request body too large",
+                    )
+                } else {
+                    ApiFailure::bad_request("could not read the request body")
+                };
+                let mut resp = if oauth {
+                    OAuthFailure::from(failure).into_response()
+                } else {
+                    failure.into_response()
+                };
+                close_connection(&mut resp);
+                resp
+            }
+        }
+    };
+    let resp = match tokio::time::timeout(issuer.settings().request_timeout, work).await {
         Ok(resp) => resp,
-        Err(_) => ApiFailure::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "request took too long",
-        )
-        .into_response(),
+        Err(_) => {
+            let mut resp = ApiFailure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "request took too long",
+            )
+            .into_response();
+            close_connection(&mut resp);
+            resp
+        }
     };
     issuer.metrics().request(
         method,
@@ -131,6 +180,13 @@ async fn observe(State(issuer): State<Issuer>, req: Request, next: Next) -> Resp
         start.elapsed().as_secs_f64(),
     );
     resp
+}
+
+/// Tells the client the connection ends after this response (part of the request
+/// may be unread), so it does not reuse it.
+fn close_connection(resp: &mut Response) {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// Reloads the key ring (and with it the verifier) when it is older than
@@ -258,7 +314,9 @@ impl<T: DeserializeOwned> FromRequest<Issuer> for JsonBody<T> {
     }
 }
 
-/// A form-encoded body (RFC 6749 endpoints), errors as OAuth JSON.
+/// A form-encoded body (RFC 6749 endpoints), errors as OAuth JSON. Another content
+/// type is `400 invalid_request`, not 415: RFC 6749 §5.2 fixes the status of every
+/// token-endpoint error.
 pub struct FormBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Issuer> for FormBody<T> {
@@ -266,9 +324,7 @@ impl<T: DeserializeOwned> FromRequest<Issuer> for FormBody<T> {
 
     async fn from_request(req: Request, state: &Issuer) -> Result<Self, Self::Rejection> {
         if !content_type_is(req.headers(), "application/x-www-form-urlencoded") {
-            return Err(OAuthFailure::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request",
+            return Err(OAuthFailure::invalid_request(
                 "expected Content-Type: application/x-www-form-urlencoded",
             ));
         }
@@ -308,7 +364,8 @@ fn login_failure(err: LoginError) -> ApiFailure {
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             "invalid username or password",
-        ),
+        )
+        .with_challenge(LOGIN_CHALLENGE),
         LoginError::Disabled => ApiFailure::new(
             StatusCode::FORBIDDEN,
             "account_disabled",
@@ -326,6 +383,7 @@ fn invalid_grant() -> ApiFailure {
         "invalid_grant",
         "the refresh token is invalid, expired, revoked or was already used",
     )
+    .with_challenge(REFRESH_CHALLENGE)
 }
 
 fn check_token_len(token: &str) -> Result<(), ApiFailure> {
@@ -341,7 +399,7 @@ fn check_token_len(token: &str) -> Result<(), ApiFailure> {
 #[utoipa::path(post, path = "/api/login", tag = "api", request_body = LoginRequest, responses(
     (status = 200, description = "Logged in", body = TokenResponse),
     (status = 400, description = "Malformed request", body = ApiError),
-    (status = 401, description = "`invalid_credentials` (unknown user or wrong password)", body = ApiError),
+    (status = 401, description = "`invalid_credentials` (unknown user or wrong password), with `WWW-Authenticate: Sallyport realm=\"sallyport\", error=\"invalid_credentials\"`", body = ApiError),
     (status = 403, description = "`account_disabled`", body = ApiError),
     (status = 413, description = "Body too large", body = ApiError),
     (status = 415, description = "Not JSON", body = ApiError),
@@ -363,7 +421,7 @@ async fn login(
 #[utoipa::path(post, path = "/api/refresh-token", tag = "api", request_body = RefreshRequest, responses(
     (status = 200, description = "New tokens; the refresh token is always new", body = TokenResponse),
     (status = 400, description = "Malformed request", body = ApiError),
-    (status = 401, description = "`invalid_grant`", body = ApiError),
+    (status = 401, description = "`invalid_grant`, with `WWW-Authenticate: Sallyport realm=\"sallyport\", error=\"invalid_grant\"`", body = ApiError),
 ))]
 async fn refresh(
     State(issuer): State<Issuer>,
@@ -431,13 +489,22 @@ async fn me(
     responses(
         (status = 200, description = "Tokens", body = OAuthTokenResponse),
         (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`", body = OAuthError),
+        (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic`", body = OAuthError),
         (status = 429, description = "Too many failed logins", body = OAuthError),
-    ))]
+    ),
+    security((), ("client_secret_basic" = [])))]
 async fn oauth_token(
     State(issuer): State<Issuer>,
     Ctx(ctx): Ctx,
+    headers: HeaderMap,
     FormBody(form): FormBody<OAuthTokenRequest>,
 ) -> Result<Response, OAuthFailure> {
+    authenticate_client(
+        &issuer,
+        &headers,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )?;
     let tokens = match form.grant_type.as_str() {
         "password" => {
             let (Some(username), Some(password)) =
@@ -461,7 +528,8 @@ async fn oauth_token(
                 })?
         }
         "refresh_token" => {
-            let Some(token) = form.refresh_token.as_deref() else {
+            // RFC 6749 §3.2: a parameter without a value counts as omitted.
+            let Some(token) = form.refresh_token.as_deref().filter(|t| !t.is_empty()) else {
                 return Err(OAuthFailure::invalid_request("refresh_token is required"));
             };
             if token.chars().count() > MAX_TOKEN_CHARS {
@@ -492,6 +560,39 @@ async fn oauth_token(
     })))
 }
 
+/// RFC 6749 §2.3 client authentication (`client_secret_basic`, `client_secret_post`,
+/// or none for public clients when allowed). Runs after the body is parsed because
+/// `client_secret_post` credentials are in it.
+fn authenticate_client(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    form_id: Option<&str>,
+    form_secret: Option<&str>,
+) -> Result<Option<String>, OAuthFailure> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let authorization = values.next();
+    if values.next().is_some() {
+        return Err(OAuthFailure::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
+    issuer
+        .settings()
+        .clients
+        .authenticate(
+            authorization.map(HeaderValue::as_bytes),
+            form_id,
+            form_secret,
+        )
+        .map_err(|e| match e {
+            ClientAuthError::InvalidClient(why) => {
+                issuer.metrics().client_auth_failed();
+                OAuthFailure::invalid_client(why)
+            }
+            ClientAuthError::InvalidRequest(why) => OAuthFailure::invalid_request(why),
+        })
+}
+
 /// RFC 7009 revocation: revokes the refresh token's session; always 200 for a
 /// well-formed request, whether or not the token was known.
 #[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
@@ -499,12 +600,24 @@ async fn oauth_token(
     responses(
         (status = 200, description = "Revoked (or nothing to revoke)"),
         (status = 400, description = "`invalid_request`", body = OAuthError),
-    ))]
+        (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic`", body = OAuthError),
+    ),
+    security((), ("client_secret_basic" = [])))]
 async fn oauth_revoke(
     State(issuer): State<Issuer>,
     Ctx(ctx): Ctx,
+    headers: HeaderMap,
     FormBody(form): FormBody<OAuthRevokeRequest>,
 ) -> Result<Response, OAuthFailure> {
+    authenticate_client(
+        &issuer,
+        &headers,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )?;
+    if form.token.is_empty() {
+        return Err(OAuthFailure::invalid_request("token is required"));
+    }
     if form.token.chars().count() > MAX_TOKEN_CHARS {
         return Err(OAuthFailure::invalid_request("token too long"));
     }
@@ -535,23 +648,63 @@ async fn jwks(State(issuer): State<Issuer>) -> Result<Response, ApiFailure> {
     Ok(resp)
 }
 
+/// Discovery metadata (RFC 8414 names). No ID tokens are issued, so there is no
+/// `id_token_signing_alg_values_supported`; the algorithms of the access tokens are
+/// under `access_token_signing_alg_values_supported` (no registered name exists).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Discovery {
+    /// The `iss` of the tokens.
+    pub issuer: String,
+    /// Where the public keys are.
+    pub jwks_uri: String,
+    /// `POST /oauth/token`.
+    pub token_endpoint: String,
+    /// `POST /oauth/revoke`.
+    pub revocation_endpoint: String,
+    /// `GET /api/me`.
+    pub userinfo_endpoint: String,
+    /// `["password", "refresh_token"]`.
+    pub grant_types_supported: Vec<String>,
+    /// Algorithms of the access tokens: the configured one plus those of every key
+    /// still published in the JWKS.
+    pub access_token_signing_alg_values_supported: Vec<String>,
+    /// Client authentication at the token endpoint.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Client authentication at the revocation endpoint.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// Empty: there is no authorization endpoint.
+    pub response_types_supported: Vec<String>,
+}
+
 /// Discovery metadata (RFC 8414 / OpenID Connect names).
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery", responses(
-    (status = 200, description = "Metadata", body = DiscoveryDocument),
+    (status = 200, description = "Metadata", body = Discovery),
 ))]
-async fn discovery(State(issuer): State<Issuer>) -> Json<DiscoveryDocument> {
-    let base = &issuer.settings().issuer;
-    Json(DiscoveryDocument {
+async fn discovery(State(issuer): State<Issuer>) -> Result<Json<Discovery>, ApiFailure> {
+    let settings = issuer.settings();
+    let base = &settings.issuer;
+    let ring = issuer.keys().await.map_err(|e| ApiFailure::internal(&e))?;
+    let mut algs = vec![settings.algorithm.as_str().to_owned()];
+    for key in &ring.jwks().keys {
+        if let Some(alg) = key.common.key_algorithm.map(|a| a.to_string())
+            && !algs.contains(&alg)
+        {
+            algs.push(alg);
+        }
+    }
+    let methods = settings.clients.auth_methods();
+    Ok(Json(Discovery {
         issuer: base.clone(),
         jwks_uri: format!("{base}/.well-known/jwks.json"),
         token_endpoint: format!("{base}/oauth/token"),
-        revocation_endpoint: Some(format!("{base}/oauth/revoke")),
-        userinfo_endpoint: Some(format!("{base}/api/me")),
+        revocation_endpoint: format!("{base}/oauth/revoke"),
+        userinfo_endpoint: format!("{base}/api/me"),
         grant_types_supported: vec!["password".into(), "refresh_token".into()],
-        id_token_signing_alg_values_supported: vec!["ES256".into(), "EdDSA".into()],
-        token_endpoint_auth_methods_supported: vec!["none".into()],
+        access_token_signing_alg_values_supported: algs,
+        token_endpoint_auth_methods_supported: methods.clone(),
+        revocation_endpoint_auth_methods_supported: methods,
         response_types_supported: vec![],
-    })
+    }))
 }
 
 /// Liveness.

@@ -262,6 +262,9 @@ pub enum RotateOutcome {
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Round-trip to the database (readiness).
     async fn ping(&self) -> Result<()>;
+    /// Closes the connection pool; every later call fails (and `/readyz` says 503).
+    /// For an orderly shutdown.
+    async fn close(&self);
     /// Inserts a user; [`Error::UserExists`] when the name is taken.
     async fn insert_user(&self, user: &UserRecord) -> Result<()>;
     /// Finds a user by login name.
@@ -330,6 +333,10 @@ macro_rules! sql_store {
             async fn ping(&self) -> $crate::error::Result<()> {
                 sqlx::query::<$db>("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
             }
 
             async fn insert_user(&self, u: &$crate::store::UserRecord) -> $crate::error::Result<()> {

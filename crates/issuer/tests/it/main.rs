@@ -40,6 +40,14 @@ mod harness {
         c
     }
 
+    /// [`test_config`] on `database_url`.
+    pub fn test_config_with(database_url: &str) -> Config {
+        Config {
+            database_url: database_url.into(),
+            ..test_config()
+        }
+    }
+
     /// A database URL for `backend`, or `None` (test skipped) without PostgreSQL.
     pub async fn database(backend: Backend) -> Option<(String, Option<Arc<tempfile::TempDir>>)> {
         match backend {
@@ -204,6 +212,10 @@ conformance!(
     reuse_is_detected_after_restart,
     password_change_revokes_sessions,
     failed_rotation_leaves_the_token_valid,
+    client_authentication,
+    oauth_request_errors,
+    json_api_401s_carry_a_challenge,
+    readyz_fails_when_the_pool_is_closed,
 );
 
 /// A rotation that dies half-way (here: signing fails inside the transaction, as a
@@ -676,7 +688,8 @@ async fn oauth_token_and_revoke(b: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // RFC 6749 §5.2: token-endpoint errors are 400 (not 415), whatever the cause.
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
 
     // RFC 7009: 200 for known and unknown tokens; the known one's session is gone.
@@ -1180,4 +1193,434 @@ async fn bad_config_names_the_setting() {
     };
     let err = Issuer::open(config).await.unwrap_err().to_string();
     assert!(err.contains("refresh_reuse_interval_secs"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// audit fixes: client authentication, RFC 6749 error statuses, challenges,
+// discovery, OpenAPI, slow clients, readiness
+// ---------------------------------------------------------------------------
+
+const GW_SECRET: &str = "gateway-secret-0123456789";
+
+fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+/// RFC 6749 §2.3 / §5.2: unknown clients and wrong secrets get 401 `invalid_client`
+/// with `WWW-Authenticate: Basic` on the token and revocation endpoints; configured
+/// clients authenticate with Basic or in the form; public clients still work.
+async fn client_authentication(b: Backend) {
+    let Some(s) = start(b, |c| {
+        c.clients = vec![sallyport_issuer::config::ClientConfig {
+            id: "gateway".into(),
+            secret: Some(GW_SECRET.into()),
+            secret_sha256: None,
+        }];
+    })
+    .await
+    else {
+        return;
+    };
+    s.add_alice().await;
+    let password = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "alice-password"),
+    ];
+    let post = |path: &'static str, auth: Option<String>, extra: Vec<(&'static str, &str)>| {
+        let mut form: Vec<(&str, &str)> = if path == "/oauth/token" {
+            password.to_vec()
+        } else {
+            vec![("token", "never-issued")]
+        };
+        form.extend(extra);
+        let mut req = s.http.post(s.url(path)).form(&form);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.send()
+    };
+    for path in ["/oauth/token", "/oauth/revoke"] {
+        type Attempt<'a> = (Option<String>, Vec<(&'a str, &'a str)>);
+        let rejected: Vec<Attempt> = vec![
+            (Some(basic("unknown-client", "secret")), vec![]),
+            (Some(basic("gateway", "wrong-secret")), vec![]),
+            (Some(basic("gateway", "")), vec![]),
+            (Some("Bearer abc".into()), vec![]),
+            (
+                None,
+                vec![("client_id", "gateway"), ("client_secret", "wrong")],
+            ),
+            (None, vec![("client_id", "gateway")]),
+            (
+                None,
+                vec![("client_id", "unknown-client"), ("client_secret", "x")],
+            ),
+        ];
+        for (auth, extra) in rejected {
+            let what = format!("{path} {auth:?} {extra:?}");
+            let r = post(path, auth, extra).await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+            let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            assert!(challenge.starts_with("Basic "), "{what}: {challenge}");
+            assert_eq!(r.headers()["cache-control"], "no-store");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_client", "{what}");
+        }
+        // Two methods at once.
+        let r = post(
+            path,
+            Some(basic("gateway", GW_SECRET)),
+            vec![("client_secret", GW_SECRET)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            error_code(r).await,
+            (StatusCode::BAD_REQUEST, "invalid_request".into())
+        );
+        // Accepted: Basic, post, a public client id, nothing.
+        for (auth, extra) in [
+            (Some(basic("gateway", GW_SECRET)), vec![]),
+            (
+                None,
+                vec![("client_id", "gateway"), ("client_secret", GW_SECRET)],
+            ),
+            (None, vec![("client_id", "spa")]),
+            (None, vec![]),
+        ] {
+            let what = format!("{path} {auth:?} {extra:?}");
+            let r = post(path, auth, extra).await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{what}");
+        }
+    }
+    let d: Value = s
+        .http
+        .get(s.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        d["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+
+    // Public clients switched off: anonymous requests are invalid_client too.
+    let Some(closed) = start(b, |c| c.allow_public_clients = false).await else {
+        return;
+    };
+    closed.add_alice().await;
+    let r = closed
+        .http
+        .post(closed.url("/oauth/token"))
+        .form(&password)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
+}
+
+/// RFC 6749 §5.2 / §3.2: a JSON body is 400 (not 415), an empty parameter is a
+/// missing one (`invalid_request`, not `invalid_grant`).
+async fn oauth_request_errors(b: Backend) {
+    let Some(s) = start(b, |_| {}).await else {
+        return;
+    };
+    s.add_alice().await;
+    for path in ["/oauth/token", "/oauth/revoke"] {
+        let r = s
+            .http
+            .post(s.url(path))
+            .json(&json!({"grant_type": "password", "username": "alice", "password": "alice-password", "token": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        assert_eq!(
+            error_code(r).await,
+            (StatusCode::BAD_REQUEST, "invalid_request".into()),
+            "{path}"
+        );
+    }
+    let r = s
+        .http
+        .post(s.url("/oauth/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let r = s
+        .http
+        .post(s.url("/oauth/revoke"))
+        .form(&[("token", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+}
+
+/// RFC 9110 §15.5.2: every 401 carries `WWW-Authenticate`; the JSON bodies are
+/// unchanged.
+async fn json_api_401s_carry_a_challenge(b: Backend) {
+    let Some(s) = start(b, |_| {}).await else {
+        return;
+    };
+    s.add_alice().await;
+    for (r, code) in [
+        (
+            s.login("alice", "wrong-password").await,
+            "invalid_credentials",
+        ),
+        (
+            s.login("nobody", "wrong-password").await,
+            "invalid_credentials",
+        ),
+        (s.refresh("unknown-token").await, "invalid_grant"),
+    ] {
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert_eq!(
+            challenge,
+            format!(r#"Sallyport realm="sallyport", error="{code}""#)
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], code);
+        assert!(body["message"].is_string());
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    }
+}
+
+/// `/readyz` answers 503 JSON once the database is gone (here: the pool closed).
+async fn readyz_fails_when_the_pool_is_closed(b: Backend) {
+    let Some(s) = start(b, |_| {}).await else {
+        return;
+    };
+    let readyz = || s.http.get(s.url("/readyz")).send();
+    assert_eq!(readyz().await.unwrap().status(), StatusCode::OK);
+    s.issuer.close().await;
+    let r = readyz().await.unwrap();
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into())
+    );
+    // Endpoints that need the database degrade to 503 as well, never 500.
+    let r = s.login("alice", "alice-password").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// `/readyz` → 503 when the PostgreSQL database is dropped under a running issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_readyz_fails_when_the_database_is_dropped() {
+    let Some(s) = start(Backend::Postgres, |_| {}).await else {
+        return;
+    };
+    let readyz = || s.http.get(s.url("/readyz")).send();
+    assert_eq!(readyz().await.unwrap().status(), StatusCode::OK);
+    let url = s.issuer.settings().raw.database_url.clone();
+    let name = url
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.split('?').next())
+        .unwrap()
+        .to_owned();
+    use sqlx::Connection as _;
+    let admin = std::env::var("SALLYPORT_TEST_POSTGRES_URL").unwrap();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let r = readyz().await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into())
+    );
+}
+
+/// Discovery publishes the access-token algorithms under an accurate name (no ID
+/// tokens are issued) and the OpenAPI document is self-consistent: every `$ref`
+/// and every security requirement resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_and_openapi_are_accurate() {
+    let Some(s) = start(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    let get = |p: &str| s.http.get(s.url(p)).send();
+    let d: Value = get("/.well-known/openid-configuration")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        d.get("id_token_signing_alg_values_supported").is_none(),
+        "{d}"
+    );
+    assert_eq!(
+        d["access_token_signing_alg_values_supported"],
+        json!(["ES256"])
+    );
+    assert_eq!(d["userinfo_endpoint"], "http://issuer.test/api/me");
+
+    let api: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    let broken = unresolved_references(&api);
+    assert!(broken.is_empty(), "unresolved: {broken:?}");
+    // The checker itself catches a dangling reference of either kind.
+    let mut bad = api.clone();
+    bad["paths"]["/api/me"]["get"]["security"] = json!([{"nope": []}]);
+    bad["paths"]["/healthz"]["get"]["responses"]["200"]["content"] =
+        json!({"application/json": {"schema": {"$ref": "#/components/schemas/Missing"}}});
+    assert_eq!(unresolved_references(&bad).len(), 2);
+}
+
+/// Every `$ref` (a JSON pointer into the document) and every name in a `security`
+/// requirement (a key of `components.securitySchemes`) that does not resolve.
+fn unresolved_references(doc: &Value) -> Vec<String> {
+    fn walk(doc: &Value, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    let ok = r
+                        .strip_prefix('#')
+                        .is_some_and(|ptr| doc.pointer(ptr).is_some());
+                    if !ok {
+                        out.push(r.clone());
+                    }
+                }
+                if let Some(Value::Array(reqs)) = map.get("security") {
+                    for req in reqs {
+                        for name in req.as_object().into_iter().flat_map(|o| o.keys()) {
+                            if doc["components"]["securitySchemes"].get(name).is_none() {
+                                out.push(format!("security {name}"));
+                            }
+                        }
+                    }
+                }
+                for child in map.values() {
+                    walk(doc, child, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(doc, i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, doc, &mut out);
+    out
+}
+
+/// Writes `payload` on a raw connection and reads until the server closes it.
+/// `None` if it was still open after `guard` — a hang guard, not a timing assertion.
+async fn raw_exchange(s: &Server, payload: &[u8], guard: std::time::Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = s.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(payload).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(guard, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Slowloris: a request head that never completes is cut off after
+/// `header_read_timeout_secs`; so is a connection that sends nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_request_heads_are_cut_off() {
+    let Some(s) = start(Backend::Sqlite, |c| c.header_read_timeout_secs = 1).await else {
+        return;
+    };
+    let guard = std::time::Duration::from_secs(30);
+    let partial = raw_exchange(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", guard).await;
+    assert!(partial.is_some(), "a partial head held the connection open");
+    let silent = raw_exchange(&s, b"", guard).await;
+    assert!(silent.is_some(), "an idle connection was held open");
+    // A complete request on a fresh connection is still served.
+    let ok = raw_exchange(
+        &s,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        guard,
+    )
+    .await
+    .unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200 "), "{ok}");
+}
+
+/// A request whose body never completes gets 408 JSON after `request_timeout_secs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_body_gets_408_json() {
+    let Some(s) = start(Backend::Sqlite, |c| c.request_timeout_secs = 1).await else {
+        return;
+    };
+    let resp = raw_exchange(
+        &s,
+        b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_default();
+    assert!(resp.starts_with("HTTP/1.1 408 "), "{resp}");
+    assert!(resp.contains(r#""error":"timeout""#), "{resp}");
+}
+
+/// Graceful shutdown still works with the hand-rolled accept loop: the server
+/// future returns once the shutdown future completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_returns_after_shutdown() {
+    let issuer = Issuer::open(harness::test_config_with("sqlite::memory:"))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sallyport_issuer::serve_with_shutdown(
+        listener,
+        issuer,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let r = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), server)
+        .await
+        .expect("serve did not return after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .is_err()
+    );
 }

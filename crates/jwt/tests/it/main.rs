@@ -304,6 +304,73 @@ async fn rejects_tampered_payload_and_signature() {
     ));
 }
 
+/// Every string that decodes to the same bytes as `segment` but differs in the
+/// unused low bits of its last character (empty when it has none).
+fn non_canonical_variants(segment: &str) -> Vec<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mask: usize = match segment.len() % 4 {
+        2 => 0b1111,
+        3 => 0b11,
+        _ => return Vec::new(),
+    };
+    let (head, last) = segment.split_at(segment.len() - 1);
+    let idx = ALPHABET
+        .iter()
+        .position(|&c| c == last.as_bytes()[0])
+        .unwrap();
+    (1..=mask)
+        .map(|t| format!("{head}{}", ALPHABET[(idx & !mask) | t] as char))
+        .collect()
+}
+
+#[tokio::test]
+async fn rejects_non_canonical_base64url_in_every_segment() {
+    for key in [es("k1"), ed("k2")] {
+        let v = static_verifier(&[&key]);
+        let alg = key.algorithm().as_str();
+        // Pad header and payload until both end in a partial base64 group, so each
+        // segment has trailing bits to tamper with (64-byte signatures always do).
+        let mut h = header(alg, key.kid());
+        let mut c = claims();
+        let mut pad = String::new();
+        while b64(&h).len() % 4 < 2 {
+            pad.push('x');
+            h["x"] = json!(pad);
+        }
+        pad.clear();
+        while b64(&c).len() % 4 < 2 {
+            pad.push('x');
+            c["x"] = json!(pad);
+        }
+        let token = forge(h, &c, &key);
+        v.verify_at(&token, NOW).await.unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        for i in 0..3 {
+            let variants = non_canonical_variants(parts[i]);
+            assert!(!variants.is_empty(), "{alg} segment {i} has trailing bits");
+            for variant in variants {
+                let mut altered = parts.clone();
+                altered[i] = &variant;
+                let altered = altered.join(".");
+                assert!(
+                    matches!(
+                        v.verify_at(&altered, NOW).await.unwrap_err(),
+                        Error::Malformed(_)
+                    ),
+                    "{alg}: non-canonical segment {i} accepted"
+                );
+                if i == 1 {
+                    assert!(sallyport_jwt::decode_unverified(&altered).is_err());
+                    assert!(sallyport_jwt::expires_at(&altered).is_err());
+                }
+            }
+        }
+        // The original still verifies (from the cache of verified tokens, which the
+        // altered spellings must not have matched).
+        v.verify_at(&token, NOW).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn token_without_kid_needs_an_unambiguous_jwks() {
     let (a, b) = (es("a"), es("b"));
