@@ -346,16 +346,20 @@ fn spawn_server(
     router: Router,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    // sallyport-serve rather than axum::serve: header read timeout (slowloris) and
+    // WebSocket upgrades, the same way the standalone issuer and gateway serve.
+    let options = sallyport_serve::Options {
+        drain_timeout: std::time::Duration::from_secs(5),
+        ..sallyport_serve::Options::default()
+    };
+    tokio::spawn(sallyport_serve::serve(
+        listener,
+        router,
+        options,
+        async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
-        })
-        .await
-    })
+        },
+    ))
 }
 
 async fn bind(host: IpAddr, port: u16, option: &'static str) -> Result<TcpListener, Error> {

@@ -545,89 +545,25 @@ pub async fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> Result<
 /// Serves until `shutdown` completes (graceful: in-flight requests finish, for at
 /// most `request_timeout_secs` more).
 ///
-/// HTTP/1.1 through hyper directly rather than `axum::serve`, which has no timer and
-/// therefore no header read timeout: a client trickling a request head (slowloris)
-/// would hold its connection forever. Here every connection must deliver a complete
-/// head within `header_read_timeout_secs` of connecting (or of its previous response,
-/// on keep-alive) or it is closed.
+/// Through [`sallyport_serve`], not `axum::serve`, which has no header read timeout: a
+/// client trickling a request head (slowloris) would hold its connection forever. Every
+/// connection must deliver a complete head within `header_read_timeout_secs`.
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     issuer: Issuer,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt as _;
-
     let settings = issuer.settings();
-    let drain_timeout = settings
-        .request_timeout
-        .saturating_add(std::time::Duration::from_secs(1));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
-    let router = issuer.router();
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
-        }
-        let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%err, %peer, "connection closed with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+    let options = sallyport_serve::Options {
+        header_read_timeout: settings.header_read_timeout,
+        drain_timeout: settings
+            .request_timeout
+            .saturating_add(std::time::Duration::from_secs(1)),
+        upgrades: false,
+    };
+    sallyport_serve::serve(listener, issuer.router(), options, shutdown)
         .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the drain timeout; dropping them");
-    }
-    Ok(())
+        .map_err(Error::from)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}
+use sallyport_serve::shutdown_signal;

@@ -14,6 +14,8 @@
 # the gateway one event loop (GATEWAY_THREADS=1, a current-thread tokio runtime).
 #
 #   scripts/bench/gateway/run.sh            # ROUNDS=5 DURATION=10 CONNECTIONS=32
+#   PERF=1 ...                              # also a perf profile of the "gateway" target
+#   SALLYPORT_BIN=/path/to/sallyport ...    # benchmark that binary instead of building
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -42,9 +44,13 @@ fi
 if ! need wrk; then apt-get install -y wrk >/dev/null; fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-echo "building sallyport (release) ..."
-(cd "$ROOT" && cargo build --release -q -p sallyport)
-BIN="$CARGO_TARGET_DIR/release/sallyport"
+if [ -n "${SALLYPORT_BIN:-}" ]; then
+  BIN=$SALLYPORT_BIN                     # e.g. a saved copy of an older build, for before/after
+else
+  echo "building sallyport (release) ..."
+  (cd "$ROOT" && cargo build --release -q -p sallyport)
+  BIN="$CARGO_TARGET_DIR/release/sallyport"
+fi
 
 nginx_conf() { # dir port body
   mkdir -p "$1"
