@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import net from 'node:net';
 import {
   startStack, loginJson, api, rawRequest, sessionSets, parseSetCookie, bearerOf, decodeJwt, ironUnseal, sessionSeal,
   COOKIE, PASSWORD, SECRET,
@@ -134,3 +135,20 @@ test('the refresh token appears nowhere in any response of a whole session', asy
     assert.ok(!visible.includes(rt), 'refresh token visible to the client');
   }
 });
+
+// Slowloris: a client that trickles (or withholds) its request head must not hold a
+// connection forever. The gateway cuts it off after its header read timeout (10 s).
+for (const [name, text] of [['a partial request head', 'GET /healthz HTTP/1.1\r\nHost: x\r\n'], ['nothing at all', '']]) {
+  test(`a connection that sends ${name} is closed by the gateway`, async () => {
+    const closedWithin = await new Promise((resolve) => {
+      const started = Date.now();
+      const c = net.connect(s.gateway.port, '127.0.0.1', () => { if (text) c.write(text); });
+      c.on('data', () => {});
+      c.on('close', () => resolve(Date.now() - started));
+      c.on('error', () => {});
+      // Only a bound so a regression fails instead of hanging the suite.
+      c.setTimeout(40000, () => { c.destroy(); resolve(Infinity); });
+    });
+    assert.ok(Number.isFinite(closedWithin), 'the gateway held the connection open for 40 s');
+  });
+}

@@ -59,7 +59,7 @@ impl Inner {
         headers: &HeaderMap,
         now_ms: u64,
     ) -> Option<Loaded<SessionData>> {
-        let loaded: Loaded<SessionData> = self.cookies.read(headers, now_ms)?;
+        let loaded: Loaded<SessionData> = self.sessions.read(&self.cookies, headers, now_ms)?;
         if !loaded.value.is_usable() {
             return None;
         }

@@ -121,6 +121,9 @@ pub struct SessionSection {
     pub renew_grace_secs: u64,
     /// Include the access token in `GET {prefix}/session`.
     pub expose_access_token: bool,
+    /// How many unsealed sessions to keep in memory, keyed by the sealed cookie, so a
+    /// repeated cookie skips the decrypt + parse (default 10 000; 0 disables).
+    pub cache_entries: u64,
 }
 
 /// `[backend]`
@@ -245,6 +248,7 @@ impl Default for SessionSection {
             leeway_secs: 30,
             renew_grace_secs: 60,
             expose_access_token: false,
+            cache_entries: 10_000,
         }
     }
 }
@@ -386,6 +390,7 @@ pub struct Settings {
     pub(crate) leeway_secs: u64,
     pub(crate) renew_grace: Duration,
     pub(crate) expose_access_token: bool,
+    pub(crate) session_cache_entries: u64,
     pub(crate) backend: BackendSettings,
     pub(crate) auth_header: HeaderName,
     pub(crate) forward_cookie: bool,
@@ -632,6 +637,7 @@ impl Settings {
             leeway_secs: c.session.leeway_secs,
             renew_grace: Duration::from_secs(c.session.renew_grace_secs),
             expose_access_token: c.session.expose_access_token,
+            session_cache_entries: c.session.cache_entries,
             backend,
             auth_header,
             forward_cookie: c.proxy.forward_session_cookie,

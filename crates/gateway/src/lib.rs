@@ -19,10 +19,8 @@
 //! ("The gateway") and docs/gateway.md.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, get, post};
@@ -38,6 +36,7 @@ mod page;
 mod proxy;
 mod renew;
 mod routes;
+mod session_cache;
 mod state;
 mod store;
 mod token;
@@ -98,6 +97,8 @@ pub struct Gateway {
 pub(crate) struct Inner {
     pub(crate) settings: Settings,
     pub(crate) cookies: sallyport_session::CookieCodec,
+    /// Unsealed sessions by sealed-cookie digest (decrypt + parse only; see the module).
+    pub(crate) sessions: session_cache::SessionCache,
     pub(crate) backend: backend::Backend,
     pub(crate) renewer: renew::Renewer,
     /// Logged-out session ids, remembered for the cookie's lifetime (PP-05, PP-06),
@@ -130,6 +131,7 @@ impl Gateway {
         )?;
         Ok(Self {
             inner: Arc::new(Inner {
+                sessions: session_cache::SessionCache::new(settings.session_cache_entries),
                 settings,
                 cookies,
                 backend,
@@ -199,52 +201,29 @@ pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> Resul
     serve_with_shutdown(listener, gateway, shutdown_signal()).await
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+///
+/// Through [`sallyport_serve`], not `axum::serve`: it enforces a header read timeout
+/// (a client trickling or withholding its request head is cut off after 10 s instead
+/// of holding a connection forever), sets `TCP_NODELAY` on client sockets as nginx
+/// does, and passes WebSocket upgrades through. The upstream side sets `TCP_NODELAY`
+/// in `proxy::client`.
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    use axum::serve::ListenerExt;
-    let app = gateway
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    // TCP_NODELAY on client connections, as nginx does (`tcp_nodelay on`): a response is
-    // written whole, so Nagle only adds delayed-ACK stalls to the tail latency. The
-    // upstream side sets it in `proxy::client`.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    sallyport_serve::serve(
+        listener,
+        gateway.router(),
+        sallyport_serve::Options::default(),
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+        },
+    )
+    .await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
-    // Give in-flight requests a moment; axum's graceful shutdown waits for them.
-    tokio::time::sleep(Duration::from_millis(10)).await;
-}
+use sallyport_serve::shutdown_signal;

@@ -464,6 +464,77 @@ mod tests {
     }
 
     #[test]
+    fn upgrade_survives_when_kept_even_though_connection_names_it() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert!(!h.contains_key("keep-alive"));
+
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty());
+    }
+
+    fn test_client(base: &str, authority: &str) -> HttpClient {
+        HttpClient {
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            scheme_authority: match base.strip_prefix("http://") {
+                Some(rest) if rest == authority => Some((Scheme::HTTP, authority.parse().unwrap())),
+                _ => None,
+            },
+            host: HeaderValue::from_str(authority).ok(),
+        }
+    }
+
+    #[test]
+    fn upstream_uri_fast_path_and_prefix_path_agree_with_string_joining() {
+        let plain = test_client("http://127.0.0.1:3000", "127.0.0.1:3000");
+        assert!(plain.scheme_authority.is_some());
+        let prefixed = test_client("http://127.0.0.1:3000/app", "127.0.0.1:3000");
+        assert!(prefixed.scheme_authority.is_none());
+        for target in [
+            "/",
+            "/a/b?x=1&y=%2F",
+            "/%2e%2e/x",
+            "http://other.example/p?q",
+        ] {
+            let original: Uri = target.parse().unwrap();
+            let pq = original.path_and_query().map_or("/", |p| p.as_str());
+            let got = plain
+                .upstream_uri("http://127.0.0.1:3000", &original)
+                .unwrap();
+            assert_eq!(got.to_string(), format!("http://127.0.0.1:3000{pq}"));
+            let got = prefixed
+                .upstream_uri("http://127.0.0.1:3000/app", &original)
+                .unwrap();
+            assert_eq!(got.to_string(), format!("http://127.0.0.1:3000/app{pq}"));
+        }
+        // `OPTIONS *` is not a path: it takes the general way, exactly as before.
+        let star: Uri = "*".parse().unwrap();
+        let old_way = "http://127.0.0.1:3000*"
+            .parse::<Uri>()
+            .map(|u| u.to_string());
+        let got = plain
+            .upstream_uri("http://127.0.0.1:3000", &star)
+            .map(|u| u.to_string());
+        assert_eq!(got.ok(), old_way.ok());
+    }
+
+    #[test]
+    fn cookie_rewrite_leaves_a_non_utf8_cookie_header_alone() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", HeaderValue::from_bytes(b"a=\xff").unwrap());
+        rewrite_cookies(&mut h, "sp", false, None);
+        assert_eq!(h.get("cookie").unwrap().as_bytes(), b"a=\xff");
+    }
+
+    #[test]
     fn cookie_rewrite_strips_session_and_chunks() {
         let mut h = HeaderMap::new();
         h.append("cookie", "a=1; sp=seal; sp.0=c0".parse().unwrap());
