@@ -559,7 +559,6 @@ pub async fn serve_with_shutdown(
         drain_timeout: settings
             .request_timeout
             .saturating_add(std::time::Duration::from_secs(1)),
-        upgrades: false,
     };
     sallyport_serve::serve(listener, issuer.router(), options, shutdown)
         .await

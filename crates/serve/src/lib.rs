@@ -10,7 +10,7 @@
 //!   keep-alive), or it is closed;
 //! - `TCP_NODELAY` on accepted sockets (responses are written whole; Nagle only adds
 //!   delayed-ACK stalls to the tail latency), as nginx's `tcp_nodelay on`;
-//! - HTTP upgrades (WebSocket) pass through when [`Options::upgrades`] is set;
+//! - HTTP upgrades (WebSocket) pass through;
 //! - the peer address is available to handlers as `ConnectInfo<SocketAddr>`;
 //! - on shutdown, the listener closes and in-flight connections get
 //!   [`Options::drain_timeout`] to finish.
@@ -31,8 +31,6 @@ pub struct Options {
     pub header_read_timeout: Duration,
     /// How long in-flight connections may run after shutdown begins. Default 30 s.
     pub drain_timeout: Duration,
-    /// Let HTTP upgrades (WebSocket) through. Default on.
-    pub upgrades: bool,
 }
 
 impl Default for Options {
@@ -40,7 +38,6 @@ impl Default for Options {
         Self {
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
-            upgrades: true,
         }
     }
 }
@@ -92,39 +89,23 @@ pub async fn serve(
         let io = TokioIo::new(stream);
         let mut stop = stop_rx.clone();
         let done = done_tx.clone();
-        if options.upgrades {
-            let conn = builder.serve_connection(io, service).with_upgrades();
-            tokio::spawn(async move {
-                let mut conn = std::pin::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(err) = result {
-                    tracing::debug!(%err, %peer, "connection closed with an error");
+        // Upgrades (WebSocket) are always let through: a route that doesn't upgrade
+        // answers as usual, so the issuer and demo lose nothing by it.
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
                 }
-                drop(done);
-            });
-        } else {
-            let conn = builder.serve_connection(io, service);
-            tokio::spawn(async move {
-                let mut conn = std::pin::pin!(conn);
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(err) = result {
-                    tracing::debug!(%err, %peer, "connection closed with an error");
-                }
-                drop(done);
-            });
-        }
+            };
+            if let Err(err) = result {
+                tracing::debug!(%err, %peer, "connection closed with an error");
+            }
+            drop(done);
+        });
     }
     drop(listener);
     let _ = stop_tx.send(true);
