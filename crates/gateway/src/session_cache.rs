@@ -94,8 +94,14 @@ impl SessionCache {
             }
             return Some(hit.loaded.clone());
         }
-        // Miss: the full unseal. `read` parses the same headers, so it opens the same seal.
-        let loaded = codec.read::<SessionData>(headers, now_ms)?;
+        // Miss: the full unseal of the seal already taken from the headers.
+        let loaded = match codec.open::<SessionData>(&sealed, now_ms) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::debug!(%error, "ignoring session cookie");
+                return None;
+            }
+        };
         let keep_for = loaded
             .expires_at_ms
             .map(|exp| Duration::from_millis(exp.saturating_add(SKEW_MS).saturating_sub(now_ms)));
@@ -119,10 +125,9 @@ impl SessionCache {
     }
 }
 
-/// The unseal's expiry rule (`sallyport_iron::unseal`): a seal is expired once
-/// `expiration <= now − 60 s`.
+/// The unseal's own expiry rule, re-checked on a cache hit.
 fn seal_expired(expires_at_ms: Option<u64>, now_ms: u64) -> bool {
-    expires_at_ms.is_some_and(|exp| exp <= now_ms.saturating_sub(SKEW_MS))
+    expires_at_ms.is_some_and(|exp| sallyport_iron::is_expired(exp, now_ms))
 }
 
 #[cfg(test)]

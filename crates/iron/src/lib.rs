@@ -118,6 +118,13 @@ impl SealRandom {
     }
 }
 
+/// iron-session's expiry rule: a seal expiring at `expires_at_ms` is expired once
+/// `expires_at_ms <= now_ms − 60 s` ([`SKEW_MS`]). The one definition, for callers that
+/// keep an unsealed result around (e.g. a cache) and must re-check it later.
+pub fn is_expired(expires_at_ms: u64, now_ms: u64) -> bool {
+    expires_at_ms <= now_ms.saturating_sub(SKEW_MS)
+}
+
 /// Milliseconds since the Unix epoch: the one place that reads the wall clock.
 /// Everything else takes `now_ms` as a parameter so tests control time.
 pub fn now_ms() -> u64 {
@@ -280,9 +287,7 @@ fn open(sealed: &str, passwords: &Passwords, now_ms: u64) -> Result<Unsealed, Er
 
     // 4. Expiration syntax, then expiry; before the password and the MAC, like iron.
     let expires_at_ms = parse_expiration(expiration)?;
-    if let Some(exp) = expires_at_ms
-        && exp <= now_ms.saturating_sub(SKEW_MS)
-    {
+    if expires_at_ms.is_some_and(|exp| is_expired(exp, now_ms)) {
         return Err(Error::Expired);
     }
 

@@ -112,16 +112,23 @@ impl CookieCodec {
         let Some(sealed) = self.sealed_from(&jar) else {
             return Ok(None);
         };
+        self.open(&sealed, now_ms).map(Some)
+    }
+
+    /// Unseals a raw seal as [`CookieCodec::read_sealed`] returns it, for callers that
+    /// have already taken it from the request (e.g. to look it up in a cache) and should
+    /// not parse the `Cookie` header twice.
+    pub fn open<T: DeserializeOwned>(&self, sealed: &str, now_ms: u64) -> Result<Loaded<T>, Error> {
         let passwords = self.inner.config.passwords();
-        let unsealed = sallyport_iron::unseal(&sealed, passwords, now_ms).map_err(Error::Unseal)?;
+        let unsealed = sallyport_iron::unseal(sealed, passwords, now_ms).map_err(Error::Unseal)?;
         let value = parse_session_json(&unsealed.json).map_err(Error::Shape)?;
         let needs_reseal = unsealed.password_id != passwords.current_id();
-        Ok(Some(Loaded {
+        Ok(Loaded {
             value,
             password_id: unsealed.password_id,
             needs_reseal,
             expires_at_ms: unsealed.expires_at_ms,
-        }))
+        })
     }
 
     /// The raw seal in the request: the whole cookie if present and non-empty, else

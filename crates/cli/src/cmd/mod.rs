@@ -20,7 +20,6 @@ where
     rt.block_on(fut)
 }
 
-#[allow(dead_code)] // used by the server subcommands as they land
 /// Logs through `tracing`; `RUST_LOG` filters, `SALLYPORT_LOG_FORMAT=json` for JSON lines.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;

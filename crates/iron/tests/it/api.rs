@@ -306,3 +306,21 @@ fn seal_refuses_text_that_is_not_json() {
     let sealed = seal(" {} \n", &pws, 0, NOW).unwrap();
     assert_eq!(unseal(&sealed, &pws, NOW).unwrap().json, " {} \n");
 }
+
+/// `is_expired` is the rule `unseal` applies: the same boundary, to the millisecond.
+#[test]
+fn is_expired_matches_unseal() {
+    let pws = Passwords::single("x".repeat(32)).unwrap();
+    let now = 1_767_225_600_000;
+    let sealed = seal("{}", &pws, 60, now).unwrap();
+    let exp = now + 60_000;
+    for t in [exp + SKEW_MS - 1, exp + SKEW_MS] {
+        assert_eq!(
+            sallyport_iron::is_expired(exp, t),
+            unseal(&sealed, &pws, t).is_err(),
+            "at {t}"
+        );
+    }
+    assert!(!sallyport_iron::is_expired(exp, exp + SKEW_MS - 1));
+    assert!(sallyport_iron::is_expired(exp, exp + SKEW_MS));
+}
