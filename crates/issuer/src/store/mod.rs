@@ -359,9 +359,9 @@ macro_rules! sql_store {
 
             async fn user_by_id(&self, id: &str) -> $crate::error::Result<Option<$crate::store::UserRecord>> {
                 Ok(sqlx::query_as::<$db, $crate::store::UserRecord>($crate::store::USER_BY_ID)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn list_users(&self) -> $crate::error::Result<Vec<$crate::store::UserRecord>> {

@@ -1,4 +1,5 @@
-//! The refresh-token rotation rule (RFC 9700 §4.14.2), as pure functions.
+//! The refresh-token rotation rule (RFC 9700 §4.14, refresh-token protection), as
+//! pure functions.
 //!
 //! A refresh token is single-use, and a session is one *family* of tokens, each the
 //! successor of the one before. When a token is presented, the first rule that
