@@ -561,7 +561,12 @@ mod tests {
         ] {
             assert_ne!(public_path(p, &set), Some(true), "{p:?} counted as public");
         }
-        for p in ["/a/b.css", "/static/app.js", "/static/a%20b.js", "/x/y%2Ecss/z.css"] {
+        for p in [
+            "/a/b.css",
+            "/static/app.js",
+            "/static/a%20b.js",
+            "/x/y%2Ecss/z.css",
+        ] {
             assert_eq!(public_path(p, &set), Some(true), "{p:?}");
         }
         // Every reading must be public: raw `secret%2ecss` is not a .css path.

@@ -250,7 +250,11 @@ const DROPPED_PREFIXES: &[&str] = &[
 /// Method-override headers: on a GET they would turn a request that skipped the CSRF
 /// check (it is not state-changing) into a DELETE/PUT for Express `method-override`,
 /// Rack, Spring and Google-style APIs. Kept on other methods, which are checked.
-const METHOD_OVERRIDE: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+const METHOD_OVERRIDE: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Hop-by-hop headers (always removed; `Upgrade` is re-added for an allowed upgrade).
 const HOP_BY_HOP_NAMES: &[&str] = &[
@@ -374,7 +378,10 @@ impl HeaderPolicy {
             || DROPPED_PREFIXES.iter().any(|p| n.starts_with(p))
             || (safe_method && METHOD_OVERRIDE.contains(&n))
             || self.extra_exact.iter().any(|e| e == n)
-            || self.extra_prefixes.iter().any(|p| n.starts_with(p.as_str()));
+            || self
+                .extra_prefixes
+                .iter()
+                .any(|p| n.starts_with(p.as_str()));
         if dropped { Class::Drop } else { Class::Keep }
     }
 }
@@ -470,7 +477,10 @@ pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
             }
             // `websocket/13`: the protocol name is what is allowed, any version.
             let name = proto.split(|b| *b == b'/').next().unwrap_or_default();
-            if !allowed.iter().any(|a| a.as_bytes().eq_ignore_ascii_case(name)) {
+            if !allowed
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(name))
+            {
                 return false;
             }
             any = true;
@@ -593,7 +603,11 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
         }
     }
     let keep_session = s.forward_cookie && rw.new_cookie.is_none();
-    let replacement = if s.forward_cookie { rw.new_cookie } else { None };
+    let replacement = if s.forward_cookie {
+        rw.new_cookie
+    } else {
+        None
+    };
     if let Some(v) = rewrite_cookies(
         &seen.cookies,
         |n| rw.cookies.is_session_cookie_name(n),
@@ -603,7 +617,13 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
         headers.insert(header::COOKIE, v);
     }
 
-    forwarding_headers(&mut headers, s, rw.client_addr, &seen, original_host.as_ref());
+    forwarding_headers(
+        &mut headers,
+        s,
+        rw.client_addr,
+        &seen,
+        original_host.as_ref(),
+    );
 
     match original_host {
         Some(h) if s.preserve_host => {
@@ -661,9 +681,10 @@ fn forwarding_headers(
         .public_origin
         .as_deref()
         .is_some_and(|o| o.starts_with("https:"));
-    let proto = seen.proto.clone().unwrap_or_else(|| {
-        HeaderValue::from_static(if origin_https { "https" } else { "http" })
-    });
+    let proto = seen
+        .proto
+        .clone()
+        .unwrap_or_else(|| HeaderValue::from_static(if origin_https { "https" } else { "http" }));
     let host = seen.fwd_host.clone().or_else(|| original_host.cloned());
     let port = seen.port.clone().or_else(|| {
         let from_origin = s
@@ -682,7 +703,9 @@ fn forwarding_headers(
         } else {
             80
         };
-        Some(HeaderValue::from(from_origin.or(from_host).unwrap_or(default)))
+        Some(HeaderValue::from(
+            from_origin.or(from_host).unwrap_or(default),
+        ))
     });
 
     // Forwarded (RFC 7239): the trusted proxy's elements, or its X-Forwarded-For chain
@@ -719,8 +742,7 @@ fn forwarding_headers(
     }
     if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok())
         && !h.is_empty()
-        && h
-            .bytes()
+        && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
     {
         fwd.push_str(";host=\"");
@@ -729,7 +751,8 @@ fn forwarding_headers(
     }
     if let Ok(p) = proto.to_str()
         && !p.is_empty()
-        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     {
         fwd.push_str(";proto=");
         fwd.push_str(p);
@@ -810,7 +833,11 @@ pub(crate) fn sets_session_cookie(
     cookies: &sallyport_session::CookieCodec,
 ) -> bool {
     headers.get_all(header::SET_COOKIE).iter().any(|v| {
-        let first = v.as_bytes().split(|b| *b == b';').next().unwrap_or_default();
+        let first = v
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default();
         let name = first
             .split(|b| *b == b'=')
             .next()
@@ -973,10 +1000,15 @@ mod tests {
     }
 
     fn is_sp(n: &[u8]) -> bool {
-        n == b"sp" || (n.starts_with(b"sp.") && n.len() > 3 && n[3..].iter().all(u8::is_ascii_digit))
+        n == b"sp"
+            || (n.starts_with(b"sp.") && n.len() > 3 && n[3..].iter().all(u8::is_ascii_digit))
     }
 
-    fn rewritten(values: &[&[u8]], keep: bool, rep: Option<&[(String, String)]>) -> Option<Vec<u8>> {
+    fn rewritten(
+        values: &[&[u8]],
+        keep: bool,
+        rep: Option<&[(String, String)]>,
+    ) -> Option<Vec<u8>> {
         let values: Vec<HeaderValue> = values
             .iter()
             .map(|v| HeaderValue::from_bytes(v).unwrap())
@@ -999,7 +1031,11 @@ mod tests {
         // Odd spacing, tabs, several headers, quoted values, pairs without '='.
         assert_eq!(
             rewritten(
-                &[b" a=1 ;\tsp = seal ;;", b"sp.1=\"c1\"; b=\"2\"; flag", b"sp.0"],
+                &[
+                    b" a=1 ;\tsp = seal ;;",
+                    b"sp.1=\"c1\"; b=\"2\"; flag",
+                    b"sp.0"
+                ],
                 false,
                 None
             )
@@ -1068,7 +1104,11 @@ mod tests {
                 "te",
                 "http2-settings",
             ] {
-                assert_eq!(p.classify(n, true), Class::Drop, "{n} (underscores {allow})");
+                assert_eq!(
+                    p.classify(n, true),
+                    Class::Drop,
+                    "{n} (underscores {allow})"
+                );
             }
             assert_eq!(p.classify("x-http-method-override", true), Class::Drop);
             assert_eq!(p.classify("x-http-method-override", false), Class::Keep);
@@ -1140,7 +1180,13 @@ mod tests {
         h.insert("vary", "accept".parse().unwrap());
         uncacheable(&mut h);
         assert_eq!(h.get("cache-control").unwrap(), "private, no-store");
-        for n in ["cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control", "edge-control", "x-accel-expires"] {
+        for n in [
+            "cdn-cache-control",
+            "surrogate-control",
+            "cloudflare-cdn-cache-control",
+            "edge-control",
+            "x-accel-expires",
+        ] {
             assert!(!h.contains_key(n), "{n}");
         }
         assert_eq!(h.get_all("vary").iter().count(), 2);

@@ -411,9 +411,10 @@ pub(crate) async fn verify(
     let claimed_methods = ["x-original-method", "x-forwarded-method"].map(|n| headers.get(n));
     let state_changing = !guard::is_safe_method(&method)
         || crate::proxy::is_upgrade(&headers)
-        || claimed_methods.iter().flatten().any(|v| {
-            Method::from_bytes(v.as_bytes()).map_or(true, |m| !guard::is_safe_method(&m))
-        });
+        || claimed_methods
+            .iter()
+            .flatten()
+            .any(|v| Method::from_bytes(v.as_bytes()).map_or(true, |m| !guard::is_safe_method(&m)));
     let uris: Vec<&str> = ["x-original-uri", "x-forwarded-uri"]
         .iter()
         .filter_map(|n| headers.get(*n))

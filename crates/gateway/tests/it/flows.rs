@@ -320,8 +320,14 @@ async fn client_js_health_ready_metrics() {
             .unwrap()
             .starts_with("text/javascript")
     );
-    assert_eq!(h.admin_get("/healthz", "").send().await.unwrap().status(), 200);
-    assert_eq!(h.admin_get("/readyz", "").send().await.unwrap().status(), 200);
+    assert_eq!(
+        h.admin_get("/healthz", "").send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        h.admin_get("/readyz", "").send().await.unwrap().status(),
+        200
+    );
     let _ = h.login().await;
     let text = h
         .admin_get("/metrics", "")

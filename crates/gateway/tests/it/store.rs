@@ -87,9 +87,14 @@ async fn logout_on_one_replica_is_refused_on_another() {
         .unwrap();
     assert_eq!(view["isLoggedIn"], false);
     assert_eq!(
-        get(&admin_of(&url2), "/auth/verify", &cookie, "application/json")
-            .await
-            .status(),
+        get(
+            &admin_of(&url2),
+            "/auth/verify",
+            &cookie,
+            "application/json"
+        )
+        .await
+        .status(),
         401
     );
     // On a public path the logged-out session gets no token.

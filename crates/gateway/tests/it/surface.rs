@@ -82,11 +82,17 @@ fn assert_clean(echo: &Value, port: u16) {
             !joined.contains("203.0.113.66"),
             "spoofed value reached upstream in {name}: {joined}"
         );
-        assert!(!name.contains('_'), "underscore header reached upstream: {name}");
+        assert!(
+            !name.contains('_'),
+            "underscore header reached upstream: {name}"
+        );
     }
     assert_eq!(header_of(echo, "x-forwarded-for").unwrap(), "127.0.0.1");
     assert_eq!(header_of(echo, "x-forwarded-proto").unwrap(), "http");
-    assert_eq!(header_of(echo, "x-forwarded-port").unwrap(), port.to_string());
+    assert_eq!(
+        header_of(echo, "x-forwarded-port").unwrap(),
+        port.to_string()
+    );
     assert_eq!(
         header_of(echo, "forwarded").unwrap(),
         format!("for=127.0.0.1;host=\"127.0.0.1:{port}\";proto=http")
@@ -128,7 +134,13 @@ async fn spoofed_identity_and_forwarding_headers_never_reach_upstream() {
             .unwrap()
             .starts_with("Bearer ey")
     );
-    assert_eq!(echo["headers"]["x-auth-request-user"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        echo["headers"]["x-auth-request-user"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -193,7 +205,10 @@ async fn trusted_proxy_forwarding_is_extended_not_replaced() {
         "198.51.100.7, 2001:db8::1, 127.0.0.1"
     );
     assert_eq!(header_of(&echo, "x-forwarded-proto").unwrap(), "https");
-    assert_eq!(header_of(&echo, "x-forwarded-host").unwrap(), "app.example.com");
+    assert_eq!(
+        header_of(&echo, "x-forwarded-host").unwrap(),
+        "app.example.com"
+    );
     assert_eq!(header_of(&echo, "x-forwarded-port").unwrap(), "443");
     assert_eq!(
         header_of(&echo, "forwarded").unwrap(),
@@ -217,7 +232,11 @@ async fn method_override_headers_are_dropped_from_safe_requests() {
         .json()
         .await
         .unwrap();
-    for n in ["x-http-method-override", "x-method-override", "x-http-method"] {
+    for n in [
+        "x-http-method-override",
+        "x-method-override",
+        "x-http-method",
+    ] {
         assert!(header_of(&echo, n).is_none(), "{n}");
     }
 }
@@ -229,9 +248,11 @@ async fn session_cookie_is_stripped_whatever_the_cookie_header_holds() {
     let cookie = h.login().await;
     let variants: Vec<Vec<Vec<u8>>> = vec![
         vec![format!("name=José; {cookie}").into_bytes()],
-        vec![format!("a=\u{7f}x; {cookie}; b=2")
-            .replace('\u{7f}', "")
-            .into_bytes()],
+        vec![
+            format!("a=\u{7f}x; {cookie}; b=2")
+                .replace('\u{7f}', "")
+                .into_bytes(),
+        ],
         vec![[b"a=\xff\xfe; ".as_slice(), cookie.as_bytes()].concat()],
         vec![[cookie.as_bytes(), b" ;  z=\xe9t\xe9"].concat()],
         vec![b"name=Jos\xc3\xa9".to_vec(), cookie.clone().into_bytes()],
@@ -301,7 +322,10 @@ fn assert_uncacheable(h: &HeaderMap, what: &str) {
         "edge-control",
         "x-accel-expires",
     ] {
-        assert!(h.get(n).is_none(), "{what}: {n} survived next to Set-Cookie");
+        assert!(
+            h.get(n).is_none(),
+            "{what}: {n} survived next to Set-Cookie"
+        );
     }
     assert_eq!(h["cache-control"], "private, no-store", "{what}");
 }
@@ -408,7 +432,11 @@ async fn path_parameters_do_not_defeat_extension_globs() {
     let h = Harness::start_with(0, |c| c.public_paths = vec!["**/*.css".into()]).await;
     let before = h.upstream.hits.load(Ordering::SeqCst);
     for p in PARAMETER_PATHS {
-        let (status, text) = raw(&h.url, &format!("GET {p} HTTP/1.1\r\nAccept: application/json")).await;
+        let (status, text) = raw(
+            &h.url,
+            &format!("GET {p} HTTP/1.1\r\nAccept: application/json"),
+        )
+        .await;
         assert_eq!(status, 401, "{p} was not treated as protected: {text}");
     }
     assert_eq!(h.upstream.hits.load(Ordering::SeqCst), before);
@@ -449,8 +477,14 @@ async fn path_parameters_do_not_defeat_extension_globs() {
             .unwrap();
         assert_eq!(r.status(), 401, "verify: {p}");
     }
-    assert_eq!(verify("/a/b.css", Some("/admin/secret")).await.status(), 401);
-    assert_eq!(verify("/admin/secret", Some("/a/b.css")).await.status(), 401);
+    assert_eq!(
+        verify("/a/b.css", Some("/admin/secret")).await.status(),
+        401
+    );
+    assert_eq!(
+        verify("/admin/secret", Some("/a/b.css")).await.status(),
+        401
+    );
     assert_eq!(verify("/a/../admin.css", None).await.status(), 400);
 }
 
@@ -458,7 +492,10 @@ fn token_free(what: &str, headers: &HeaderMap, body: &str, token: &str) {
     for (n, v) in headers {
         let v = String::from_utf8_lossy(v.as_bytes());
         assert!(!v.contains(token), "{what}: token in response header {n}");
-        assert!(!v.starts_with("Bearer "), "{what}: bearer in response header {n}");
+        assert!(
+            !v.starts_with("Bearer "),
+            "{what}: bearer in response header {n}"
+        );
     }
     assert!(!body.contains(token), "{what}: token in the response body");
 }
@@ -516,27 +553,61 @@ async fn a_browser_never_receives_the_access_token_from_the_public_listener() {
         let body = resp.text().await.unwrap();
         token_free(&format!("{method} {path}"), &headers, &body, &token);
         if path.starts_with("/auth/verify") {
-            assert_eq!(status, 404, "{method} {path}: verify on the public listener");
+            assert_eq!(
+                status, 404,
+                "{method} {path}: verify on the public listener"
+            );
         }
     }
     // Health and metrics are the admin listener's; the public paths belong to upstream.
     for path in ["/metrics", "/healthz", "/readyz"] {
-        let echo: Value = h.get(path, &cookie).send().await.unwrap().json().await.unwrap();
+        let echo: Value = h
+            .get(path, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(echo["uri"], path, "{path} did not reach upstream");
     }
     // And the admin listener serves nothing else: no login, no proxy.
-    assert_eq!(h.admin_get("/auth/login", "").send().await.unwrap().status(), 404);
-    assert_eq!(h.admin_get("/echo", &cookie).send().await.unwrap().status(), 404);
+    assert_eq!(
+        h.admin_get("/auth/login", "")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        h.admin_get("/echo", &cookie).send().await.unwrap().status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn health_on_the_public_listener_only_when_asked_for() {
     let h = Harness::start_with(0, |c| c.admin.health_on_public_listener = true).await;
-    let text = h.get("/healthz", "").send().await.unwrap().text().await.unwrap();
+    let text = h
+        .get("/healthz", "")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(text, "ok\n");
     assert_eq!(h.get("/readyz", "").send().await.unwrap().status(), 200);
     let cookie = h.login().await;
-    let echo: Value = h.get("/metrics", &cookie).send().await.unwrap().json().await.unwrap();
+    let echo: Value = h
+        .get("/metrics", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(echo["uri"], "/metrics");
 }
 
@@ -584,5 +655,9 @@ async fn verify_counts_any_claimed_unsafe_method_as_state_changing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "a cross-site GET (a link) is not a forgery");
+    assert_eq!(
+        resp.status(),
+        200,
+        "a cross-site GET (a link) is not a forgery"
+    );
 }
