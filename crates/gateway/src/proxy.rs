@@ -373,10 +373,7 @@ impl HeaderPolicy {
         let dropped = n == "authorization"
             || n == self.auth_header
             || n.starts_with(&self.identity_prefix)
-            || HOP_BY_HOP_NAMES.contains(&n)
-            || FORWARDING.contains(&n)
-            || DROPPED_PREFIXES.iter().any(|p| n.starts_with(p))
-            || (safe_method && METHOD_OVERRIDE.contains(&n))
+            || builtin_dropped(n, safe_method)
             || self.extra_exact.iter().any(|e| e == n)
             || self
                 .extra_prefixes
@@ -386,15 +383,36 @@ impl HeaderPolicy {
     }
 }
 
+/// The built-in lists, looked at only for names that can be in them: every listed name
+/// and prefix starts with one of a handful of letters, so the common headers (`accept`,
+/// `user-agent`, `content-type` …) are decided by their first byte.
+fn builtin_dropped(n: &str, safe_method: bool) -> bool {
+    match n.as_bytes().first() {
+        Some(b'c' | b'f' | b'h' | b'k' | b'p' | b'r' | b's' | b't' | b'u' | b'v' | b'x') => {
+            HOP_BY_HOP_NAMES.contains(&n)
+                || FORWARDING.contains(&n)
+                || DROPPED_PREFIXES.iter().any(|p| n.starts_with(p))
+                || (safe_method && METHOD_OVERRIDE.contains(&n))
+        }
+        _ => false,
+    }
+}
+
 /// Headers named in `Connection` (hop-by-hop by declaration), lowercase.
 fn connection_named(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(|t| t.trim_ascii().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t.as_slice() != b"close" && t.as_slice() != b"upgrade")
-        .filter_map(|t| String::from_utf8(t).ok())
+        .map(<[u8]>::trim_ascii)
+        // Tokens that are hop-by-hop anyway: no allocation for the common `keep-alive`.
+        .filter(|t| {
+            !t.is_empty()
+                && ![&b"close"[..], b"upgrade", b"keep-alive"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+        })
+        .filter_map(|t| String::from_utf8(t.to_ascii_lowercase()).ok())
         .collect()
 }
 
@@ -1130,6 +1148,24 @@ mod tests {
         // A trusted proxy writes `-`; an `_` spelling is the client's.
         assert_eq!(trusting.classify("x_forwarded_for", true), Class::Drop);
         assert_eq!(trusting.classify("x-real-ip", true), Class::Drop);
+    }
+
+    #[test]
+    fn every_builtin_name_passes_the_first_byte_filter() {
+        for n in HOP_BY_HOP_NAMES
+            .iter()
+            .chain(FORWARDING)
+            .chain(DROPPED_PREFIXES)
+            .chain(METHOD_OVERRIDE)
+        {
+            let probe = format!("{n}x");
+            let name = if DROPPED_PREFIXES.contains(n) {
+                probe.as_str()
+            } else {
+                n
+            };
+            assert!(builtin_dropped(name, true), "{n}");
+        }
     }
 
     #[test]
