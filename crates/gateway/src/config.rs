@@ -1081,6 +1081,35 @@ mod tests {
     }
 
     #[test]
+    fn request_surface_settings_are_checked() {
+        let mut c = base();
+        c.admin.listen = c.listen;
+        assert_eq!(setting_of(c.validate()), "admin.listen");
+        c.admin.enabled = false;
+        assert!(c.validate().unwrap().admin_listen().is_none());
+        let s = base().validate().unwrap();
+        assert_eq!(s.admin_listen(), Some("127.0.0.1:9090".parse().unwrap()));
+        for bad in ["", "websocket, h2c"] {
+            let mut c = base();
+            c.proxy.allowed_upgrades = vec![bad.into()];
+            assert_eq!(setting_of(c.validate()), "proxy.allowed_upgrades", "{bad:?}");
+        }
+        for bad in ["", "*", "x y", "bad:name*"] {
+            let mut c = base();
+            c.proxy.drop_request_headers = vec![bad.into()];
+            assert_eq!(
+                setting_of(c.validate()),
+                "proxy.drop_request_headers",
+                "{bad:?}"
+            );
+        }
+        let mut c = base();
+        c.proxy.drop_request_headers = vec!["x-user".into(), "x-tenant-*".into()];
+        c.proxy.allowed_upgrades = vec!["WebSocket".into()];
+        assert_eq!(c.validate().unwrap().allowed_upgrades, ["websocket"]);
+    }
+
+    #[test]
     fn debug_redacts_secret() {
         let c = base();
         assert!(!format!("{c:?}").contains(&"x".repeat(32)));

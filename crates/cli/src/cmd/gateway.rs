@@ -97,10 +97,15 @@ async fn serve(settings: sallyport_gateway::Settings) -> anyhow::Result<()> {
     let gateway = sallyport_gateway::Gateway::new(settings).await?;
     tracing::info!(addr = %listener.local_addr()?, "sallyport gateway listening");
     if let Some(admin) = &admin {
-        tracing::info!(
-            addr = %admin.local_addr()?,
-            "admin listener (verify, healthz, readyz, metrics) listening"
-        );
+        let addr = admin.local_addr()?;
+        tracing::info!(%addr, "admin listener (verify, healthz, readyz, metrics) listening");
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "admin.listen is not a loopback address: its verify route answers with access tokens, \
+                 so make sure browsers cannot reach it (firewall, private network)"
+            );
+        }
     }
     sallyport_gateway::serve(listener, admin, gateway).await?;
     Ok(())
