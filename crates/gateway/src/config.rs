@@ -1092,7 +1092,11 @@ mod tests {
         for bad in ["", "websocket, h2c"] {
             let mut c = base();
             c.proxy.allowed_upgrades = vec![bad.into()];
-            assert_eq!(setting_of(c.validate()), "proxy.allowed_upgrades", "{bad:?}");
+            assert_eq!(
+                setting_of(c.validate()),
+                "proxy.allowed_upgrades",
+                "{bad:?}"
+            );
         }
         for bad in ["", "*", "x y", "bad:name*"] {
             let mut c = base();
