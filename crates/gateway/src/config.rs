@@ -736,6 +736,7 @@ fn surface_settings(
         &c.proxy.drop_request_headers,
         c.proxy.allow_underscores_in_headers,
         c.trust_forwarded_headers,
+        c.public_origin.as_deref(),
     );
     let mut upgrades = Vec::with_capacity(c.proxy.allowed_upgrades.len());
     for u in &c.proxy.allowed_upgrades {

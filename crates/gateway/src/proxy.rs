@@ -302,6 +302,9 @@ pub struct HeaderPolicy {
     extra_prefixes: Vec<String>,
     allow_underscores: bool,
     trust_forwarded: bool,
+    /// The port of `public_origin` (explicit or the scheme's), for `X-Forwarded-Port`;
+    /// parsed once here rather than per request.
+    origin_port: Option<u16>,
 }
 
 fn dashed(name: &str) -> std::borrow::Cow<'_, str> {
@@ -320,6 +323,7 @@ impl HeaderPolicy {
         extra: &[String],
         allow_underscores: bool,
         trust_forwarded: bool,
+        public_origin: Option<&str>,
     ) -> Self {
         let mut extra_exact = Vec::new();
         let mut extra_prefixes = Vec::new();
@@ -337,6 +341,9 @@ impl HeaderPolicy {
             extra_prefixes,
             allow_underscores,
             trust_forwarded,
+            origin_port: public_origin
+                .and_then(|o| url::Url::parse(o).ok())
+                .and_then(|u| u.port_or_known_default()),
         }
     }
 
@@ -705,11 +712,7 @@ fn forwarding_headers(
         .unwrap_or_else(|| HeaderValue::from_static(if origin_https { "https" } else { "http" }));
     let host = seen.fwd_host.clone().or_else(|| original_host.cloned());
     let port = seen.port.clone().or_else(|| {
-        let from_origin = s
-            .public_origin
-            .as_deref()
-            .and_then(|o| url::Url::parse(o).ok())
-            .and_then(|u| u.port_or_known_default());
+        let from_origin = s.header_policy.origin_port;
         let from_host = host
             .as_ref()
             .and_then(|h| h.to_str().ok())
@@ -1080,6 +1083,7 @@ mod tests {
             &["x-tenant-*".into(), "x-user".into()],
             allow_underscores,
             trust,
+            None,
         )
     }
 

@@ -661,3 +661,28 @@ async fn verify_counts_any_claimed_unsafe_method_as_state_changing() {
         "a cross-site GET (a link) is not a forgery"
     );
 }
+
+#[tokio::test]
+async fn forwarding_headers_follow_the_public_origin() {
+    let h = Harness::start_with(0, |c| {
+        c.public_origin = Some("https://app.example.com:8443".into());
+    })
+    .await;
+    let echo: Value = h
+        .get("/public/x", "")
+        .header("x-forwarded-proto", "http")
+        .header("x-forwarded-port", "1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(header_of(&echo, "x-forwarded-proto").unwrap(), "https");
+    assert_eq!(header_of(&echo, "x-forwarded-port").unwrap(), "8443");
+    let port = port_of(&h.url);
+    assert_eq!(
+        header_of(&echo, "forwarded").unwrap(),
+        format!("for=127.0.0.1;host=\"127.0.0.1:{port}\";proto=https")
+    );
+}
