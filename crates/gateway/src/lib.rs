@@ -235,12 +235,18 @@ pub async fn serve(
         let wait = wait();
         tokio::spawn(async move { serve_admin_with_shutdown(admin, gateway, wait).await })
     });
-    let public = serve_with_shutdown(listener, gateway, wait());
-    let signal = async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
+    let stop = Arc::new(stop);
+    let signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
     };
-    let (result, ()) = tokio::join!(public, signal);
+    let result = serve_with_shutdown(listener, gateway, wait()).await;
+    // The public listener ended (signal or error): end the admin listener with it.
+    let _ = stop.send(true);
+    signal.abort();
     if let Some(task) = admin_task {
         task.await
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
