@@ -284,6 +284,9 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
     gateway_config.backend.jwt_issuer = Some(issuer_url.clone());
     gateway_config.backend.jwt_audience = Some(AUDIENCE.to_owned());
     gateway_config.login.title = "Sign in to the demo".to_owned();
+    // No forward-auth in the demo: the gateway proxies the app itself, so there is no
+    // admin listener (verify, health, metrics) to bind.
+    gateway_config.admin.enabled = false;
     let settings = gateway_config.validate()?;
     let gateway = sallyport_gateway::Gateway::new(settings).await?;
 

@@ -13,3 +13,4 @@ mod hardening;
 mod proxying;
 mod renewal;
 mod store;
+mod surface;
