@@ -50,6 +50,8 @@ pub struct Config {
     pub login: LoginSection,
     /// Shared state between replicas (optional).
     pub store: StoreSection,
+    /// Limits on client connections: slow clients and floods (`[server]`).
+    pub server: sallyport_serve::ServerConfig,
 }
 
 /// `[store]`: state shared by several gateway replicas. Today that is the set of
@@ -230,6 +232,7 @@ impl Default for Config {
             proxy: ProxySection::default(),
             login: LoginSection::default(),
             store: StoreSection::default(),
+            server: sallyport_serve::ServerConfig::default(),
         }
     }
 }
@@ -402,6 +405,8 @@ pub struct Settings {
     pub(crate) login_template: Option<String>,
     pub(crate) login_title: String,
     pub(crate) store: Option<StoreSettings>,
+    /// How the listener treats client connections (`[server]`).
+    pub(crate) server: sallyport_serve::Options,
 }
 
 impl std::fmt::Debug for Settings {
@@ -649,8 +654,15 @@ impl Settings {
             login_template,
             login_title: c.login.title.clone(),
             store,
+            server: server_options(&c.server)?,
         })
     }
+}
+
+/// `[server]`: validated by sallyport-serve, which names the setting.
+fn server_options(c: &sallyport_serve::ServerConfig) -> Result<sallyport_serve::Options, Error> {
+    c.options(sallyport_serve::Options::default().header_read_timeout)
+        .map_err(|e| Error::config(e.setting, e.message))
 }
 
 fn passwords(s: &SessionSection) -> Result<sallyport_iron::Passwords, Error> {
@@ -990,6 +1002,17 @@ mod tests {
         assert_eq!(c.session.leeway_secs, d.session.leeway_secs);
         assert_eq!(c.proxy.response_timeout_ms, d.proxy.response_timeout_ms);
         assert_eq!(c.backend.fields.access_token, d.backend.fields.access_token);
+        assert_eq!(c.server, d.server);
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let mut c = base();
+        c.server.max_connections = 0;
+        assert_eq!(setting_of(c.validate()), "server.max_connections");
+        let mut c = base();
+        c.server.body_idle_timeout_ms = 0;
+        assert_eq!(setting_of(c.validate()), "server.body_idle_timeout_ms");
     }
 
     #[test]

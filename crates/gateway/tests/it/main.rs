@@ -12,4 +12,5 @@ mod flows;
 mod hardening;
 mod proxying;
 mod renewal;
+mod slow_clients;
 mod store;
