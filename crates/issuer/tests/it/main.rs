@@ -182,6 +182,8 @@ mod harness {
 
 use harness::{Backend, Server, error_code, start, str_field};
 
+mod slow_clients;
+
 /// Runs each listed async fn once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
