@@ -228,7 +228,7 @@ mod tests {
             trickle(Duration::from_secs(600)),
             BodyLimits::idle(Duration::from_millis(50)),
         );
-        let err = body.collect().await.err().expect("must fail");
+        let err = body.collect().await.expect_err("must fail");
         assert_eq!(
             BodyTimeout::find(&*err),
             Some(BodyTimeout::Idle(Duration::from_millis(50)))
@@ -245,7 +245,7 @@ mod tests {
                 min_bytes_per_sec: 240,
             },
         );
-        let err = body.collect().await.err().expect("must fail");
+        let err = body.collect().await.expect_err("must fail");
         assert_eq!(BodyTimeout::find(&*err), Some(BodyTimeout::TooSlow(240)));
     }
 
