@@ -177,3 +177,52 @@ async fn issue8_connections_past_the_cap_are_refused() {
     }
     panic!("no connection served after one closed");
 }
+
+/// A client that asks for a large proxied response and never reads it is disconnected
+/// after `server.send_timeout_ms` of stalled writes (and the upstream request with it):
+/// what it finally reads is cut short.
+#[tokio::test]
+async fn issue8_a_client_that_never_reads_is_disconnected() {
+    const BIG: usize = 64 * 1024 * 1024;
+    let big = axum::Router::new().fallback(|| async {
+        let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+        let chunks = (0..BIG / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, big).await.ok() });
+    let backend = crate::harness::start_backend(0).await;
+    let mut c = crate::harness::config(&backend, &upstream);
+    c.public_paths.push("/big".into());
+    c.server.send_timeout_ms = 300;
+    let (url, _gateway, _clock) = crate::harness::start_gateway(c).await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut s = socket
+        .connect(url.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading: the gateway's writes to us stall.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 256 * 1024];
+    let read = tokio::time::timeout(BOUND, async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection was left open");
+    assert!(
+        received < BIG,
+        "the whole response arrived ({received} bytes): the stalled connection was kept"
+    );
+}
