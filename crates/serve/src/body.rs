@@ -191,7 +191,7 @@ where
             if let Some(flag) = this.tripped {
                 flag.store(true, Ordering::Relaxed);
             }
-            tracing::debug!(reason = %why, "request body timed out");
+            tracing::debug!(reason = %why, "body timed out");
             return Poll::Ready(Some(Err(Box::new(why))));
         }
         Poll::Pending

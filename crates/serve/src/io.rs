@@ -16,6 +16,8 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::limit::Permit;
+
 pin_project! {
     /// Fails a write (or flush) that makes no progress for `timeout` with
     /// [`io::ErrorKind::TimedOut`]; hyper then closes the connection.
@@ -26,16 +28,20 @@ pin_project! {
         // Allocated at the first stall only.
         sleep: Option<Pin<Box<Sleep>>>,
         stalled: bool,
+        // The connection's slot under the caps lives as long as the socket: an upgraded
+        // connection (WebSocket) outlives hyper's connection future but still counts.
+        _permit: Permit,
     }
 }
 
 impl<T> SendTimeoutIo<T> {
-    pub(crate) fn new(inner: T, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: T, timeout: Duration, permit: Permit) -> Self {
         Self {
             inner,
             timeout,
             sleep: None,
             stalled: false,
+            _permit: permit,
         }
     }
 }

@@ -156,7 +156,7 @@ pub async fn serve(
                     })
                 }
             });
-        let io = TokioIo::new(io::SendTimeoutIo::new(stream, options.send_timeout));
+        let io = TokioIo::new(io::SendTimeoutIo::new(stream, options.send_timeout, permit));
         let mut stop = stop_rx.clone();
         let done = done_tx.clone();
         // Upgrades (WebSocket) are always let through: a route that doesn't upgrade
@@ -174,7 +174,6 @@ pub async fn serve(
             if let Err(err) = result {
                 tracing::debug!(%err, %peer, "connection closed with an error");
             }
-            drop(permit);
             drop(done);
         });
     }

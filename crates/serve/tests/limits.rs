@@ -37,13 +37,19 @@ async fn big() -> Response {
     Body::from_stream(stream).into_response()
 }
 
+/// A WebSocket that stays open until the client closes it.
+async fn ws_hold(upgrade: axum::extract::WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(|mut socket| async move { while let Some(Ok(_)) = socket.recv().await {} })
+}
+
 async fn start(options: Options) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = Router::new()
         .route("/echo", post(echo_len))
         .route("/big", get(big))
-        .route("/ok", get(|| async { "ok" }));
+        .route("/ok", get(|| async { "ok" }))
+        .route("/ws", get(ws_hold));
     tokio::spawn(serve(listener, router, options, std::future::pending()));
     addr
 }
@@ -308,4 +314,48 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(served(&mut s).await);
     let rest = read_until_closed(&mut s).await;
     assert!(!rest.contains("200"), "{rest}");
+}
+
+/// An upgraded connection (WebSocket) keeps its slot: it outlives hyper's connection
+/// but not the cap.
+#[tokio::test]
+async fn an_upgraded_connection_counts_against_the_cap() {
+    let addr = start(quick(Options {
+        max_connections: 1,
+        ..Options::default()
+    }))
+    .await;
+    let mut ws = TcpStream::connect(addr).await.unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(BOUND, ws.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Give hyper time to hand the socket over and end its connection future.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        !served(&mut extra).await,
+        "served past the cap while a WebSocket is open"
+    );
+    drop(ws);
+    for _ in 0..100 {
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        if served(&mut again).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the WebSocket's slot was not freed when it closed");
 }
