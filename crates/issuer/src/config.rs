@@ -455,7 +455,8 @@ pub struct Settings {
     pub max_lifetime_ms: i64,
     /// Key ring reload period.
     pub key_cache_ms: i64,
-    /// Time allowed for a request head.
+    /// Time allowed for a request head, from `header_read_timeout_secs` (the listener
+    /// uses `server.header_read_timeout`, which `server.header_read_timeout_ms` overrides).
     pub header_read_timeout: std::time::Duration,
     /// Time allowed for a whole request.
     pub request_timeout: std::time::Duration,
