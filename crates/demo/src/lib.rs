@@ -349,8 +349,9 @@ fn spawn_server(
     router: Router,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
-    // sallyport-serve rather than axum::serve: header read timeout (slowloris) and
-    // WebSocket upgrades, the same way the standalone issuer and gateway serve.
+    // sallyport-serve rather than axum::serve: header read timeout (slowloris), request
+    // body and send timeouts, connection caps (the `[server]` defaults) and WebSocket
+    // upgrades, the same way the standalone issuer and gateway serve.
     let options = sallyport_serve::Options {
         drain_timeout: std::time::Duration::from_secs(5),
         ..sallyport_serve::Options::default()

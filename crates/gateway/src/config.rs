@@ -50,6 +50,8 @@ pub struct Config {
     pub login: LoginSection,
     /// Shared state between replicas (optional).
     pub store: StoreSection,
+    /// Limits on client connections: slow clients and floods (`[server]`).
+    pub server: sallyport_serve::ServerConfig,
     /// The internal listener for `{prefix}/verify`, health, readiness and metrics.
     pub admin: AdminSection,
 }
@@ -273,6 +275,7 @@ impl Default for Config {
             login: LoginSection::default(),
             store: StoreSection::default(),
             admin: AdminSection::default(),
+            server: sallyport_serve::ServerConfig::default(),
         }
     }
 }
@@ -454,6 +457,8 @@ pub struct Settings {
     /// The admin listener's address, `None` when `admin.enabled = false`.
     pub(crate) admin_listen: Option<SocketAddr>,
     pub(crate) health_on_public: bool,
+    /// How the listener treats client connections (`[server]`).
+    pub(crate) server: sallyport_serve::Options,
 }
 
 impl std::fmt::Debug for Settings {
@@ -712,6 +717,7 @@ impl Settings {
             allowed_upgrades,
             admin_listen,
             health_on_public: c.admin.health_on_public_listener,
+            server: server_options(&c.server)?,
         })
     }
 }
@@ -761,6 +767,12 @@ fn surface_settings(
         None
     };
     Ok((policy, upgrades, admin))
+}
+
+/// `[server]`: validated by sallyport-serve, which names the setting.
+fn server_options(c: &sallyport_serve::ServerConfig) -> Result<sallyport_serve::Options, Error> {
+    c.options(sallyport_serve::Options::default().header_read_timeout)
+        .map_err(|e| Error::config(e.setting, e.message))
 }
 
 fn passwords(s: &SessionSection) -> Result<sallyport_iron::Passwords, Error> {
@@ -1133,6 +1145,17 @@ mod tests {
         assert_eq!(c.session.leeway_secs, d.session.leeway_secs);
         assert_eq!(c.proxy.response_timeout_ms, d.proxy.response_timeout_ms);
         assert_eq!(c.backend.fields.access_token, d.backend.fields.access_token);
+        assert_eq!(c.server, d.server);
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let mut c = base();
+        c.server.max_connections = 0;
+        assert_eq!(setting_of(c.validate()), "server.max_connections");
+        let mut c = base();
+        c.server.body_idle_timeout_ms = 0;
+        assert_eq!(setting_of(c.validate()), "server.body_idle_timeout_ms");
     }
 
     #[test]

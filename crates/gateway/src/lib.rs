@@ -272,11 +272,11 @@ pub async fn serve_admin_with_shutdown(
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
 ///
-/// Through [`sallyport_serve`], not `axum::serve`: it enforces a header read timeout
-/// (a client trickling or withholding its request head is cut off after 10 s instead
-/// of holding a connection forever), sets `TCP_NODELAY` on client sockets as nginx
-/// does, and passes WebSocket upgrades through. The upstream side sets `TCP_NODELAY`
-/// in `proxy::client`.
+/// Through [`sallyport_serve`], not `axum::serve`: it enforces the `[server]` limits
+/// (header read timeout, request body idle timeout and minimum rate, send timeout,
+/// connection caps), so a slow or silent client cannot hold a connection for ever; it
+/// sets `TCP_NODELAY` on client sockets as nginx does, and passes WebSocket upgrades
+/// through. The upstream side sets `TCP_NODELAY` in `proxy::client`.
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     gateway: Gateway,
@@ -285,7 +285,7 @@ pub async fn serve_with_shutdown(
     sallyport_serve::serve(
         listener,
         gateway.router(),
-        sallyport_serve::Options::default(),
+        gateway.settings().server.clone(),
         async move {
             shutdown.await;
             tracing::info!("shutting down");

@@ -911,6 +911,12 @@ pub async fn send(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
+    // Upstream stalling mid-body must not hold the client for ever: the gap between two
+    // chunks is bounded like the wait for the head (nginx's proxy_read_timeout).
+    let body = sallyport_serve::TimeoutBody::new(
+        body,
+        sallyport_serve::BodyLimits::idle(settings.response_timeout),
+    );
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

@@ -30,6 +30,8 @@ use signing_keys::*;
 
 use harness::{Backend, Server, error_code, start, str_field};
 
+mod slow_clients;
+
 /// Runs each listed async fn once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
