@@ -23,6 +23,7 @@
 //! session); presented later, the whole session is revoked and the event audited.
 
 mod admin;
+pub mod client_addr;
 mod client_auth;
 pub mod clock;
 pub mod config;
@@ -143,6 +144,10 @@ pub enum RefreshError {
     Internal(#[from] Error),
 }
 
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn ceil_secs(ms: i64) -> u64 {
     u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000)
 }
@@ -189,7 +194,8 @@ impl Issuer {
                 format!("{}/.well-known/jwks.json", settings.issuer),
                 settings.issuer.clone(),
                 settings.raw.audience.clone(),
-            ),
+            )
+            .leeway(settings.access_token_leeway),
         );
         let hasher = Hasher::new(&settings.raw.argon2).await?;
         let limiter = LoginLimiter::new(&settings.raw.rate_limit);
@@ -245,6 +251,12 @@ impl Issuer {
     /// The access-token verifier for the issuer's own keys (what `/api/me` uses).
     pub fn verifier(&self) -> &sallyport_jwt::Verifier {
         &self.inner.verifier
+    }
+
+    /// Keys each login limit currently remembers (per address, per account and
+    /// address, per account), each at most `rate_limit.max_tracked_keys`.
+    pub fn rate_limit_tracked_keys(&self) -> [u64; 3] {
+        self.inner.limiter.tracked_keys()
     }
 
     pub(crate) fn hasher(&self) -> &Hasher {
@@ -308,21 +320,29 @@ impl Issuer {
         }
         let addr = ctx.client_addr.as_deref();
         let m = self.metrics();
-        if let Some(wait) = self.inner.limiter.check(username, addr) {
+        if let Some(wait) = self.inner.limiter.check(username, addr, self.now_ms()) {
             m.login("rate_limited");
-            return Err(LoginError::RateLimited(wait.as_secs().max(1)));
+            return Err(LoginError::RateLimited(ceil_secs(duration_ms(wait)).max(1)));
         }
         let user = self.inner.store.user_by_name(username).await?;
-        let ok = self
+        let verified = self
             .hasher()
             .verify(
                 password.to_owned(),
                 user.as_ref().map(|u| u.password_hash.clone()),
             )
-            .await?;
+            .await;
+        let ok = match verified {
+            Ok(ok) => ok,
+            Err(Error::Overloaded) => {
+                m.login("overloaded");
+                return Err(LoginError::Internal(Error::Overloaded));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let now = self.now_ms();
         let Some(user) = user.filter(|_| ok) else {
-            let blocked = self.inner.limiter.failure(username, addr);
+            let blocked = self.inner.limiter.failure(username, addr, now);
             m.login("invalid_credentials");
             self.audit(AuditEvent {
                 username: Some(truncate(username, 64)),
@@ -331,7 +351,7 @@ impl Issuer {
             })
             .await;
             return Err(match blocked {
-                Some(wait) => LoginError::RateLimited(wait.as_secs().max(1)),
+                Some(wait) => LoginError::RateLimited(ceil_secs(duration_ms(wait)).max(1)),
                 None => LoginError::InvalidCredentials,
             });
         };
@@ -554,6 +574,12 @@ pub async fn serve_with_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let settings = issuer.settings();
+    if !settings.client_address.trusts_proxies() {
+        tracing::info!(
+            "http.trusted_proxies is empty: login limits key on the TCP peer address; \
+             behind a proxy or the gateway, list its address there"
+        );
+    }
     let options = sallyport_serve::Options {
         header_read_timeout: settings.header_read_timeout,
         drain_timeout: settings

@@ -1,6 +1,13 @@
-//! argon2id password hashing, always off the async runtime (`spawn_blocking`).
+//! argon2id password hashing, always off the async runtime (`spawn_blocking`), and
+//! bounded: each hash takes `argon2.memory_kib` (19 MiB by default), so at most
+//! `argon2.max_concurrent` run at once, at most `argon2.max_queued` more wait, and any
+//! further request is refused at once with [`Error::Overloaded`] (503) — before it
+//! costs memory. Unbounded, 200 concurrent failed logins once took 5.7 GB (issue 8).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
 
@@ -19,6 +26,57 @@ pub struct Hasher {
     /// when the user does not exist so that "no such user" costs the same time as
     /// "wrong password".
     dummy: Arc<str>,
+    slots: Arc<Slots>,
+}
+
+/// The hashing slots and the queue in front of them.
+#[derive(Debug)]
+struct Slots {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_queued: usize,
+}
+
+/// Leaves the queue when dropped (also when the waiting request is cancelled).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Slots {
+    fn new(max_concurrent: usize, max_queued: usize) -> Self {
+        let n = if max_concurrent == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            max_concurrent
+        };
+        Slots {
+            permits: Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))),
+            waiting: AtomicUsize::new(0),
+            max_queued,
+        }
+    }
+
+    /// A hashing slot, waiting in a bounded FIFO queue; [`Error::Overloaded`] when the
+    /// queue is full.
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Overloaded);
+        }
+        let _queued = Queued(&self.waiting);
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Task(e.to_string()))
+    }
 }
 
 impl std::fmt::Debug for Hasher {
@@ -48,6 +106,7 @@ impl Hasher {
         let hasher = Hasher {
             params,
             dummy: Arc::from(""),
+            slots: Arc::new(Slots::new(config.max_concurrent, config.max_queued)),
         };
         let dummy = hasher.hash(hex::encode(random)).await?;
         Ok(Hasher {
@@ -59,7 +118,10 @@ impl Hasher {
     /// PHC string for `password`.
     pub async fn hash(&self, password: String) -> Result<String> {
         let params = self.params.clone();
+        let permit = self.slots.acquire().await?;
         tokio::task::spawn_blocking(move || {
+            // Held until the hash is done, even if the request is cancelled meanwhile.
+            let _permit = permit;
             argon(&params)
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
@@ -75,7 +137,9 @@ impl Hasher {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy.to_string());
         let params = self.params.clone();
+        let permit = self.slots.acquire().await?;
         let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             argon(&params)
                 .verify_password(password.as_bytes(), hash.as_str())
                 .is_ok()
@@ -96,6 +160,8 @@ mod tests {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
+            max_concurrent: 0,
+            max_queued: 8,
         };
         let h = Hasher::new(&cfg).await.unwrap();
         let stored = h.hash("s3cret".into()).await.unwrap();
@@ -108,5 +174,39 @@ mod tests {
         assert!(!h.verify("wrong".into(), Some(stored)).await.unwrap());
         assert!(!h.verify("anything".into(), None).await.unwrap());
         assert!(!h.verify("x".into(), Some("garbage".into())).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_requests_are_refused_at_once() {
+        let cfg = Argon2Config {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 1,
+            max_queued: 2,
+        };
+        let h = Hasher::new(&cfg).await.unwrap();
+        // Hold the only slot, then fill the queue.
+        let held = h.slots.acquire().await.unwrap();
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.verify("pw".into(), None).await })
+            })
+            .collect();
+        while h.slots.waiting.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // The queue is full: refused without waiting for the slot.
+        assert!(matches!(
+            h.verify("pw".into(), None).await,
+            Err(Error::Overloaded)
+        ));
+        drop(held);
+        for q in queued {
+            assert!(!q.await.unwrap().unwrap());
+        }
+        assert_eq!(h.slots.waiting.load(Ordering::SeqCst), 0);
+        assert!(!h.verify("pw".into(), None).await.unwrap());
     }
 }

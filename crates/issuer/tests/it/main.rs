@@ -36,6 +36,7 @@ mod harness {
         c.argon2.iterations = 1;
         c.rate_limit.account_burst = 1000;
         c.rate_limit.address_burst = 1000;
+        c.rate_limit.account_address_burst = 1000;
         c.issuer = "http://issuer.test".into();
         c
     }
@@ -181,6 +182,8 @@ mod harness {
 }
 
 use harness::{Backend, Server, error_code, start, str_field};
+
+mod hardening;
 
 /// Runs each listed async fn once per backend.
 macro_rules! conformance {
