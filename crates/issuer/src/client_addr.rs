@@ -175,7 +175,11 @@ mod tests {
     #[test]
     fn cidrs_and_single_addresses_parse() {
         assert!(parse_cidr("10.0.0.0/8").is_some());
-        assert!(parse_cidr("10.1.2.3/8").unwrap().contains(&ip("10.200.0.1")));
+        assert!(
+            parse_cidr("10.1.2.3/8")
+                .unwrap()
+                .contains(&ip("10.200.0.1"))
+        );
         assert!(parse_cidr("::1").unwrap().contains(&ip("::1")));
         assert!(parse_cidr("10.0.0.0/33").is_none());
         assert!(parse_cidr("localhost").is_none());

@@ -394,7 +394,10 @@ impl Config {
             return Err(Error::config("rate_limit.max_tracked_keys", "must be > 0"));
         }
         if self.argon2.max_queued > 1_000_000 {
-            return Err(Error::config("argon2.max_queued", "must be at most 1000000"));
+            return Err(Error::config(
+                "argon2.max_queued",
+                "must be at most 1000000",
+            ));
         }
         let access_token_leeway_ms = secs(
             "access_token_leeway_secs",
@@ -416,15 +419,15 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let client_address_header =
-            axum::http::HeaderName::try_from(self.http.client_address_header.as_str()).map_err(
-                |_| {
-                    Error::config(
-                        "http.client_address_header",
-                        format!("`{}` is not a header name", self.http.client_address_header),
-                    )
-                },
-            )?;
+        let client_address_header = axum::http::HeaderName::try_from(
+            self.http.client_address_header.as_str(),
+        )
+        .map_err(|_| {
+            Error::config(
+                "http.client_address_header",
+                format!("`{}` is not a header name", self.http.client_address_header),
+            )
+        })?;
         if let Some(0) = self.database_max_connections {
             return Err(Error::config("database_max_connections", "must be > 0"));
         }

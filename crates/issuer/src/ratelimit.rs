@@ -205,7 +205,10 @@ impl LoginLimiter {
             .as_ref()
             .and_then(|l| l.blocked_for(&k.account, now))
             .filter(|_| self.address_has_failed(&k, now));
-        [by_address, by_pair, by_account].into_iter().flatten().max()
+        [by_address, by_pair, by_account]
+            .into_iter()
+            .flatten()
+            .max()
     }
 
     /// Counts a failed attempt at `now`; `Some(wait)` when it exhausted a limit that
@@ -225,7 +228,10 @@ impl LoginLimiter {
             .account
             .as_ref()
             .and_then(|l| l.failure(k.account, now));
-        [by_address, by_pair, by_account].into_iter().flatten().max()
+        [by_address, by_pair, by_account]
+            .into_iter()
+            .flatten()
+            .max()
     }
 
     /// Entries per limit (address, account+address, account), after pending evictions.

@@ -232,16 +232,13 @@ impl FromRequestParts<Issuer> for Ctx {
         issuer: &Issuer,
     ) -> Result<Self, Self::Rejection> {
         // The header counts only from a trusted proxy (see `client_addr`).
-        let client_addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| {
-                issuer
-                    .settings()
-                    .client_address
-                    .client(c.0.ip(), &parts.headers)
-                    .to_string()
-            });
+        let client_addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+            issuer
+                .settings()
+                .client_address
+                .client(c.0.ip(), &parts.headers)
+                .to_string()
+        });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -193,7 +193,14 @@ async fn random_usernames_do_not_grow_the_limiter_past_its_cap() {
     let proxy = client_from(Ipv4Addr::LOCALHOST);
     for i in 0..300u32 {
         let xff = format!("10.0.{}.{}", i / 250, i % 250);
-        login_as(&proxy, &s, &format!("random-{i}"), "wrong-password", Some(&xff)).await;
+        login_as(
+            &proxy,
+            &s,
+            &format!("random-{i}"),
+            "wrong-password",
+            Some(&xff),
+        )
+        .await;
     }
     for n in s.issuer.rate_limit_tracked_keys() {
         assert!(n <= 50, "{n} keys tracked, cap 50");
