@@ -73,6 +73,12 @@ pub struct Config {
     /// OAuth clients (RFC 6749 §2.3) allowed to authenticate at `/oauth/token` and
     /// `/oauth/revoke` with `client_secret_basic` or `client_secret_post`.
     pub clients: Vec<ClientConfig>,
+    /// Key-encryption key for signing keys at rest (base64 of 32 bytes). Never read
+    /// from the configuration file — only from the environment variable
+    /// `SALLYPORT_KEY_ENCRYPTION_KEY` ([`Config::load`]), so the key does not sit next to
+    /// the database it protects.
+    #[serde(skip)]
+    pub key_encryption_key: Option<String>,
 }
 
 /// One OAuth client. Give `secret_sha256` (preferred: the config file then holds no
@@ -189,6 +195,7 @@ impl Default for Config {
             request_timeout_secs: 30,
             allow_public_clients: true,
             clients: Vec::new(),
+            key_encryption_key: None,
         }
     }
 }
@@ -246,6 +253,10 @@ impl fmt::Debug for Config {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("allow_public_clients", &self.allow_public_clients)
             .field("clients", &self.clients)
+            .field(
+                "key_encryption_key",
+                &self.key_encryption_key.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -283,7 +294,11 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        Ok(figment.extract()?)
+        let mut config: Config = figment.extract()?;
+        config.key_encryption_key = std::env::var(crate::keys::KEY_ENCRYPTION_ENV)
+            .ok()
+            .filter(|k| !k.trim().is_empty());
+        Ok(config)
     }
 
     /// Defaults for tests of this and other crates: the given database (e.g.
@@ -439,6 +454,12 @@ impl Config {
         )?;
         let request_timeout_ms = secs("request_timeout_secs", self.request_timeout_secs, 1, 3600)?;
         let clients = ClientRegistry::from_config(&self.clients, self.allow_public_clients)?;
+        let key_encryption = self
+            .key_encryption_key
+            .as_deref()
+            .map(crate::keys::KeyEncryptionKey::from_base64)
+            .transpose()?
+            .map(std::sync::Arc::new);
         Ok(Settings {
             raw: self.clone(),
             backend,
@@ -454,6 +475,7 @@ impl Config {
             request_timeout: millis(request_timeout_ms),
             clients,
             access_token_leeway: millis(access_token_leeway_ms),
+            key_encryption,
             client_address: crate::client_addr::ClientAddressPolicy::new(
                 trusted_proxies,
                 client_address_header,
@@ -555,6 +577,8 @@ pub struct Settings {
     pub access_token_leeway: std::time::Duration,
     /// Which address a request comes from.
     pub client_address: crate::client_addr::ClientAddressPolicy,
+    /// Encrypts signing keys at rest, when `SALLYPORT_KEY_ENCRYPTION_KEY` is set.
+    pub key_encryption: Option<std::sync::Arc<crate::keys::KeyEncryptionKey>>,
 }
 
 #[cfg(test)]

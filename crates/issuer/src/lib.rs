@@ -28,6 +28,7 @@ mod client_auth;
 pub mod clock;
 pub mod config;
 mod error;
+pub mod files;
 mod http;
 pub mod keys;
 mod metrics;
@@ -163,9 +164,16 @@ impl Issuer {
     pub async fn open_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Issuer> {
         let settings = config.validate()?;
         let store: Arc<dyn Store> = match settings.backend {
-            config::DatabaseKind::Sqlite => Arc::new(
-                SqliteStore::connect(&config.database_url, config.database_max_connections).await?,
-            ),
+            config::DatabaseKind::Sqlite => {
+                // Private before SQLite creates anything (see `files`).
+                for warning in files::prepare_sqlite(&config.database_url)? {
+                    tracing::warn!("{warning}");
+                }
+                Arc::new(
+                    SqliteStore::connect(&config.database_url, config.database_max_connections)
+                        .await?,
+                )
+            }
             config::DatabaseKind::Postgres => Arc::new(
                 PgStore::connect(&config.database_url, config.database_max_connections).await?,
             ),
@@ -180,23 +188,27 @@ impl Issuer {
         clock: Arc<dyn Clock>,
     ) -> Result<Issuer> {
         let now = clock.now_ms();
-        let mut records = store.signing_keys().await?;
-        if !records.iter().any(|r| r.retired_at.is_none()) {
-            let key = keys::generate(settings.algorithm, now)?;
+        let kek = settings.key_encryption.as_deref();
+        let mut stored = store.signing_keys().await?;
+        if !stored.iter().any(|r| r.retired_at.is_none()) {
+            let key = keys::seal_record(keys::generate(settings.algorithm, now)?, kek)?;
             store.add_signing_key(&key, false).await?;
-            tracing::info!(kid = %key.kid, "created the first signing key");
-            records = store.signing_keys().await?;
+            tracing::info!(kid = %key.kid, encrypted = kek.is_some(), "created the first signing key");
+            stored = store.signing_keys().await?;
         }
+        if kek.is_some() {
+            let plain = stored.iter().filter(|r| !keys::is_encrypted(r)).count();
+            if plain > 0 {
+                tracing::warn!(
+                    "{plain} signing key(s) are stored unencrypted (written before {} was \
+                     set); `sallyport keys rotate` makes the signing key an encrypted one",
+                    keys::KEY_ENCRYPTION_ENV
+                );
+            }
+        }
+        let records = keys::open_records(stored, kek)?;
         let ring = KeyRing::from_records(&records, now, key_retention_ms(&settings))?;
-        let verifier = sallyport_jwt::Verifier::from_jwks(
-            ring.jwks().clone(),
-            sallyport_jwt::VerifierConfig::new(
-                format!("{}/.well-known/jwks.json", settings.issuer),
-                settings.issuer.clone(),
-                settings.raw.audience.clone(),
-            )
-            .leeway(settings.access_token_leeway),
-        );
+        let verifier = access_token_verifier(&settings, ring.jwks().clone());
         let hasher = Hasher::new(&settings.raw.argon2).await?;
         let limiter = LoginLimiter::new(&settings.raw.rate_limit);
         Ok(Issuer {
@@ -284,7 +296,7 @@ impl Issuer {
 
     pub(crate) async fn reload_keys(&self) -> Result<Arc<KeyRing>> {
         let now = self.now_ms();
-        let records = self.inner.store.signing_keys().await?;
+        let records = self.key_records().await?;
         let ring = Arc::new(KeyRing::from_records(
             &records,
             now,
@@ -293,6 +305,12 @@ impl Issuer {
         self.inner.verifier.set_jwks(ring.jwks());
         *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = ring.clone();
         Ok(ring)
+    }
+
+    /// Every stored signing key, decrypted (see [`keys::open_records`]).
+    pub(crate) async fn key_records(&self) -> Result<Vec<store::KeyRecord>> {
+        let stored = self.inner.store.signing_keys().await?;
+        keys::open_records(stored, self.inner.settings.key_encryption.as_deref())
     }
 
     async fn audit(&self, event: AuditEvent) {
@@ -511,6 +529,24 @@ impl Issuer {
         .await;
         Ok(true)
     }
+}
+
+/// The verifier `/api/me` uses: `sallyport-jwt` over the issuer's own published keys
+/// (no fetching), expecting its `iss` and `aud`, with `access_token_leeway_secs`. Public
+/// so that benchmarks measure exactly the server's path.
+pub fn access_token_verifier(
+    settings: &Settings,
+    jwks: jsonwebtoken::jwk::JwkSet,
+) -> sallyport_jwt::Verifier {
+    sallyport_jwt::Verifier::from_jwks(
+        jwks,
+        sallyport_jwt::VerifierConfig::new(
+            format!("{}/.well-known/jwks.json", settings.issuer),
+            settings.issuer.clone(),
+            settings.raw.audience.clone(),
+        )
+        .leeway(settings.access_token_leeway),
+    )
 }
 
 fn mint_with(
