@@ -251,3 +251,157 @@ async fn excess_concurrent_logins_are_refused_not_queued() {
     assert!(refused > 0, "all {hashed} logins were queued");
     assert_eq!(refused + hashed, 40);
 }
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Issue 8 item 6: the database (password hashes, signing keys) and its WAL files are
+/// created 0600 in a 0700 directory, whatever the umask.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_files_are_created_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let db = dir.join("issuer.db");
+    let config = crate::harness::test_config_with(&format!("sqlite://{}", db.display()));
+    let s =
+        crate::harness::start_on(config, sallyport_issuer::ManualClock::starting_now(), None).await;
+    s.add_alice().await;
+    s.login_alice().await;
+    assert_eq!(mode(&dir), 0o700, "data directory");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        assert!(file.exists(), "{} exists while open", file.display());
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}
+
+const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_KEK: &str = "HxwdHhscGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
+
+fn db_config(db: &std::path::Path, kek: Option<&str>) -> sallyport_issuer::Config {
+    sallyport_issuer::Config {
+        key_encryption_key: kek.map(str::to_owned),
+        ..crate::harness::test_config_with(&format!("sqlite://{}", db.display()))
+    }
+}
+
+/// Issue 8 item 6: with a key-encryption key, signing keys are stored encrypted and
+/// only that key opens them; plaintext keys from before still load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signing_keys_are_encrypted_at_rest_with_a_key_from_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("issuer.db");
+    let issuer = sallyport_issuer::Issuer::open(db_config(&db, Some(KEK)))
+        .await
+        .unwrap();
+    let stored = issuer.store().signing_keys().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(sallyport_issuer::keys::is_encrypted(&stored[0]));
+    assert_ne!(
+        stored[0].private_der.first(),
+        Some(&0x30),
+        "not plain PKCS#8"
+    );
+    let kid = issuer.keys().await.unwrap().signing_kid().to_owned();
+    let public = issuer.admin().export_public_jwks().await.unwrap();
+    issuer.close().await;
+
+    // No key, or the wrong one: a clear start-up error.
+    let err = sallyport_issuer::Issuer::open(db_config(&db, None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SALLYPORT_KEY_ENCRYPTION_KEY"), "{err}");
+    assert!(err.contains("encrypted"), "{err}");
+    let err = sallyport_issuer::Issuer::open(db_config(&db, Some(OTHER_KEK)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not decrypt"), "{err}");
+    let err = sallyport_issuer::Issuer::open(db_config(&db, Some("c2hvcnQ=")))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("SALLYPORT_KEY_ENCRYPTION_KEY") && err.contains("32 bytes"),
+        "{err}"
+    );
+
+    // The right key: same signing key, same JWKS, and the backup holds the private key.
+    let issuer = sallyport_issuer::Issuer::open(db_config(&db, Some(KEK)))
+        .await
+        .unwrap();
+    assert_eq!(issuer.keys().await.unwrap().signing_kid(), kid);
+    assert_eq!(issuer.admin().export_public_jwks().await.unwrap(), public);
+    assert!(!public.to_string().contains("\"d\""));
+    let backup = issuer.admin().export_private_keys().await.unwrap();
+    assert_eq!(backup["keys"][0]["kid"], kid.as_str());
+    assert!(
+        backup["keys"][0]["private_key_pem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plaintext_keys_still_load_once_encryption_is_turned_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("issuer.db");
+    let issuer = sallyport_issuer::Issuer::open(db_config(&db, None))
+        .await
+        .unwrap();
+    let old_kid = issuer.keys().await.unwrap().signing_kid().to_owned();
+    issuer.close().await;
+    let issuer = sallyport_issuer::Issuer::open(db_config(&db, Some(KEK)))
+        .await
+        .unwrap();
+    assert_eq!(issuer.keys().await.unwrap().signing_kid(), old_kid);
+    let rotated = issuer.admin().rotate_keys().await.unwrap();
+    assert!(rotated.encrypted);
+    let keys = issuer.admin().list_keys().await.unwrap();
+    assert!(keys.iter().any(|k| k.kid == old_kid && !k.encrypted));
+    assert!(
+        keys.iter()
+            .any(|k| k.kid == rotated.kid && k.encrypted && k.signing)
+    );
+}
+
+/// Issue 8 (suspected): `/api/me` took tokens 30 s past `exp`. The leeway is now
+/// `access_token_leeway_secs`, default 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_me_refuses_expired_tokens_unless_a_leeway_is_configured() {
+    use sallyport_issuer::Clock as _;
+    for (leeway, expected) in [(None, StatusCode::UNAUTHORIZED), (Some(60), StatusCode::OK)] {
+        let (url, dir) = crate::harness::database(Backend::Sqlite).await.unwrap();
+        let mut config = crate::harness::test_config_with(&url);
+        if let Some(l) = leeway {
+            config.access_token_leeway_secs = l;
+        }
+        // Tokens are minted 5 s short of a full lifetime ago: expired 5 s ago.
+        let ttl_ms = i64::try_from(config.access_token_ttl_secs * 1000).unwrap();
+        let clock = sallyport_issuer::ManualClock::new(
+            sallyport_issuer::SystemClock.now_ms() - ttl_ms - 5_000,
+        );
+        let s = crate::harness::start_on(config, clock, dir).await;
+        s.add_alice().await;
+        let tokens = s.login_alice().await;
+        let access = tokens["accessToken"]
+            .as_str()
+            .or(tokens["access_token"].as_str())
+            .unwrap()
+            .to_owned();
+        let r = s
+            .http
+            .get(s.url("/api/me"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected, "leeway {leeway:?}");
+    }
+}
