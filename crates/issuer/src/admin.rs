@@ -393,8 +393,8 @@ impl Admin {
     /// The published JWKS (public keys only), as `/.well-known/jwks.json` serves it.
     pub async fn export_public_jwks(&self) -> Result<serde_json::Value> {
         let ring = self.issuer.reload_keys().await?;
-        Ok(serde_json::to_value(ring.jwks())
-            .map_err(|e| Error::Key(format!("serialising the JWKS: {e}")))?)
+        serde_json::to_value(ring.jwks())
+            .map_err(|e| Error::Key(format!("serialising the JWKS: {e}")))
     }
 
     /// Every stored signing key with its **private** key in clear (PKCS#8 PEM), for a

@@ -48,7 +48,7 @@ fn attack(
     tokio::spawn(async move {
         let mut n = 0usize;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let username = if n % 2 == 0 {
+            let username = if n.is_multiple_of(2) {
                 format!("random-{n}")
             } else {
                 "alice".to_owned()
