@@ -987,6 +987,13 @@ mod tests {
     }
 
     #[test]
+    fn bad_client_address_header_is_refused() {
+        let mut c = base();
+        c.backend.client_address_header = "X Forwarded For".into();
+        assert_eq!(setting_of(c.validate()), "backend.client_address_header");
+    }
+
+    #[test]
     fn debug_redacts_secret() {
         let c = base();
         assert!(!format!("{c:?}").contains(&"x".repeat(32)));
