@@ -148,12 +148,26 @@ struct Keys {
     account: Key,
 }
 
+/// The limiter's view of a client address: IPv6 addresses by their /64, the block one
+/// subscriber (or one cloud VM) usually gets — else an attacker with a /64 would have
+/// 2^64 fresh address budgets.
+fn address_key(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => address.to_owned(),
+    }
+}
+
 impl Keys {
     fn new(username: &str, address: Option<&str>) -> Self {
         let account = username.to_lowercase();
         // Without a known address (no TCP peer, e.g. an in-process test) every such
         // attempt counts as one address.
-        let address = address.unwrap_or("");
+        let address = address_key(address.unwrap_or(""));
+        let address = address.as_str();
         Keys {
             address: key("address", &[address]),
             account_address: key("account+address", &[&account, address]),
@@ -312,6 +326,17 @@ mod tests {
         assert!(wait <= Duration::from_secs(60), "{wait:?}");
         let later = T0 + i64::try_from(wait.as_millis()).unwrap();
         assert!(l.check("bob", Some("10.0.0.1"), later).is_none());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let l = LoginLimiter::new(&config());
+        for i in 0..6 {
+            l.failure(&format!("u{i}"), Some(&format!("2001:db8:1:2::{i:x}")), T0);
+        }
+        assert!(l.check("x", Some("2001:db8:1:2:ffff::1"), T0).is_some());
+        assert!(l.check("x", Some("2001:db8:1:3::1"), T0).is_none());
+        assert_eq!(address_key("192.0.2.1"), "192.0.2.1");
     }
 
     #[test]
