@@ -408,6 +408,12 @@ impl Config {
         if r.max_tracked_keys == 0 {
             return Err(Error::config("rate_limit.max_tracked_keys", "must be > 0"));
         }
+        if self.argon2.max_concurrent > 1024 {
+            return Err(Error::config(
+                "argon2.max_concurrent",
+                "must be at most 1024 (0 = number of CPU cores)",
+            ));
+        }
         if self.argon2.max_queued > 1_000_000 {
             return Err(Error::config(
                 "argon2.max_queued",

@@ -101,8 +101,7 @@ impl Slots {
             std::thread::available_parallelism().map_or(1, usize::from)
         } else {
             max_concurrent
-        }
-        .min(1024);
+        };
         Ok(Slots {
             permits: Arc::new(Semaphore::new(n)),
             waiting: AtomicUsize::new(0),
