@@ -2,12 +2,16 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import { after, before, test } from 'node:test';
 
 import {
   Issuer, Jar, PASSWORD, Upstream, bearerOf, decodeJwt, form, killAll, parseSetCookie, isDeletion, request, sleep,
 } from '../../blackbox/lib/harness.mjs';
 import { COOKIE, ORIGIN, START, startGateway, stop } from './servers.mjs';
+
+/** The issuer allows at most 64 roles of at most 64 bytes: enough for a chunked session. */
+const BIG_ROLES = Array.from({ length: 64 }, (_, i) => `role-${String(i).padStart(4, '0')}-${'x'.repeat(54)}`);
 
 /** Access tokens live this long; the gateway renews within half of it (its leeway cap). */
 const TTL = 6;
@@ -17,7 +21,11 @@ export function forwardAuthSuite(proxy) {
 
   before(async () => {
     s.issuer = await new Issuer({ accessTtl: TTL, reuseInterval: 0 }).start();
-    s.upstream = await new Upstream().start();
+    // A chunked session's request carries the cookie, the token and the roles header:
+    // more than Node's default 16 KiB of headers.
+    s.upstream = new Upstream();
+    s.upstream.server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => s.upstream.handle(req, res));
+    await s.upstream.start();
     s.gateway = await startGateway(proxy, { issuerPort: s.issuer.port, appPort: s.upstream.port });
     s.proxy = await START[proxy]({ gateway: s.gateway.port, adminPort: s.gateway.adminPort, appPort: s.upstream.port });
     // Traefik loads its routes a moment after it listens: wait until /auth/ is routed.
@@ -165,6 +173,47 @@ export function forwardAuthSuite(proxy) {
     assert.equal(bearerOf(lastFor('/page?after')), second);
     assert.equal(sessionSets(n).length, 0, 'the new cookie was not the one the browser got');
   });
+
+  if (proxy === 'nginx') {
+    test('nginx: the gateway refuses to start with session.chunking on (one Set-Cookie through auth_request)', async () => {
+      const g = await startGateway(proxy, {
+        issuerPort: s.issuer.port, appPort: s.upstream.port, env: { SALLYPORT_GATEWAY_SESSION__CHUNKING: 'true' },
+      }).then(() => null, (e) => e);
+      assert.ok(g, 'the gateway started with forward_auth = "nginx" and chunking on');
+      assert.match(g.message, /session\.chunking/);
+      assert.match(g.message, /forward_auth = "nginx"/);
+    });
+  } else {
+    test(`${proxy}: a chunked session renews through the proxy: every chunk reaches the browser`, async () => {
+      const user = s.issuer.addUser('big', BIG_ROLES);
+      const jar = await login(user);
+      assert.ok(jar.cookies.has(`${COOKIE}.0`) && jar.cookies.has(`${COOKIE}.1`), `not chunked: ${[...jar.cookies.keys()]}`);
+      const b = await px('GET', '/page?big-before', { jar, headers: page });
+      assert.equal(b.status, 200, `${b.status} ${b.text}`);
+      const first = bearerOf(lastFor('/page?big-before'));
+      const wait = (decodeJwt(first).exp - TTL / 2 + 0.5) * 1000 - Date.now();
+      if (wait > 0) await sleep(wait);
+      const r = await px('GET', '/page?big-renewed', { jar, headers: page });
+      assert.equal(r.status, 200, r.text);
+      const second = bearerOf(lastFor('/page?big-renewed'));
+      assert.notEqual(second, first);
+      assert.ok(sessionSets(r).filter((c) => !isDeletion(c)).length >= 2, `chunks lost: ${r.setCookies.map((c) => c.split('=')[0])}`);
+      jar.apply(r);
+      const n = await px('GET', '/page?big-after', { jar, headers: page });
+      assert.equal(n.status, 200);
+      assert.equal(bearerOf(lastFor('/page?big-after')), second, 'the reassembled new session is not the renewed one');
+    });
+
+    test(`${proxy}: a state-changing request without a session gets 401, never the login redirect`, async () => {
+      const r = await px('POST', '/page', {
+        headers: { ...page, 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN }, body: 'a=1',
+      });
+      assert.equal(r.status, 401, r.text);
+      // A client claiming another method to the proxy cannot turn it into a redirect.
+      const g = await px('GET', '/page', { headers: { ...page, 'x-original-method': 'POST' } });
+      assert.equal(g.status, 401, g.text);
+    });
+  }
 
   test(`${proxy}: the verify endpoint cannot be reached through the proxy`, async () => {
     const user = s.issuer.addUser('fa');

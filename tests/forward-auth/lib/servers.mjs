@@ -56,7 +56,9 @@ export function which(cmd, candidates = []) {
 
 function spawnLogged(cmd, args, { env = {}, cwd, log }) {
   const out = fs.openSync(log, 'a');
-  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+  const full = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(full)) if (v === undefined) delete full[k];
+  const child = spawn(cmd, args, { cwd, env: full, stdio: ['ignore', out, out] });
   fs.closeSync(out);
   children.add(child);
   child.on('exit', () => children.delete(child));
@@ -86,7 +88,7 @@ export async function stop(child) {
 }
 
 /** `sallyport gateway` with the guide's gateway-<proxy>.toml. */
-export async function startGateway(proxy, { issuerPort, appPort }) {
+export async function startGateway(proxy, { issuerPort, appPort, env: extraEnv = {} }) {
   const dir = tmpDir(`gateway-${proxy}`);
   const port = await freePort();
   const adminPort = await freePort();
@@ -100,6 +102,7 @@ export async function startGateway(proxy, { issuerPort, appPort }) {
   const log = path.join(dir, 'gateway.log');
   const env = { SESSION_SECRET: SECRET, RUST_LOG: process.env.RUST_LOG || 'info' };
   for (const k of Object.keys(process.env)) if (k.startsWith('SALLYPORT_GATEWAY_')) env[k] = undefined;
+  Object.assign(env, extraEnv);
   const child = spawnLogged(BIN, ['gateway', '--config', file], { env, log });
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${fs.readFileSync(log, 'utf8')}`);
