@@ -1142,6 +1142,7 @@ mod tests {
             Figment::from(Serialized::defaults(Config::default()))
                 .merge(Toml::string(text))
                 .extract::<Config>()
+                .map_err(|e| e.to_string())
         };
         let toml = |v: &str| format!("[admin]\nforward_auth = \"{v}\"\n");
         for (v, want) in [
