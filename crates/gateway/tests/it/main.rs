@@ -9,6 +9,7 @@ mod harness;
 mod attacks;
 mod faults;
 mod flows;
+mod forward_auth;
 mod hardening;
 mod proxying;
 mod renewal;
