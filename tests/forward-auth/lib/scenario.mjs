@@ -183,6 +183,43 @@ export function forwardAuthSuite(proxy) {
       assert.match(g.message, /session\.chunking/);
       assert.match(g.message, /forward_auth = "nginx"/);
     });
+
+    test('nginx: why — with chunking forced on, a renewed chunked session loses cookies on the way', async () => {
+      // The same gateway file, but told it is behind Traefik so that it starts with
+      // chunking: nginx then hands the browser only one of the renewal's Set-Cookies.
+      const g = await startGateway(proxy, {
+        issuerPort: s.issuer.port,
+        appPort: s.upstream.port,
+        env: { SALLYPORT_GATEWAY_SESSION__CHUNKING: 'true', SALLYPORT_GATEWAY_ADMIN__FORWARD_AUTH: 'traefik' },
+      });
+      const n = await START.nginx({ gateway: g.port, adminPort: g.adminPort, appPort: s.upstream.port });
+      try {
+        const via = (method, p, opts = {}) => request(n.port, method, p, { ...opts, headers: { ...(opts.headers || {}), ...(opts.jar ? { cookie: opts.jar.header() } : {}) } });
+        // Big enough for two cookies, small enough for nginx's header buffers above.
+        const user = s.issuer.addUser('big', BIG_ROLES.slice(0, 30));
+        const l = await via('POST', '/auth/login', {
+          headers: { ...page, 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+          body: form({ username: user, password: PASSWORD, next: '/page' }),
+        });
+        assert.equal(l.status, 303);
+        const jar = new Jar();
+        jar.apply(l);
+        const chunks = sessionSets(l).length;
+        assert.ok(chunks >= 2, 'not chunked');
+        const b = await via('GET', '/page?nginx-chunked', { jar, headers: page });
+        assert.equal(b.status, 200);
+        const first = bearerOf(lastFor('/page?nginx-chunked'));
+        const wait = (decodeJwt(first).exp - TTL / 2 + 0.5) * 1000 - Date.now();
+        if (wait > 0) await sleep(wait);
+        const r = await via('GET', '/page?nginx-chunked-renewed', { jar, headers: page });
+        assert.equal(r.status, 200);
+        assert.notEqual(bearerOf(lastFor('/page?nginx-chunked-renewed')), first, 'no renewal happened');
+        assert.ok(sessionSets(r).length < chunks, `nginx passed ${sessionSets(r).length} of ${chunks} cookies`);
+      } finally {
+        await stop(n.child);
+        await stop(g.child);
+      }
+    });
   } else {
     test(`${proxy}: a chunked session renews through the proxy: every chunk reaches the browser`, async () => {
       const user = s.issuer.addUser('big', BIG_ROLES);
