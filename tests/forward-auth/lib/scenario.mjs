@@ -14,7 +14,8 @@ import { COOKIE, ORIGIN, START, startGateway, stop } from './servers.mjs';
 const BIG_ROLES = Array.from({ length: 64 }, (_, i) => `role-${String(i).padStart(4, '0')}-${'x'.repeat(54)}`);
 
 /** Access tokens live this long; the gateway renews within half of it (its leeway cap). */
-const TTL = 6;
+// Long enough that two consecutive requests never straddle the leeway on a slow machine.
+const TTL = 12;
 
 export function forwardAuthSuite(proxy) {
   const s = {};
