@@ -72,6 +72,26 @@ pub struct AdminSection {
     /// Also answer `/healthz` and `/readyz` on the public listener (they then shadow
     /// upstream paths of the same name). `/metrics` and verify never go there.
     pub health_on_public_listener: bool,
+    /// Which reverse proxy calls `{prefix}/verify`, when one does: it decides what verify
+    /// answers an anonymous page navigation and which settings that proxy can carry out
+    /// (see [`ForwardAuth`]). Unset: 401 to everything, any session settings.
+    pub forward_auth: Option<ForwardAuth>,
+}
+
+/// `admin.forward_auth`: the reverse proxy in front, for what it can pass on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardAuth {
+    /// nginx `auth_request`: verify answers 401 (nginx turns any other refusal into a
+    /// 500 and maps the 401 to the login page itself), and `session.chunking` must be
+    /// off — `auth_request_set` passes on one `Set-Cookie` of the answer only, so a
+    /// renewed session split over several cookies would reach the browser broken.
+    Nginx,
+    /// Traefik `forwardAuth`: it hands verify's refusal to the browser as it is, so an
+    /// anonymous page navigation gets the 303 to the login page.
+    Traefik,
+    /// Caddy `forward_auth`: as Traefik.
+    Caddy,
 }
 
 impl Default for AdminSection {
@@ -80,6 +100,7 @@ impl Default for AdminSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             health_on_public_listener: false,
+            forward_auth: None,
         }
     }
 }
@@ -465,6 +486,9 @@ pub struct Settings {
     pub(crate) health_on_public: bool,
     /// How the listener treats client connections (`[server]`).
     pub(crate) server: sallyport_serve::Options,
+    /// verify answers anonymous page navigations with the 303 to the login page
+    /// (`admin.forward_auth` = traefik or caddy) instead of 401.
+    pub(crate) verify_redirects: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -725,6 +749,10 @@ impl Settings {
             admin_listen,
             health_on_public: c.admin.health_on_public_listener,
             server: server_options(&c.server)?,
+            verify_redirects: matches!(
+                c.admin.forward_auth,
+                Some(ForwardAuth::Traefik | ForwardAuth::Caddy)
+            ),
         })
     }
 }
@@ -773,6 +801,14 @@ fn surface_settings(
     } else {
         None
     };
+    // What the declared forward-auth proxy cannot carry: refused here rather than
+    // found out as logged-out users after the first renewal.
+    if c.admin.forward_auth == Some(ForwardAuth::Nginx) && c.session.chunking {
+        return Err(Error::config(
+            "session.chunking",
+            "must be false with admin.forward_auth = \"nginx\": auth_request_set passes on only one Set-Cookie of verify's answer, so a renewed session split over several cookies would reach the browser broken",
+        ));
+    }
     Ok((policy, upgrades, admin))
 }
 
@@ -1106,6 +1142,44 @@ mod tests {
         assert_eq!(setting_of(c.validate()), "backend.jwt_audience");
         c.backend.jwt_audience = Some("sallyport".into());
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn forward_auth_nginx_refuses_chunked_sessions() {
+        // Unset (every existing config): chunking stays allowed, verify answers 401.
+        let s = base().validate().unwrap();
+        assert!(s.chunking && !s.verify_redirects);
+        let mut c = base();
+        c.admin.forward_auth = Some(ForwardAuth::Nginx);
+        assert!(c.session.chunking);
+        assert_eq!(setting_of(c.validate()), "session.chunking");
+        c.session.chunking = false;
+        assert!(!c.validate().unwrap().verify_redirects);
+        for fa in [ForwardAuth::Traefik, ForwardAuth::Caddy] {
+            let mut c = base();
+            c.admin.forward_auth = Some(fa);
+            let s = c.validate().unwrap();
+            assert!(s.chunking && s.verify_redirects, "{fa:?}");
+        }
+    }
+
+    #[test]
+    fn forward_auth_names_a_known_proxy() {
+        let parse = |text: &str| {
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(text))
+                .extract::<Config>()
+                .map_err(|e| e.to_string())
+        };
+        let toml = |v: &str| format!("[admin]\nforward_auth = \"{v}\"\n");
+        for (v, want) in [
+            ("nginx", ForwardAuth::Nginx),
+            ("traefik", ForwardAuth::Traefik),
+            ("caddy", ForwardAuth::Caddy),
+        ] {
+            assert_eq!(parse(&toml(v)).unwrap().admin.forward_auth, Some(want));
+        }
+        assert!(parse(&toml("haproxy")).is_err());
     }
 
     #[test]

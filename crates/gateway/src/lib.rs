@@ -48,8 +48,8 @@ mod verify;
 
 pub use backend::BackendError;
 pub use config::{
-    AdminSection, BackendKind, BackendSection, Config, FieldNames, LoginSection, MIN_SECRET_LEN,
-    ProxySection, SessionSection, Settings, StoreSection,
+    AdminSection, BackendKind, BackendSection, Config, FieldNames, ForwardAuth, LoginSection,
+    MIN_SECRET_LEN, ProxySection, SessionSection, Settings, StoreSection,
 };
 pub use error::{ConfigError, Error};
 pub use guard::{OriginPolicy, canonical_path, is_cross_site, safe_next};

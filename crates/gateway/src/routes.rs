@@ -394,7 +394,8 @@ pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Re
 
 /// `{prefix}/verify`, on the admin listener only: for nginx `auth_request`, Traefik
 /// `forwardAuth`, Caddy `forward_auth`. 200 with `Authorization` and identity headers
-/// (and a renewed cookie when it renewed), or 401.
+/// (and a renewed cookie when it renewed), or 401 — or, with `admin.forward_auth` =
+/// traefik or caddy, the 303 to the login page for an anonymous page navigation.
 ///
 /// What it believes of the fronting proxy's headers, and why:
 ///
@@ -442,7 +443,19 @@ pub(crate) async fn verify(
             None => return inner.bad_path(),
         }
     }
-    let original = uris.first().copied().unwrap_or("/").to_string();
+    // For `next`: the header this proxy sets (Traefik and Caddy set X-Forwarded-Uri and
+    // pass a client's X-Original-URI through; nginx the other way round).
+    let own = if inner.settings.verify_redirects {
+        "x-forwarded-uri"
+    } else {
+        "x-original-uri"
+    };
+    let original = headers
+        .get(own)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uris.first().copied())
+        .unwrap_or("/")
+        .to_string();
     let cross_site = state_changing && guard::is_cross_site(&headers, inner.expected_origin());
 
     if public {
@@ -482,13 +495,27 @@ pub(crate) async fn verify(
             }
             resp
         }
-        // A sub-request cannot redirect; the fronting proxy maps 401 to the login page.
+        // nginx's sub-request cannot redirect (nginx maps the 401 to the login page);
+        // Traefik and Caddy hand the answer to the browser as it is, so with
+        // `admin.forward_auth` naming one of them a page navigation gets the 303 to the
+        // login page. A request any header calls state-changing never does.
         Authn::Anonymous { code, clear } => {
-            inner.unauthenticated(&Method::POST, &headers, &original, code, clear)
+            let as_method = answer_as(inner, state_changing);
+            inner.unauthenticated(&as_method, &headers, &original, code, clear)
         }
         Authn::Unavailable { retry_after } => {
-            inner.unavailable(&Method::POST, &headers, retry_after)
+            inner.unavailable(&answer_as(inner, state_changing), &headers, retry_after)
         }
+    }
+}
+
+/// The method verify answers a refusal for: GET (page navigations may get the login
+/// redirect or the HTML page) only when the proxy passes refusals to the browser.
+fn answer_as(inner: &Inner, state_changing: bool) -> Method {
+    if inner.settings.verify_redirects && !state_changing {
+        Method::GET
+    } else {
+        Method::POST
     }
 }
 

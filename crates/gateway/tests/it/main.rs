@@ -10,6 +10,7 @@ mod attacks;
 mod client_address;
 mod faults;
 mod flows;
+mod forward_auth;
 mod hardening;
 mod proxying;
 mod renewal;

@@ -1,0 +1,4 @@
+// Forward-auth with the real caddy and the configuration files docs/guides/forward-auth/ shows.
+import { forwardAuthSuite } from './lib/scenario.mjs';
+
+forwardAuthSuite('caddy');
