@@ -9,7 +9,6 @@ import { SWRConfig } from "swr";
 const auth = () => import(/* webpackIgnore: true */ /* turbopackIgnore: true */ "/auth/client.js");
 
 export const fetcher = async (key) => (await auth()).fetcher(key);
-export const logout = async () => (await auth()).logout();
 
 export function Providers({ children }) {
   return <SWRConfig value={{ fetcher }}>{children}</SWRConfig>;

@@ -22,7 +22,9 @@ export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 const children = new Set();
 const dirs = new Set();
-process.on("exit", () => {
+
+/** Kills every process this file started (also those of a stack that failed to start). */
+export function killAll() {
   for (const c of children) {
     try {
       c.kill("SIGKILL");
@@ -30,6 +32,10 @@ process.on("exit", () => {
       // already gone
     }
   }
+  children.clear();
+}
+process.on("exit", () => {
+  killAll();
   if (!process.env.NEXTJS_E2E_KEEP) for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -224,29 +230,20 @@ export class Gateway {
     this.adminPort = await freePort();
     this.url = `http://127.0.0.1:${this.port}`;
     const i = this.issuer.url;
-    // The guide's gateway.toml (docs/guides/nextjs.md), on loopback ports.
-    const toml = `listen = "127.0.0.1:${this.port}"
-upstream = "${this.upstream.url}"
-public_paths = ["/_next/static/**", "/favicon.ico", "/robots.txt"]
-
-[session]
-secure = false                 # plain http on loopback in the tests
-${this.cookieName ? `cookie_name = "${this.cookieName}"` : ""}
-
-[backend]
-login_url = "${i}/api/login"
-refresh_url = "${i}/api/refresh-token"
-logout_url = "${i}/api/logout"
-
-[proxy]
-forward_session_cookie = true  # the server component reads the session
-
-[admin]
-listen = "127.0.0.1:${this.adminPort}"
-`;
-    this.configFile = path.join(this.dir, "gateway.toml");
-    fs.writeFileSync(this.configFile, toml);
-    this.child = spawnLogged(BIN, ["gateway", "--config", this.configFile], { SESSION_SECRET: this.secret, RUST_LOG: process.env.RUST_LOG ?? "info" }, this.log);
+    // The example's own gateway.toml, with the addresses of this run (environment
+    // variables override the file, as in production).
+    const env = {
+      SESSION_SECRET: this.secret,
+      SALLYPORT_GATEWAY_LISTEN: `127.0.0.1:${this.port}`,
+      SALLYPORT_GATEWAY_UPSTREAM: this.upstream.url,
+      SALLYPORT_GATEWAY_BACKEND__LOGIN_URL: `${i}/api/login`,
+      SALLYPORT_GATEWAY_BACKEND__REFRESH_URL: `${i}/api/refresh-token`,
+      SALLYPORT_GATEWAY_BACKEND__LOGOUT_URL: `${i}/api/logout`,
+      RUST_LOG: process.env.RUST_LOG ?? "info",
+    };
+    if (this.cookieName) env.SALLYPORT_GATEWAY_SESSION__COOKIE_NAME = this.cookieName;
+    const config = path.join(appDir, "gateway.toml");
+    this.child = spawnLogged(BIN, ["gateway", "--config", config, "--admin-listen", `127.0.0.1:${this.adminPort}`], env, this.log);
     await waitFor(`http://127.0.0.1:${this.adminPort}/healthz`, this.child, this.log, "sallyport gateway");
     return this;
   }

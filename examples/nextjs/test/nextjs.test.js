@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 
 import { sealData, unsealData } from "iron-session";
 
-import { artifacts, Issuer, launchBrowser, sleep, startApp, submitLogin } from "./harness.js";
+import { artifacts, Issuer, killAll, launchBrowser, sleep, startApp, submitLogin } from "./harness.js";
 
 // Access tokens live this many seconds; the gateway renews in the second half of that
 // (its leeway is capped at half a token's lifetime), so a renewal comes every ~2 s.
@@ -40,6 +40,7 @@ after(async () => {
   await browser?.close();
   await app?.stop();
   await issuer?.stop();
+  killAll();
 });
 
 /** The session the gateway sealed into the browser's cookie (opened with npm iron-session). */
