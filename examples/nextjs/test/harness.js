@@ -144,6 +144,12 @@ export class Issuer {
     if (r.status !== 0) throw new Error(`sallyport ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
   }
 
+  /** `sallyport session revoke --user NAME`: the admin ends a user's sessions. */
+  revokeSessions(name) {
+    const r = spawnSync(BIN, ["session", "revoke", "--user", name], { env: cleanEnv(this.env()), encoding: "utf8", timeout: 60_000 });
+    if (r.status !== 0) throw new Error(`sallyport session revoke failed (${r.status}): ${r.stderr}`);
+  }
+
   /** The issuer's own count of refresh-token requests (`/metrics`, summed over outcomes). */
   async refreshes() {
     const text = await (await fetch(`${this.url}/metrics`)).text();

@@ -213,6 +213,25 @@ describe("the Next.js example behind sallyport gateway + issuer", () => {
     await context.close();
   });
 
+  test("a session revoked at the issuer ends in the browser: SWR's fetcher sends the user to log in again", async (t) => {
+    const { page, navigations } = await loggedIn(t);
+    await page.locator("#profile-name").waitFor();
+    issuer.revokeSessions(USER);
+    // The next renewal is refused; the gateway answers SWR's call with 401
+    // session_expired and /auth/client.js's fetcher goes to the login page, keeping the page.
+    await page.waitForURL((u) => u.pathname === "/auth/login", { timeout: 30_000 });
+    assert.equal(new URL(page.url()).searchParams.get("next"), "/");
+    // (Next.js's router also reports "/" itself when it hydrates: a same-document navigation.)
+    assert.deepEqual(
+      navigations.map((u) => new URL(u).pathname).filter((p) => p !== "/"),
+      ["/auth/login"],
+      "straight to the login page, no error page on the way",
+    );
+    await submitLogin(page, USER, PASSWORD);
+    assert.equal(new URL(page.url()).pathname, "/");
+    assert.equal(await page.locator("#user-name").textContent(), NAME);
+  });
+
   test("a cookie written by the article's code keeps its user logged in when the gateway takes over", async (t) => {
     // The article's app: cookieName "my-app-session", its own SESSION_SECRET, and
     // session = {isLoggedIn, accessToken, refreshToken} saved after its login().
