@@ -22,7 +22,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
-use sallyport_jwt::{Algorithm, SigningKey, Verifier, VerifierConfig, decode_unverified, expires_at};
+use sallyport_jwt::{
+    Algorithm, SigningKey, Verifier, VerifierConfig, decode_unverified, expires_at,
+};
 
 const NOW: u64 = 1_767_225_600;
 const ISS: &str = "https://issuer.test";
@@ -56,10 +58,16 @@ fuzz_target!(|data: &[u8]| {
     let full = decode_unverified(&text);
     let exp = expires_at(&text);
     if let (Ok(claims), Ok(exp)) = (&full, &exp) {
-        assert_eq!(claims.exp, *exp, "decode_unverified and expires_at disagree on exp");
+        assert_eq!(
+            claims.exp, *exp,
+            "decode_unverified and expires_at disagree on exp"
+        );
     }
     if full.is_ok() {
-        assert!(exp.is_ok(), "expires_at refused a token decode_unverified accepted: {exp:?}");
+        assert!(
+            exp.is_ok(),
+            "expires_at refused a token decode_unverified accepted: {exp:?}"
+        );
     }
 
     // 2. The input as a token, verified: arbitrary bytes never carry our signature.

@@ -37,7 +37,12 @@ const PUBLIC: &[&str] = &[
 static SET: LazyLock<GlobSet> = LazyLock::new(|| {
     let mut b = GlobSetBuilder::new();
     for g in PUBLIC {
-        b.add(GlobBuilder::new(g).literal_separator(true).build().expect("static glob"));
+        b.add(
+            GlobBuilder::new(g)
+                .literal_separator(true)
+                .build()
+                .expect("static glob"),
+        );
     }
     b.build().expect("static globs")
 });
@@ -80,7 +85,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // What the gateway decides on, and the raw path upstream receives, are both plain.
-    assert!(plain(&checked), "canonical form {checked:?} of {path:?} is not plain");
+    assert!(
+        plain(&checked),
+        "canonical form {checked:?} of {path:?} is not plain"
+    );
     assert!(plain(path), "accepted raw path {path:?} is not plain");
     let lower = path.to_ascii_lowercase();
     assert!(

@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(plain(&next), "accepted {next:?}");
     let path = next.split(['?', '#']).next().unwrap_or_default();
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    assert!(plain(&decoded), "accepted {next:?}, which decodes to {decoded:?}");
+    assert!(
+        plain(&decoded),
+        "accepted {next:?}, which decodes to {decoded:?}"
+    );
     for base in BASES {
         let base = url::Url::parse(base).expect("static base");
         let target = base.join(&next).expect("an accepted next must resolve");
@@ -60,7 +63,11 @@ fuzz_target!(|data: &[u8]| {
         // A browser's Location resolution and a second round of decoding by upstream
         // frameworks must not leave the origin either.
         if let Ok(again) = base.join(&decoded) {
-            assert_eq!(again.origin(), base.origin(), "{decoded:?} from {base} leaves");
+            assert_eq!(
+                again.origin(),
+                base.origin(),
+                "{decoded:?} from {base} leaves"
+            );
         }
     }
 });
