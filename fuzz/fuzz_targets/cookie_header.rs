@@ -62,7 +62,9 @@ fuzz_target!(|data: &[u8]| {
     // 2. Round trip: store the input as the session, then read it back from a header made
     //    of the cookies the browser would keep, in an order chosen by the input, with the
     //    input's own cookies (minus any that use our names) in front.
-    let value = serde_json::json!({ "d": String::from_utf8_lossy(data) });
+    // The first byte also pads the session to 0–10 KB, so short inputs reach 1–4 chunks.
+    let pad = "x".repeat(usize::from(data.first().copied().unwrap_or(0)) * 40);
+    let value = serde_json::json!({ "d": String::from_utf8_lossy(data), "pad": pad });
     let Ok(set_cookies) = codec.encode(&value, &HeaderMap::new(), NOW_MS) else {
         // Too large for four chunks: refused at save time, which is the contract.
         return;
@@ -74,9 +76,12 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|v| v.split(';').next().map(str::to_owned))
         .collect();
     assert!(!kept.is_empty() && kept.len() <= MAX_CHUNKS);
-    if data.first().is_some_and(|b| b & 1 == 1) {
+    let order = usize::from(data.get(1).copied().unwrap_or(0));
+    if order & 1 == 1 {
         kept.reverse();
     }
+    let len = kept.len();
+    kept.rotate_left((order >> 1) % len);
     let others: Vec<&str> = std::str::from_utf8(data)
         .unwrap_or_default()
         .split([';', '\n'])
