@@ -93,7 +93,7 @@ test('/metrics and /readyz leak no tokens or session data', async () => {
   const id = uid();
   await api(s.gateway, jar, 'GET', `/api/${id}`);
   const token = bearerOf(s.upstream.requestsFor(id).at(-1));
-  const m = await s.gateway.req('GET', '/metrics');
+  const m = await s.gateway.admin('GET', '/metrics');
   assert.ok(!m.text.includes(token));
   assert.ok(!m.text.includes(res.json.user.sub), 'no per-user labels');
   assert.ok(!m.text.includes(jar.header().slice(COOKIE.length + 1, COOKIE.length + 40)));
@@ -126,7 +126,7 @@ test('the refresh token appears nowhere in any response of a whole session', asy
   const rf = await api(s.gateway, jar, 'POST', '/auth/refresh', { headers: { origin: s.gateway.origin } });
   all.push(rf);
   jar.apply(rf);
-  all.push(await s.gateway.req('GET', '/auth/verify', { headers: { cookie: jar.header() } }));
+  all.push(await s.gateway.admin('GET', '/auth/verify', { headers: { cookie: jar.header() } }));
   all.push(await api(s.gateway, jar, 'GET', `/api/${uid()}`));
   const rt = ironUnseal(sessionSeal(jar), SECRET).refreshToken;
   assert.ok(typeof rt === 'string' && rt.length > 20, 'control: the cookie holds the refresh token');

@@ -174,7 +174,7 @@ test('tampered cookies on /auth/session, /auth/verify, /auth/refresh and /auth/l
   const sv = await s.gateway.req('GET', '/auth/session', { headers: h });
   assert.equal(sv.status, 200);
   assert.equal(sv.json?.isLoggedIn, false);
-  assert.equal((await s.gateway.req('GET', '/auth/verify', { headers: h })).status, 401);
+  assert.equal((await s.gateway.admin('GET', '/auth/verify', { headers: h })).status, 401);
   assert.equal((await s.gateway.req('POST', '/auth/refresh', { headers: h })).status, 401);
   const lo = await s.gateway.req('POST', '/auth/logout', { headers: h });
   assert.ok(lo.status < 500, `logout → ${lo.status}`);
@@ -205,7 +205,7 @@ test('logout, then replaying a copy of the old cookie → refused', async () => 
   assert.equal(s.upstream.requestsFor(id).length, 0, 'replay reached upstream');
   const v = await api(s.gateway, copy, 'GET', '/auth/session');
   assert.equal(v.json?.isLoggedIn, false);
-  const vf = await s.gateway.req('GET', '/auth/verify', { headers: { cookie: copy.header() } });
+  const vf = await s.gateway.admin('GET', '/auth/verify', { headers: { cookie: copy.header() } });
   assert.equal(vf.status, 401);
   const page = await s.gateway.req('GET', '/page', { headers: { accept: 'text/html', cookie: copy.header() } });
   assert.equal(page.status, 303);

@@ -86,13 +86,13 @@ function assertUnavailable(r, what) {
 }
 
 test('issuer stopped: session kept — proxied while the token is valid, 503 + Retry-After after, renewed when it is back', async () => {
-  assert.equal((await s.gateway.req('GET', '/readyz')).status, 200, 'ready while the issuer is up');
+  assert.equal((await s.gateway.admin('GET', '/readyz')).status, 200, 'ready while the issuer is up');
   const { jar, token, exp } = await session(s.gateway);
   await s.issuer.stop();
   try {
-    const ready = await withTimeout(s.gateway.req('GET', '/readyz'), 10000, 'readyz');
+    const ready = await withTimeout(s.gateway.admin('GET', '/readyz'), 10000, 'readyz');
     assert.notEqual(ready.status, 200, 'not ready without the backend');
-    assert.equal((await s.gateway.req('GET', '/healthz')).status, 200, 'but alive');
+    assert.equal((await s.gateway.admin('GET', '/healthz')).status, 200, 'but alive');
 
     // Token valid, inside the leeway: renewal fails, the old token is still used.
     await untilBeforeExp(exp, LEEWAY - 1.5);

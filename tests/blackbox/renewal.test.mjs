@@ -129,13 +129,13 @@ test('GET /auth/verify renews an expired session: 200, new Authorization, one Se
   const { jar, token, exp } = await session();
   await untilBeforeExp(exp, -1);
   const before = await s.issuer.refreshCount();
-  const r = await s.gateway.req('GET', '/auth/verify', { headers: { cookie: jar.header() } });
+  const r = await s.gateway.admin('GET', '/auth/verify', { headers: { cookie: jar.header() } });
   assert.equal(r.status, 200);
   const t = (r.headers.authorization ?? '').replace(/^Bearer /, '');
   assert.ok(t && t !== token);
   assert.equal(sessionSets(r).length, 1, 'exactly one Set-Cookie (auth_request proxies copy one)');
   // Replaying the old cookie right away gives the same tokens, not a second refresh.
-  const r2 = await s.gateway.req('GET', '/auth/verify', { headers: { cookie: jar.header() } });
+  const r2 = await s.gateway.admin('GET', '/auth/verify', { headers: { cookie: jar.header() } });
   assert.equal(r2.status, 200);
   assert.equal((r2.headers.authorization ?? '').replace(/^Bearer /, ''), t);
   assert.equal(await s.issuer.refreshCount(), before + 1);

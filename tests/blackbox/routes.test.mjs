@@ -273,7 +273,7 @@ test('GET /auth/session without a session → 200 {isLoggedIn:false}', async () 
 test('GET /auth/verify with a session → 200 with Authorization and identity headers', async () => {
   const user = s.issuer.addUser();
   const { jar } = await loginJson(s.gateway, user);
-  const r = await s.gateway.req('GET', '/auth/verify', { headers: { cookie: jar.header() } });
+  const r = await s.gateway.admin('GET', '/auth/verify', { headers: { cookie: jar.header() } });
   assert.equal(r.status, 200);
   const auth = r.headers.authorization ?? '';
   assert.match(auth, /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/);
@@ -284,18 +284,18 @@ test('GET /auth/verify with a session → 200 with Authorization and identity he
 });
 
 test('GET /auth/verify without a session → 401', async () => {
-  const r = await s.gateway.req('GET', '/auth/verify', { headers: { accept: 'text/html' } });
+  const r = await s.gateway.admin('GET', '/auth/verify', { headers: { accept: 'text/html' } });
   assert.equal(r.status, 401);
-  const r2 = await s.gateway.req('GET', '/auth/verify', { headers: { cookie: `${COOKIE}=garbage` } });
+  const r2 = await s.gateway.admin('GET', '/auth/verify', { headers: { cookie: `${COOKIE}=garbage` } });
   assert.equal(r2.status, 401);
 });
 
-test('/healthz, /readyz and /metrics', async () => {
-  const h = await s.gateway.req('GET', '/healthz');
+test('/healthz, /readyz and /metrics on the admin listener', async () => {
+  const h = await s.gateway.admin('GET', '/healthz');
   assert.equal(h.status, 200);
-  const r = await s.gateway.req('GET', '/readyz');
+  const r = await s.gateway.admin('GET', '/readyz');
   assert.equal(r.status, 200, 'backend reachable → ready');
-  const m = await s.gateway.req('GET', '/metrics');
+  const m = await s.gateway.admin('GET', '/metrics');
   assert.equal(m.status, 200);
   assert.match(m.headers['content-type'], /text\/plain/);
   assert.match(m.text, /^# (TYPE|HELP) /m, 'Prometheus text format');

@@ -284,6 +284,9 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
     gateway_config.backend.jwt_issuer = Some(issuer_url.clone());
     gateway_config.backend.jwt_audience = Some(AUDIENCE.to_owned());
     gateway_config.login.title = "Sign in to the demo".to_owned();
+    // No forward-auth in the demo: the gateway proxies the app itself, so there is no
+    // admin listener (verify, health, metrics) to bind.
+    gateway_config.admin.enabled = false;
     let settings = gateway_config.validate()?;
     let gateway = sallyport_gateway::Gateway::new(settings).await?;
 
@@ -346,8 +349,9 @@ fn spawn_server(
     router: Router,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
-    // sallyport-serve rather than axum::serve: header read timeout (slowloris) and
-    // WebSocket upgrades, the same way the standalone issuer and gateway serve.
+    // sallyport-serve rather than axum::serve: header read timeout (slowloris), request
+    // body and send timeouts, connection caps (the `[server]` defaults) and WebSocket
+    // upgrades, the same way the standalone issuer and gateway serve.
     let options = sallyport_serve::Options {
         drain_timeout: std::time::Duration::from_secs(5),
         ..sallyport_serve::Options::default()

@@ -233,9 +233,7 @@ impl Inner {
         };
         no_store(resp.headers_mut());
         if clear {
-            for v in self.cookies.clear(headers) {
-                resp.headers_mut().append(header::SET_COOKIE, v);
-            }
+            attach_cookies(resp.headers_mut(), self.cookies.clear(headers));
         }
         resp
     }
@@ -356,7 +354,7 @@ pub(crate) fn attach_cookies(headers: &mut HeaderMap, cookies: Vec<HeaderValue>)
     for c in cookies {
         headers.append(header::SET_COOKIE, c);
     }
-    no_store(headers);
-    headers.remove(header::EXPIRES);
-    headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+    // CDN headers (`CDN-Cache-Control`, `Surrogate-Control` …) out, `private, no-store`
+    // in: one rule for every response that carries the session cookie.
+    crate::proxy::uncacheable(headers);
 }

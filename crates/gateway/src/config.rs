@@ -50,6 +50,38 @@ pub struct Config {
     pub login: LoginSection,
     /// Shared state between replicas (optional).
     pub store: StoreSection,
+    /// Limits on client connections: slow clients and floods (`[server]`).
+    pub server: sallyport_serve::ServerConfig,
+    /// The internal listener for `{prefix}/verify`, health, readiness and metrics.
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: a second listener, for the reverse proxy and the operator only.
+///
+/// `{prefix}/verify` answers with the access token in a header, so it must never be
+/// reachable by a browser: it is served here and nowhere else. `/healthz`, `/readyz`
+/// and `/metrics` live here too, so they do not shadow the upstream app's own paths.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Serve the admin listener at all (off: no verify, health or metrics anywhere,
+    /// unless `health_on_public_listener`).
+    pub enabled: bool,
+    /// Address of the admin listener; keep it on loopback or a private network.
+    pub listen: SocketAddr,
+    /// Also answer `/healthz` and `/readyz` on the public listener (they then shadow
+    /// upstream paths of the same name). `/metrics` and verify never go there.
+    pub health_on_public_listener: bool,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            health_on_public_listener: false,
+        }
+    }
 }
 
 /// `[store]`: state shared by several gateway replicas. Today that is the set of
@@ -204,6 +236,18 @@ pub struct ProxySection {
     /// replayed after upstream's 401 (DESIGN.md step 6); larger bodies stream and are not
     /// replayed. 0 turns body replay off.
     pub replay_body_limit_bytes: u64,
+    /// Pass client request headers whose names contain `_` (dropped by default, as
+    /// nginx's `underscores_in_headers off`: many servers read `_` as `-`). Even when
+    /// on, names that read as an identity, authorization or forwarding header once
+    /// `_` is read as `-` are dropped.
+    pub allow_underscores_in_headers: bool,
+    /// `Upgrade` protocols passed to upstream (case-insensitive); any other is
+    /// refused with 400. Default: `["websocket"]`.
+    pub allowed_upgrades: Vec<String>,
+    /// More client request headers to drop, beyond the built-in identity, authorization
+    /// and forwarding families: exact names, or prefixes ending in `*`
+    /// (`["x-user", "x-tenant-*"]`); `_` and `-` are the same here too.
+    pub drop_request_headers: Vec<String>,
 }
 
 /// `[login]`
@@ -230,6 +274,8 @@ impl Default for Config {
             proxy: ProxySection::default(),
             login: LoginSection::default(),
             store: StoreSection::default(),
+            admin: AdminSection::default(),
+            server: sallyport_serve::ServerConfig::default(),
         }
     }
 }
@@ -300,6 +346,9 @@ impl Default for ProxySection {
             connect_timeout_ms: 5000,
             response_timeout_ms: 60_000,
             replay_body_limit_bytes: 1024 * 1024,
+            allow_underscores_in_headers: false,
+            allowed_upgrades: vec!["websocket".into()],
+            drop_request_headers: Vec::new(),
         }
     }
 }
@@ -377,7 +426,6 @@ pub struct Settings {
     pub(crate) prefix: String,
     pub(crate) public: GlobSet,
     pub(crate) public_origin: Option<String>,
-    pub(crate) trust_forwarded: bool,
     pub(crate) origin_policy: crate::guard::OriginPolicy,
     pub(crate) replay_body_limit: usize,
     pub(crate) passwords: sallyport_iron::Passwords,
@@ -402,6 +450,15 @@ pub struct Settings {
     pub(crate) login_template: Option<String>,
     pub(crate) login_title: String,
     pub(crate) store: Option<StoreSettings>,
+    /// Which client request headers never reach upstream (built once).
+    pub(crate) header_policy: crate::proxy::HeaderPolicy,
+    /// Lowercased `proxy.allowed_upgrades`.
+    pub(crate) allowed_upgrades: Vec<String>,
+    /// The admin listener's address, `None` when `admin.enabled = false`.
+    pub(crate) admin_listen: Option<SocketAddr>,
+    pub(crate) health_on_public: bool,
+    /// How the listener treats client connections (`[server]`).
+    pub(crate) server: sallyport_serve::Options,
 }
 
 impl std::fmt::Debug for Settings {
@@ -447,6 +504,12 @@ impl Settings {
     /// The address to listen on.
     pub fn listen(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The admin listener's address (`{prefix}/verify`, health, metrics), or `None`
+    /// when `admin.enabled = false`.
+    pub fn admin_listen(&self) -> Option<SocketAddr> {
+        self.admin_listen
     }
 
     /// The route prefix (e.g. `/auth`).
@@ -604,6 +667,8 @@ impl Settings {
             }
         };
 
+        let (header_policy, allowed_upgrades, admin_listen) = surface_settings(c, &auth_header)?;
+
         let login_template = match &c.login.template {
             None => None,
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
@@ -625,7 +690,6 @@ impl Settings {
                 secure: c.session.secure,
             },
             public_origin,
-            trust_forwarded: c.trust_forwarded_headers,
             replay_body_limit,
             passwords,
             cookie_name,
@@ -649,8 +713,66 @@ impl Settings {
             login_template,
             login_title: c.login.title.clone(),
             store,
+            header_policy,
+            allowed_upgrades,
+            admin_listen,
+            health_on_public: c.admin.health_on_public_listener,
+            server: server_options(&c.server)?,
         })
     }
+}
+
+/// `[admin]` and the request-surface parts of `[proxy]`.
+fn surface_settings(
+    c: &Config,
+    auth_header: &HeaderName,
+) -> Result<(crate::proxy::HeaderPolicy, Vec<String>, Option<SocketAddr>), Error> {
+    for d in &c.proxy.drop_request_headers {
+        let name = d.strip_suffix('*').unwrap_or(d);
+        if name.is_empty() || HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(Error::config(
+                "proxy.drop_request_headers",
+                format!("not a header name or name prefix: {d:?}"),
+            ));
+        }
+    }
+    let policy = crate::proxy::HeaderPolicy::new(
+        auth_header,
+        &c.proxy.identity_header_prefix.to_ascii_lowercase(),
+        &c.proxy.drop_request_headers,
+        c.proxy.allow_underscores_in_headers,
+        c.trust_forwarded_headers,
+        c.public_origin.as_deref(),
+    );
+    let mut upgrades = Vec::with_capacity(c.proxy.allowed_upgrades.len());
+    for u in &c.proxy.allowed_upgrades {
+        let u = u.trim().to_ascii_lowercase();
+        if u.is_empty() || !u.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            return Err(Error::config(
+                "proxy.allowed_upgrades",
+                format!("not a protocol name: {u:?}"),
+            ));
+        }
+        upgrades.push(u);
+    }
+    let admin = if c.admin.enabled {
+        if c.admin.listen == c.listen && c.listen.port() != 0 {
+            return Err(Error::config(
+                "admin.listen",
+                "must differ from `listen`: the admin listener serves the access token to the reverse proxy and must not be reachable by browsers",
+            ));
+        }
+        Some(c.admin.listen)
+    } else {
+        None
+    };
+    Ok((policy, upgrades, admin))
+}
+
+/// `[server]`: validated by sallyport-serve, which names the setting.
+fn server_options(c: &sallyport_serve::ServerConfig) -> Result<sallyport_serve::Options, Error> {
+    c.options(sallyport_serve::Options::default().header_read_timeout)
+        .map_err(|e| Error::config(e.setting, e.message))
 }
 
 fn passwords(s: &SessionSection) -> Result<sallyport_iron::Passwords, Error> {
@@ -972,6 +1094,39 @@ mod tests {
     }
 
     #[test]
+    fn request_surface_settings_are_checked() {
+        let mut c = base();
+        c.admin.listen = c.listen;
+        assert_eq!(setting_of(c.validate()), "admin.listen");
+        c.admin.enabled = false;
+        assert!(c.validate().unwrap().admin_listen().is_none());
+        let s = base().validate().unwrap();
+        assert_eq!(s.admin_listen(), Some("127.0.0.1:9090".parse().unwrap()));
+        for bad in ["", "websocket, h2c"] {
+            let mut c = base();
+            c.proxy.allowed_upgrades = vec![bad.into()];
+            assert_eq!(
+                setting_of(c.validate()),
+                "proxy.allowed_upgrades",
+                "{bad:?}"
+            );
+        }
+        for bad in ["", "*", "x y", "bad:name*"] {
+            let mut c = base();
+            c.proxy.drop_request_headers = vec![bad.into()];
+            assert_eq!(
+                setting_of(c.validate()),
+                "proxy.drop_request_headers",
+                "{bad:?}"
+            );
+        }
+        let mut c = base();
+        c.proxy.drop_request_headers = vec!["x-user".into(), "x-tenant-*".into()];
+        c.proxy.allowed_upgrades = vec!["WebSocket".into()];
+        assert_eq!(c.validate().unwrap().allowed_upgrades, ["websocket"]);
+    }
+
+    #[test]
     fn debug_redacts_secret() {
         let c = base();
         assert!(!format!("{c:?}").contains(&"x".repeat(32)));
@@ -990,6 +1145,17 @@ mod tests {
         assert_eq!(c.session.leeway_secs, d.session.leeway_secs);
         assert_eq!(c.proxy.response_timeout_ms, d.proxy.response_timeout_ms);
         assert_eq!(c.backend.fields.access_token, d.backend.fields.access_token);
+        assert_eq!(c.server, d.server);
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let mut c = base();
+        c.server.max_connections = 0;
+        assert_eq!(setting_of(c.validate()), "server.max_connections");
+        let mut c = base();
+        c.server.body_idle_timeout_ms = 0;
+        assert_eq!(setting_of(c.validate()), "server.body_idle_timeout_ms");
     }
 
     #[test]

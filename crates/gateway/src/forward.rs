@@ -25,12 +25,25 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    // Every path-based decision is made on the checked, once-decoded path; a path that
-    // upstream could read differently (dot-segments, encoded slashes) is refused outright.
-    let public = match guard::canonical_path(req.uri().path()) {
-        Some(p) => inner.settings.public.is_match(&*p),
+    // A path that upstream could read differently (dot-segments, encoded slashes) is
+    // refused outright; one is public only if every reading of it is (`;` parameters,
+    // percent-decoding: see `guard::public_path`).
+    let public = match guard::public_path(req.uri().path(), &inner.settings.public) {
+        Some(p) => p,
         None => return inner.bad_path(),
     };
+    // Only the configured upgrade protocols (WebSocket by default) reach upstream;
+    // `h2c` and the like are refused before anything else happens.
+    if proxy::is_upgrade(req.headers())
+        && !proxy::upgrade_allowed(req.headers(), &inner.settings.allowed_upgrades)
+    {
+        inner.metrics.rejected("upgrade");
+        return crate::auth::json_error(
+            StatusCode::BAD_REQUEST,
+            "upgrade_refused",
+            "this protocol upgrade is not allowed (see proxy.allowed_upgrades)",
+        );
+    }
     // Step 7 for upgrades: a WebSocket handshake is a GET, but a cross-site page opening
     // one with the user's cookie is the same attack as a forged POST (CSWSH).
     let state_changing = !guard::is_safe_method(req.method()) || proxy::is_upgrade(req.headers());
@@ -173,6 +186,7 @@ async fn forward(
     let rw = Rewrite {
         settings: &inner.settings,
         client: &inner.client,
+        cookies: &inner.cookies,
         client_addr,
         credentials,
         new_cookie: pairs.as_deref(),
@@ -182,8 +196,13 @@ async fn forward(
         return e.into_response();
     }
     match proxy::send(&inner.client, &inner.settings, req).await {
-        Ok(r) => {
+        Ok(mut r) => {
             inner.metrics.proxied("ok");
+            // An app that writes the session cookie itself (same secret): its response
+            // must be as uncacheable as the gateway's own.
+            if proxy::sets_session_cookie(r.headers(), &inner.cookies) {
+                proxy::uncacheable(r.headers_mut());
+            }
             r
         }
         Err(e) => {

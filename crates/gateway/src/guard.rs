@@ -208,6 +208,49 @@ pub fn canonical_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
     })
 }
 
+/// Whether a request path is public: `None` when [`canonical_path`] refuses it (400),
+/// else whether **every** common reading of it matches `public` — the path as sent,
+/// the path percent-decoded once, and the path with `;` parameters removed per segment
+/// (Tomcat, Jetty, Spring and other servlet containers drop `;…` before routing, so
+/// `/admin/secret;.css` is `/admin/secret` to them). A path carrying `;` at any
+/// decoding depth (`;`, `%3B`, `%253B`) is never public: its `;`-free reading is
+/// another path than the one the glob saw. Such paths still work with a session.
+pub fn public_path(path: &str, public: &globset::GlobSet) -> Option<bool> {
+    let decoded = canonical_path(path)?;
+    if public.is_empty() {
+        return Some(false);
+    }
+    if has_path_parameters(path) {
+        return Some(false);
+    }
+    Some(public.is_match(path) && (*decoded == *path || public.is_match(&*decoded)))
+}
+
+/// Whether `;` appears in `path` raw or after up to [`MAX_PATH_DECODE_ROUNDS`] rounds
+/// of percent-decoding.
+fn has_path_parameters(path: &str) -> bool {
+    if path.contains(';') {
+        return true;
+    }
+    let mut current = std::borrow::Cow::Borrowed(path);
+    for _ in 0..MAX_PATH_DECODE_ROUNDS {
+        if !current.contains('%') {
+            return false;
+        }
+        let decoded = percent_encoding::percent_decode_str(&current)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded.contains(';') {
+            return true;
+        }
+        if decoded == *current {
+            return false;
+        }
+        current = std::borrow::Cow::Owned(decoded);
+    }
+    false
+}
+
 fn segments_are_plain(p: &str) -> bool {
     if p.starts_with("//") || p.contains('\\') || p.chars().any(char::is_control) {
         return false;
@@ -500,5 +543,49 @@ mod tests {
         for n in ["/public/../admin", "/a/%2e%2e/b", "/a%2fb", "/a/..;/b"] {
             assert_eq!(safe_next(n), None, "{n:?} was accepted");
         }
+    }
+
+    fn globs(g: &[&str]) -> globset::GlobSet {
+        let mut b = globset::GlobSetBuilder::new();
+        for g in g {
+            b.add(
+                globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn path_parameters_never_make_a_path_public() {
+        let set = globs(&["**/*.css", "/static/**"]);
+        for p in [
+            "/admin/secret;.css",
+            "/admin;/secret.css",
+            "/admin/secret%3B.css",
+            "/admin/secret%3b.css",
+            "/admin/secret%253B.css",
+            "/admin/secret;x=1.css",
+            "/static;x/../admin",
+            "/static/a;b",
+            "/admin/secret%2ecss;.css",
+        ] {
+            assert_ne!(public_path(p, &set), Some(true), "{p:?} counted as public");
+        }
+        for p in [
+            "/a/b.css",
+            "/static/app.js",
+            "/static/a%20b.js",
+            "/x/y%2Ecss/z.css",
+        ] {
+            assert_eq!(public_path(p, &set), Some(true), "{p:?}");
+        }
+        // Every reading must be public: raw `secret%2ecss` is not a .css path.
+        assert_eq!(public_path("/admin/secret%2ecss", &set), Some(false));
+        assert_eq!(public_path("/admin/secret", &set), Some(false));
+        assert_eq!(public_path("/public/../admin", &set), None);
+        assert_eq!(public_path("/a.css", &globs(&[])), Some(false));
     }
 }

@@ -10,8 +10,12 @@
 //! use sallyport_gateway::{Config, Gateway, serve};
 //! let settings = Config::load(Some("gateway.toml".as_ref()))?.validate()?;
 //! let listener = tokio::net::TcpListener::bind(settings.listen()).await?;
+//! let admin = match settings.admin_listen() {
+//!     Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+//!     None => None,
+//! };
 //! let gateway = Gateway::new(settings).await?;
-//! serve(listener, gateway).await?;
+//! serve(listener, admin, gateway).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -44,8 +48,8 @@ mod verify;
 
 pub use backend::BackendError;
 pub use config::{
-    BackendKind, BackendSection, Config, FieldNames, LoginSection, MIN_SECRET_LEN, ProxySection,
-    SessionSection, Settings, StoreSection,
+    AdminSection, BackendKind, BackendSection, Config, FieldNames, LoginSection, MIN_SECRET_LEN,
+    ProxySection, SessionSection, Settings, StoreSection,
 };
 pub use error::{ConfigError, Error};
 pub use guard::{OriginPolicy, canonical_path, is_cross_site, safe_next};
@@ -150,11 +154,13 @@ impl Gateway {
         &self.inner.settings
     }
 
-    /// All routes: `{prefix}/*`, `/healthz`, `/readyz`, `/metrics`, and the proxy for
-    /// everything else.
+    /// The public listener's routes: `{prefix}/login`, `logout`, `refresh`, `session`,
+    /// `client.js` (anything else under the prefix is a 404, `{prefix}/verify`
+    /// included), `/healthz` and `/readyz` only with `admin.health_on_public_listener`,
+    /// and the proxy for everything else.
     pub fn router(&self) -> Router {
         let p = &self.inner.settings.prefix;
-        Router::new()
+        let mut router = Router::new()
             .route(
                 &format!("{p}/login"),
                 get(routes::login_page).post(routes::login_submit),
@@ -162,13 +168,27 @@ impl Gateway {
             .route(&format!("{p}/logout"), post(routes::logout))
             .route(&format!("{p}/refresh"), post(routes::refresh))
             .route(&format!("{p}/session"), get(routes::session))
-            .route(&format!("{p}/verify"), any(routes::verify))
             .route(&format!("{p}/client.js"), get(routes::client_js))
-            .route(&format!("{p}/{{*rest}}"), any(routes::not_found))
+            .route(&format!("{p}/{{*rest}}"), any(routes::not_found));
+        if self.inner.settings.health_on_public {
+            router = router
+                .route("/healthz", get(routes::healthz))
+                .route("/readyz", get(routes::readyz));
+        }
+        router.fallback(forward::handle).with_state(self.clone())
+    }
+
+    /// The admin listener's routes: `{prefix}/verify` (forward-auth for nginx, Traefik,
+    /// Caddy: it answers with the access token, so it must never be reachable by a
+    /// browser), `/healthz`, `/readyz` and `/metrics`. Nothing else; nothing is proxied.
+    pub fn admin_router(&self) -> Router {
+        let p = &self.inner.settings.prefix;
+        Router::new()
+            .route(&format!("{p}/verify"), any(routes::verify))
             .route("/healthz", get(routes::healthz))
             .route("/readyz", get(routes::readyz))
             .route("/metrics", get(routes::metrics))
-            .fallback(forward::handle)
+            .fallback(routes::admin_not_found)
             .with_state(self.clone())
     }
 
@@ -196,18 +216,67 @@ impl Gateway {
     }
 }
 
-/// Serves `gateway` on `listener` until Ctrl-C or SIGTERM, then drains connections.
-pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> Result<(), Error> {
-    serve_with_shutdown(listener, gateway, shutdown_signal()).await
+/// Serves `gateway` on `listener` (public) and `admin` (the admin listener, see
+/// [`Gateway::admin_router`]) until Ctrl-C or SIGTERM, then drains connections on both.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
+    gateway: Gateway,
+) -> Result<(), Error> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let admin_task = admin.map(|admin| {
+        let gateway = gateway.clone();
+        let wait = wait();
+        tokio::spawn(async move { serve_admin_with_shutdown(admin, gateway, wait).await })
+    });
+    let stop = Arc::new(stop);
+    let signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+    };
+    let result = serve_with_shutdown(listener, gateway, wait()).await;
+    // The public listener ended (signal or error): end the admin listener with it.
+    let _ = stop.send(true);
+    signal.abort();
+    if let Some(task) = admin_task {
+        task.await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+    }
+    result
+}
+
+/// Serves the admin routes ([`Gateway::admin_router`]) until `shutdown` completes.
+pub async fn serve_admin_with_shutdown(
+    listener: tokio::net::TcpListener,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    sallyport_serve::serve(
+        listener,
+        gateway.admin_router(),
+        sallyport_serve::Options::default(),
+        shutdown,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
 ///
-/// Through [`sallyport_serve`], not `axum::serve`: it enforces a header read timeout
-/// (a client trickling or withholding its request head is cut off after 10 s instead
-/// of holding a connection forever), sets `TCP_NODELAY` on client sockets as nginx
-/// does, and passes WebSocket upgrades through. The upstream side sets `TCP_NODELAY`
-/// in `proxy::client`.
+/// Through [`sallyport_serve`], not `axum::serve`: it enforces the `[server]` limits
+/// (header read timeout, request body idle timeout and minimum rate, send timeout,
+/// connection caps), so a slow or silent client cannot hold a connection for ever; it
+/// sets `TCP_NODELAY` on client sockets as nginx does, and passes WebSocket upgrades
+/// through. The upstream side sets `TCP_NODELAY` in `proxy::client`.
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     gateway: Gateway,
@@ -216,7 +285,7 @@ pub async fn serve_with_shutdown(
     sallyport_serve::serve(
         listener,
         gateway.router(),
-        sallyport_serve::Options::default(),
+        gateway.settings().server.clone(),
         async move {
             shutdown.await;
             tracing::info!("shutting down");

@@ -177,72 +177,391 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Whether `name` is the session cookie or one of its chunks (`<name>.<n>`).
-pub fn is_session_cookie(name: &str, cookie_name: &str) -> bool {
-    match name.strip_prefix(cookie_name) {
-        Some("") => true,
-        Some(rest) => rest
-            .strip_prefix('.')
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
-        None => false,
+/// The request headers the gateway decides about, as lowercase names with `_` read as
+/// `-` (many servers — Rack/Puma, Django and other WSGI/CGI servers — map both to the
+/// same `HTTP_X_…` variable, so `x_auth_request_user` *is* `x-auth-request-user` to them).
+///
+/// Forwarding and client-address headers: what Rack/Rails (`Client-IP`,
+/// `X-Forwarded-*`, `Forwarded`, `X-Url-Scheme`), Django and django-ipware, Spring's
+/// `ForwardedHeaderFilter`, Tomcat's `RemoteIpValve`, Express (`trust proxy`), IIS/ASP.NET
+/// (`X-Original-URL`, `X-Rewrite-URL`, `X-ARR-*`), Envoy and the CDNs read to decide the
+/// client address, scheme, host, port, path prefix or client certificate.
+const FORWARDING: &[&str] = &[
+    "forwarded",
+    "forwarded-for",
+    "forwarded-proto",
+    "x-forwarded",
+    "x-real-ip",
+    "x-rewrite-url",
+    "true-client-ip",
+    "client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "fastly-ssl",
+    "x-proxyuser-ip",
+    "x-host",
+    "x-url-scheme",
+    "x-scheme",
+    "front-end-https",
+    "via",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-originating-ip",
+    "x-appengine-user-ip",
+    "x-azure-clientip",
+    "x-azure-socketip",
+    "cf-visitor",
+    "cf-ipcountry",
+    "x-client-cert",
+    "x-client-verify",
+    "ssl-client-cert",
+    "ssl-client-verify",
+    "http2-settings",
+];
+
+/// Name prefixes of the same families (`X-Forwarded-For/-Proto/-Host/-Port/-Prefix/
+/// -Ssl/-Server/-Uri/-Method/-Client-Cert…`, `X-Original-URL/-URI/-Method/-Forwarded-For…`,
+/// `CF-Connecting-IP(v6)`, Envoy's `x-envoy-*`, IIS's `X-ARR-*`, `X-SSL-Client-*`) and
+/// the identity headers of other auth proxies (oauth2-proxy, Authelia `Remote-User`,
+/// Kubernetes `X-Remote-User`, Grafana `X-WEBAUTH-USER`, Kong, Azure App Service,
+/// Google IAP, AWS ALB, Cloudflare Access, Pomerium, authentik).
+const DROPPED_PREFIXES: &[&str] = &[
+    "x-forwarded-",
+    "x-original-",
+    "cf-connecting-",
+    "x-envoy-",
+    "x-arr-",
+    "x-ssl-",
+    "x-auth-request-",
+    "remote-",
+    "x-remote-",
+    "x-webauth-",
+    "x-authenticated-",
+    "x-consumer-",
+    "x-ms-client-principal",
+    "x-goog-authenticated-",
+    "x-amzn-oidc-",
+    "cf-access-",
+    "x-pomerium-",
+    "x-authentik-",
+];
+
+/// Method-override headers: on a GET they would turn a request that skipped the CSRF
+/// check (it is not state-changing) into a DELETE/PUT for Express `method-override`,
+/// Rack, Spring and Google-style APIs. Kept on other methods, which are checked.
+const METHOD_OVERRIDE: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Hop-by-hop headers (always removed; `Upgrade` is re-added for an allowed upgrade).
+const HOP_BY_HOP_NAMES: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// What happens to one client request header on its way upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Keep,
+    Drop,
+    Cookie,
+    Host,
+    Upgrade,
+    /// A forwarding header from a trusted proxy (`trust_forwarded_headers`).
+    Trusted(Fwd),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fwd {
+    For,
+    Proto,
+    Host,
+    Port,
+    Prefix,
+    Forwarded,
+}
+
+/// Which client request headers never reach upstream; built once from the settings.
+#[derive(Debug, Clone)]
+pub struct HeaderPolicy {
+    /// `proxy.authorization_header`, `_` read as `-`.
+    auth_header: String,
+    /// `proxy.identity_header_prefix`, `_` read as `-`.
+    identity_prefix: String,
+    extra_exact: Vec<String>,
+    extra_prefixes: Vec<String>,
+    allow_underscores: bool,
+    trust_forwarded: bool,
+    /// The port of `public_origin` (explicit or the scheme's), for `X-Forwarded-Port`;
+    /// parsed once here rather than per request.
+    origin_port: Option<u16>,
+}
+
+fn dashed(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('_') {
+        std::borrow::Cow::Owned(name.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
     }
 }
 
-/// Rewrites the `Cookie` header for upstream: the session cookie is removed, and when
-/// forwarding is on, replaced by `replacement` (the freshly sealed cookie of this request,
-/// PP-03) or kept as the client sent it.
-fn rewrite_cookies(
-    headers: &mut HeaderMap,
-    cookie_name: &str,
-    forward: bool,
-    replacement: Option<&[(String, String)]>,
-) {
-    // One output string instead of a `String` per pair (this runs on every request).
-    let keep_session = forward && replacement.is_none();
-    let mut saw_cookie = false;
-    let mut out = String::new();
-    for v in headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        if !saw_cookie {
-            saw_cookie = true;
-            out.reserve(v.len());
+impl HeaderPolicy {
+    /// The policy for these settings (see `proxy.drop_request_headers` for `extra`).
+    pub fn new(
+        auth_header: &HeaderName,
+        identity_prefix: &str,
+        extra: &[String],
+        allow_underscores: bool,
+        trust_forwarded: bool,
+        public_origin: Option<&str>,
+    ) -> Self {
+        let mut extra_exact = Vec::new();
+        let mut extra_prefixes = Vec::new();
+        for e in extra {
+            let e = dashed(&e.to_ascii_lowercase()).into_owned();
+            match e.strip_suffix('*') {
+                Some(p) => extra_prefixes.push(p.to_owned()),
+                None => extra_exact.push(e),
+            }
         }
-        for pair in v.split(';') {
-            let pair = pair.trim();
+        Self {
+            auth_header: dashed(auth_header.as_str()).into_owned(),
+            identity_prefix: dashed(identity_prefix).into_owned(),
+            extra_exact,
+            extra_prefixes,
+            allow_underscores,
+            trust_forwarded,
+            origin_port: public_origin
+                .and_then(|o| url::Url::parse(o).ok())
+                .and_then(|u| u.port_or_known_default()),
+        }
+    }
+
+    /// Decides about one header name (lowercase, as `HeaderName` keeps it).
+    fn classify(&self, name: &str, safe_method: bool) -> Class {
+        let underscore = name.contains('_');
+        if underscore && !self.allow_underscores {
+            return Class::Drop;
+        }
+        let n = dashed(name);
+        let n = n.as_ref();
+        if !underscore {
+            match n {
+                "cookie" => return Class::Cookie,
+                "host" => return Class::Host,
+                "upgrade" => return Class::Upgrade,
+                _ => {}
+            }
+            if self.trust_forwarded {
+                let fwd = match n {
+                    "x-forwarded-for" => Some(Fwd::For),
+                    "x-forwarded-proto" => Some(Fwd::Proto),
+                    "x-forwarded-host" => Some(Fwd::Host),
+                    "x-forwarded-port" => Some(Fwd::Port),
+                    "x-forwarded-prefix" => Some(Fwd::Prefix),
+                    "forwarded" => Some(Fwd::Forwarded),
+                    _ => None,
+                };
+                if let Some(f) = fwd {
+                    return Class::Trusted(f);
+                }
+            }
+        }
+        let dropped = n == "authorization"
+            || n == self.auth_header
+            || n.starts_with(&self.identity_prefix)
+            || builtin_dropped(n, safe_method)
+            || self.extra_exact.iter().any(|e| e == n)
+            || self
+                .extra_prefixes
+                .iter()
+                .any(|p| n.starts_with(p.as_str()));
+        if dropped { Class::Drop } else { Class::Keep }
+    }
+}
+
+/// The built-in lists, looked at only for names that can be in them: every listed name
+/// and prefix starts with one of a handful of letters, so the common headers (`accept`,
+/// `user-agent`, `content-type` …) are decided by their first byte.
+fn builtin_dropped(n: &str, safe_method: bool) -> bool {
+    match n.as_bytes().first() {
+        Some(b'c' | b'f' | b'h' | b'k' | b'p' | b'r' | b's' | b't' | b'u' | b'v' | b'x') => {
+            HOP_BY_HOP_NAMES.contains(&n)
+                || FORWARDING.contains(&n)
+                || DROPPED_PREFIXES.iter().any(|p| n.starts_with(p))
+                || (safe_method && METHOD_OVERRIDE.contains(&n))
+        }
+        _ => false,
+    }
+}
+
+/// Headers named in `Connection` (hop-by-hop by declaration), lowercase.
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        // Tokens that are hop-by-hop anyway: no allocation for the common `keep-alive`.
+        .filter(|t| {
+            !t.is_empty()
+                && ![&b"close"[..], b"upgrade", b"keep-alive"]
+                    .iter()
+                    .any(|k| t.eq_ignore_ascii_case(k))
+        })
+        .filter_map(|t| String::from_utf8(t.to_ascii_lowercase()).ok())
+        .collect()
+}
+
+/// What the single pass over the client's headers kept aside.
+#[derive(Default)]
+struct Seen {
+    host: Option<HeaderValue>,
+    upgrade: Option<HeaderValue>,
+    cookies: Vec<HeaderValue>,
+    xff: Vec<HeaderValue>,
+    proto: Option<HeaderValue>,
+    fwd_host: Option<HeaderValue>,
+    port: Option<HeaderValue>,
+    prefix: Option<HeaderValue>,
+    forwarded: Vec<HeaderValue>,
+}
+
+/// Splits the client's headers into what goes upstream unchanged and what the gateway
+/// decides about, in one pass and without allocating per header (except for the rare
+/// name containing `_` when underscores are allowed).
+fn filter_request_headers(
+    incoming: HeaderMap,
+    policy: &HeaderPolicy,
+    safe_method: bool,
+) -> (HeaderMap, Seen) {
+    let named = connection_named(&incoming);
+    let mut out = HeaderMap::with_capacity(incoming.len() + 8);
+    let mut seen = Seen::default();
+    let mut current: Option<(HeaderName, Class)> = None;
+    for (name, value) in incoming {
+        if let Some(name) = name {
+            let mut class = policy.classify(name.as_str(), safe_method);
+            if matches!(class, Class::Keep | Class::Cookie)
+                && named.iter().any(|n| n == name.as_str())
+            {
+                class = Class::Drop;
+            }
+            current = Some((name, class));
+        }
+        let Some((name, class)) = &current else {
+            continue;
+        };
+        match class {
+            Class::Keep => {
+                out.append(name, value);
+            }
+            Class::Drop => {}
+            Class::Cookie => seen.cookies.push(value),
+            Class::Host => {
+                seen.host.get_or_insert(value);
+            }
+            Class::Upgrade => seen.upgrade = Some(value),
+            Class::Trusted(Fwd::For) => seen.xff.push(value),
+            Class::Trusted(Fwd::Forwarded) => seen.forwarded.push(value),
+            Class::Trusted(Fwd::Proto) => {
+                seen.proto.get_or_insert(value);
+            }
+            Class::Trusted(Fwd::Host) => {
+                seen.fwd_host.get_or_insert(value);
+            }
+            Class::Trusted(Fwd::Port) => {
+                seen.port.get_or_insert(value);
+            }
+            Class::Trusted(Fwd::Prefix) => {
+                seen.prefix.get_or_insert(value);
+            }
+        }
+    }
+    (out, seen)
+}
+
+/// Whether an upgrade request names only allowed protocols (`websocket` by default).
+pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let mut any = false;
+    for v in headers.get_all(header::UPGRADE) {
+        for proto in v.as_bytes().split(|b| *b == b',') {
+            let proto = proto.trim_ascii();
+            if proto.is_empty() {
+                continue;
+            }
+            // `websocket/13`: the protocol name is what is allowed, any version.
+            let name = proto.split(|b| *b == b'/').next().unwrap_or_default();
+            if !allowed
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(name))
+            {
+                return false;
+            }
+            any = true;
+        }
+    }
+    any
+}
+
+/// Rewrites the client's `Cookie` headers for upstream, on bytes (a header may hold
+/// non-UTF-8 or non-ASCII bytes next to the session, and must not make us give up):
+/// every pair whose name `is_session` recognises is removed (unless `keep_session`),
+/// and `replacement` (the freshly sealed cookie of this request, PP-03) is appended.
+/// Pairs are split on `;` — the only separator browsers write — and names trimmed of
+/// ASCII whitespace, whatever the spacing. Several headers are joined into one.
+fn rewrite_cookies(
+    values: &[HeaderValue],
+    is_session: impl Fn(&[u8]) -> bool,
+    keep_session: bool,
+    replacement: Option<&[(String, String)]>,
+) -> Option<HeaderValue> {
+    if values.is_empty() && replacement.is_none() {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(values.iter().map(|v| v.len() + 2).sum::<usize>());
+    for v in values {
+        for pair in v.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
             if pair.is_empty() {
                 continue;
             }
-            let name = pair.split('=').next().unwrap_or_default().trim();
-            if keep_session || !is_session_cookie(name, cookie_name) {
+            let name = pair
+                .split(|b| *b == b'=')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            if keep_session || !is_session(name) {
                 if !out.is_empty() {
-                    out.push_str("; ");
+                    out.put_slice(b"; ");
                 }
-                out.push_str(pair);
+                out.put_slice(pair);
             }
         }
     }
-    if !saw_cookie && replacement.is_none() {
-        return;
-    }
-    if forward && let Some(rep) = replacement {
-        for (n, v) in rep {
-            if !out.is_empty() {
-                out.push_str("; ");
-            }
-            out.push_str(n);
-            out.push('=');
-            out.push_str(v);
+    for (n, v) in replacement.unwrap_or_default() {
+        if !out.is_empty() {
+            out.put_slice(b"; ");
         }
+        out.put_slice(n.as_bytes());
+        out.put_u8(b'=');
+        out.put_slice(v.as_bytes());
     }
-    headers.remove(header::COOKIE);
-    if !out.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&out)
-    {
-        headers.insert(header::COOKIE, v);
+    if out.is_empty() {
+        return None;
     }
+    // Only bytes of valid header values, `; ` and seal text: cannot fail, but never panic.
+    HeaderValue::from_maybe_shared(out.freeze()).ok()
 }
 
 /// Everything needed to rewrite one request.
@@ -251,6 +570,8 @@ pub struct Rewrite<'a> {
     pub settings: &'a Settings,
     /// The upstream client (for its pre-parsed upstream parts).
     pub client: &'a HttpClient,
+    /// The session codec, which knows the session cookie's (chunk) names.
+    pub cookies: &'a sallyport_session::CookieCodec,
     /// Peer address.
     pub client_addr: Option<SocketAddr>,
     /// Token and identity, when there is a session.
@@ -259,10 +580,26 @@ pub struct Rewrite<'a> {
     pub new_cookie: Option<&'a [(String, String)]>,
 }
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
 /// Rewrites `req` in place for upstream.
+///
+/// One pass over the client's headers drops everything upstream might take as the
+/// gateway's word — credentials, identity, forwarding and client-address headers, in
+/// any spelling with `_` (see [`HeaderPolicy`]) — then the gateway adds its own:
+/// the bearer token, identity headers, the rewritten `Cookie`, and
+/// `X-Forwarded-For/-Proto/-Host/-Port` plus `Forwarded` (RFC 7239) from its own view
+/// of the connection, extended from a trusted proxy's only with
+/// `trust_forwarded_headers`.
 pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), UpstreamError> {
     let s = rw.settings;
     let upgrade = is_upgrade(req.headers());
+    let safe_method = crate::guard::is_safe_method(req.method());
     // HTTP/2 clients send `:authority` instead of `Host`.
     let uri_authority = req
         .uri()
@@ -272,21 +609,10 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
 
-    let headers = req.headers_mut();
-    let original_host = headers.get(header::HOST).cloned().or(uri_authority);
-    strip_hop_by_hop(headers, upgrade);
+    let incoming = std::mem::take(req.headers_mut());
+    let (mut headers, seen) = filter_request_headers(incoming, &s.header_policy, safe_method);
+    let original_host = seen.host.clone().or(uri_authority);
 
-    // Credentials: only the gateway may set them.
-    headers.remove(&s.auth_header);
-    let prefix = s.identity_prefix.as_str();
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with(prefix))
-        .cloned()
-        .collect();
-    for k in spoofed {
-        headers.remove(k);
-    }
     if let Some(c) = &rw.credentials {
         let mut bearer = BytesMut::with_capacity(7 + c.access_token.len());
         bearer.put_slice(b"Bearer ");
@@ -298,58 +624,32 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
         if s.identity_headers
             && let Some(u) = c.user
         {
-            insert_identity(headers, prefix, u);
+            insert_identity(&mut headers, &s.identity_prefix, u);
         }
     }
-    rewrite_cookies(headers, &s.cookie_name, s.forward_cookie, rw.new_cookie);
+    let keep_session = s.forward_cookie && rw.new_cookie.is_none();
+    let replacement = if s.forward_cookie {
+        rw.new_cookie
+    } else {
+        None
+    };
+    if let Some(v) = rewrite_cookies(
+        &seen.cookies,
+        |n| rw.cookies.is_session_cookie_name(n),
+        keep_session,
+        replacement,
+    ) {
+        headers.insert(header::COOKIE, v);
+    }
 
-    // X-Forwarded-*: appended to (or, when the client is not trusted, replacing) what came in.
-    let xff_in = if s.trust_forwarded {
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    } else {
-        None
-    };
-    let proto_in = if s.trust_forwarded {
-        headers.get("x-forwarded-proto").cloned()
-    } else {
-        None
-    };
-    let host_in = if s.trust_forwarded {
-        headers.get("x-forwarded-host").cloned()
-    } else {
-        None
-    };
-    if let Some(addr) = rw.client_addr {
-        let ip = addr.ip().to_string();
-        let xff = match xff_in {
-            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-            _ => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
-        }
-    } else {
-        headers.remove("x-forwarded-for");
-    }
-    let proto = proto_in.unwrap_or_else(|| {
-        let https = s
-            .public_origin
-            .as_deref()
-            .is_some_and(|o| o.starts_with("https:"));
-        HeaderValue::from_static(if https { "https" } else { "http" })
-    });
-    headers.insert("x-forwarded-proto", proto);
-    match host_in.or_else(|| original_host.clone()) {
-        Some(h) => {
-            headers.insert("x-forwarded-host", h);
-        }
-        None => {
-            headers.remove("x-forwarded-host");
-        }
-    }
+    forwarding_headers(
+        &mut headers,
+        s,
+        rw.client_addr,
+        &seen,
+        original_host.as_ref(),
+    );
+
     match original_host {
         Some(h) if s.preserve_host => {
             headers.insert(header::HOST, h);
@@ -360,7 +660,212 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
             }
         }
     }
+    if upgrade && let Some(u) = seen.upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    *req.headers_mut() = headers;
     Ok(())
+}
+
+/// `X-Forwarded-For/-Proto/-Host/-Port` and `Forwarded`: from the gateway's own view,
+/// or a trusted proxy's values extended by this hop.
+fn forwarding_headers(
+    headers: &mut HeaderMap,
+    s: &Settings,
+    client_addr: Option<SocketAddr>,
+    seen: &Seen,
+    original_host: Option<&HeaderValue>,
+) {
+    let ip = client_addr.map(|a| a.ip());
+    // X-Forwarded-For: the trusted chain (several headers joined), then the peer.
+    let mut chain: Vec<&[u8]> = Vec::new();
+    for v in &seen.xff {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            if !part.is_empty() {
+                chain.push(part);
+            }
+        }
+    }
+    let ip_text = ip.map(|ip| ip.to_string());
+    let mut xff = chain.join(&b", "[..]);
+    if let Some(ip) = &ip_text {
+        if !xff.is_empty() {
+            xff.extend_from_slice(b", ");
+        }
+        xff.extend_from_slice(ip.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&xff)
+        && !xff.is_empty()
+    {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+
+    let origin_https = s
+        .public_origin
+        .as_deref()
+        .is_some_and(|o| o.starts_with("https:"));
+    let proto = seen
+        .proto
+        .clone()
+        .unwrap_or_else(|| HeaderValue::from_static(if origin_https { "https" } else { "http" }));
+    let host = seen.fwd_host.clone().or_else(|| original_host.cloned());
+    let port = seen.port.clone().or_else(|| {
+        let from_origin = s.header_policy.origin_port;
+        let from_host = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.rsplit_once(':'))
+            .filter(|(h, _)| !h.ends_with(':'))
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        let default = if proto.as_bytes().eq_ignore_ascii_case(b"https") {
+            443
+        } else {
+            80
+        };
+        Some(HeaderValue::from(
+            from_origin.or(from_host).unwrap_or(default),
+        ))
+    });
+
+    // Forwarded (RFC 7239): the trusted proxy's elements, or its X-Forwarded-For chain
+    // turned into elements, then this hop's.
+    let mut fwd = String::new();
+    if !seen.forwarded.is_empty() {
+        for v in &seen.forwarded {
+            if let Ok(t) = v.to_str() {
+                if !fwd.is_empty() {
+                    fwd.push_str(", ");
+                }
+                fwd.push_str(t.trim());
+            }
+        }
+    } else {
+        for node in &chain {
+            if !fwd.is_empty() {
+                fwd.push_str(", ");
+            }
+            fwd.push_str("for=");
+            match std::str::from_utf8(node).ok().and_then(|n| n.parse().ok()) {
+                Some(addr) => push_node(&mut fwd, addr),
+                None => fwd.push_str("unknown"),
+            }
+        }
+    }
+    if !fwd.is_empty() {
+        fwd.push_str(", ");
+    }
+    fwd.push_str("for=");
+    match ip {
+        Some(addr) => push_node(&mut fwd, addr),
+        None => fwd.push_str("unknown"),
+    }
+    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok())
+        && !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        fwd.push_str(";host=\"");
+        fwd.push_str(h);
+        fwd.push('"');
+    }
+    if let Ok(p) = proto.to_str()
+        && !p.is_empty()
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        fwd.push_str(";proto=");
+        fwd.push_str(p);
+    }
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        headers.insert(FORWARDED.clone(), v);
+    }
+
+    headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    if let Some(h) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), h);
+    }
+    if let Some(p) = port {
+        headers.insert(X_FORWARDED_PORT.clone(), p);
+    }
+    if let Some(p) = &seen.prefix {
+        headers.insert(X_FORWARDED_PREFIX.clone(), p.clone());
+    }
+}
+
+/// An RFC 7239 node: IPv4 bare, IPv6 quoted and bracketed.
+fn push_node(out: &mut String, addr: std::net::IpAddr) {
+    use std::fmt::Write;
+    match addr {
+        std::net::IpAddr::V4(v4) => {
+            let _ = write!(out, "{v4}");
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "\"[{v6}]\"");
+        }
+    }
+}
+
+/// Response headers with which a shared cache (a CDN, nginx `proxy_cache`) may keep a
+/// response although `Cache-Control` says otherwise: Cloudflare and Fastly prefer
+/// `CDN-Cache-Control` / `Surrogate-Control` to it, Akamai reads `Edge-Control`,
+/// nginx `X-Accel-Expires`, Vercel `Vercel-CDN-Cache-Control`.
+static SHARED_CACHE_HEADERS: [HeaderName; 8] = [
+    HeaderName::from_static("cdn-cache-control"),
+    HeaderName::from_static("cloudflare-cdn-cache-control"),
+    HeaderName::from_static("vercel-cdn-cache-control"),
+    HeaderName::from_static("surrogate-control"),
+    HeaderName::from_static("edge-control"),
+    HeaderName::from_static("x-accel-expires"),
+    header::EXPIRES,
+    header::PRAGMA,
+];
+
+/// Makes a response that carries the session cookie (set, renewed or cleared)
+/// uncacheable by any cache, shared or private: every CDN-specific cache header is
+/// removed and `Cache-Control: private, no-store` and `Vary: Cookie` are set. The one
+/// function every path that sets the cookie goes through (PP-16).
+pub(crate) fn uncacheable(headers: &mut HeaderMap) {
+    for n in &SHARED_CACHE_HEADERS {
+        headers.remove(n);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    let varies_on_cookie = headers
+        .get_all(header::VARY)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| {
+            let t = t.trim_ascii();
+            t.eq_ignore_ascii_case(b"cookie") || t == b"*"
+        });
+    if !varies_on_cookie {
+        headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+    }
+}
+
+/// Whether an upstream response sets (or clears) the session cookie itself — an app
+/// that writes the iron-session cookie with the same secret.
+pub(crate) fn sets_session_cookie(
+    headers: &HeaderMap,
+    cookies: &sallyport_session::CookieCodec,
+) -> bool {
+    headers.get_all(header::SET_COOKIE).iter().any(|v| {
+        let first = v
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default();
+        let name = first
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        cookies.is_session_cookie_name(name)
+    })
 }
 
 /// Identity headers: `<prefix>user` (sub), `<prefix>name`, `<prefix>roles` (comma-joined).
@@ -406,6 +911,12 @@ pub async fn send(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
+    // Upstream stalling mid-body must not hold the client for ever: the gap between two
+    // chunks is bounded like the wait for the head (nginx's proxy_read_timeout).
+    let body = sallyport_serve::TimeoutBody::new(
+        body,
+        sallyport_serve::BodyLimits::idle(settings.response_timeout),
+    );
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
@@ -438,17 +949,6 @@ fn splice(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn session_cookie_names() {
-        assert!(is_session_cookie("sp", "sp"));
-        assert!(is_session_cookie("sp.0", "sp"));
-        assert!(is_session_cookie("sp.12", "sp"));
-        assert!(!is_session_cookie("sp.x", "sp"));
-        assert!(!is_session_cookie("sp.", "sp"));
-        assert!(!is_session_cookie("spx", "sp"));
-        assert!(!is_session_cookie("other", "sp"));
-    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
@@ -526,26 +1026,217 @@ mod tests {
         assert_eq!(got.ok(), old_way.ok());
     }
 
-    #[test]
-    fn cookie_rewrite_leaves_a_non_utf8_cookie_header_alone() {
-        let mut h = HeaderMap::new();
-        h.append("cookie", HeaderValue::from_bytes(b"a=\xff").unwrap());
-        rewrite_cookies(&mut h, "sp", false, None);
-        assert_eq!(h.get("cookie").unwrap().as_bytes(), b"a=\xff");
+    fn is_sp(n: &[u8]) -> bool {
+        n == b"sp"
+            || (n.starts_with(b"sp.") && n.len() > 3 && n[3..].iter().all(u8::is_ascii_digit))
+    }
+
+    fn rewritten(
+        values: &[&[u8]],
+        keep: bool,
+        rep: Option<&[(String, String)]>,
+    ) -> Option<Vec<u8>> {
+        let values: Vec<HeaderValue> = values
+            .iter()
+            .map(|v| HeaderValue::from_bytes(v).unwrap())
+            .collect();
+        rewrite_cookies(&values, is_sp, keep, rep).map(|v| v.as_bytes().to_vec())
     }
 
     #[test]
-    fn cookie_rewrite_strips_session_and_chunks() {
-        let mut h = HeaderMap::new();
-        h.append("cookie", "a=1; sp=seal; sp.0=c0".parse().unwrap());
-        h.append("cookie", "sp.1=c1; b=2".parse().unwrap());
-        rewrite_cookies(&mut h, "sp", false, None);
-        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2");
-
-        let mut h = HeaderMap::new();
-        h.append("cookie", "a=1; sp=old".parse().unwrap());
+    fn cookie_rewrite_strips_the_session_whatever_else_the_header_holds() {
+        // The audit's leak: a non-ASCII or non-UTF-8 byte anywhere made the old code give
+        // up and forward the whole header, session included.
+        assert_eq!(
+            rewritten(&["name=José; sp=seal".as_bytes()], false, None).unwrap(),
+            "name=José".as_bytes()
+        );
+        assert_eq!(
+            rewritten(&[b"a=\xff; sp=seal; sp.0=c0"], false, None).unwrap(),
+            b"a=\xff"
+        );
+        // Odd spacing, tabs, several headers, quoted values, pairs without '='.
+        assert_eq!(
+            rewritten(
+                &[
+                    b" a=1 ;\tsp = seal ;;",
+                    b"sp.1=\"c1\"; b=\"2\"; flag",
+                    b"sp.0"
+                ],
+                false,
+                None
+            )
+            .unwrap(),
+            b"a=1; b=\"2\"; flag"
+        );
+        assert_eq!(rewritten(&[b"sp=seal"], false, None), None);
+        // Forwarding on: the client's cookie, or this request's freshly sealed one.
+        assert_eq!(
+            rewritten(&[b"a=1; sp=old"], true, None).unwrap(),
+            b"a=1; sp=old"
+        );
         let rep = vec![("sp".to_string(), "new".to_string())];
-        rewrite_cookies(&mut h, "sp", true, Some(&rep));
-        assert_eq!(h.get("cookie").unwrap(), "a=1; sp=new");
+        assert_eq!(
+            rewritten(&[b"a=\xe9; sp=old"], false, Some(&rep)).unwrap(),
+            b"a=\xe9; sp=new"
+        );
+    }
+
+    fn policy(allow_underscores: bool, trust: bool) -> HeaderPolicy {
+        HeaderPolicy::new(
+            &HeaderName::from_static("x-token"),
+            "x-auth-request-",
+            &["x-tenant-*".into(), "x-user".into()],
+            allow_underscores,
+            trust,
+            None,
+        )
+    }
+
+    #[test]
+    fn spoofable_headers_are_dropped_in_every_spelling() {
+        for allow in [false, true] {
+            let p = policy(allow, false);
+            for n in [
+                "authorization",
+                "x-token",
+                "x_token",
+                "x-auth-request-user",
+                "x_auth_request_user",
+                "x-auth_request-email",
+                "forwarded",
+                "x-forwarded-for",
+                "x_forwarded_for",
+                "x-forwarded-port",
+                "x-forwarded-prefix",
+                "x-forwarded-ssl",
+                "x-real-ip",
+                "x_real_ip",
+                "x-original-url",
+                "x-rewrite-url",
+                "true-client-ip",
+                "x-client-ip",
+                "x-cluster-client-ip",
+                "cf-connecting-ip",
+                "fastly-client-ip",
+                "x-original-forwarded-for",
+                "x-proxyuser-ip",
+                "x-host",
+                "client-ip",
+                "remote-user",
+                "x-remote-user",
+                "x-webauth-user",
+                "x-tenant-id",
+                "x_user",
+                "proxy-authorization",
+                "te",
+                "http2-settings",
+            ] {
+                assert_eq!(
+                    p.classify(n, true),
+                    Class::Drop,
+                    "{n} (underscores {allow})"
+                );
+            }
+            assert_eq!(p.classify("x-http-method-override", true), Class::Drop);
+            assert_eq!(p.classify("x-http-method-override", false), Class::Keep);
+            assert_eq!(p.classify("accept", true), Class::Keep);
+            assert_eq!(p.classify("x-client-version", true), Class::Keep);
+            assert_eq!(p.classify("cookie", true), Class::Cookie);
+        }
+        assert_eq!(policy(false, false).classify("x_custom", true), Class::Drop);
+        assert_eq!(policy(true, false).classify("x_custom", true), Class::Keep);
+        let trusting = policy(true, true);
+        assert_eq!(
+            trusting.classify("x-forwarded-for", true),
+            Class::Trusted(Fwd::For)
+        );
+        assert_eq!(
+            trusting.classify("forwarded", true),
+            Class::Trusted(Fwd::Forwarded)
+        );
+        // A trusted proxy writes `-`; an `_` spelling is the client's.
+        assert_eq!(trusting.classify("x_forwarded_for", true), Class::Drop);
+        assert_eq!(trusting.classify("x-real-ip", true), Class::Drop);
+    }
+
+    #[test]
+    fn every_builtin_name_passes_the_first_byte_filter() {
+        for n in HOP_BY_HOP_NAMES
+            .iter()
+            .chain(FORWARDING)
+            .chain(DROPPED_PREFIXES)
+            .chain(METHOD_OVERRIDE)
+        {
+            let probe = format!("{n}x");
+            let name = if DROPPED_PREFIXES.contains(n) {
+                probe.as_str()
+            } else {
+                n
+            };
+            assert!(builtin_dropped(name, true), "{n}");
+        }
+    }
+
+    #[test]
+    fn one_pass_keeps_order_and_repeats_and_honours_connection() {
+        let mut h = HeaderMap::new();
+        h.append("accept", "a".parse().unwrap());
+        h.append("x-multi", "1".parse().unwrap());
+        h.append("x-multi", "2".parse().unwrap());
+        h.append("connection", "keep-alive, X-Secret".parse().unwrap());
+        h.append("x-secret", "s".parse().unwrap());
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append("cookie", "b=2".parse().unwrap());
+        h.append("host", "app.test".parse().unwrap());
+        h.append("x_auth_request_user", "admin".parse().unwrap());
+        let (out, seen) = filter_request_headers(h, &policy(false, false), true);
+        assert_eq!(out.len(), 3, "{out:?}");
+        let multi: Vec<_> = out.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["1", "2"]);
+        assert_eq!(seen.cookies.len(), 2);
+        assert_eq!(seen.host.unwrap(), "app.test");
+    }
+
+    #[test]
+    fn upgrades_allowed_by_name() {
+        let allowed = vec!["websocket".to_string()];
+        let up = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("upgrade", v.parse().unwrap());
+            upgrade_allowed(&h, &allowed)
+        };
+        assert!(up("websocket"));
+        assert!(up("WebSocket"));
+        assert!(!up("h2c"));
+        assert!(!up("websocket, h2c"));
+        assert!(!up(""));
+        assert!(!upgrade_allowed(&HeaderMap::new(), &allowed));
+    }
+
+    #[test]
+    fn uncacheable_removes_cdn_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("cdn-cache-control", "max-age=3600".parse().unwrap());
+        h.insert("surrogate-control", "max-age=3600".parse().unwrap());
+        h.insert("cloudflare-cdn-cache-control", "max-age=1".parse().unwrap());
+        h.insert("edge-control", "cache-maxage=1h".parse().unwrap());
+        h.insert("x-accel-expires", "60".parse().unwrap());
+        h.insert("cache-control", "public, max-age=60".parse().unwrap());
+        h.insert("vary", "accept".parse().unwrap());
+        uncacheable(&mut h);
+        assert_eq!(h.get("cache-control").unwrap(), "private, no-store");
+        for n in [
+            "cdn-cache-control",
+            "surrogate-control",
+            "cloudflare-cdn-cache-control",
+            "edge-control",
+            "x-accel-expires",
+        ] {
+            assert!(!h.contains_key(n), "{n}");
+        }
+        assert_eq!(h.get_all("vary").iter().count(), 2);
+        uncacheable(&mut h);
+        assert_eq!(h.get_all("vary").iter().count(), 2);
     }
 }

@@ -1,4 +1,5 @@
-//! The gateway's own routes under `{prefix}`, plus health, readiness and metrics.
+//! The gateway's own routes under `{prefix}`, plus (on the admin listener) verify,
+//! health, readiness and metrics.
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -377,48 +378,91 @@ pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Re
     resp
 }
 
-/// `{prefix}/verify`: for nginx `auth_request`, Traefik `forwardAuth`, Caddy
-/// `forward_auth`. 200 with `Authorization` and identity headers (and a renewed cookie
-/// when it renewed), or 401.
-pub(crate) async fn verify(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+/// `{prefix}/verify`, on the admin listener only: for nginx `auth_request`, Traefik
+/// `forwardAuth`, Caddy `forward_auth`. 200 with `Authorization` and identity headers
+/// (and a renewed cookie when it renewed), or 401.
+///
+/// What it believes of the fronting proxy's headers, and why:
+///
+/// * the original method from `X-Original-Method` (nginx) *and* `X-Forwarded-Method`
+///   (Traefik, Caddy): each proxy sets its own and passes the client's copy of the
+///   other one through, so neither can be preferred. The request counts as
+///   state-changing (CSRF-checked) if either names a non-safe method, or the verify
+///   request itself is one, or it asks for an upgrade — a spoofed header can only make
+///   the check stricter;
+/// * the original URI from `X-Original-URI` and `X-Forwarded-Uri`, for the same
+///   reason: the request is public only if every one present is a public path under
+///   every reading ([`guard::public_path`]); a path that could be read differently is
+///   refused with 400;
+/// * `Origin`, `Sec-Fetch-Site`, `Host` and (with `trust_forwarded_headers`)
+///   `X-Forwarded-Proto/-Host` for the CSRF origin, as on the public listener —
+///   set `public_origin` so that nothing depends on them.
+///
+/// The token goes out as `Authorization` for the proxy to forward; the extra
+/// `X-Auth-Request-Access-Token` copy (oauth2-proxy's name) only with
+/// `session.expose_access_token`.
+pub(crate) async fn verify(
+    State(gw): State<Gateway>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
     let inner = &*gw.inner;
     let now_ms = inner.clock.now_ms();
-    // The original method, as the fronting proxy reports it.
-    let method = headers
-        .get("x-forwarded-method")
-        .or_else(|| headers.get("x-original-method"))
-        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
-        .unwrap_or(Method::GET);
-    let original = headers
-        .get("x-original-uri")
-        .or_else(|| headers.get("x-forwarded-uri"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("/")
-        .to_string();
+    let claimed_methods = ["x-original-method", "x-forwarded-method"].map(|n| headers.get(n));
+    let state_changing = !guard::is_safe_method(&method)
+        || crate::proxy::is_upgrade(&headers)
+        || claimed_methods
+            .iter()
+            .flatten()
+            .any(|v| Method::from_bytes(v.as_bytes()).map_or(true, |m| !guard::is_safe_method(&m)));
+    let uris: Vec<&str> = ["x-original-uri", "x-forwarded-uri"]
+        .iter()
+        .filter_map(|n| headers.get(*n))
+        .map(|v| v.to_str().unwrap_or("\\invalid"))
+        .collect();
+    let mut public = !uris.is_empty();
+    for uri in &uris {
+        let path = uri.split(['?', '#']).next().unwrap_or_default();
+        match guard::public_path(path, &inner.settings.public) {
+            Some(p) => public &= p,
+            None => return inner.bad_path(),
+        }
+    }
+    let original = uris.first().copied().unwrap_or("/").to_string();
+    let cross_site = state_changing && guard::is_cross_site(&headers, inner.expected_origin());
+
+    if public {
+        // As on the public listener: a session's still-valid token is attached,
+        // nothing is renewed, a forged request gets no token.
+        let mut session = if cross_site {
+            None
+        } else {
+            inner
+                .read_session(&headers, now_ms)
+                .map(|l| l.value)
+                .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))
+        };
+        if let Some(d) = &session
+            && inner.logged_out_anywhere(d, now_ms).await
+        {
+            session = None;
+        }
+        let mut resp = StatusCode::OK.into_response();
+        if let Some(d) = &session {
+            verified_headers(inner, resp.headers_mut(), d);
+        }
+        no_store(resp.headers_mut());
+        return resp;
+    }
+
     match inner.authenticate(&headers, now_ms).await {
         Authn::Session { data, write, .. } => {
-            if !guard::is_safe_method(&method)
-                && guard::is_cross_site(&headers, inner.expected_origin())
-            {
+            if cross_site {
                 return inner.forbidden_cross_site();
             }
             let mut resp = StatusCode::OK.into_response();
-            let h = resp.headers_mut();
-            if let Some(at) = &data.access_token {
-                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {at}")) {
-                    h.insert(inner.settings.auth_header.clone(), v);
-                }
-                if let Ok(v) = HeaderValue::from_str(at) {
-                    h.insert(
-                        http::HeaderName::from_static("x-auth-request-access-token"),
-                        v,
-                    );
-                }
-            }
-            if let Some(u) = data.identity() {
-                crate::proxy::insert_identity(h, &inner.settings.identity_prefix, &u);
-            }
-            no_store(h);
+            verified_headers(inner, resp.headers_mut(), &data);
+            no_store(resp.headers_mut());
             if write && let Some(c) = inner.cookie_for(&data, &headers, now_ms) {
                 attach_cookies(resp.headers_mut(), c);
             }
@@ -434,6 +478,26 @@ pub(crate) async fn verify(State(gw): State<Gateway>, headers: HeaderMap) -> Res
     }
 }
 
+/// The token and identity headers of a 200 from verify.
+fn verified_headers(inner: &Inner, h: &mut HeaderMap, data: &SessionData) {
+    if let Some(at) = &data.access_token {
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {at}")) {
+            h.insert(inner.settings.auth_header.clone(), v);
+        }
+        if inner.settings.expose_access_token
+            && let Ok(v) = HeaderValue::from_str(at)
+        {
+            h.insert(
+                http::HeaderName::from_static("x-auth-request-access-token"),
+                v,
+            );
+        }
+    }
+    if let Some(u) = data.identity() {
+        crate::proxy::insert_identity(h, &inner.settings.identity_prefix, &u);
+    }
+}
+
 /// `GET {prefix}/client.js`
 pub(crate) async fn client_js() -> Response {
     (
@@ -446,7 +510,6 @@ pub(crate) async fn client_js() -> Response {
         .into_response()
 }
 
-/// Anything else under the prefix.
 /// Anything else under the prefix. A path that escapes the prefix (`/auth/../app`) gets
 /// the same 400 as in the middleware, so no path-based decision differs by route.
 pub(crate) async fn not_found(State(gw): State<Gateway>, uri: http::Uri) -> Response {
@@ -454,6 +517,11 @@ pub(crate) async fn not_found(State(gw): State<Gateway>, uri: http::Uri) -> Resp
         return gw.inner.bad_path();
     }
     json_error(StatusCode::NOT_FOUND, "not_found", "no such gateway route")
+}
+
+/// Anything on the admin listener that is not an admin route.
+pub(crate) async fn admin_not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such admin route")
 }
 
 /// `/healthz`: the process is alive.

@@ -70,6 +70,10 @@ pub struct Config {
     /// OAuth clients (RFC 6749 §2.3) allowed to authenticate at `/oauth/token` and
     /// `/oauth/revoke` with `client_secret_basic` or `client_secret_post`.
     pub clients: Vec<ClientConfig>,
+    /// Limits on client connections: slow clients and floods (`[server]`, the same keys
+    /// as the gateway's). `server.header_read_timeout_ms`, when set, overrides
+    /// [`Config::header_read_timeout_secs`].
+    pub server: sallyport_serve::ServerConfig,
 }
 
 /// One OAuth client. Give `secret_sha256` (preferred: the config file then holds no
@@ -148,6 +152,7 @@ impl Default for Config {
             request_timeout_secs: 30,
             allow_public_clients: true,
             clients: Vec::new(),
+            server: sallyport_serve::ServerConfig::default(),
         }
     }
 }
@@ -199,6 +204,7 @@ impl fmt::Debug for Config {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("allow_public_clients", &self.allow_public_clients)
             .field("clients", &self.clients)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -343,6 +349,10 @@ impl Config {
         )?;
         let request_timeout_ms = secs("request_timeout_secs", self.request_timeout_secs, 1, 3600)?;
         let clients = ClientRegistry::from_config(&self.clients, self.allow_public_clients)?;
+        let server = self
+            .server
+            .options(millis(header_read_timeout_ms))
+            .map_err(|e| Error::config(e.setting, e.message))?;
         Ok(Settings {
             raw: self.clone(),
             backend,
@@ -357,6 +367,7 @@ impl Config {
             header_read_timeout: millis(header_read_timeout_ms),
             request_timeout: millis(request_timeout_ms),
             clients,
+            server,
         })
     }
 }
@@ -444,12 +455,16 @@ pub struct Settings {
     pub max_lifetime_ms: i64,
     /// Key ring reload period.
     pub key_cache_ms: i64,
-    /// Time allowed for a request head.
+    /// Time allowed for a request head, from `header_read_timeout_secs` (the listener
+    /// uses `server.header_read_timeout`, which `server.header_read_timeout_ms` overrides).
     pub header_read_timeout: std::time::Duration,
     /// Time allowed for a whole request.
     pub request_timeout: std::time::Duration,
     /// OAuth client authentication.
     pub clients: ClientRegistry,
+    /// How the listener treats client connections (`[server]`); its drain timeout is
+    /// replaced by `request_timeout` + 1 s when serving.
+    pub server: sallyport_serve::Options,
 }
 
 #[cfg(test)]
@@ -515,6 +530,16 @@ mod tests {
                     ..Config::default()
                 },
                 "request_timeout_secs",
+            ),
+            (
+                Config {
+                    server: sallyport_serve::ServerConfig {
+                        body_idle_timeout_ms: 0,
+                        ..Default::default()
+                    },
+                    ..Config::default()
+                },
+                "server.body_idle_timeout_ms",
             ),
             (
                 Config {

@@ -547,7 +547,9 @@ pub async fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> Result<
 ///
 /// Through [`sallyport_serve`], not `axum::serve`, which has no header read timeout: a
 /// client trickling a request head (slowloris) would hold its connection forever. Every
-/// connection must deliver a complete head within `header_read_timeout_secs`.
+/// connection must deliver a complete head within `header_read_timeout_secs`, and the
+/// `[server]` limits apply (request body idle timeout and minimum rate, send timeout,
+/// connection caps).
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     issuer: Issuer,
@@ -555,10 +557,10 @@ pub async fn serve_with_shutdown(
 ) -> Result<()> {
     let settings = issuer.settings();
     let options = sallyport_serve::Options {
-        header_read_timeout: settings.header_read_timeout,
         drain_timeout: settings
             .request_timeout
             .saturating_add(std::time::Duration::from_secs(1)),
+        ..settings.server.clone()
     };
     sallyport_serve::serve(listener, issuer.router(), options, shutdown)
         .await

@@ -1,34 +1,73 @@
 //! Serving an axum [`Router`] the way every Sallyport server needs it.
 //!
-//! `axum::serve` has no timer, hence no header read timeout: a client trickling a
-//! request head (slowloris) holds its connection — and a file descriptor — forever.
-//! The issuer, the gateway and the demo all serve through [`serve`] instead, which
-//! drives hyper's HTTP/1.1 connection directly:
+//! `axum::serve` has no timer and no limits: a client trickling a request head
+//! (slowloris) or a request body, or never reading its response, holds a connection —
+//! and a file descriptor, and a task — for ever, and a connect flood grows both without
+//! bound. The issuer, the gateway and the demo all serve through [`serve`] instead,
+//! which drives hyper's HTTP/1.1 connection directly:
 //!
 //! - every connection must deliver a complete request head within
-//!   [`Options::header_read_timeout`] of connecting (or of its previous response on
-//!   keep-alive), or it is closed;
+//!   [`Options::header_read_timeout`] of connecting or of its previous response: this
+//!   also ends keep-alive connections idle for that long;
+//! - every request body is a [`TimeoutBody`]: it fails when it delivers nothing for
+//!   [`BodyLimits::idle`] while being read, or arrives slower than
+//!   [`BodyLimits::min_bytes_per_sec`] once that much waiting is used up; the request
+//!   then ends with **408** and a JSON body (`{"error":"timeout",…}`), whatever the
+//!   handler answered (a half-read form, an aborted upload to an upstream), and the
+//!   connection closes;
+//! - a response write that makes no progress for [`Options::send_timeout`] (the
+//!   client stopped reading) closes the connection;
+//! - at most [`Options::max_connections`] connections are open at once, and at most
+//!   [`Options::max_connections_per_ip`] from one client address when set; a
+//!   connection past a cap is closed as soon as it is accepted, without touching the
+//!   open ones, and a rate-limited warning is logged;
 //! - `TCP_NODELAY` on accepted sockets (responses are written whole; Nagle only adds
 //!   delayed-ACK stalls to the tail latency), as nginx's `tcp_nodelay on`;
 //! - HTTP upgrades (WebSocket) pass through;
 //! - the peer address is available to handlers as `ConnectInfo<SocketAddr>`;
 //! - on shutdown, the listener closes and in-flight connections get
 //!   [`Options::drain_timeout`] to finish.
+//!
+//! Handlers and proxies that want the same protection for a body they read from
+//! elsewhere (the gateway's upstream responses) wrap it in [`TimeoutBody`] too.
+
+mod body;
+mod config;
+mod io;
+mod limit;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
+use http_body::Body as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt as _;
 
-/// How [`serve`] treats connections.
+pub use crate::body::{BodyLimits, BodyTimeout, BoxError, TimeoutBody};
+pub use crate::config::{ConfigError, ServerConfig};
+
+/// How [`serve`] treats connections. [`ServerConfig`] is its configuration-file form.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Longest wait for a complete request head. Default 10 s.
+    /// Longest wait for a complete request head, and so also the longest a keep-alive
+    /// connection may sit idle between requests. Default 10 s.
     pub header_read_timeout: Duration,
+    /// Longest a response write may make no progress before the connection is closed.
+    /// Default 30 s.
+    pub send_timeout: Duration,
+    /// Limits on every request body. Default: 10 s idle, then at least 240 bytes/s.
+    pub body: BodyLimits,
+    /// Most connections open at once; more are closed on accept. Default 10 000.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (IPv6: one /64); 0 means
+    /// no such cap. Default 0.
+    pub max_connections_per_ip: usize,
     /// How long in-flight connections may run after shutdown begins. Default 30 s.
     pub drain_timeout: Duration,
 }
@@ -37,6 +76,13 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            body: BodyLimits {
+                idle: Duration::from_secs(10),
+                min_bytes_per_sec: 240,
+            },
+            max_connections: 10_000,
+            max_connections_per_ip: 0,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -57,6 +103,8 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
+    let limiter = limit::Limiter::new(options.max_connections, options.max_connections_per_ip);
+    let body_limits = options.body;
     // Graceful shutdown by hand (hyper-util's `GracefulShutdown` does not take an
     // upgradeable HTTP/1 connection): `stop` tells every connection to finish its
     // in-flight request and close; each connection task holds a clone of `done_tx`,
@@ -77,6 +125,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Past a cap the socket is closed right here: no task, no buffers, and the
+        // connections already open are untouched. (Leaving it in the kernel's backlog
+        // instead would stall every later client, good or bad, until it times out.)
+        let Ok(permit) = limiter.admit(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
@@ -84,9 +139,24 @@ pub async fn serve(
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                router.clone().oneshot(req.map(axum::body::Body::new))
+                let tripped =
+                    (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+                let req = match &tripped {
+                    Some(flag) => req.map(|b| {
+                        axum::body::Body::new(TimeoutBody::with_flag(b, body_limits, flag.clone()))
+                    }),
+                    None => req.map(axum::body::Body::new),
+                };
+                let response = router.clone().oneshot(req);
+                async move {
+                    let response = response.await?;
+                    Ok::<_, std::convert::Infallible>(match tripped {
+                        Some(flag) if flag.load(Ordering::Relaxed) => body_timeout_response(),
+                        _ => response,
+                    })
+                }
             });
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(io::SendTimeoutIo::new(stream, options.send_timeout, permit));
         let mut stop = stop_rx.clone();
         let done = done_tx.clone();
         // Upgrades (WebSocket) are always let through: a route that doesn't upgrade
@@ -117,6 +187,31 @@ pub async fn serve(
         tracing::warn!("connections still open after the drain timeout; dropping them");
     }
     Ok(())
+}
+
+/// The answer to a request whose body timed out, replacing whatever the handler made of
+/// the failed read (axum's extractors say 400, a size-limited read may say 413, a proxy
+/// 502). The shape is the one both servers' JSON errors have.
+fn body_timeout_response() -> Response {
+    let mut resp = Response::new(axum::body::Body::from(
+        r#"{"error":"timeout","message":"the request body was not received in time"}"#,
+    ));
+    *resp.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    // Part of the body is unread: the connection cannot carry another request.
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -88,6 +88,25 @@ impl CookieCodec {
         &self.inner.config
     }
 
+    /// Whether `name` — a cookie name as it appears in a request's `Cookie` header,
+    /// raw bytes, already trimmed — is this session's cookie or one of its chunks
+    /// (`<name>.<digits>`; [`CookieCodec::read_sealed`] reads `.0` to `.3`, and any
+    /// other index is counted too so that nothing resembling a chunk survives).
+    ///
+    /// For proxies that must remove the session from a request before passing it on:
+    /// the codec knows the chunk naming, so callers need not re-derive it. Works on
+    /// bytes because a `Cookie` header may hold non-UTF-8 bytes next to the session.
+    pub fn is_session_cookie_name(&self, name: &[u8]) -> bool {
+        let own = self.inner.config.name().as_bytes();
+        match name.strip_prefix(own) {
+            Some([]) => true,
+            Some([b'.', digits @ ..]) => {
+                !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+            }
+            _ => false,
+        }
+    }
+
     /// The session in the request, or `None` when it is missing, tampered with,
     /// expired, sealed with an unknown password or not of type `T` (logged at debug).
     pub fn read<T: DeserializeOwned>(&self, headers: &HeaderMap, now_ms: u64) -> Option<Loaded<T>> {

@@ -97,6 +97,7 @@ start_gateway() { # port issuer-port [public-paths]
   SALLYPORT_GATEWAY_BACKEND__LOGIN_URL="http://127.0.0.1:$2/api/login" \
   SALLYPORT_GATEWAY_BACKEND__REFRESH_URL="http://127.0.0.1:$2/api/refresh-token" \
   SALLYPORT_GATEWAY_THREADS=${GATEWAY_THREADS:-1} \
+  SALLYPORT_GATEWAY_ADMIN__ENABLED=false \
   RUST_LOG=warn "$BIN" gateway >"$WORK/gateway-$1.log" 2>&1 &
   PIDS+=($!)
   LAST_PID=$!

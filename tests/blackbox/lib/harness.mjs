@@ -177,6 +177,7 @@ export class Issuer {
  *  /hold/<id>     answers only when the test calls release(id)
  *  /stream/<id>   sends a first chunk at once, the rest after release(id)
  *  /echo-stream   reports the arrival of the request head before the body ends
+ *  /cdn           echo with CDN caching headers (CDN-Cache-Control, Surrogate-Control …)
  *  /always401     401 every time
  *  /reject        401 when the bearer token is in `rejected`, else echo
  *  anything else  200 JSON echo
@@ -259,6 +260,17 @@ export class Upstream {
       await this.waitRelease(id);
       res.end('last-chunk');
       return;
+    } else if (url.startsWith('/cdn')) {
+      // An app that lets CDNs cache its pages (issue 8 item 11).
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'cache-control': 'public, max-age=3600',
+        'cdn-cache-control': 'max-age=3600',
+        'surrogate-control': 'max-age=3600',
+        'cloudflare-cdn-cache-control': 'max-age=3600',
+      });
+      res.end(JSON.stringify({ method: req.method, url, headers: req.headers, body: entry.body }));
+      return;
     } else if (url.startsWith('/always401')) {
       res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' });
       res.end('{"error":"upstream says no"}');
@@ -286,7 +298,9 @@ export class Upstream {
 // ---------------------------------------------------------------- gateway
 
 export class Gateway {
-  constructor({ issuer, upstreamPort, extraToml = '', sessionToml = '', proxyToml = '', secret = SECRET, responseTimeoutMs = 8000, backendBase }) {
+  constructor({ issuer, upstreamPort, extraToml = '', sessionToml = '', proxyToml = '', adminToml = '', publicPaths = ['/public/**'], secret = SECRET, responseTimeoutMs = 8000, backendBase }) {
+    this.adminToml = adminToml;
+    this.publicPaths = publicPaths;
     this.backendBase = backendBase;
     this.responseTimeoutMs = responseTimeoutMs;
     this.issuer = issuer;
@@ -301,10 +315,12 @@ export class Gateway {
 
   async start() {
     this.port = await freePort();
+    // The admin listener: verify, healthz, readyz, metrics (never on the public port).
+    this.adminPort = await freePort();
     const i = this.backendBase || `http://127.0.0.1:${this.issuer.port}`;
     const toml = `listen = "127.0.0.1:${this.port}"
 upstream = "http://127.0.0.1:${this.upstreamPort}"
-public_paths = ["/public/**"]
+public_paths = ${JSON.stringify(this.publicPaths)}
 ${this.extraToml}
 
 [session]
@@ -321,12 +337,16 @@ timeout_ms = 1500
 [proxy]
 response_timeout_ms = ${this.responseTimeoutMs}
 ${this.proxyToml}
+
+[admin]
+listen = "127.0.0.1:${this.adminPort}"
+${this.adminToml}
 `;
     this.configFile = path.join(this.dir, 'gateway.toml');
     fs.writeFileSync(this.configFile, toml);
     const env = { SESSION_SECRET: this.secret, RUST_LOG: process.env.RUST_LOG || 'info' };
     this.child = spawnLogged(['gateway', '--config', this.configFile], env, this.log);
-    await waitHealthy(this.port, this.child, this.log, 'sallyport gateway');
+    await waitHealthy(this.adminPort, this.child, this.log, 'sallyport gateway');
     this.origin = `http://127.0.0.1:${this.port}`;
     return this;
   }
@@ -334,13 +354,18 @@ ${this.proxyToml}
   req(method, p, opts = {}) {
     return request(this.port, method, p, opts);
   }
+
+  /** A request to the admin listener (verify, healthz, readyz, metrics). */
+  admin(method, p, opts = {}) {
+    return request(this.adminPort, method, p, opts);
+  }
 }
 
 /** Starts an issuer, an upstream and a gateway in front of it. */
-export async function startStack({ accessTtl = 900, reuseInterval = 10, sessionToml = '', proxyToml = '', extraToml = '' } = {}) {
+export async function startStack({ accessTtl = 900, reuseInterval = 10, sessionToml = '', proxyToml = '', extraToml = '', adminToml = '' } = {}) {
   const issuer = await new Issuer({ accessTtl, reuseInterval }).start();
   const upstream = await new Upstream().start();
-  const gateway = await new Gateway({ issuer, upstreamPort: upstream.port, sessionToml, proxyToml, extraToml }).start();
+  const gateway = await new Gateway({ issuer, upstreamPort: upstream.port, sessionToml, proxyToml, extraToml, adminToml }).start();
   const stack = { issuer, upstream, gateway };
   stack.stop = async () => {
     // A gateway that died during the file (panic, abort) is a failure in itself.

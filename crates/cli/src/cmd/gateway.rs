@@ -19,6 +19,10 @@ pub struct Args {
     /// Listen address, overriding `listen` from the configuration.
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Admin listener address (`{prefix}/verify`, `/healthz`, `/readyz`, `/metrics`),
+    /// overriding `admin.listen`. Keep it unreachable from browsers.
+    #[arg(long)]
+    pub admin_listen: Option<std::net::SocketAddr>,
     /// Upstream URL, overriding `upstream` from the configuration.
     #[arg(long)]
     pub upstream: Option<String>,
@@ -35,13 +39,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(admin) = args.admin_listen {
+        config.admin.listen = admin;
+    }
     if let Some(upstream) = args.upstream {
         config.upstream = upstream;
     }
     let settings = config.validate()?;
     if args.check {
+        let admin = settings
+            .admin_listen()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
         println!(
-            "configuration OK: listening on {}, routes under {}, cookie {:?}",
+            "configuration OK: listening on {}, admin listener {admin}, routes under {}, cookie {:?}",
             settings.listen(),
             settings.prefix(),
             settings.cookie_name()
@@ -76,8 +86,27 @@ async fn serve(settings: sallyport_gateway::Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen())
         .await
         .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen()))?;
+    let admin = match settings.admin_listen() {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (setting `admin.listen`)"))?,
+        ),
+        None => None,
+    };
     let gateway = sallyport_gateway::Gateway::new(settings).await?;
     tracing::info!(addr = %listener.local_addr()?, "sallyport gateway listening");
-    sallyport_gateway::serve(listener, gateway).await?;
+    if let Some(admin) = &admin {
+        let addr = admin.local_addr()?;
+        tracing::info!(%addr, "admin listener (verify, healthz, readyz, metrics) listening");
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "admin.listen is not a loopback address: its verify route answers with access tokens, \
+                 so make sure browsers cannot reach it (firewall, private network)"
+            );
+        }
+    }
+    sallyport_gateway::serve(listener, admin, gateway).await?;
     Ok(())
 }

@@ -116,7 +116,11 @@ async fn unreachable_backend_keeps_session_and_readyz_fails() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().get("retry-after").is_some());
     assert!(resp.headers().get("set-cookie").is_none());
-    let resp = http.get(format!("{url}/readyz")).send().await.unwrap();
+    let resp = http
+        .get(format!("{}/readyz", admin_of(&url)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     // Logout still logs out locally when revocation cannot reach the backend.
     let resp = http

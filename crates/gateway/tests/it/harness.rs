@@ -303,7 +303,28 @@ pub async fn start_gateway(config: Config) -> (String, Gateway, Arc<OffsetClock>
             .await
             .ok();
     });
-    (format!("http://{addr}"), gateway, clock)
+    // The admin listener (verify, health, metrics), on its own port.
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let g = gateway.clone();
+    tokio::spawn(async move {
+        sallyport_gateway::serve_admin_with_shutdown(admin, g, std::future::pending())
+            .await
+            .ok();
+    });
+    let url = format!("http://{addr}");
+    ADMIN_URLS
+        .lock()
+        .unwrap()
+        .insert(url.clone(), format!("http://{admin_addr}"));
+    (url, gateway, clock)
+}
+
+static ADMIN_URLS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// The admin listener's URL of the gateway serving `url` (started by `start_gateway`).
+pub fn admin_of(url: &str) -> String {
+    ADMIN_URLS.lock().unwrap()[url].clone()
 }
 
 pub fn client() -> reqwest::Client {
@@ -346,6 +367,15 @@ impl Harness {
             .unwrap();
         assert_eq!(resp.status(), 200, "login failed");
         cookie_header(resp.headers()).expect("login sets a cookie")
+    }
+
+    /// GET on the admin listener (verify, health, metrics).
+    pub fn admin_get(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+        let mut r = self.http.get(format!("{}{path}", admin_of(&self.url)));
+        if !cookie.is_empty() {
+            r = r.header("cookie", cookie);
+        }
+        r
     }
 
     pub fn get(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {

@@ -12,4 +12,6 @@ mod flows;
 mod hardening;
 mod proxying;
 mod renewal;
+mod slow_clients;
 mod store;
+mod surface;

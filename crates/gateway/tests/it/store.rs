@@ -90,9 +90,14 @@ async fn logout_on_one_replica_is_refused_on_another() {
         .unwrap();
     assert_eq!(view["isLoggedIn"], false);
     assert_eq!(
-        get(&url2, "/auth/verify", &cookie, "application/json")
-            .await
-            .status(),
+        get(
+            &admin_of(&url2),
+            "/auth/verify",
+            &cookie,
+            "application/json"
+        )
+        .await
+        .status(),
         401
     );
     // On a public path the logged-out session gets no token.
@@ -142,7 +147,7 @@ async fn unreachable_store_keeps_serving_and_the_local_record() {
     assert_eq!(status, 401);
     let metrics = h
         .http
-        .get(format!("{}/metrics", h.url))
+        .get(format!("{}/metrics", admin_of(&h.url)))
         .send()
         .await
         .unwrap()

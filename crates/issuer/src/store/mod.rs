@@ -1,14 +1,19 @@
 //! Storage: one [`Store`] trait, one implementation per backend ([`SqliteStore`],
 //! [`PgStore`]). Both implementations are generated from the single `sql_store!` body
-//! below, so the rotation logic exists once; the backends differ only in how a write
+//! below, so the queries exist once; the backends differ only in how a write
 //! transaction starts (`BEGIN IMMEDIATE` on SQLite) and in the row lock (`FOR UPDATE`
 //! on PostgreSQL), which are macro parameters — no `if is_postgres()` in the logic.
+//!
+//! The rotation rule (rotate, replay, revoke the family, refuse) is not here but in
+//! [`policy`], as pure functions: [`Store::rotate`] loads the rows, asks
+//! [`policy::decide`] and writes what it says.
 //!
 //! The session row is the family lock: rotation, replay and revocation of a family all
 //! lock it first, then re-read the token, so two requests (or two issuer processes)
 //! racing on one refresh token are serialised and the second one sees the first one's
 //! successor.
 
+pub mod policy;
 mod postgres;
 mod sqlite;
 
@@ -16,6 +21,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+pub use policy::Rejection;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -201,31 +207,6 @@ pub struct RotateRequest<'a> {
     pub client_addr: Option<&'a str>,
 }
 
-/// Why a refresh token was refused (all map to `invalid_grant`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// Not a token we issued (or malformed).
-    Unknown,
-    /// Idle-expired, or the session's absolute lifetime is over.
-    Expired,
-    /// The family was revoked (logout, admin, earlier reuse detection).
-    Revoked,
-    /// The account is disabled or gone.
-    UserDisabled,
-}
-
-impl Rejection {
-    /// Label for metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rejection::Unknown => "unknown",
-            Rejection::Expired => "expired",
-            Rejection::Revoked => "revoked",
-            Rejection::UserDisabled => "user_disabled",
-        }
-    }
-}
-
 /// Tokens handed out by a successful refresh.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -311,9 +292,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>>;
 }
 
-/// Maximum chain length followed when replaying (a retry of a token whose successor
-/// was itself already rotated inside the interval).
-const MAX_REPLAY_CHAIN: usize = 32;
+/// A user by id (`$1`).
+const USER_BY_ID: &str = "SELECT id, username, name, roles, password_hash, disabled_at, created_at, updated_at \
+                          FROM users WHERE id = $1";
+
+/// The presented token (`$1` = its hash).
+const TOKEN_BY_HASH: &str = "SELECT token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box \
+                             FROM refresh_tokens WHERE token_hash = $1";
+
+/// A family's tokens after a generation, in order (`$1` session, `$2` generation,
+/// `$3` limit): what a replay may need.
+const LATER_TOKENS: &str = "SELECT token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box \
+                            FROM refresh_tokens WHERE session_id = $1 AND generation > $2 ORDER BY generation LIMIT $3";
 
 fn map_unique(err: sqlx::Error, username: &str) -> Error {
     match &err {
@@ -368,12 +358,10 @@ macro_rules! sql_store {
             }
 
             async fn user_by_id(&self, id: &str) -> $crate::error::Result<Option<$crate::store::UserRecord>> {
-                Ok(sqlx::query_as::<$db, $crate::store::UserRecord>(
-                    "SELECT id, username, name, roles, password_hash, disabled_at, created_at, updated_at FROM users WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
+                Ok(sqlx::query_as::<$db, $crate::store::UserRecord>($crate::store::USER_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
 
             async fn list_users(&self) -> $crate::error::Result<Vec<$crate::store::UserRecord>> {
@@ -452,197 +440,68 @@ macro_rules! sql_store {
                 .bind(&s.client_addr)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query::<$db>(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&t.token_hash)
-                .bind(&t.session_id)
-                .bind(t.generation)
-                .bind(t.created_at)
-                .bind(t.expires_at)
-                .bind(t.used_at)
-                .bind(&t.successor_hash)
-                .bind(&t.successor_box)
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_token(&mut *tx, t).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
             async fn rotate(&self, req: $crate::store::RotateRequest<'_>) -> $crate::error::Result<$crate::store::RotateOutcome> {
-                use $crate::store::{Grant, Rejection, RotateOutcome, SessionRecord, TokenRecord, UserRecord};
-                const TOKEN_SQL: &str = "SELECT token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box \
-                                         FROM refresh_tokens WHERE token_hash = $1";
-                let now = req.now_ms;
+                use $crate::store::policy::{self, Decision, Found, Rules};
+                use $crate::store::{RotateOutcome, SessionRecord, TokenRecord, UserRecord};
                 let hash = req.presented.hash();
                 let mut tx = self.begin_write().await?;
-                let Some(token) = sqlx::query_as::<$db, TokenRecord>(TOKEN_SQL)
+                // Load: the token, its family under the lock, the token again (a
+                // concurrent rotation that committed while we waited is now visible),
+                // the owner.
+                let found = sqlx::query_as::<$db, TokenRecord>($crate::store::TOKEN_BY_HASH)
                     .bind(&hash)
                     .fetch_optional(&mut *tx)
-                    .await?
-                else {
-                    return Ok(RotateOutcome::Rejected(Rejection::Unknown));
-                };
-                // Lock the family, then re-read the token: a concurrent rotation that
-                // committed while we waited is now visible.
-                let Some(session) = sqlx::query_as::<$db, SessionRecord>(concat!(
-                    "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
-                     FROM sessions WHERE id = $1",
-                    $lock
-                ))
-                .bind(&token.session_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                else {
-                    return Ok(RotateOutcome::Rejected(Rejection::Unknown));
-                };
-                let token = sqlx::query_as::<$db, TokenRecord>(TOKEN_SQL)
-                    .bind(&hash)
-                    .fetch_one(&mut *tx)
                     .await?;
-                if session.revoked_at.is_some() {
-                    return Ok(RotateOutcome::Rejected(Rejection::Revoked));
-                }
-                let user = sqlx::query_as::<$db, UserRecord>(
-                    "SELECT id, username, name, roles, password_hash, disabled_at, created_at, updated_at FROM users WHERE id = $1",
-                )
-                .bind(&session.user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-                    return Ok(RotateOutcome::Rejected(Rejection::UserDisabled));
+                let session = match &found {
+                    Some(t) => sqlx::query_as::<$db, SessionRecord>(concat!(
+                        "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
+                         FROM sessions WHERE id = $1",
+                        $lock
+                    ))
+                    .bind(&t.session_id)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                    None => None,
                 };
-                if session.expires_at <= now {
-                    return Ok(RotateOutcome::Rejected(Rejection::Expired));
-                }
-
-                if let Some(used_at) = token.used_at {
-                    if now.saturating_sub(used_at) < req.reuse_interval_ms {
-                        // Retry or concurrent tab: answer with the family's current tokens.
-                        let mut secret = req.presented.clone();
-                        let mut row = token;
-                        for _ in 0..$crate::store::MAX_REPLAY_CHAIN {
-                            let (Some(next_hash), Some(sealed)) = (&row.successor_hash, &row.successor_box) else {
-                                break;
-                            };
-                            let Some(mut next) = $crate::token::open_successor(&secret, sealed, next_hash) else {
-                                break;
-                            };
-                            let Some(next_row) = sqlx::query_as::<$db, TokenRecord>(TOKEN_SQL)
-                                .bind(next_hash)
-                                .fetch_optional(&mut *tx)
-                                .await?
-                            else {
-                                break;
-                            };
-                            if next_row.used_at.is_none() {
-                                if next_row.expires_at <= now {
-                                    return Ok(RotateOutcome::Rejected(Rejection::Expired));
-                                }
-                                if next.access_expires_at_ms <= now {
-                                    let (jwt, exp) = (req.mint)(&user, &session, now)?;
-                                    next.access_token = jwt;
-                                    next.access_expires_at_ms = exp;
-                                }
-                                tx.commit().await?;
-                                return Ok(RotateOutcome::Granted(Grant {
-                                    successor: next,
-                                    refresh_expires_at_ms: next_row.expires_at,
-                                    session_id: session.id,
-                                    user_id: user.id,
-                                    replayed: true,
-                                }));
-                            }
-                            secret = next.secret;
-                            row = next_row;
-                        }
-                        return Err($crate::error::Error::Corrupt(format!(
-                            "refresh-token chain of session {} is broken",
-                            session.id
-                        )));
+                let token = match &session {
+                    Some(_) => Some(
+                        sqlx::query_as::<$db, TokenRecord>($crate::store::TOKEN_BY_HASH)
+                            .bind(&hash)
+                            .fetch_one(&mut *tx)
+                            .await?,
+                    ),
+                    None => found,
+                };
+                let user = match &session {
+                    Some(s) => sqlx::query_as::<$db, UserRecord>($crate::store::USER_BY_ID)
+                        .bind(&s.user_id)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                    None => None,
+                };
+                // Decide.
+                let found = Found { token: token.as_ref(), session: session.as_ref(), user: user.as_ref() };
+                let rules = Rules { reuse_interval_ms: req.reuse_interval_ms, idle_ttl_ms: req.idle_ttl_ms };
+                let decision = policy::decide(found, req.now_ms, rules);
+                // Apply. A refusal writes nothing: dropping `tx` rolls back.
+                match (decision, token, session, user) {
+                    (Decision::Refuse(reason), ..) => Ok(RotateOutcome::Rejected(reason)),
+                    (Decision::Rotate { generation, refresh_expires_at_ms }, Some(_), Some(session), Some(user)) => {
+                        Self::apply_rotation(tx, req, session, user, generation, refresh_expires_at_ms).await
                     }
-                    // Reuse after the interval: RFC 9700 says revoke the whole family.
-                    sqlx::query::<$db>(
-                        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-                    )
-                    .bind(now)
-                    .bind("refresh_token_reuse")
-                    .bind(&session.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let event = $crate::store::AuditEvent {
-                        user_id: Some(user.id.clone()),
-                        username: Some(user.username.clone()),
-                        session_id: Some(session.id.clone()),
-                        client_addr: req.client_addr.map(str::to_owned),
-                        detail: Some(format!(
-                            "generation {} reused {} ms after its rotation",
-                            token.generation,
-                            now.saturating_sub(used_at)
-                        )),
-                        ..$crate::store::AuditEvent::new("refresh_reuse_detected", now)
-                    };
-                    Self::insert_audit(&mut *tx, &event).await?;
-                    tx.commit().await?;
-                    return Ok(RotateOutcome::ReuseDetected {
-                        session_id: session.id,
-                        user_id: user.id,
-                    });
+                    (Decision::Replay, Some(token), Some(session), Some(user)) => {
+                        Self::apply_replay(tx, &req, &token, session, user).await
+                    }
+                    (Decision::RevokeFamily { generation, reused_after_ms }, Some(_), Some(session), Some(user)) => {
+                        Self::apply_reuse(tx, &req, session, user, generation, reused_after_ms).await
+                    }
+                    _ => Err($crate::error::Error::Corrupt("rotation policy acted on a missing row".into())),
                 }
-
-                if token.expires_at <= now {
-                    return Ok(RotateOutcome::Rejected(Rejection::Expired));
-                }
-                let (access_token, access_exp) = (req.mint)(&user, &session, now)?;
-                let successor = $crate::token::Successor {
-                    secret: req.fresh,
-                    access_expires_at_ms: access_exp,
-                    access_token,
-                };
-                let next_hash = successor.secret.hash();
-                let sealed = $crate::token::seal_successor(req.presented, &successor);
-                let refresh_expires_at = now.saturating_add(req.idle_ttl_ms).min(session.expires_at);
-                let generation = token.generation.saturating_add(1);
-                let updated = sqlx::query::<$db>(
-                    "UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, successor_box = $3 \
-                     WHERE token_hash = $4 AND used_at IS NULL",
-                )
-                .bind(now)
-                .bind(&next_hash)
-                .bind(&sealed)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() != 1 {
-                    // Unreachable while the session lock is held; refuse rather than fork.
-                    return Err($crate::error::Error::Corrupt("refresh token changed under the session lock".into()));
-                }
-                sqlx::query::<$db>(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box) \
-                     VALUES ($1, $2, $3, $4, $5, NULL, NULL, NULL)",
-                )
-                .bind(&next_hash)
-                .bind(&session.id)
-                .bind(generation)
-                .bind(now)
-                .bind(refresh_expires_at)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query::<$db>("UPDATE sessions SET last_used_at = $1, generation = $2 WHERE id = $3")
-                    .bind(now)
-                    .bind(generation)
-                    .bind(&session.id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(RotateOutcome::Granted(Grant {
-                    successor,
-                    refresh_expires_at_ms: refresh_expires_at,
-                    session_id: session.id,
-                    user_id: user.id,
-                    replayed: false,
-                }))
             }
 
             async fn revoke_by_token(&self, token_hash: &str, now_ms: i64, reason: &str) -> $crate::error::Result<Option<$crate::store::SessionRecord>> {
@@ -656,14 +515,7 @@ macro_rules! sql_store {
                 let Some(session_id) = session_id else {
                     return Ok(None);
                 };
-                sqlx::query::<$db>(
-                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-                )
-                .bind(now_ms)
-                .bind(reason)
-                .bind(&session_id)
-                .execute(&mut *tx)
-                .await?;
+                Self::mark_revoked(&mut *tx, &session_id, now_ms, reason).await?;
                 let session = sqlx::query_as::<$db, $crate::store::SessionRecord>(
                     "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
                      FROM sessions WHERE id = $1",
@@ -676,15 +528,8 @@ macro_rules! sql_store {
             }
 
             async fn revoke_session(&self, session_id: &str, now_ms: i64, reason: &str) -> $crate::error::Result<bool> {
-                let r = sqlx::query::<$db>(
-                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-                )
-                .bind(now_ms)
-                .bind(reason)
-                .bind(session_id)
-                .execute(&self.pool)
-                .await?;
-                Ok(r.rows_affected() > 0)
+                let mut conn = self.pool.acquire().await?;
+                Self::mark_revoked(&mut *conn, session_id, now_ms, reason).await
             }
 
             async fn revoke_user_sessions(&self, user_id: &str, now_ms: i64, reason: &str) -> $crate::error::Result<u64> {
@@ -725,6 +570,168 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// Writes a [`Decision::Rotate`](crate::store::policy::Decision::Rotate):
+            /// signs the access token, marks the presented token used (sealing the
+            /// answer under it for replays), inserts the successor, bumps the session.
+            async fn apply_rotation(
+                mut tx: sqlx::Transaction<'static, $db>,
+                req: $crate::store::RotateRequest<'_>,
+                session: $crate::store::SessionRecord,
+                user: $crate::store::UserRecord,
+                generation: i64,
+                refresh_expires_at_ms: i64,
+            ) -> $crate::error::Result<$crate::store::RotateOutcome> {
+                let now = req.now_ms;
+                let (access_token, access_expires_at_ms) = (req.mint)(&user, &session, now)?;
+                let successor = $crate::token::Successor { secret: req.fresh, access_expires_at_ms, access_token };
+                let next = $crate::store::TokenRecord {
+                    token_hash: successor.secret.hash(),
+                    session_id: session.id.clone(),
+                    generation,
+                    created_at: now,
+                    expires_at: refresh_expires_at_ms,
+                    used_at: None,
+                    successor_hash: None,
+                    successor_box: None,
+                };
+                let updated = sqlx::query::<$db>(
+                    "UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, successor_box = $3 \
+                     WHERE token_hash = $4 AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(&next.token_hash)
+                .bind($crate::token::seal_successor(req.presented, &successor))
+                .bind(req.presented.hash())
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    // Unreachable while the session lock is held; refuse rather than fork.
+                    return Err($crate::error::Error::Corrupt("refresh token changed under the session lock".into()));
+                }
+                Self::insert_token(&mut *tx, &next).await?;
+                sqlx::query::<$db>("UPDATE sessions SET last_used_at = $1, generation = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind(generation)
+                    .bind(&session.id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok($crate::store::RotateOutcome::Granted($crate::store::Grant {
+                    successor,
+                    refresh_expires_at_ms,
+                    session_id: session.id,
+                    user_id: user.id,
+                    replayed: false,
+                }))
+            }
+
+            /// Answers a [`Decision::Replay`](crate::store::policy::Decision::Replay):
+            /// loads the family's later tokens and lets
+            /// [`policy::replay`](crate::store::policy::replay) find the answer; writes nothing.
+            async fn apply_replay(
+                mut tx: sqlx::Transaction<'static, $db>,
+                req: &$crate::store::RotateRequest<'_>,
+                token: &$crate::store::TokenRecord,
+                session: $crate::store::SessionRecord,
+                user: $crate::store::UserRecord,
+            ) -> $crate::error::Result<$crate::store::RotateOutcome> {
+                use $crate::store::policy::{self, Replay};
+                let later = sqlx::query_as::<$db, $crate::store::TokenRecord>($crate::store::LATER_TOKENS)
+                    .bind(&session.id)
+                    .bind(token.generation)
+                    .bind(policy::MAX_REPLAY_CHAIN as i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                match policy::replay(req.presented, token, &later, req.now_ms) {
+                    Replay::Answer { mut successor, refresh_expires_at_ms, reissue_access } => {
+                        if reissue_access {
+                            let (jwt, exp) = (req.mint)(&user, &session, req.now_ms)?;
+                            successor.access_token = jwt;
+                            successor.access_expires_at_ms = exp;
+                        }
+                        tx.commit().await?;
+                        Ok($crate::store::RotateOutcome::Granted($crate::store::Grant {
+                            successor,
+                            refresh_expires_at_ms,
+                            session_id: session.id,
+                            user_id: user.id,
+                            replayed: true,
+                        }))
+                    }
+                    Replay::Refuse(reason) => Ok($crate::store::RotateOutcome::Rejected(reason)),
+                    Replay::Broken => Err($crate::error::Error::Corrupt(format!(
+                        "refresh-token chain of session {} is broken",
+                        session.id
+                    ))),
+                }
+            }
+
+            /// Writes a [`Decision::RevokeFamily`](crate::store::policy::Decision::RevokeFamily):
+            /// revokes the session and audits the reuse.
+            async fn apply_reuse(
+                mut tx: sqlx::Transaction<'static, $db>,
+                req: &$crate::store::RotateRequest<'_>,
+                session: $crate::store::SessionRecord,
+                user: $crate::store::UserRecord,
+                generation: i64,
+                reused_after_ms: i64,
+            ) -> $crate::error::Result<$crate::store::RotateOutcome> {
+                Self::mark_revoked(&mut *tx, &session.id, req.now_ms, "refresh_token_reuse").await?;
+                let event = $crate::store::AuditEvent {
+                    user_id: Some(user.id.clone()),
+                    username: Some(user.username),
+                    session_id: Some(session.id.clone()),
+                    client_addr: req.client_addr.map(str::to_owned),
+                    detail: Some(format!("generation {generation} reused {reused_after_ms} ms after its rotation")),
+                    ..$crate::store::AuditEvent::new("refresh_reuse_detected", req.now_ms)
+                };
+                Self::insert_audit(&mut *tx, &event).await?;
+                tx.commit().await?;
+                Ok($crate::store::RotateOutcome::ReuseDetected {
+                    session_id: session.id,
+                    user_id: user.id,
+                })
+            }
+
+            async fn insert_token(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                t: &$crate::store::TokenRecord,
+            ) -> $crate::error::Result<()> {
+                sqlx::query::<$db>(
+                    "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&t.token_hash)
+                .bind(&t.session_id)
+                .bind(t.generation)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .bind(t.used_at)
+                .bind(&t.successor_hash)
+                .bind(&t.successor_box)
+                .execute(conn)
+                .await?;
+                Ok(())
+            }
+
+            /// Revokes a session unless it already is; returns whether it changed.
+            async fn mark_revoked(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                session_id: &str,
+                now_ms: i64,
+                reason: &str,
+            ) -> $crate::error::Result<bool> {
+                let r = sqlx::query::<$db>(
+                    "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(reason)
+                .bind(session_id)
+                .execute(conn)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
             async fn insert_audit(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 e: &$crate::store::AuditEvent,

@@ -526,3 +526,27 @@ fn a_percent_encoded_cookie_value_still_reads() {
     );
     assert_eq!(codec.read::<Big>(&headers, T0).unwrap().value, big(3));
 }
+
+#[test]
+fn session_cookie_names_for_proxies_to_strip() {
+    let codec = codec(true);
+    for yes in [
+        &b"sallyport"[..],
+        b"sallyport.0",
+        b"sallyport.3",
+        b"sallyport.12",
+    ] {
+        assert!(codec.is_session_cookie_name(yes), "{yes:?}");
+    }
+    for no in [
+        &b"sallyport."[..],
+        b"sallyport.x",
+        b"sallyportx",
+        b"sallyport.0x",
+        b"other",
+        b"",
+        b"sallypor\xff",
+    ] {
+        assert!(!codec.is_session_cookie_name(no), "{no:?}");
+    }
+}

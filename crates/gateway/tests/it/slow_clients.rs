@@ -1,0 +1,228 @@
+//! Issue 8 item 10: slow clients and floods. A request body that stops arriving (or
+//! trickles) ends with 408 — at the login form and on a proxied upload alike — an
+//! upstream that stalls mid-body does not hold the client, and the connection cap
+//! refuses connections past it. Short limits, long bounds: nothing asserts speed.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::Harness;
+
+/// Far beyond every limit set here, far below "for ever" (and below the 60 s upstream
+/// response timeout that used to be the only bound on a proxied upload).
+const BOUND: Duration = Duration::from_secs(30);
+
+fn addr(h: &Harness) -> String {
+    h.url.trim_start_matches("http://").to_string()
+}
+
+/// Sends `head` and `first` body bytes, then `every` (if any) one more byte at that
+/// pace; returns what the gateway answers before it closes the connection.
+async fn trickle(h: &Harness, head: &str, first: &[u8], every: Option<Duration>) -> String {
+    let s = TcpStream::connect(addr(h)).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    w.write_all(head.as_bytes()).await.unwrap();
+    w.write_all(first).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let Some(every) = every else {
+            // Keep the write half open without sending anything.
+            std::future::pending::<()>().await;
+            return;
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            if w.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(BOUND, r.read_to_end(&mut buf)).await;
+    writer.abort();
+    assert!(read.is_ok(), "the slow body held the connection open");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn limits(c: &mut sallyport_gateway::Config) {
+    c.server.body_idle_timeout_ms = 300;
+    c.server.header_read_timeout_ms = Some(20_000);
+    // The default: the wait for upstream must not be what ends the request.
+    c.proxy.response_timeout_ms = 60_000;
+}
+
+fn login_head(len: usize) -> String {
+    format!(
+        "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn issue8_a_stalled_login_body_gets_408() {
+    let h = Harness::start_with(0, limits).await;
+    let out = trickle(&h, &login_head(200), br#"{"username":"#, None).await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains(r#""error":"timeout""#), "{out}");
+}
+
+/// One byte every 100 ms beats a 300 ms idle timeout but not the minimum rate.
+#[tokio::test]
+async fn issue8_a_trickled_login_body_gets_408() {
+    let h = Harness::start_with(0, limits).await;
+    let out = trickle(
+        &h,
+        &login_head(100_000),
+        br#"{"username":"#,
+        Some(Duration::from_millis(100)),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+}
+
+/// A streamed upload to upstream (public path, anonymous) is aborted, and the client
+/// gets 408 rather than waiting for upstream's response timeout.
+#[tokio::test]
+async fn issue8_a_stalled_upload_to_a_proxied_path_gets_408() {
+    let h = Harness::start_with(0, limits).await;
+    let head = "POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n";
+    let out = trickle(&h, head, &[b'x'; 1000], None).await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+}
+
+#[tokio::test]
+async fn issue8_a_trickled_upload_to_a_proxied_path_gets_408() {
+    let h = Harness::start_with(0, limits).await;
+    let head = "POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n";
+    let out = trickle(&h, head, b"x", Some(Duration::from_millis(100))).await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+}
+
+/// A login body that arrives promptly still logs in under these short limits.
+#[tokio::test]
+async fn a_prompt_login_is_unaffected() {
+    let h = Harness::start_with(0, limits).await;
+    h.login().await;
+}
+
+/// Upstream sends part of its body and stalls: the gateway gives up after the proxy's
+/// response timeout instead of holding the client for ever.
+#[tokio::test]
+async fn issue8_an_upstream_stalling_mid_body_is_cut_off() {
+    let h = Harness::start_with(0, |c| {
+        c.public_paths.push("/download".into());
+        c.proxy.response_timeout_ms = 500;
+    })
+    .await;
+    let resp = h
+        .http
+        .get(format!("{}/download", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(BOUND, resp.bytes()).await;
+    let Ok(body) = body else {
+        panic!("the stalled upstream body held the client");
+    };
+    assert!(body.is_err(), "a truncated body must not look complete");
+}
+
+/// Sends `GET /healthz` on a keep-alive connection; whether a 200 came back.
+async fn served(s: &mut TcpStream) -> bool {
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let answered = tokio::time::timeout(BOUND, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        return true;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "neither answered nor closed");
+    answered.unwrap_or(false) && got.starts_with(b"HTTP/1.1 200")
+}
+
+/// `server.max_connections`: connections past it are closed, the open ones still served.
+#[tokio::test]
+async fn issue8_connections_past_the_cap_are_refused() {
+    let h = Harness::start_with(0, |c| c.server.max_connections = 2).await;
+    let mut a = TcpStream::connect(addr(&h)).await.unwrap();
+    let mut b = TcpStream::connect(addr(&h)).await.unwrap();
+    assert!(served(&mut a).await);
+    assert!(served(&mut b).await);
+    let mut extra = TcpStream::connect(addr(&h)).await.unwrap();
+    assert!(!served(&mut extra).await, "served past the cap");
+    assert!(served(&mut a).await);
+    drop(a);
+    for _ in 0..100 {
+        let mut again = TcpStream::connect(addr(&h)).await.unwrap();
+        if served(&mut again).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no connection served after one closed");
+}
+
+/// A client that asks for a large proxied response and never reads it is disconnected
+/// after `server.send_timeout_ms` of stalled writes (and the upstream request with it):
+/// what it finally reads is cut short.
+#[tokio::test]
+async fn issue8_a_client_that_never_reads_is_disconnected() {
+    const BIG: usize = 64 * 1024 * 1024;
+    let big = axum::Router::new().fallback(|| async {
+        let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+        let chunks = (0..BIG / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, big).await.ok() });
+    let backend = crate::harness::start_backend(0).await;
+    let mut c = crate::harness::config(&backend, &upstream);
+    c.public_paths.push("/big".into());
+    c.server.send_timeout_ms = 300;
+    let (url, _gateway, _clock) = crate::harness::start_gateway(c).await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut s = socket
+        .connect(url.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading: the gateway's writes to us stall.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 256 * 1024];
+    let read = tokio::time::timeout(BOUND, async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection was left open");
+    assert!(
+        received < BIG,
+        "the whole response arrived ({received} bytes): the stalled connection was kept"
+    );
+}
