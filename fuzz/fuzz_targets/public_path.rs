@@ -1,6 +1,6 @@
 //! Fuzzes request-path canonicalization (`sallyport_gateway::canonical_path`) and the
-//! public-path decision built on it (globs compiled as the gateway compiles
-//! `public_paths`: `globset` with `literal_separator`).
+//! gateway's public-path decision (`sallyport_gateway::public_path`, with globs compiled
+//! as the gateway compiles `public_paths`: `globset` with `literal_separator`).
 //!
 //! Input: a request path (without query).
 //!
@@ -10,11 +10,10 @@
 //!
 //! Checked, for any input: nothing panics; an accepted path has none of the shapes that
 //! upstream servers read differently (dot-segments, also behind `;` parameters or
-//! encodings; encoded slashes or backslashes; a leading `//`; control characters); and a
-//! path judged public is public under every common reading by upstream servers — raw,
-//! with `;` parameters removed per segment (Tomcat, Jetty, Spring), and percent-decoded
-//! once (issue 8, item 3). `decision` below mirrors the gateway's middleware
-//! (`forward.rs`): keep it in step when that changes.
+//! encodings; encoded slashes or backslashes; a leading `//`; control characters); the
+//! decision refuses exactly what `canonical_path` refuses; and a path judged public is
+//! public under every common reading by upstream servers — raw, with `;` parameters
+//! removed per segment (Tomcat, Jetty, Spring), and percent-decoded once (issue 8, item 3).
 
 #![no_main]
 
@@ -22,7 +21,7 @@ use std::sync::LazyLock;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use libfuzzer_sys::fuzz_target;
-use sallyport_gateway::canonical_path;
+use sallyport_gateway::{canonical_path, public_path};
 
 /// Typical `public_paths`: assets by directory and by extension, single files.
 const PUBLIC: &[&str] = &[
@@ -46,11 +45,6 @@ static SET: LazyLock<GlobSet> = LazyLock::new(|| {
     }
     b.build().expect("static globs")
 });
-
-/// The gateway's decision: `None` = refused (400), `Some(public?)` otherwise.
-fn decision(path: &str) -> Option<bool> {
-    canonical_path(path).map(|p| SET.is_match(&*p))
-}
 
 /// `;`-parameters removed from every segment, as servlet containers read a path.
 fn without_params(path: &str) -> String {
@@ -82,6 +76,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let Some(checked) = canonical_path(path) else {
+        assert_eq!(
+            public_path(path, &SET),
+            None,
+            "{path:?}: refused, yet decided"
+        );
         return;
     };
     // What the gateway decides on, and the raw path upstream receives, are both plain.
@@ -96,7 +95,12 @@ fuzz_target!(|data: &[u8]| {
         "accepted an encoded slash: {path:?}"
     );
 
-    if decision(path) == Some(true) && std::env::var_os("FUZZ_SKIP_READINGS").is_none() {
+    let decision = public_path(path, &SET);
+    assert!(
+        decision.is_some(),
+        "{path:?}: canonical_path accepts it, public_path refuses it"
+    );
+    if decision == Some(true) {
         for reading in [
             path.to_owned(),
             without_params(path),
