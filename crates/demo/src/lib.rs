@@ -248,6 +248,12 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
         issuer: issuer_url.clone(),
         audience: AUDIENCE.to_owned(),
         access_token_ttl_secs: ttl_secs,
+        // The gateway calls the issuer over loopback and names the client in
+        // X-Forwarded-For: trust it there, so login limits key on the browser's address.
+        http: sallyport_issuer::config::HttpConfig {
+            trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            ..sallyport_issuer::config::HttpConfig::default()
+        },
         ..sallyport_issuer::Config::default()
     };
     let issuer = sallyport_issuer::Issuer::open(issuer_config).await?;
@@ -388,7 +394,8 @@ fn prepare_data_dir(dir: &Path) -> Result<PathBuf, Error> {
         path: dir.to_owned(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    // 0700: it holds the session secret, the demo password and the issuer's database.
+    sallyport_issuer::files::create_private_dir(dir).map_err(io)?;
     // Absolute, so the printed database URL works from any directory.
     std::fs::canonicalize(dir).map_err(io)
 }

@@ -4,6 +4,7 @@
 //! backend that is down, slow (every call is bounded by `backend.timeout_ms`) or failing
 //! with 5xx yields [`BackendError::Unavailable`], and the session is kept.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -63,12 +64,31 @@ impl Backend {
         self.settings.timeout
     }
 
-    /// Exchanges credentials for tokens.
+    /// Tells the backend which client the call is for (`backend.client_address_header`),
+    /// so its login limits key on the client rather than on the gateway. The value is
+    /// the TCP peer the gateway saw, set (not appended): whatever the client sent in
+    /// that header is not forwarded to the backend.
+    fn for_client(
+        &self,
+        req: reqwest::RequestBuilder,
+        client: Option<IpAddr>,
+    ) -> reqwest::RequestBuilder {
+        match client {
+            Some(ip) => req.header(
+                self.settings.client_address_header.clone(),
+                ip.to_canonical().to_string(),
+            ),
+            None => req,
+        }
+    }
+
+    /// Exchanges credentials for tokens on behalf of `client`.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         now_s: u64,
+        client: Option<IpAddr>,
     ) -> Result<Tokens, BackendError> {
         let req = match self.settings.kind {
             BackendKind::Json => {
@@ -90,7 +110,11 @@ impl Backend {
                 self.oauth_request(&self.settings.login_url, form)
             }
         };
-        let resp = req.send().await.map_err(unavailable)?;
+        let resp = self
+            .for_client(req, client)
+            .send()
+            .await
+            .map_err(unavailable)?;
         let status = resp.status();
         if status.is_success() {
             return self.tokens(resp, None, now_s).await;
@@ -110,6 +134,16 @@ impl Backend {
 
     /// Redeems a refresh token. A backend that sends no new refresh token keeps the old one.
     pub async fn refresh(&self, refresh_token: &str, now_s: u64) -> Result<Tokens, BackendError> {
+        self.refresh_for(refresh_token, now_s, None).await
+    }
+
+    /// [`Backend::refresh`] on behalf of `client` (sent in `backend.client_address_header`).
+    pub async fn refresh_for(
+        &self,
+        refresh_token: &str,
+        now_s: u64,
+        client: Option<IpAddr>,
+    ) -> Result<Tokens, BackendError> {
         let req = match self.settings.kind {
             BackendKind::Json => {
                 let mut body = Map::new();
@@ -127,7 +161,11 @@ impl Backend {
                 ],
             ),
         };
-        let resp = req.send().await.map_err(unavailable)?;
+        let resp = self
+            .for_client(req, client)
+            .send()
+            .await
+            .map_err(unavailable)?;
         let status = resp.status();
         if status.is_success() {
             return self.tokens(resp, Some(refresh_token), now_s).await;
@@ -148,7 +186,11 @@ impl Backend {
 
     /// Revokes the session at the backend (json: logout URL; oauth2: RFC 7009).
     /// Best effort: the caller bounds it in time and logs a failure.
-    pub async fn revoke(&self, refresh_token: &str) -> Result<(), BackendError> {
+    pub async fn revoke(
+        &self,
+        refresh_token: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(), BackendError> {
         let Some(url) = &self.settings.logout_url else {
             return Ok(());
         };
@@ -169,7 +211,11 @@ impl Backend {
                 ],
             ),
         };
-        let resp = req.send().await.map_err(unavailable)?;
+        let resp = self
+            .for_client(req, client)
+            .send()
+            .await
+            .map_err(unavailable)?;
         if resp.status().is_success() {
             Ok(())
         } else {

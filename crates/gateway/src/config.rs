@@ -194,6 +194,11 @@ pub struct BackendSection {
     pub jwt_issuer: Option<String>,
     /// Expected `aud` when verifying.
     pub jwt_audience: Option<String>,
+    /// Header carrying the client's IP address (the TCP peer the gateway sees) on
+    /// login, refresh and logout calls, so the backend's login limits key on the real
+    /// client instead of the gateway (default `X-Forwarded-For`; the backend must trust
+    /// the gateway's address for it).
+    pub client_address_header: String,
 }
 
 /// Field names of the json adapter.
@@ -318,6 +323,7 @@ impl Default for BackendSection {
             jwks_url: None,
             jwt_issuer: None,
             jwt_audience: None,
+            client_address_header: "X-Forwarded-For".into(),
         }
     }
 }
@@ -498,6 +504,7 @@ pub(crate) struct BackendSettings {
     pub(crate) jwks_url: Option<String>,
     pub(crate) jwt_issuer: Option<String>,
     pub(crate) jwt_audience: Option<String>,
+    pub(crate) client_address_header: http::HeaderName,
 }
 
 impl Settings {
@@ -973,7 +980,15 @@ fn backend_settings(b: &BackendSection) -> Result<BackendSettings, Error> {
             ));
         }
     }
+    let client_address_header = http::HeaderName::try_from(b.client_address_header.as_str())
+        .map_err(|_| {
+            Error::config(
+                "backend.client_address_header",
+                format!("{:?} is not a header name", b.client_address_header),
+            )
+        })?;
     Ok(BackendSettings {
+        client_address_header,
         kind,
         login_url,
         refresh_url,
@@ -1124,6 +1139,13 @@ mod tests {
         c.proxy.drop_request_headers = vec!["x-user".into(), "x-tenant-*".into()];
         c.proxy.allowed_upgrades = vec!["WebSocket".into()];
         assert_eq!(c.validate().unwrap().allowed_upgrades, ["websocket"]);
+    }
+
+    #[test]
+    fn bad_client_address_header_is_refused() {
+        let mut c = base();
+        c.backend.client_address_header = "X Forwarded For".into();
+        assert_eq!(setting_of(c.validate()), "backend.client_address_header");
     }
 
     #[test]

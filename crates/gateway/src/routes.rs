@@ -2,7 +2,10 @@
 //! health, readiness and metrics.
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
@@ -110,10 +113,16 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The client's address as the gateway sees it (the TCP peer), for the backend.
+fn peer_ip(conn: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
+    conn.map(|c| c.0.ip())
+}
+
 /// `POST {prefix}/login`
 pub(crate) async fn login_submit(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     let inner = &*gw.inner;
     let headers = req.headers().clone();
+    let client = peer_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
     // Login CSRF: a cross-site form must not log the victim into the attacker's account.
     if guard::is_cross_site(&headers, inner.expected_origin()) {
         return inner.forbidden_cross_site();
@@ -174,7 +183,7 @@ pub(crate) async fn login_submit(State(gw): State<Gateway>, req: Request<Body>) 
     let now_ms = inner.clock.now_ms();
     match inner
         .backend
-        .login(username, &input.password, now_ms / 1000)
+        .login(username, &input.password, now_ms / 1000, client)
         .await
     {
         Ok(tokens) => {
@@ -255,8 +264,13 @@ fn code_label(code: &str) -> &'static str {
 }
 
 /// `POST {prefix}/logout`
-pub(crate) async fn logout(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(
+    State(gw): State<Gateway>,
+    conn: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
     let inner = &*gw.inner;
+    let client = peer_ip(conn.as_ref().map(|c| &c.0));
     if guard::is_cross_site(&headers, inner.expected_origin()) {
         return inner.forbidden_cross_site();
     }
@@ -275,7 +289,7 @@ pub(crate) async fn logout(State(gw): State<Gateway>, headers: HeaderMap) -> Res
             let bound = backend.timeout();
             // Best effort and bounded: a slow backend must not keep the user signed in.
             let task = tokio::spawn(async move {
-                let outcome = tokio::time::timeout(bound, backend.revoke(&rt)).await;
+                let outcome = tokio::time::timeout(bound, backend.revoke(&rt, client)).await;
                 match outcome {
                     Ok(Ok(())) => metrics.logout("ok"),
                     Ok(Err(e)) => {

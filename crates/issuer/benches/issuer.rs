@@ -1,5 +1,8 @@
-//! Criterion benchmarks: access-token signing (ES256, EdDSA) and one refresh rotation
-//! (the whole transaction on SQLite, in-process, no HTTP).
+//! Criterion benchmarks: access-token signing (ES256, EdDSA), access-token verification
+//! the way `/api/me` does it (`sallyport-jwt`'s verifier built by
+//! `sallyport_issuer::access_token_verifier`: first sight of a token, and the same token
+//! again from its cache) and one refresh rotation (the whole transaction on SQLite,
+//! in-process, no HTTP).
 //!
 //! `cargo bench -p sallyport-issuer --bench issuer`
 
@@ -8,6 +11,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sallyport_issuer::config::SigningAlgorithm;
 use sallyport_issuer::keys::{self, KeyRing};
+
 use sallyport_issuer::store::{SessionRecord, UserRecord};
 use sallyport_issuer::{Config, Issuer, RequestContext};
 
@@ -62,9 +66,48 @@ fn signing(c: &mut Criterion) {
         let Ok(token) = ring.sign(&claims) else {
             return;
         };
+        // Exactly the server's verifier: same constructor, same settings.
+        let Ok(settings) = (Config {
+            issuer: "http://issuer".into(),
+            ..Config::default()
+        })
+        .validate() else {
+            return;
+        };
+        let verifier = sallyport_issuer::access_token_verifier(&settings, ring.jwks().clone());
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+            return;
+        };
+        let now_s = u64::try_from(now / 1000).unwrap_or(0);
+        // A fresh token each time: the full check (header, key by kid, signature, claims).
         c.bench_function(&format!("verify_access_token_{}", alg.as_str()), |b| {
-            b.iter(|| black_box(ring.verify(black_box(&token), "http://issuer", "sallyport")))
+            b.iter_batched(
+                || {
+                    let mut fresh = claims.clone();
+                    fresh.jti = uuid::Uuid::new_v4().to_string();
+                    ring.sign(&fresh).unwrap_or_default()
+                },
+                |t| {
+                    black_box(
+                        rt.block_on(verifier.verify_at(black_box(&t), now_s))
+                            .is_ok(),
+                    )
+                },
+                criterion::BatchSize::SmallInput,
+            )
         });
+        // The same token again (a client polling /api/me): the verifier's cache.
+        c.bench_function(
+            &format!("verify_access_token_cached_{}", alg.as_str()),
+            |b| {
+                b.iter(|| {
+                    black_box(
+                        rt.block_on(verifier.verify_at(black_box(&token), now_s))
+                            .is_ok(),
+                    )
+                })
+            },
+        );
     }
 }
 

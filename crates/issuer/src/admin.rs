@@ -96,6 +96,8 @@ pub struct KeyInfo {
     pub published: bool,
     /// Whether new tokens are signed with it.
     pub signing: bool,
+    /// Whether its private key is stored encrypted (`SALLYPORT_KEY_ENCRYPTION_KEY`).
+    pub encrypted: bool,
 }
 
 /// Admin handle; see [`Issuer::admin`].
@@ -356,6 +358,7 @@ impl Admin {
             .into_iter()
             .map(|k| KeyInfo {
                 published: keys::is_published(&k, now, retention),
+                encrypted: keys::is_encrypted(&k),
                 signing: k.kid == ring.signing_kid(),
                 kid: k.kid,
                 algorithm: k.algorithm,
@@ -369,7 +372,9 @@ impl Admin {
     /// until the tokens it signed have expired). Returns the new key.
     pub async fn rotate_keys(&self) -> Result<KeyInfo> {
         let now = self.issuer.now_ms();
-        let record = keys::generate(self.issuer.settings().algorithm, now)?;
+        let kek = self.issuer.settings().key_encryption.as_deref();
+        let record =
+            keys::seal_record(keys::generate(self.issuer.settings().algorithm, now)?, kek)?;
         self.issuer.store().add_signing_key(&record, true).await?;
         self.issuer.reload_keys().await?;
         self.audit("signing_key_rotated", None, None, Some(record.kid.clone()))
@@ -381,7 +386,36 @@ impl Admin {
             retired_at_ms: None,
             published: true,
             signing: true,
+            encrypted: kek.is_some(),
         })
+    }
+
+    /// The published JWKS (public keys only), as `/.well-known/jwks.json` serves it.
+    pub async fn export_public_jwks(&self) -> Result<serde_json::Value> {
+        let ring = self.issuer.reload_keys().await?;
+        serde_json::to_value(ring.jwks())
+            .map_err(|e| Error::Key(format!("serialising the JWKS: {e}")))
+    }
+
+    /// Every stored signing key with its **private** key in clear (PKCS#8 PEM), for a
+    /// backup. Decrypted when stored encrypted. Handle the output like the keys.
+    pub async fn export_private_keys(&self) -> Result<serde_json::Value> {
+        let keys: Vec<serde_json::Value> = self
+            .issuer
+            .key_records()
+            .await?
+            .into_iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kid": k.kid,
+                    "alg": k.algorithm,
+                    "created_at_ms": k.created_at,
+                    "retired_at_ms": k.retired_at,
+                    "private_key_pem": keys::pkcs8_pem(&k.private_der),
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({ "keys": keys }))
     }
 
     /// The newest `limit` audit events.

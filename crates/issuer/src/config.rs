@@ -48,9 +48,12 @@ pub struct Config {
     pub key_cache_secs: u64,
     /// Request bodies above this many bytes get 413 (default 16 KiB).
     pub max_body_bytes: usize,
-    /// Take the client address for rate limiting from `X-Forwarded-For` (only behind a
-    /// trusted proxy that sets it). Default false: the TCP peer address.
-    pub trust_forwarded_for: bool,
+    /// Accept access tokens on `/api/me` up to this many seconds past `exp` (and
+    /// before `nbf`). Default 0: the issuer signs with its own clock, so there is no
+    /// skew to absorb, and a token past its expiry is refused.
+    pub access_token_leeway_secs: u64,
+    /// Client addresses behind proxies (`[http]`).
+    pub http: HttpConfig,
     /// Password hashing parameters.
     pub argon2: Argon2Config,
     /// Login rate limits (failed attempts).
@@ -74,6 +77,12 @@ pub struct Config {
     /// as the gateway's). `server.header_read_timeout_ms`, when set, overrides
     /// [`Config::header_read_timeout_secs`].
     pub server: sallyport_serve::ServerConfig,
+    /// Key-encryption key for signing keys at rest (base64 of 32 bytes). Never read
+    /// from the configuration file — only from the environment variable
+    /// `SALLYPORT_KEY_ENCRYPTION_KEY` ([`Config::load`]), so the key does not sit next to
+    /// the database it protects.
+    #[serde(skip)]
+    pub key_encryption_key: Option<String>,
 }
 
 /// One OAuth client. Give `secret_sha256` (preferred: the config file then holds no
@@ -104,6 +113,28 @@ impl fmt::Debug for ClientConfig {
     }
 }
 
+/// Where the client address of a request comes from (`[http]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// CIDRs (or single addresses) of proxies allowed to tell the client address,
+    /// e.g. the gateway's `["127.0.0.1/32"]`. Default empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy puts the client address in (default
+    /// `X-Forwarded-For`). The right-most address in it that is not itself a trusted
+    /// proxy is the client.
+    pub client_address_header: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            trusted_proxies: Vec::new(),
+            client_address_header: "X-Forwarded-For".into(),
+        }
+    }
+}
+
 /// Argon2id parameters; defaults are OWASP's (19 MiB, 2 passes, 1 lane).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -114,20 +145,35 @@ pub struct Argon2Config {
     pub iterations: u32,
     /// Degree of parallelism.
     pub parallelism: u32,
+    /// Hashes computed at the same time (each takes `memory_kib`). 0 = the number of
+    /// CPU cores.
+    pub max_concurrent: usize,
+    /// Logins that may wait for a hashing slot; past that a login gets 503 at once.
+    pub max_queued: usize,
 }
 
 /// Failed-login limits. A burst of 0 turns that limit off.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Failed attempts allowed in a burst for one username.
+    /// Failed attempts on one username (from all addresses) before the account only
+    /// accepts attempts from addresses that have not failed recently. It slows a
+    /// distributed attack down but never locks out a clean address.
     pub account_burst: u32,
     /// One more attempt per account becomes available every this many seconds.
     pub account_replenish_secs: u64,
+    /// Failed attempts on one username from one client address before that address
+    /// is refused for that username.
+    pub account_address_burst: u32,
+    /// One more attempt per (account, address) every this many seconds.
+    pub account_address_replenish_secs: u64,
     /// Failed attempts allowed in a burst from one client address.
     pub address_burst: u32,
     /// One more attempt per address becomes available every this many seconds.
     pub address_replenish_secs: u64,
+    /// Most keys each limit remembers (memory bound against floods of random
+    /// usernames or addresses; about 150 bytes each).
+    pub max_tracked_keys: u64,
 }
 
 impl Default for Config {
@@ -145,7 +191,8 @@ impl Default for Config {
             session_max_lifetime_secs: 90 * 24 * 3600,
             key_cache_secs: 30,
             max_body_bytes: 16 * 1024,
-            trust_forwarded_for: false,
+            access_token_leeway_secs: 0,
+            http: HttpConfig::default(),
             argon2: Argon2Config::default(),
             rate_limit: RateLimitConfig::default(),
             header_read_timeout_secs: 10,
@@ -153,6 +200,7 @@ impl Default for Config {
             allow_public_clients: true,
             clients: Vec::new(),
             server: sallyport_serve::ServerConfig::default(),
+            key_encryption_key: None,
         }
     }
 }
@@ -163,6 +211,8 @@ impl Default for Argon2Config {
             memory_kib: 19 * 1024,
             iterations: 2,
             parallelism: 1,
+            max_concurrent: 0,
+            max_queued: 64,
         }
     }
 }
@@ -170,10 +220,13 @@ impl Default for Argon2Config {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         RateLimitConfig {
-            account_burst: 10,
+            account_burst: 20,
             account_replenish_secs: 30,
+            account_address_burst: 10,
+            account_address_replenish_secs: 30,
             address_burst: 50,
             address_replenish_secs: 2,
+            max_tracked_keys: 100_000,
         }
     }
 }
@@ -197,7 +250,8 @@ impl fmt::Debug for Config {
             .field("session_max_lifetime_secs", &self.session_max_lifetime_secs)
             .field("key_cache_secs", &self.key_cache_secs)
             .field("max_body_bytes", &self.max_body_bytes)
-            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("access_token_leeway_secs", &self.access_token_leeway_secs)
+            .field("http", &self.http)
             .field("argon2", &self.argon2)
             .field("rate_limit", &self.rate_limit)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
@@ -205,6 +259,10 @@ impl fmt::Debug for Config {
             .field("allow_public_clients", &self.allow_public_clients)
             .field("clients", &self.clients)
             .field("server", &self.server)
+            .field(
+                "key_encryption_key",
+                &self.key_encryption_key.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -242,7 +300,11 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        Ok(figment.extract()?)
+        let mut config: Config = figment.extract()?;
+        config.key_encryption_key = std::env::var(crate::keys::KEY_ENCRYPTION_ENV)
+            .ok()
+            .filter(|k| !k.trim().is_empty());
+        Ok(config)
     }
 
     /// Defaults for tests of this and other crates: the given database (e.g.
@@ -255,12 +317,17 @@ impl Config {
                 memory_kib: 256,
                 iterations: 1,
                 parallelism: 1,
+                max_concurrent: 0,
+                max_queued: 1024,
             },
             rate_limit: RateLimitConfig {
                 account_burst: 0,
                 account_replenish_secs: 0,
+                account_address_burst: 0,
+                account_address_replenish_secs: 0,
                 address_burst: 0,
                 address_replenish_secs: 0,
+                max_tracked_keys: 100_000,
             },
             ..Config::default()
         }
@@ -338,6 +405,56 @@ impl Config {
                 "must be > 0",
             ));
         }
+        if r.account_address_burst > 0 && r.account_address_replenish_secs == 0 {
+            return Err(Error::config(
+                "rate_limit.account_address_replenish_secs",
+                "must be > 0",
+            ));
+        }
+        if r.max_tracked_keys == 0 {
+            return Err(Error::config("rate_limit.max_tracked_keys", "must be > 0"));
+        }
+        if self.argon2.max_concurrent > 1024 {
+            return Err(Error::config(
+                "argon2.max_concurrent",
+                "must be at most 1024 (0 = number of CPU cores)",
+            ));
+        }
+        if self.argon2.max_queued > 1_000_000 {
+            return Err(Error::config(
+                "argon2.max_queued",
+                "must be at most 1000000",
+            ));
+        }
+        let access_token_leeway_ms = secs(
+            "access_token_leeway_secs",
+            self.access_token_leeway_secs,
+            0,
+            300,
+        )?;
+        let trusted_proxies = self
+            .http
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                crate::client_addr::parse_cidr(s).ok_or_else(|| {
+                    Error::config(
+                        &format!("http.trusted_proxies[{i}]"),
+                        format!("`{s}` is not a CIDR (e.g. 10.0.0.0/8) or an IP address"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let client_address_header = axum::http::HeaderName::try_from(
+            self.http.client_address_header.as_str(),
+        )
+        .map_err(|_| {
+            Error::config(
+                "http.client_address_header",
+                format!("`{}` is not a header name", self.http.client_address_header),
+            )
+        })?;
         if let Some(0) = self.database_max_connections {
             return Err(Error::config("database_max_connections", "must be > 0"));
         }
@@ -353,6 +470,12 @@ impl Config {
             .server
             .options(millis(header_read_timeout_ms))
             .map_err(|e| Error::config(e.setting, e.message))?;
+        let key_encryption = self
+            .key_encryption_key
+            .as_deref()
+            .map(crate::keys::KeyEncryptionKey::from_base64)
+            .transpose()?
+            .map(std::sync::Arc::new);
         Ok(Settings {
             raw: self.clone(),
             backend,
@@ -368,6 +491,12 @@ impl Config {
             request_timeout: millis(request_timeout_ms),
             clients,
             server,
+            access_token_leeway: millis(access_token_leeway_ms),
+            key_encryption,
+            client_address: crate::client_addr::ClientAddressPolicy::new(
+                trusted_proxies,
+                client_address_header,
+            ),
         })
     }
 }
@@ -465,6 +594,12 @@ pub struct Settings {
     /// How the listener treats client connections (`[server]`); its drain timeout is
     /// replaced by `request_timeout` + 1 s when serving.
     pub server: sallyport_serve::Options,
+    /// Leeway for `exp`/`nbf` on `/api/me`.
+    pub access_token_leeway: std::time::Duration,
+    /// Which address a request comes from.
+    pub client_address: crate::client_addr::ClientAddressPolicy,
+    /// Encrypts signing keys at rest, when `SALLYPORT_KEY_ENCRYPTION_KEY` is set.
+    pub key_encryption: Option<std::sync::Arc<crate::keys::KeyEncryptionKey>>,
 }
 
 #[cfg(test)]
@@ -540,6 +675,33 @@ mod tests {
                     ..Config::default()
                 },
                 "server.body_idle_timeout_ms",
+            ),
+            (
+                Config {
+                    http: HttpConfig {
+                        trusted_proxies: vec!["10.0.0.0/8".into(), "10.0.0.300/32".into()],
+                        ..HttpConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "http.trusted_proxies[1]",
+            ),
+            (
+                Config {
+                    http: HttpConfig {
+                        client_address_header: "X Forwarded".into(),
+                        ..HttpConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "http.client_address_header",
+            ),
+            (
+                Config {
+                    access_token_leeway_secs: 301,
+                    ..Config::default()
+                },
+                "access_token_leeway_secs",
             ),
             (
                 Config {

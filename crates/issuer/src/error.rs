@@ -48,6 +48,10 @@ pub enum Error {
     /// Signing a token failed.
     #[error("jwt: {0}")]
     Jwt(#[from] jsonwebtoken::errors::Error),
+    /// Too many password hashes in progress and queued (`argon2.max_concurrent`,
+    /// `argon2.max_queued`); the request is refused rather than queued without bound.
+    #[error("too many logins in progress")]
+    Overloaded,
     /// A blocking task was cancelled or panicked.
     #[error("background task failed: {0}")]
     Task(String),

@@ -1,14 +1,22 @@
 //! Signing keys: generated with aws-lc-rs (PKCS#8), stored in the database so every
 //! replica signs with and publishes the same keys, cached in memory as a [`KeyRing`].
+//!
+//! At rest the private key is plain PKCS#8 DER unless a key-encryption key is set
+//! ([`KEY_ENCRYPTION_ENV`]): then new keys are stored AES-256-GCM-encrypted
+//! ([`KeyEncryptionKey`]), bound to their `kid` and algorithm. Plain keys written
+//! before still load (rotate to replace them); an encrypted key without the right
+//! key-encryption key stops start-up with an error saying so.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine as _;
 
 use crate::config::SigningAlgorithm;
 use crate::error::{Error, Result};
@@ -39,6 +47,149 @@ pub fn generate(algorithm: SigningAlgorithm, now_ms: i64) -> Result<KeyRecord> {
         created_at: now_ms,
         retired_at: None,
     })
+}
+
+/// Environment variable holding the key-encryption key: 32 random bytes, base64
+/// (`openssl rand -base64 32`).
+pub const KEY_ENCRYPTION_ENV: &str = "SALLYPORT_KEY_ENCRYPTION_KEY";
+
+/// Prefix of an encrypted private key: "SPKE" (Sallyport key, encrypted), version 1.
+/// A plain PKCS#8 key starts with a DER SEQUENCE tag (0x30), so the two never collide.
+const ENCRYPTED_MAGIC: &[u8] = b"SPKE\x01";
+
+/// AES-256-GCM key that encrypts signing keys at rest (aws-lc-rs).
+pub struct KeyEncryptionKey(LessSafeKey);
+
+impl fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyEncryptionKey([redacted])")
+    }
+}
+
+impl KeyEncryptionKey {
+    /// From base64 (standard or URL-safe, padding optional) of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self> {
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        let text = text.trim();
+        let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(text).ok())
+            .ok_or_else(|| {
+                Error::config(
+                    KEY_ENCRYPTION_ENV,
+                    "is not base64 (create one with `openssl rand -base64 32`)",
+                )
+            })?;
+        if bytes.len() != 32 {
+            return Err(Error::config(
+                KEY_ENCRYPTION_ENV,
+                format!(
+                    "must be 32 bytes, base64-encoded; got {} bytes (`openssl rand -base64 32`)",
+                    bytes.len()
+                ),
+            ));
+        }
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map_err(|_| Error::config(KEY_ENCRYPTION_ENV, "unusable AES-256 key"))?;
+        Ok(KeyEncryptionKey(LessSafeKey::new(key)))
+    }
+
+    fn aad(kid: &str, algorithm: &str) -> Vec<u8> {
+        format!("sallyport signing key\0{kid}\0{algorithm}").into_bytes()
+    }
+
+    /// `MAGIC || nonce || ciphertext || tag`.
+    fn seal(&self, kid: &str, algorithm: &str, plain: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| Error::Key(format!("random source: {e}")))?;
+        let mut buf = plain.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(Self::aad(kid, algorithm)),
+                &mut buf,
+            )
+            .map_err(|_| Error::Key("encrypting the signing key failed".into()))?;
+        let mut out = Vec::with_capacity(ENCRYPTED_MAGIC.len() + NONCE_LEN + buf.len());
+        out.extend_from_slice(ENCRYPTED_MAGIC);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    fn open(&self, kid: &str, algorithm: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        let wrong = || {
+            Error::Key(format!(
+                "{KEY_ENCRYPTION_ENV} does not decrypt signing key {kid} \
+                 (a different key-encryption key, or corrupt data)"
+            ))
+        };
+        let body = sealed.strip_prefix(ENCRYPTED_MAGIC).ok_or_else(wrong)?;
+        if body.len() < NONCE_LEN {
+            return Err(wrong());
+        }
+        let (nonce, ciphertext) = body.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
+        let mut buf = ciphertext.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(Self::aad(kid, algorithm)), &mut buf)
+            .map_err(|_| wrong())?;
+        Ok(plain.to_vec())
+    }
+}
+
+/// PKCS#8 DER as PEM (`-----BEGIN PRIVATE KEY-----`, RFC 7468).
+pub fn pkcs8_pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}
+
+/// Whether a stored private key is encrypted.
+pub fn is_encrypted(record: &KeyRecord) -> bool {
+    record.private_der.starts_with(ENCRYPTED_MAGIC)
+}
+
+/// The record as it should be stored: encrypted when a key-encryption key is given.
+pub fn seal_record(mut record: KeyRecord, kek: Option<&KeyEncryptionKey>) -> Result<KeyRecord> {
+    if let Some(kek) = kek
+        && !is_encrypted(&record)
+    {
+        record.private_der = kek.seal(&record.kid, &record.algorithm, &record.private_der)?;
+    }
+    Ok(record)
+}
+
+/// Stored records made usable: encrypted keys decrypted with `kek`. An encrypted key
+/// without `kek`, or one `kek` does not decrypt, is an error naming the key.
+pub fn open_records(
+    records: Vec<KeyRecord>,
+    kek: Option<&KeyEncryptionKey>,
+) -> Result<Vec<KeyRecord>> {
+    records
+        .into_iter()
+        .map(|mut r| {
+            if is_encrypted(&r) {
+                let kek = kek.ok_or_else(|| {
+                    Error::Key(format!(
+                        "signing key {} is encrypted; set {KEY_ENCRYPTION_ENV} to the \
+                         key-encryption key it was stored with",
+                        r.kid
+                    ))
+                })?;
+                r.private_der = kek.open(&r.kid, &r.algorithm, &r.private_der)?;
+            }
+            Ok(r)
+        })
+        .collect()
 }
 
 /// A loaded key able to sign.
@@ -89,7 +240,6 @@ pub struct Claims {
 pub struct KeyRing {
     signing: SigningKey,
     jwks: JwkSet,
-    decoding: HashMap<String, (Algorithm, DecodingKey)>,
     /// When this ring was loaded (unix ms).
     pub loaded_at_ms: i64,
 }
@@ -148,23 +298,14 @@ impl KeyRing {
             algorithm: alg,
             encoding: encoding_key(current, alg),
         };
-        let mut keys = Vec::new();
-        let mut decoding = HashMap::new();
-        for record in records
+        let keys = records
             .iter()
             .filter(|r| is_published(r, now_ms, retention_ms))
-        {
-            let jwk = public_jwk(record)?;
-            decoding.insert(
-                record.kid.clone(),
-                (algorithm_of(record)?, DecodingKey::from_jwk(&jwk)?),
-            );
-            keys.push(jwk);
-        }
+            .map(public_jwk)
+            .collect::<Result<Vec<_>>>()?;
         Ok(KeyRing {
             signing,
             jwks: JwkSet { keys },
-            decoding,
             loaded_at_ms: now_ms,
         })
     }
@@ -189,25 +330,6 @@ impl KeyRing {
             claims,
             &self.signing.encoding,
         )?)
-    }
-
-    /// Verifies a token against the published keys (pinned algorithm per key,
-    /// required `exp`, `iss`, `aud`).
-    pub fn verify(&self, token: &str, issuer: &str, audience: &str) -> Option<Claims> {
-        let header = jsonwebtoken::decode_header(token).ok()?;
-        let kid = header.kid?;
-        let (alg, key) = self.decoding.get(&kid)?;
-        if header.alg != *alg {
-            return None;
-        }
-        let mut validation = Validation::new(*alg);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 5;
-        jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .ok()
-            .map(|d| d.claims)
     }
 }
 
@@ -285,9 +407,28 @@ mod tests {
             let header = jsonwebtoken::decode_header(&jwt).unwrap();
             assert_eq!(header.kid.as_deref(), Some(rec.kid.as_str()));
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-            assert_eq!(ring.verify(&jwt, "http://iss", "aud"), Some(claims));
-            assert_eq!(ring.verify(&jwt, "http://other", "aud"), None);
-            assert_eq!(ring.verify(&jwt, "http://iss", "other"), None);
+            let verifier = |iss: &str, aud: &str| {
+                sallyport_jwt::Verifier::from_jwks(
+                    ring.jwks().clone(),
+                    sallyport_jwt::VerifierConfig::new("http://unused/jwks", iss, aud),
+                )
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let verified = rt
+                .block_on(verifier("http://iss", "aud").verify(&jwt))
+                .unwrap();
+            assert_eq!(verified.sub, claims.sub);
+            assert_eq!(verified.sid, claims.sid);
+            assert!(
+                rt.block_on(verifier("http://other", "aud").verify(&jwt))
+                    .is_err()
+            );
+            assert!(
+                rt.block_on(verifier("http://iss", "other").verify(&jwt))
+                    .is_err()
+            );
             let jwks = serde_json::to_value(ring.jwks()).unwrap();
             assert!(
                 !jwks.to_string().contains("\"d\""),

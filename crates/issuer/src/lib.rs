@@ -23,10 +23,12 @@
 //! session); presented later, the whole session is revoked and the event audited.
 
 mod admin;
+pub mod client_addr;
 mod client_auth;
 pub mod clock;
 pub mod config;
 mod error;
+pub mod files;
 mod http;
 pub mod keys;
 mod metrics;
@@ -143,6 +145,10 @@ pub enum RefreshError {
     Internal(#[from] Error),
 }
 
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn ceil_secs(ms: i64) -> u64 {
     u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000)
 }
@@ -158,9 +164,16 @@ impl Issuer {
     pub async fn open_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Issuer> {
         let settings = config.validate()?;
         let store: Arc<dyn Store> = match settings.backend {
-            config::DatabaseKind::Sqlite => Arc::new(
-                SqliteStore::connect(&config.database_url, config.database_max_connections).await?,
-            ),
+            config::DatabaseKind::Sqlite => {
+                // Private before SQLite creates anything (see `files`).
+                for warning in files::prepare_sqlite(&config.database_url)? {
+                    tracing::warn!("{warning}");
+                }
+                Arc::new(
+                    SqliteStore::connect(&config.database_url, config.database_max_connections)
+                        .await?,
+                )
+            }
             config::DatabaseKind::Postgres => Arc::new(
                 PgStore::connect(&config.database_url, config.database_max_connections).await?,
             ),
@@ -175,22 +188,27 @@ impl Issuer {
         clock: Arc<dyn Clock>,
     ) -> Result<Issuer> {
         let now = clock.now_ms();
-        let mut records = store.signing_keys().await?;
-        if !records.iter().any(|r| r.retired_at.is_none()) {
-            let key = keys::generate(settings.algorithm, now)?;
+        let kek = settings.key_encryption.as_deref();
+        let mut stored = store.signing_keys().await?;
+        if !stored.iter().any(|r| r.retired_at.is_none()) {
+            let key = keys::seal_record(keys::generate(settings.algorithm, now)?, kek)?;
             store.add_signing_key(&key, false).await?;
-            tracing::info!(kid = %key.kid, "created the first signing key");
-            records = store.signing_keys().await?;
+            tracing::info!(kid = %key.kid, encrypted = kek.is_some(), "created the first signing key");
+            stored = store.signing_keys().await?;
         }
+        if kek.is_some() {
+            let plain = stored.iter().filter(|r| !keys::is_encrypted(r)).count();
+            if plain > 0 {
+                tracing::warn!(
+                    "{plain} signing key(s) are stored unencrypted (written before {} was \
+                     set); `sallyport keys rotate` makes the signing key an encrypted one",
+                    keys::KEY_ENCRYPTION_ENV
+                );
+            }
+        }
+        let records = keys::open_records(stored, kek)?;
         let ring = KeyRing::from_records(&records, now, key_retention_ms(&settings))?;
-        let verifier = sallyport_jwt::Verifier::from_jwks(
-            ring.jwks().clone(),
-            sallyport_jwt::VerifierConfig::new(
-                format!("{}/.well-known/jwks.json", settings.issuer),
-                settings.issuer.clone(),
-                settings.raw.audience.clone(),
-            ),
-        );
+        let verifier = access_token_verifier(&settings, ring.jwks().clone());
         let hasher = Hasher::new(&settings.raw.argon2).await?;
         let limiter = LoginLimiter::new(&settings.raw.rate_limit);
         Ok(Issuer {
@@ -247,6 +265,12 @@ impl Issuer {
         &self.inner.verifier
     }
 
+    /// Keys each login limit currently remembers (per address, per account and
+    /// address, per account), each at most `rate_limit.max_tracked_keys`.
+    pub fn rate_limit_tracked_keys(&self) -> [u64; 3] {
+        self.inner.limiter.tracked_keys()
+    }
+
     pub(crate) fn hasher(&self) -> &Hasher {
         &self.inner.hasher
     }
@@ -272,7 +296,7 @@ impl Issuer {
 
     pub(crate) async fn reload_keys(&self) -> Result<Arc<KeyRing>> {
         let now = self.now_ms();
-        let records = self.inner.store.signing_keys().await?;
+        let records = self.key_records().await?;
         let ring = Arc::new(KeyRing::from_records(
             &records,
             now,
@@ -281,6 +305,12 @@ impl Issuer {
         self.inner.verifier.set_jwks(ring.jwks());
         *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = ring.clone();
         Ok(ring)
+    }
+
+    /// Every stored signing key, decrypted (see [`keys::open_records`]).
+    pub(crate) async fn key_records(&self) -> Result<Vec<store::KeyRecord>> {
+        let stored = self.inner.store.signing_keys().await?;
+        keys::open_records(stored, self.inner.settings.key_encryption.as_deref())
     }
 
     async fn audit(&self, event: AuditEvent) {
@@ -308,21 +338,29 @@ impl Issuer {
         }
         let addr = ctx.client_addr.as_deref();
         let m = self.metrics();
-        if let Some(wait) = self.inner.limiter.check(username, addr) {
+        if let Some(wait) = self.inner.limiter.check(username, addr, self.now_ms()) {
             m.login("rate_limited");
-            return Err(LoginError::RateLimited(wait.as_secs().max(1)));
+            return Err(LoginError::RateLimited(ceil_secs(duration_ms(wait)).max(1)));
         }
         let user = self.inner.store.user_by_name(username).await?;
-        let ok = self
+        let verified = self
             .hasher()
             .verify(
                 password.to_owned(),
                 user.as_ref().map(|u| u.password_hash.clone()),
             )
-            .await?;
+            .await;
+        let ok = match verified {
+            Ok(ok) => ok,
+            Err(Error::Overloaded) => {
+                m.login("overloaded");
+                return Err(LoginError::Internal(Error::Overloaded));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let now = self.now_ms();
         let Some(user) = user.filter(|_| ok) else {
-            let blocked = self.inner.limiter.failure(username, addr);
+            let blocked = self.inner.limiter.failure(username, addr, now);
             m.login("invalid_credentials");
             self.audit(AuditEvent {
                 username: Some(truncate(username, 64)),
@@ -331,7 +369,7 @@ impl Issuer {
             })
             .await;
             return Err(match blocked {
-                Some(wait) => LoginError::RateLimited(wait.as_secs().max(1)),
+                Some(wait) => LoginError::RateLimited(ceil_secs(duration_ms(wait)).max(1)),
                 None => LoginError::InvalidCredentials,
             });
         };
@@ -493,6 +531,24 @@ impl Issuer {
     }
 }
 
+/// The verifier `/api/me` uses: `sallyport-jwt` over the issuer's own published keys
+/// (no fetching), expecting its `iss` and `aud`, with `access_token_leeway_secs`. Public
+/// so that benchmarks measure exactly the server's path.
+pub fn access_token_verifier(
+    settings: &Settings,
+    jwks: jsonwebtoken::jwk::JwkSet,
+) -> sallyport_jwt::Verifier {
+    sallyport_jwt::Verifier::from_jwks(
+        jwks,
+        sallyport_jwt::VerifierConfig::new(
+            format!("{}/.well-known/jwks.json", settings.issuer),
+            settings.issuer.clone(),
+            settings.raw.audience.clone(),
+        )
+        .leeway(settings.access_token_leeway),
+    )
+}
+
 fn mint_with(
     ring: &KeyRing,
     settings: &Settings,
@@ -556,6 +612,12 @@ pub async fn serve_with_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let settings = issuer.settings();
+    if !settings.client_address.trusts_proxies() {
+        tracing::info!(
+            "http.trusted_proxies is empty: login limits key on the TCP peer address; \
+             behind a proxy or the gateway, list its address there"
+        );
+    }
     let options = sallyport_serve::Options {
         drain_timeout: settings
             .request_timeout

@@ -1,118 +1,257 @@
-//! Failed-login limits per account and per client address (governor, GCRA).
+//! Failed-login limits, designed so that nobody can lock a user out by failing on
+//! purpose (issue 8, item 1).
 //!
-//! Only *failures* count: a failure takes a cell from the key's bucket; when the bucket
-//! is empty the key is blocked until governor says the next cell is available, and
-//! every attempt for a blocked key is refused with 429 before any password work.
+//! Three limits, each a GCRA bucket (a burst, then one more attempt every
+//! `replenish` seconds) that only *failures* drain:
+//!
+//! * **per client address** — one address guessing across many accounts. Blocks every
+//!   login from that address.
+//! * **per (account, client address)** — one address guessing one account. Blocks that
+//!   account from that address only.
+//! * **per account** — many addresses guessing one account. This one only *slows the
+//!   attack down*: while it is exhausted, the account refuses logins from addresses that
+//!   have failed recently (for any account), but an address with no recent failure may
+//!   still try. A user with the right password on a clean address always gets in; a
+//!   botnet gets one guess per address per replenish period.
+//!
+//! A blocked attempt is refused with 429 before any password work.
+//!
+//! Why hand-written instead of governor: the limiter must take `now` as a parameter
+//! (tests cross replenish boundaries without sleeping) and its maps must be bounded.
+//! governor's keyed limiter reads its own clock and keeps every key until swept. The
+//! GCRA arithmetic is a dozen lines; the bounded, concurrent map is moka's (a
+//! TinyLFU-admitted cache with a capacity), so a flood of distinct usernames or
+//! addresses cannot grow memory past `rate_limit.max_tracked_keys` per limit. Keys are
+//! stored as SHA-256 prefixes: fixed size whatever the username length, and no
+//! usernames kept in memory.
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use moka::sync::Cache;
+use sha2::{Digest as _, Sha256};
 
 use crate::config::RateLimitConfig;
 
-/// Entries kept before stale ones are swept.
-const SWEEP_AT: usize = 10_000;
+/// A fixed-size digest of a limiter key.
+type Key = [u8; 16];
 
+fn key(domain: &str, parts: &[&str]) -> Key {
+    let mut h = Sha256::new();
+    h.update(domain.as_bytes());
+    for p in parts {
+        // Length-prefixed, so ("ab","c") and ("a","bc") differ.
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// One GCRA limit over a bounded map of "theoretical arrival times" (unix ms): each
+/// failure pushes the key's time `period_ms` further; the key is blocked while that
+/// time is more than `burst * period_ms` ahead of now.
 struct Limiter {
-    governor: DefaultKeyedRateLimiter<String>,
-    clock: DefaultClock,
-    blocked: Mutex<HashMap<String, Instant>>,
+    period_ms: i64,
+    /// `burst * period_ms`.
+    limit_ms: i64,
+    map: Cache<Key, Arc<AtomicI64>>,
 }
 
 impl Limiter {
-    fn new(burst: u32, replenish_secs: u64) -> Option<Self> {
-        let burst = NonZeroU32::new(burst)?;
-        let quota =
-            Quota::with_period(Duration::from_secs(replenish_secs.max(1)))?.allow_burst(burst);
+    fn new(burst: u32, replenish_secs: u64, capacity: u64) -> Option<Self> {
+        if burst == 0 {
+            return None;
+        }
+        let period_ms = i64::try_from(replenish_secs.max(1).saturating_mul(1000)).ok()?;
+        let limit_ms = period_ms.saturating_mul(i64::from(burst));
+        // An entry matters at most (burst + 1) periods after its last failure; dropping
+        // it earlier than that would forgive failures, later only wastes memory.
+        let idle = Duration::from_millis(
+            u64::try_from(limit_ms.saturating_add(period_ms)).unwrap_or(u64::MAX),
+        );
         Some(Limiter {
-            governor: RateLimiter::keyed(quota),
-            clock: DefaultClock::default(),
-            blocked: Mutex::new(HashMap::new()),
+            period_ms,
+            limit_ms,
+            map: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(idle)
+                .build(),
         })
     }
 
-    fn blocked_for(&self, key: &str) -> Option<Duration> {
-        let now = Instant::now();
-        let map = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .and_then(|until| until.checked_duration_since(now))
-            .filter(|d| !d.is_zero())
+    fn tat(&self, key: &Key) -> Option<i64> {
+        self.map.get(key).map(|cell| cell.load(Ordering::SeqCst))
     }
 
-    fn failure(&self, key: &str) -> Option<Duration> {
-        match self.governor.check_key(&key.to_owned()) {
-            Ok(()) => None,
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(self.clock.now());
-                let mut map = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-                if map.len() >= SWEEP_AT {
-                    let now = Instant::now();
-                    map.retain(|_, until| *until > now);
-                    self.governor.retain_recent();
-                }
-                map.insert(key.to_owned(), Instant::now() + wait);
-                Some(wait)
-            }
-        }
+    /// How long `key` stays blocked, if it is blocked at `now`.
+    fn blocked_for(&self, key: &Key, now: i64) -> Option<Duration> {
+        self.tat(key)
+            .and_then(|tat| wait(tat.saturating_sub(self.limit_ms), now))
+    }
+
+    /// Whether `key` has a failure that has not yet replenished at `now`.
+    fn has_failed(&self, key: &Key, now: i64) -> bool {
+        self.tat(key).is_some_and(|tat| tat > now)
+    }
+
+    /// Counts a failure at `now`; `Some(wait)` when the key is now blocked.
+    fn failure(&self, key: Key, now: i64) -> Option<Duration> {
+        let cell = self
+            .map
+            .get_with(key, || Arc::new(AtomicI64::new(i64::MIN)));
+        let period = self.period_ms;
+        let previous = cell
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |tat| {
+                Some(tat.max(now).saturating_add(period))
+            })
+            .unwrap_or_else(|t| t);
+        let tat = previous.max(now).saturating_add(period);
+        wait(tat.saturating_sub(self.limit_ms), now)
+    }
+
+    fn entries(&self) -> u64 {
+        self.map.run_pending_tasks();
+        self.map.entry_count()
     }
 }
 
-/// The two login limiters.
+fn wait(until: i64, now: i64) -> Option<Duration> {
+    let ms = until.saturating_sub(now);
+    (ms > 0).then(|| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+/// The three login limits (see the module documentation).
 pub struct LoginLimiter {
-    account: Option<Limiter>,
     address: Option<Limiter>,
+    account_address: Option<Limiter>,
+    account: Option<Limiter>,
 }
 
 impl std::fmt::Debug for LoginLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginLimiter")
-            .field("account", &self.account.is_some())
             .field("address", &self.address.is_some())
+            .field("account_address", &self.account_address.is_some())
+            .field("account", &self.account.is_some())
             .finish()
     }
 }
 
-fn account_key(username: &str) -> String {
-    username.to_lowercase()
+/// The key parts of one attempt.
+struct Keys {
+    address: Key,
+    account_address: Key,
+    account: Key,
+}
+
+/// The limiter's view of a client address: IPv6 addresses by their /64, the block one
+/// subscriber (or one cloud VM) usually gets — else an attacker with a /64 would have
+/// 2^64 fresh address budgets.
+fn address_key(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => address.to_owned(),
+    }
+}
+
+impl Keys {
+    fn new(username: &str, address: Option<&str>) -> Self {
+        let account = username.to_lowercase();
+        // Without a known address (no TCP peer, e.g. an in-process test) every such
+        // attempt counts as one address.
+        let address = address_key(address.unwrap_or(""));
+        let address = address.as_str();
+        Keys {
+            address: key("address", &[address]),
+            account_address: key("account+address", &[&account, address]),
+            account: key("account", &[&account]),
+        }
+    }
 }
 
 impl LoginLimiter {
-    /// From configuration (a burst of 0 disables that limiter).
+    /// From configuration (a burst of 0 disables that limit).
     pub fn new(config: &RateLimitConfig) -> Self {
+        let cap = config.max_tracked_keys;
         LoginLimiter {
-            account: Limiter::new(config.account_burst, config.account_replenish_secs),
-            address: Limiter::new(config.address_burst, config.address_replenish_secs),
+            address: Limiter::new(config.address_burst, config.address_replenish_secs, cap),
+            account_address: Limiter::new(
+                config.account_address_burst,
+                config.account_address_replenish_secs,
+                cap,
+            ),
+            account: Limiter::new(config.account_burst, config.account_replenish_secs, cap),
         }
     }
 
-    /// `Some(wait)` when this account or address is currently blocked.
-    pub fn check(&self, username: &str, address: Option<&str>) -> Option<Duration> {
-        let a = self
-            .account
+    /// Whether the address has failed recently (for any account, or for this one).
+    fn address_has_failed(&self, k: &Keys, now: i64) -> bool {
+        self.address
             .as_ref()
-            .and_then(|l| l.blocked_for(&account_key(username)));
-        let b = match (&self.address, address) {
-            (Some(l), Some(addr)) => l.blocked_for(addr),
-            _ => None,
-        };
-        a.into_iter().chain(b).max()
+            .is_some_and(|l| l.has_failed(&k.address, now))
+            || self
+                .account_address
+                .as_ref()
+                .is_some_and(|l| l.has_failed(&k.account_address, now))
     }
 
-    /// Counts a failed attempt; `Some(wait)` when this failure exhausted a limit.
-    pub fn failure(&self, username: &str, address: Option<&str>) -> Option<Duration> {
-        let a = self
+    /// `Some(wait)` when an attempt for `username` from `address` is refused at `now`.
+    pub fn check(&self, username: &str, address: Option<&str>, now: i64) -> Option<Duration> {
+        let k = Keys::new(username, address);
+        let by_address = self
+            .address
+            .as_ref()
+            .and_then(|l| l.blocked_for(&k.address, now));
+        let by_pair = self
+            .account_address
+            .as_ref()
+            .and_then(|l| l.blocked_for(&k.account_address, now));
+        // The account-wide limit never refuses an address that has not failed.
+        let by_account = self
             .account
             .as_ref()
-            .and_then(|l| l.failure(&account_key(username)));
-        let b = match (&self.address, address) {
-            (Some(l), Some(addr)) => l.failure(addr),
-            _ => None,
-        };
-        a.into_iter().chain(b).max()
+            .and_then(|l| l.blocked_for(&k.account, now))
+            .filter(|_| self.address_has_failed(&k, now));
+        [by_address, by_pair, by_account]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+
+    /// Counts a failed attempt at `now`; `Some(wait)` when it exhausted a limit that
+    /// now refuses this account from this address.
+    pub fn failure(&self, username: &str, address: Option<&str>, now: i64) -> Option<Duration> {
+        let k = Keys::new(username, address);
+        let by_address = self
+            .address
+            .as_ref()
+            .and_then(|l| l.failure(k.address, now));
+        let by_pair = self
+            .account_address
+            .as_ref()
+            .and_then(|l| l.failure(k.account_address, now));
+        // This address has just failed, so an exhausted account limit applies to it.
+        let by_account = self
+            .account
+            .as_ref()
+            .and_then(|l| l.failure(k.account, now));
+        [by_address, by_pair, by_account]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+
+    /// Entries per limit (address, account+address, account), after pending evictions.
+    pub fn tracked_keys(&self) -> [u64; 3] {
+        let n = |l: &Option<Limiter>| l.as_ref().map_or(0, Limiter::entries);
+        [n(&self.address), n(&self.account_address), n(&self.account)]
     }
 }
 
@@ -120,31 +259,84 @@ impl LoginLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn blocks_after_burst_per_account_and_address() {
-        let l = LoginLimiter::new(&RateLimitConfig {
+    fn config() -> RateLimitConfig {
+        RateLimitConfig {
             account_burst: 3,
             account_replenish_secs: 60,
+            account_address_burst: 2,
+            account_address_replenish_secs: 60,
             address_burst: 5,
             address_replenish_secs: 60,
-        });
-        for _ in 0..3 {
-            assert!(l.check("Bob", Some("10.0.0.1")).is_none());
-            assert!(l.failure("bob", Some("10.0.0.1")).is_none());
+            max_tracked_keys: 1000,
         }
-        assert!(l.failure("BOB", Some("10.0.0.1")).is_some());
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn pair_limit_blocks_that_account_from_that_address_only() {
+        let l = LoginLimiter::new(&config());
+        for _ in 0..2 {
+            assert!(l.check("Bob", Some("10.0.0.1"), T0).is_none());
+            assert!(l.failure("bob", Some("10.0.0.1"), T0).is_none());
+        }
+        assert!(l.failure("BOB", Some("10.0.0.1"), T0).is_some());
+        assert!(l.check("bob", Some("10.0.0.1"), T0).is_some());
         assert!(
-            l.check("bob", Some("10.0.0.9")).is_some(),
-            "account blocked from any address"
+            l.check("bob", Some("10.0.0.9"), T0).is_none(),
+            "another address may still log in as bob"
         );
-        assert!(l.check("carol", Some("10.0.0.2")).is_none());
-        // address limit: 5 failures over different accounts
-        assert!(l.failure("u1", Some("10.0.0.3")).is_none());
-        for i in 0..4 {
-            assert!(l.failure(&format!("v{i}"), Some("10.0.0.3")).is_none());
+        assert!(l.check("carol", Some("10.0.0.1"), T0).is_none());
+    }
+
+    #[test]
+    fn address_limit_blocks_every_account_from_that_address() {
+        let l = LoginLimiter::new(&config());
+        for i in 0..5 {
+            assert!(l.failure(&format!("v{i}"), Some("10.0.0.3"), T0).is_none());
         }
-        assert!(l.failure("w", Some("10.0.0.3")).is_some());
-        assert!(l.check("fresh", Some("10.0.0.3")).is_some());
+        assert!(l.failure("w", Some("10.0.0.3"), T0).is_some());
+        assert!(l.check("fresh", Some("10.0.0.3"), T0).is_some());
+        assert!(l.check("fresh", Some("10.0.0.4"), T0).is_none());
+    }
+
+    #[test]
+    fn account_limit_slows_attackers_but_never_locks_out_a_clean_address() {
+        let l = LoginLimiter::new(&config());
+        // Many addresses fail once each on alice: the account limit (3) is exhausted.
+        for i in 0..10 {
+            l.failure("alice", Some(&format!("192.0.2.{i}")), T0);
+        }
+        // Addresses that failed are refused for alice…
+        assert!(l.check("alice", Some("192.0.2.1"), T0).is_some());
+        // …an address that never failed is not.
+        assert!(l.check("alice", Some("198.51.100.7"), T0).is_none());
+        // An address that failed on another account counts as having failed.
+        l.failure("mallory-guess", Some("203.0.113.5"), T0);
+        assert!(l.check("alice", Some("203.0.113.5"), T0).is_some());
+    }
+
+    #[test]
+    fn limits_replenish_with_time_given_as_a_parameter() {
+        let l = LoginLimiter::new(&config());
+        for _ in 0..3 {
+            l.failure("bob", Some("10.0.0.1"), T0);
+        }
+        let wait = l.check("bob", Some("10.0.0.1"), T0).unwrap();
+        assert!(wait <= Duration::from_secs(60), "{wait:?}");
+        let later = T0 + i64::try_from(wait.as_millis()).unwrap();
+        assert!(l.check("bob", Some("10.0.0.1"), later).is_none());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let l = LoginLimiter::new(&config());
+        for i in 0..6 {
+            l.failure(&format!("u{i}"), Some(&format!("2001:db8:1:2::{i:x}")), T0);
+        }
+        assert!(l.check("x", Some("2001:db8:1:2:ffff::1"), T0).is_some());
+        assert!(l.check("x", Some("2001:db8:1:3::1"), T0).is_none());
+        assert_eq!(address_key("192.0.2.1"), "192.0.2.1");
     }
 
     #[test]
@@ -152,12 +344,37 @@ mod tests {
         let l = LoginLimiter::new(&RateLimitConfig {
             account_burst: 0,
             account_replenish_secs: 0,
+            account_address_burst: 0,
+            account_address_replenish_secs: 0,
             address_burst: 0,
             address_replenish_secs: 0,
+            max_tracked_keys: 10,
         });
         for _ in 0..100 {
-            assert!(l.failure("bob", Some("a")).is_none());
+            assert!(l.failure("bob", Some("a"), T0).is_none());
         }
-        assert!(l.check("bob", Some("a")).is_none());
+        assert!(l.check("bob", Some("a"), T0).is_none());
+        assert_eq!(l.tracked_keys(), [0, 0, 0]);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_keys_stays_within_the_cap() {
+        let cap = 200;
+        let l = LoginLimiter::new(&RateLimitConfig {
+            max_tracked_keys: cap,
+            address_burst: 1_000_000,
+            ..config()
+        });
+        for i in 0..5_000u32 {
+            let addr = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff);
+            l.failure(&format!("random-user-{i}"), Some(&addr), T0);
+        }
+        for (n, name) in l
+            .tracked_keys()
+            .into_iter()
+            .zip(["address", "account+address", "account"])
+        {
+            assert!(n <= cap, "{name}: {n} entries > cap {cap}");
+        }
     }
 }

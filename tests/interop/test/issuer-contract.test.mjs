@@ -808,11 +808,20 @@ describe("issuer contract: login rate limits", () => {
   let issuer;
   before(async () => {
     issuer = await startIssuer({
-      trust_forwarded_for: true,
-      rate_limit: { account_burst: 3, account_replenish_secs: 600, address_burst: 5, address_replenish_secs: 600 },
+      // The test client plays a proxy on loopback that names the client in X-Forwarded-For.
+      http: { trusted_proxies: ["127.0.0.1/32", "::1/128"] },
+      rate_limit: {
+        account_burst: 3,
+        account_replenish_secs: 600,
+        account_address_burst: 3,
+        account_address_replenish_secs: 600,
+        address_burst: 5,
+        address_replenish_secs: 600,
+      },
     });
     await issuer.addUser("alice", PASSWORD);
     await issuer.addUser("carol", PASSWORD);
+    await issuer.addUser("dave", PASSWORD);
   });
   after(async () => {
     await issuer?.stop();
@@ -825,22 +834,37 @@ describe("issuer contract: login rate limits", () => {
     assert.ok(Number(retry) >= 1, `${what}: Retry-After ${retry}`);
   }
 
-  test("per account: failures from different addresses → 429 + Retry-After", async () => {
+  test("per (account, address): failures from one address → 429 + Retry-After", async () => {
+    const from = { "x-forwarded-for": "10.0.0.1" };
     for (let i = 0; i < 3; i++) {
-      assertApiError(await login(issuer, "alice", "wrong password!!", { "x-forwarded-for": `10.0.0.${i + 1}` }), 401, "invalid_credentials");
+      assertApiError(await login(issuer, "alice", "wrong password!!", from), 401, "invalid_credentials");
     }
-    assert429(await login(issuer, "alice", "wrong password!!", { "x-forwarded-for": "10.0.0.9" }), "4th failure");
+    assert429(await login(issuer, "alice", "wrong password!!", from), "4th failure");
   });
 
-  test("a limited account refuses even the right password (a 200 would confirm a guess)", async () => {
-    const res = await login(issuer, "alice", PASSWORD, { "x-forwarded-for": "10.0.0.10" });
+  test("a limited (account, address) refuses even the right password (a 200 would confirm a guess)", async () => {
+    const res = await login(issuer, "alice", PASSWORD, { "x-forwarded-for": "10.0.0.1" });
     assert.equal(res.status, 429, res.text);
   });
 
-  test("per account: the limited account is limited on /oauth/token too (429 + Retry-After)", async () => {
+  test("…but the right password from an address that has not failed still logs in (no lockout)", async () => {
+    assertTokenResponse(await login(issuer, "alice", PASSWORD, { "x-forwarded-for": "10.0.0.50" }));
+  });
+
+  test("per account over many addresses: slows addresses that failed, never locks out a clean one", async () => {
+    for (let i = 0; i < 4; i++) {
+      await login(issuer, "dave", "wrong password!!", { "x-forwarded-for": `10.3.0.${i + 1}` });
+    }
+    // The account budget (3) is spent: an address that failed is refused…
+    assert429(await login(issuer, "dave", PASSWORD, { "x-forwarded-for": "10.3.0.2" }), "failed address");
+    // …one that never failed is not.
+    assertTokenResponse(await login(issuer, "dave", PASSWORD, { "x-forwarded-for": "10.3.0.99" }));
+  });
+
+  test("the limited (account, address) is limited on /oauth/token too (429 + Retry-After)", async () => {
     const res = await post(issuer, "/oauth/token", {
       form: { grant_type: "password", username: "alice", password: "wrong password!!" },
-      headers: { "x-forwarded-for": "10.0.1.1" },
+      headers: { "x-forwarded-for": "10.0.0.1" },
     });
     assert.equal(res.status, 429, res.text);
     assert.match(res.headers.get("retry-after") || "", /^\d+$/);
@@ -864,10 +888,11 @@ describe("issuer contract: login rate limits", () => {
   });
 
   test("unknown users are limited like real ones (no user enumeration through the limiter)", async () => {
+    const from = { "x-forwarded-for": "10.2.0.1" };
     for (let i = 0; i < 3; i++) {
-      await login(issuer, "ghost", "wrong password!!", { "x-forwarded-for": `10.2.0.${i + 1}` });
+      await login(issuer, "ghost", "wrong password!!", from);
     }
-    assert429(await login(issuer, "ghost", "wrong password!!", { "x-forwarded-for": "10.2.0.9" }), "ghost");
+    assert429(await login(issuer, "ghost", "wrong password!!", from), "ghost");
   });
 });
 

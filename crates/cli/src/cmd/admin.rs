@@ -137,6 +137,16 @@ pub enum KeysCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Print the public JWKS (what /.well-known/jwks.json serves). With --private,
+    /// every signing key's PRIVATE key in clear (PKCS#8 PEM in JSON), for a backup.
+    Export {
+        /// Include the private keys (decrypted if stored encrypted). Keep the output
+        /// as secret as the database.
+        #[arg(long)]
+        private: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 const MIN_PASSWORD_CHARS: usize = 8;
@@ -285,7 +295,7 @@ pub async fn keys(c: KeysCommand) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::to_string(&k)?);
                 } else {
                     println!(
-                        "{:<36} {:<6} created={} retired={} {}{}",
+                        "{:<36} {:<6} created={} retired={} {}{}{}",
                         k.kid,
                         k.algorithm,
                         fmt_ms(Some(k.created_at_ms)),
@@ -295,7 +305,8 @@ pub async fn keys(c: KeysCommand) -> anyhow::Result<ExitCode> {
                             "published"
                         } else {
                             "unpublished"
-                        }
+                        },
+                        if k.encrypted { " encrypted" } else { "" }
                     );
                 }
             }
@@ -306,6 +317,19 @@ pub async fn keys(c: KeysCommand) -> anyhow::Result<ExitCode> {
                 "new signing key {} ({}); the previous key stays published until its tokens expire",
                 key.kid, key.algorithm
             );
+        }
+        KeysCommand::Export { private, db } => {
+            let admin = db.open().await?.admin();
+            let out = if private {
+                eprintln!(
+                    "warning: printing PRIVATE signing keys in clear; store the output \
+                     as securely as the database"
+                );
+                admin.export_private_keys().await?
+            } else {
+                admin.export_public_jwks().await?
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -215,3 +215,29 @@ async fn a_busy_port_is_reported_with_its_flag() {
     .to_string();
     assert!(err.contains("--port"), "{err}");
 }
+
+/// Issue 8 item 6: the data directory (session secret, demo password, database) is
+/// 0700 and the database files 0600.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo-data");
+    let demo = start(options(&dir)).await.unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    let db = demo
+        .database_url
+        .strip_prefix("sqlite://")
+        .map(std::path::PathBuf::from)
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if file.exists() {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+    assert_eq!(mode(&db), 0o600);
+    demo.shutdown(Duration::from_secs(5)).await;
+}

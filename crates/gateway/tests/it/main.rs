@@ -7,6 +7,7 @@
 mod harness;
 
 mod attacks;
+mod client_address;
 mod faults;
 mod flows;
 mod hardening;

@@ -159,7 +159,11 @@ async fn served(s: &mut TcpStream) -> bool {
 /// `server.max_connections`: connections past it are closed, the open ones still served.
 #[tokio::test]
 async fn issue8_connections_past_the_cap_are_refused() {
-    let h = Harness::start_with(0, |c| c.server.max_connections = 2).await;
+    let h = Harness::start_with(0, |c| {
+        c.server.max_connections = 2;
+        c.admin.health_on_public_listener = true;
+    })
+    .await;
     let mut a = TcpStream::connect(addr(&h)).await.unwrap();
     let mut b = TcpStream::connect(addr(&h)).await.unwrap();
     assert!(served(&mut a).await);

@@ -61,6 +61,18 @@ impl ApiFailure {
     }
 
     pub fn internal(err: &crate::Error) -> Self {
+        if let crate::Error::Overloaded = err {
+            // Expected under load or attack; not an error of ours.
+            tracing::debug!("login refused: password hashing saturated");
+            return ApiFailure {
+                retry_after: Some(1),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many logins in progress; try again shortly",
+                )
+            };
+        }
         tracing::error!(%err, "internal error");
         match err {
             crate::Error::Database(_) => Self::new(
@@ -151,12 +163,19 @@ impl OAuthFailure {
     }
 
     pub fn internal(err: &crate::Error) -> Self {
-        tracing::error!(%err, "internal error");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "try again later",
-        )
+        if let crate::Error::Overloaded = err {
+            tracing::debug!("login refused: password hashing saturated");
+        } else {
+            tracing::error!(%err, "internal error");
+        }
+        OAuthFailure {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again later",
+            )
+        }
     }
 }
 

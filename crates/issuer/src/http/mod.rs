@@ -231,34 +231,21 @@ impl FromRequestParts<Issuer> for Ctx {
         parts: &mut Parts,
         issuer: &Issuer,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        let forwarded = issuer
-            .settings()
-            .raw
-            .trust_forwarded_for
-            .then(|| {
-                // The right-most entry is the one our trusted proxy appended.
-                let value = parts
-                    .headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .next_back()?
-                    .to_str()
-                    .ok()?;
-                let last = value.rsplit(',').next()?.trim();
-                (!last.is_empty() && last.len() <= 64).then(|| last.to_owned())
-            })
-            .flatten();
+        // The header counts only from a trusted proxy (see `client_addr`).
+        let client_addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+            issuer
+                .settings()
+                .client_address
+                .client(c.0.ip(), &parts.headers)
+                .to_string()
+        });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
         Ok(Ctx(RequestContext {
-            client_addr: forwarded.or(peer),
+            client_addr,
             user_agent,
         }))
     }

@@ -24,6 +24,7 @@ pub fn test_config() -> Config {
     c.argon2.iterations = 1;
     c.rate_limit.account_burst = 1000;
     c.rate_limit.address_burst = 1000;
+    c.rate_limit.account_address_burst = 1000;
     c.issuer = "http://issuer.test".into();
     c
 }

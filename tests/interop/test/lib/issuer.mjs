@@ -60,6 +60,7 @@ function childEnv() {
 
 function tomlValue(v) {
   if (typeof v === "string") return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(tomlValue).join(", ")}]`;
   return String(v);
 }
 
@@ -68,7 +69,7 @@ function toToml(config) {
   const top = [];
   const tables = [];
   for (const [k, v] of Object.entries(config)) {
-    if (v !== null && typeof v === "object") {
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) {
       tables.push(`[${k}]`);
       for (const [k2, v2] of Object.entries(v)) tables.push(`${k2} = ${tomlValue(v2)}`);
     } else {
