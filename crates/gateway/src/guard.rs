@@ -170,10 +170,12 @@ pub fn canonical_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
     if bytes.first() != Some(&b'/') || bytes.get(1) == Some(&b'/') {
         return None;
     }
-    // Fast path for the common request: nothing that could hide a segment.
+    // Fast path for the common request: nothing that could hide a segment. Non-ASCII
+    // bytes take the full check too: they may be a C1 control character (U+0080–U+009F,
+    // found by fuzzing), which the fast path's ASCII test does not see.
     if !bytes
         .iter()
-        .any(|b| matches!(b, b'%' | b'.' | b'\\' | b';') || b.is_ascii_control())
+        .any(|b| matches!(b, b'%' | b'.' | b'\\' | b';') || b.is_ascii_control() || !b.is_ascii())
     {
         return Some(Cow::Borrowed(path));
     }
@@ -499,6 +501,17 @@ mod tests {
         for p in PATH_ESCAPES {
             assert_eq!(canonical_path(p), None, "{p:?} was accepted");
         }
+    }
+
+    #[test]
+    fn raw_c1_control_characters_are_refused_like_encoded_ones() {
+        // Found by fuzz/fuzz_targets/public_path.rs: the fast path let these through.
+        for p in ["/eq\u{8c}sic", "/a\u{85}b", "/\u{9f}"] {
+            assert_eq!(canonical_path(p), None, "{p:?} was accepted");
+        }
+        assert_eq!(canonical_path("/a%C2%85b"), None);
+        // Other non-ASCII paths still pass.
+        assert_eq!(canonical_path("/café/ü").as_deref(), Some("/café/ü"));
     }
 
     #[test]

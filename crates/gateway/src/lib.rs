@@ -52,7 +52,7 @@ pub use config::{
     MIN_SECRET_LEN, ProxySection, SessionSection, Settings, StoreSection,
 };
 pub use error::{ConfigError, Error};
-pub use guard::{OriginPolicy, canonical_path, is_cross_site, safe_next};
+pub use guard::{OriginPolicy, canonical_path, is_cross_site, public_path, safe_next};
 pub use state::{Freshness, SessionData};
 
 /// The source of "now" for every expiry decision (time is a parameter).

@@ -8,8 +8,9 @@ mod malformed;
 mod roundtrip;
 mod vectors;
 
-/// A password of exactly 32 ASCII characters and a second one, for rotation tests.
+/// The vectors' password (iron needs at least 32 characters).
 pub const PW1: &str = "iron-session-vector-password-A-0123456789";
+/// The second password, for rotation tests.
 pub const PW2: &str = "a-second-password-for-rotation-0123456789";
 /// 2026-01-01T00:00:00Z, the vectors' sealing time.
 pub const NOW: u64 = 1_767_225_600_000;

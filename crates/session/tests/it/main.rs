@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 
 use http::{HeaderMap, HeaderValue};
 
+/// The first sealing password of the tests (id 1 in rotation tests).
 pub const PW1: &str = "password-one-0123456789-abcdefghijklmnop";
+/// The second sealing password (the newer one in rotation tests).
 pub const PW2: &str = "password-two-0123456789-abcdefghijklmnop";
 /// 2026-01-01T00:00:00Z, the vectors' clock.
 pub const T0: u64 = 1_767_225_600_000;
@@ -22,10 +24,12 @@ pub const T0: u64 = 1_767_225_600_000;
 /// produces the `Cookie` header.
 #[derive(Default, Debug, Clone)]
 pub struct Browser {
+    /// Cookie name → value, as the browser would store them.
     pub cookies: BTreeMap<String, String>,
 }
 
 impl Browser {
+    /// Applies a response's `Set-Cookie` values to the jar.
     pub fn apply(&mut self, set_cookie: &[HeaderValue]) {
         for header in set_cookie {
             let text = header.to_str().unwrap();
@@ -40,6 +44,7 @@ impl Browser {
         }
     }
 
+    /// The request headers (one `Cookie`) the browser would send next.
     pub fn header(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         if !self.cookies.is_empty() {
@@ -54,6 +59,7 @@ impl Browser {
         headers
     }
 
+    /// The names of the cookies in the jar, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.cookies.keys().map(String::as_str).collect()
     }
