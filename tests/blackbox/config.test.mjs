@@ -1,4 +1,4 @@
-// Start-up refusals (DESIGN.md "The session cookie", issue 4 "Configuration"):
+// Start-up refusals (docs/design.md "The session cookie", issue 4 "Configuration"):
 // misconfiguration stops `sallyport gateway` with a message naming the setting.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

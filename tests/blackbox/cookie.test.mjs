@@ -1,4 +1,4 @@
-// DESIGN.md step 2 and "The session cookie": missing, tampered, expired or unknown-password
+// docs/design.md step 2 and "The session cookie": missing, tampered, expired or unknown-password
 // cookies mean "no session" — never a 5xx; Iron seals as iron-session writes them;
 // password rotation; logout cannot be undone by a replayed cookie.
 import { test, before, after } from 'node:test';
@@ -212,7 +212,7 @@ test('logout, then replaying a copy of the old cookie → refused', async () => 
 });
 
 test('logout is remembered by another gateway process sharing the store (replay still refused)', async (t) => {
-  // DESIGN: "with several replicas, through the shared store" — store.redis_url.
+  // docs/design.md: "with several replicas, through the shared store" — store.redis_url.
   const redis = process.env.SALLYPORT_TEST_REDIS_URL;
   if (!redis) {
     if (process.env.CI) assert.fail('SALLYPORT_TEST_REDIS_URL must be set under CI');

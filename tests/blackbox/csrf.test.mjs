@@ -1,4 +1,4 @@
-// DESIGN.md middleware step 7: state-changing requests authenticated by the cookie must
+// docs/design.md middleware step 7: state-changing requests authenticated by the cookie must
 // come from the same origin, or get 403 and never reach upstream. The login and logout
 // forms are protected the same way (issue 4).
 import { test, before, after } from 'node:test';
@@ -160,7 +160,7 @@ test('lower/upper-case method spellings are checked too', async () => {
 });
 
 test('cross-site POST to a public path with the cookie never reaches upstream with the token', async () => {
-  // On a public path the session's token is attached (DESIGN step 1), so such a request
+  // On a public path the session's token is attached (docs/design.md step 1), so such a request
   // is authenticated by the cookie: it is either refused or forwarded without the token.
   const id = uid();
   const r = await api(s.gateway, jar, 'POST', `/public/${id}`, { headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }, body: 'x=1' });
@@ -168,7 +168,7 @@ test('cross-site POST to a public path with the cookie never reaches upstream wi
   assert.ok(r.status === 403 || seen.every((e) => !bearerOf(e)), `status ${r.status}, upstream got a token: ${seen.map(bearerOf)}`);
 });
 
-test('cross-site WebSocket upgrade with the cookie is not authenticated (CSWSH; beyond DESIGN step 7)', async () => {
+test('cross-site WebSocket upgrade with the cookie is not authenticated (CSWSH; beyond docs/design.md step 7)', async () => {
   const id = uid();
   const status = await new Promise((resolve, reject) => {
     const req = http.request({

@@ -1,4 +1,4 @@
-// DESIGN.md step 5: "Faults are not logouts". Backend refusal (invalid_grant) ends the
+// docs/design.md step 5: "Faults are not logouts". Backend refusal (invalid_grant) ends the
 // session; backend down, slow or 5xx keeps it — proxy with the old token while it is
 // still valid, else 503 with Retry-After. Two setups: the real issuer stopped and
 // restarted, and a scriptable backend in front of the issuer (500 / hang / invalid_grant).

@@ -1,4 +1,4 @@
-// DESIGN.md middleware steps 1, 3 and 6: no-session answers, the proxied request,
+// docs/design.md middleware steps 1, 3 and 6: no-session answers, the proxied request,
 // public paths, streaming, WebSocket upgrades, upstream 401 replay and upstream faults.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

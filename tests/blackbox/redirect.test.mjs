@@ -1,4 +1,4 @@
-// DESIGN.md step 7: `next` return paths are accepted only as same-site relative paths —
+// docs/design.md step 7: `next` return paths are accepted only as same-site relative paths —
 // no open redirect. Every hostile value is tried on the login page (hidden field), the
 // form login (303 Location), the JSON login and the no-session redirect.
 import { test, before, after } from 'node:test';

@@ -1,4 +1,4 @@
-// DESIGN.md middleware steps 4 and 5 and "Logout cannot be undone by stragglers":
+// docs/design.md middleware steps 4 and 5 and "Logout cannot be undone by stragglers":
 // proactive, single-flight renewal against the real issuer, refusal → reauth, and
 // in-flight responses after logout. Access tokens live 8 s here; leeway is 4 s. The
 // issuer's reuse interval is 0, so a second use of a refresh token revokes the session:

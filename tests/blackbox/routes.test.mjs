@@ -1,4 +1,4 @@
-// DESIGN.md "The gateway (BFF)": the route table, one test per documented behaviour.
+// docs/design.md "The gateway (BFF)": the route table, one test per documented behaviour.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {

@@ -1,4 +1,4 @@
-// DESIGN.md "The session cookie": sessions too large for one cookie are split into chunks
+// docs/design.md "The session cookie": sessions too large for one cookie are split into chunks
 // and reassembled, or refused with a clear error — never silently dropped by the browser.
 // And GET /auth/session exposes the access token only when the operator opts in.
 import { test, before, after } from 'node:test';

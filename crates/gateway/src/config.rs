@@ -259,7 +259,7 @@ pub struct ProxySection {
     /// Time allowed until upstream's response head, in milliseconds.
     pub response_timeout_ms: u64,
     /// Largest body of a request carrying `Idempotency-Key` that is buffered so it can be
-    /// replayed after upstream's 401 (DESIGN.md step 6); larger bodies stream and are not
+    /// replayed after upstream's 401 (docs/design.md step 6); larger bodies stream and are not
     /// replayed. 0 turns body replay off.
     pub replay_body_limit_bytes: u64,
     /// Pass client request headers whose names contain `_` (dropped by default, as

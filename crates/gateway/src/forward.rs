@@ -1,4 +1,4 @@
-//! The middleware for everything that is not a gateway route: steps 1–7 of DESIGN.md,
+//! The middleware for everything that is not a gateway route: steps 1–7 of docs/design.md,
 //! then the proxy, then (step 6) one renewal and one replay when upstream rejects an
 //! idempotent request's token.
 

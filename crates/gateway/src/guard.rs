@@ -1,4 +1,4 @@
-//! Request-forgery and open-redirect checks (DESIGN.md step 7, PP-21).
+//! Request-forgery and open-redirect checks (docs/design.md step 7, PP-21).
 
 use http::{HeaderMap, Method, header};
 
@@ -51,7 +51,7 @@ pub fn is_safe_method(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// What a same-origin request's `Origin` must be (DESIGN.md step 7).
+/// What a same-origin request's `Origin` must be (docs/design.md step 7).
 ///
 /// The comparison is on the whole origin — scheme, host and port — because a page on
 /// `http://app` (or on another port of the same host) is a different origin from

@@ -19,7 +19,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Routes, the seven middleware steps and the error model are described in DESIGN.md
+//! Routes, the seven middleware steps and the error model are described in docs/design.md
 //! ("The gateway") and docs/gateway.md.
 
 use std::future::Future;

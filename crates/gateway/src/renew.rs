@@ -1,6 +1,6 @@
 //! Single-flight renewal (PP-01, PP-02, PP-10, PP-17).
 //!
-//! One cache keyed by the refresh token being redeemed does both jobs DESIGN.md asks for:
+//! One cache keyed by the refresh token being redeemed does both jobs docs/design.md asks for:
 //! - while a renewal is in flight, every other request of that session waits on the same
 //!   future (moka's `try_get_with` runs one init future per key);
 //! - after it finished, the *old* refresh token keeps mapping to the result for

@@ -1,6 +1,6 @@
 //! Logged-out session ids, remembered for the cookie's lifetime (PP-05, PP-06) — in
 //! process memory, and, with `store.redis_url`, in Redis so that every replica refuses a
-//! cookie that was logged out on any of them (DESIGN.md "Logout cannot be undone").
+//! cookie that was logged out on any of them (docs/design.md "Logout cannot be undone").
 //!
 //! Failure policy (documented in docs/gateway.md): Redis being unreachable is a fault,
 //! and faults are not logouts — nor do they log everyone out. A session this replica saw

@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Refresh semantics (see `DESIGN.md`, "The issuer"): each refresh token is single-use.
+//! Refresh semantics (see `docs/design.md`, "The issuer"): each refresh token is single-use.
 //! Presented again within `refresh_reuse_interval_secs` of its use, it is answered with
 //! the same tokens the first use received (retries and concurrent tabs keep the
 //! session); presented later, the whole session is revoked and the event audited.
@@ -225,7 +225,7 @@ impl Issuer {
         })
     }
 
-    /// The axum router with every endpoint (see `DESIGN.md`).
+    /// The axum router with every endpoint (see `docs/design.md`).
     pub fn router(&self) -> axum::Router {
         http::router(self.clone())
     }

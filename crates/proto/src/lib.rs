@@ -1,7 +1,7 @@
 //! Wire types shared by the Sallyport issuer, gateway and clients.
 //!
 //! Every struct here is what travels on the wire, with the exact JSON (or form)
-//! field names of the contract in `DESIGN.md`, so the issuer, the gateway's
+//! field names of the contract in `docs/design.md`, so the issuer, the gateway's
 //! backend adapters and `sallyport-client` cannot drift apart. The types derive
 //! [`utoipa::ToSchema`] so the issuer can generate its OpenAPI document from them.
 //!
@@ -82,7 +82,7 @@ pub mod codes {
 }
 
 /// Why a request could not be authenticated — the one error model of the
-/// gateway, `client.js` and the Rust client (DESIGN.md, "One error model").
+/// gateway, `client.js` and the Rust client (docs/design.md, "One error model").
 ///
 /// The distinction matters to the caller: the first two mean "send the user
 /// to the login page", the third means "try again later, the session is kept".

@@ -1,6 +1,6 @@
 // Black-box harness: starts the real `sallyport issuer` and `sallyport gateway`
 // binaries plus a tiny Node upstream on loopback, and gives the tests a raw HTTP
-// client and a cookie jar. Written from DESIGN.md only: nothing here knows the
+// client and a cookie jar. Written from docs/design.md only: nothing here knows the
 // gateway's internals, only its documented configuration keys and HTTP contract.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -21,7 +21,7 @@ const dirs = new Set();
 
 /**
  * Cross-cutting contract, checked on every response the suite sees: "Responses that set
- * a cookie carry Cache-Control: private, no-store" (DESIGN.md).
+ * a cookie carry Cache-Control: private, no-store" (docs/design.md).
  */
 export const cacheViolations = [];
 

@@ -1,5 +1,5 @@
 // Black-box contract audit of the real `sallyport issuer` binary over HTTP: every
-// endpoint of issue 3 / DESIGN.md "The issuer", checked against the contract and the
+// endpoint of issue 3 / docs/design.md "The issuer", checked against the contract and the
 // RFCs it names (6749 token endpoint, 7009 revocation, 8414 discovery, 9700 reuse
 // detection). A check the issuer does not meet yet is marked `{ todo: "reason" }` so
 // the suite stays green while the violation stays visible in the TAP output.
