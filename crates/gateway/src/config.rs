@@ -64,6 +64,14 @@ pub struct StoreSection {
     pub timeout_ms: u64,
     /// Prefix of every key the gateway writes.
     pub key_prefix: String,
+    /// Directory of the durable logout record (survives restarts without Redis). Unset:
+    /// `$STATE_DIRECTORY` (systemd `StateDirectory=`), else `$XDG_STATE_HOME/sallyport`,
+    /// else `~/.local/state/sallyport`.
+    pub state_dir: Option<PathBuf>,
+    /// Keep the durable logout record at all (`false`: memory and Redis only).
+    pub persist_logouts: bool,
+    /// Most logout records kept (memory and file); past it the ones nearest to expiry go.
+    pub max_logout_records: u64,
 }
 
 impl Default for StoreSection {
@@ -72,8 +80,24 @@ impl Default for StoreSection {
             redis_url: None,
             timeout_ms: 250,
             key_prefix: "sallyport:".into(),
+            state_dir: None,
+            persist_logouts: true,
+            max_logout_records: 1_000_000,
         }
     }
+}
+
+/// The default `store.state_dir`, from the environment (see [`StoreSection::state_dir`]).
+pub fn default_state_dir(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(d) = non_empty("STATE_DIRECTORY") {
+        // systemd passes a colon-separated list when several are configured.
+        return d.split(':').next().map(PathBuf::from);
+    }
+    if let Some(d) = non_empty("XDG_STATE_HOME") {
+        return Some(PathBuf::from(d).join("sallyport"));
+    }
+    non_empty("HOME").map(|h| PathBuf::from(h).join(".local/state/sallyport"))
 }
 
 impl std::fmt::Debug for StoreSection {
@@ -83,6 +107,9 @@ impl std::fmt::Debug for StoreSection {
             .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
             .field("timeout_ms", &self.timeout_ms)
             .field("key_prefix", &self.key_prefix)
+            .field("state_dir", &self.state_dir)
+            .field("persist_logouts", &self.persist_logouts)
+            .field("max_logout_records", &self.max_logout_records)
             .finish()
     }
 }
@@ -402,6 +429,8 @@ pub struct Settings {
     pub(crate) login_template: Option<String>,
     pub(crate) login_title: String,
     pub(crate) store: Option<StoreSettings>,
+    pub(crate) state_dir: Option<PathBuf>,
+    pub(crate) max_logout_records: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -604,6 +633,29 @@ impl Settings {
             }
         };
 
+        let state_dir = if c.store.persist_logouts {
+            match &c.store.state_dir {
+                Some(d) if d.as_os_str().is_empty() => {
+                    return Err(Error::config(
+                        "store.state_dir",
+                        "empty; set a directory or store.persist_logouts = false",
+                    ));
+                }
+                Some(d) => Some(d.clone()),
+                None => default_state_dir(|k| std::env::var(k).ok()),
+            }
+        } else {
+            None
+        };
+        if c.store.max_logout_records == 0 {
+            return Err(Error::config(
+                "store.max_logout_records",
+                "must be greater than zero",
+            ));
+        }
+        let max_logout_records = usize::try_from(c.store.max_logout_records)
+            .map_err(|_| Error::config("store.max_logout_records", "too large"))?;
+
         let login_template = match &c.login.template {
             None => None,
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
@@ -649,6 +701,8 @@ impl Settings {
             login_template,
             login_title: c.login.title.clone(),
             store,
+            state_dir,
+            max_logout_records,
         })
     }
 }

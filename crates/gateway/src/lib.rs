@@ -121,9 +121,22 @@ impl Gateway {
         let cookies = auth::codec(&settings)?;
         let metrics = metrics::Metrics::new();
         let backend = backend::Backend::new(settings.backend.clone())?;
+        let redis = settings
+            .store
+            .clone()
+            .map(|s| Arc::new(store::Redis::new(s)));
         let renewer = renew::Renewer::new(backend.clone(), settings.renew_grace, metrics.clone());
-        let logged_out =
-            store::LogoutStore::new(settings.ttl, settings.store.clone(), metrics.clone());
+        let logged_out = store::LogoutStore::open(
+            settings.ttl,
+            settings.state_dir.as_deref(),
+            settings.max_logout_records,
+            redis.clone(),
+            metrics.clone(),
+            clock.now_ms(),
+        )?;
+        for w in logout_finality_warnings(&settings, logged_out.is_durable()) {
+            tracing::warn!("{w}");
+        }
         let client = proxy::client(&settings);
         let page = page::LoginPage::new(
             settings.login_template.clone(),
@@ -194,6 +207,32 @@ impl Gateway {
             .encode(session, &http::HeaderMap::new(), now_ms)
             .map_err(|e| Error::Cookie(e.to_string()))
     }
+}
+
+/// What start-up says when a logout cannot be made final: without a durable or shared
+/// logout record a restart forgets logouts, and without backend revocation nothing else
+/// stops a captured cookie from renewing.
+fn logout_finality_warnings(settings: &Settings, durable: bool) -> Vec<&'static str> {
+    let revokes = settings.backend.logout_url.is_some();
+    let mut out = Vec::new();
+    if !durable {
+        out.push(if revokes {
+            "logouts are kept in memory only (store.persist_logouts = false, no store.state_dir \
+             and no store.redis_url): after a restart a cookie captured before its logout is \
+             accepted again until its access token expires"
+        } else {
+            "logout cannot be made final: no durable or shared logout record (store.state_dir, \
+             store.redis_url) and no backend revocation (backend.logout_url / \
+             backend.revocation_url); after a restart a cookie captured before its logout works \
+             again and keeps renewing"
+        });
+    } else if !revokes {
+        out.push(
+            "no backend revocation (backend.logout_url / backend.revocation_url): logout is \
+             final only as long as the logout record is kept (session.ttl_secs)",
+        );
+    }
+    out
 }
 
 /// Serves `gateway` on `listener` until Ctrl-C or SIGTERM, then drains connections.

@@ -264,10 +264,8 @@ pub(crate) async fn logout(State(gw): State<Gateway>, headers: HeaderMap) -> Res
     let loaded = inner.cookies.read::<SessionData>(&headers, now_ms);
     if let Some(loaded) = loaded {
         let data = loaded.value;
-        if let Some(key) = data.logout_key() {
-            // An unreachable shared store does not fail the logout (see store.rs).
-            inner.logged_out.remember(key, now_ms).await;
-        }
+        // An unreachable shared store does not fail the logout (see store.rs).
+        inner.logged_out.remember(&data, now_ms).await;
         if let Some(rt) = data.refresh_token.clone() {
             let backend = inner.backend.clone();
             let metrics = inner.metrics.clone();
@@ -358,7 +356,7 @@ pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Re
     let now_ms = inner.clock.now_ms();
     let mut loaded = inner.read_session(&headers, now_ms);
     if let Some(l) = &loaded
-        && inner.logged_out_anywhere(&l.value, now_ms).await
+        && inner.logged_out.is_logged_out(&l.value, now_ms).await
     {
         loaded = None;
     }
@@ -395,13 +393,23 @@ pub(crate) async fn verify(State(gw): State<Gateway>, headers: HeaderMap) -> Res
         .and_then(|v| v.to_str().ok())
         .unwrap_or("/")
         .to_string();
+    // Refusals first: a refused sub-request must not renew (see crate::renew).
+    if !guard::is_safe_method(&method) && guard::is_cross_site(&headers, inner.expected_origin())
+    {
+        return if inner.has_session(&headers, now_ms).await {
+            inner.forbidden_cross_site()
+        } else {
+            inner.unauthenticated(
+                &Method::POST,
+                &headers,
+                &original,
+                AuthErrorCode::SessionExpired,
+                false,
+            )
+        };
+    }
     match inner.authenticate(&headers, now_ms).await {
         Authn::Session { data, write, .. } => {
-            if !guard::is_safe_method(&method)
-                && guard::is_cross_site(&headers, inner.expected_origin())
-            {
-                return inner.forbidden_cross_site();
-            }
             let mut resp = StatusCode::OK.into_response();
             let h = resp.headers_mut();
             if let Some(at) = &data.access_token {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
 mod harness;
+mod single_use;
 
 mod attacks;
 mod faults;
@@ -12,4 +13,5 @@ mod flows;
 mod hardening;
 mod proxying;
 mod renewal;
+mod renewal_rules;
 mod store;
