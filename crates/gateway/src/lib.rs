@@ -125,7 +125,18 @@ impl Gateway {
             .store
             .clone()
             .map(|s| Arc::new(store::Redis::new(s)));
-        let renewer = renew::Renewer::new(backend.clone(), settings.renew_grace, metrics.clone());
+        let remote = redis.clone().map(|redis| renew::Remote {
+            redis,
+            passwords: settings.passwords.clone(),
+            grace: settings.renew_grace,
+            backend_timeout: backend.timeout(),
+        });
+        let renewer = renew::Renewer::new(
+            backend.clone(),
+            settings.renew_grace,
+            metrics.clone(),
+            remote,
+        );
         let logged_out = store::LogoutStore::open(
             settings.ttl,
             settings.state_dir.as_deref(),

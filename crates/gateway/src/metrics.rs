@@ -82,7 +82,11 @@ impl Metrics {
     /// Cross-replica coordination was skipped and this replica renewed on its own
     /// (`redis_unavailable`), or gave up waiting for another replica (`wait_timeout`).
     pub fn renewal_fallback(&self, reason: &'static str) {
-        self.counter("sallyport_gateway_renewal_fallbacks_total", "reason", reason);
+        self.counter(
+            "sallyport_gateway_renewal_fallbacks_total",
+            "reason",
+            reason,
+        );
     }
 
     /// Time a replica waited for another replica's renewal (lock held elsewhere).

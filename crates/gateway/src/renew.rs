@@ -20,17 +20,44 @@
 //!
 //! Failures are not remembered: the next request retries. Maps are keyed by the SHA-256
 //! of the refresh token, never the token itself.
+//!
+//! # Across replicas (`store.redis_url`)
+//!
+//! The same rule holds for a set of replicas sharing one Redis. The task that renews on
+//! a replica first looks for a result another replica left in Redis
+//! (`<prefix>renew:<sha256 of the refresh token>`, sealed with the session secret, kept
+//! for the grace window); if there is none it takes a short lock
+//! (`<prefix>renew-lock:<sha256>`, `SET NX PX`) and only the holder calls the backend,
+//! stores the sealed result (tokens, or the refusal) and releases the lock. The others
+//! poll for the result every [`POLL`]; a lock whose holder died expires after
+//! `backend.timeout_ms + 2 × store.timeout_ms + 500 ms` and the next waiter takes over.
+//! A waiter that has seen neither a result nor a free lock within twice that bound
+//! answers as for a backend fault (session kept; 503 only once the token has expired)
+//! rather than calling the backend while another replica may be doing so.
+//!
+//! Redis is an optimisation, never a single point of failure: when a command fails or
+//! exceeds `store.timeout_ms`, the replica renews on its own (local single-flight, as
+//! without Redis), counts `sallyport_gateway_renewal_fallbacks_total{reason=
+//! "redis_unavailable"}` and logs at most every 10 s; Redis is asked again after a short
+//! back-off, so recovery needs no restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
 
+use serde::{Deserialize, Serialize};
+
 use crate::backend::{Backend, BackendError};
 use crate::metrics::Metrics;
 use crate::state::{SessionData, Tokens};
+use crate::store::Redis;
+
+/// How often a replica waiting for another replica's renewal looks for its result.
+pub(crate) const POLL: Duration = Duration::from_millis(15);
 
 /// A renewal's outcome, shared by every request that joined it.
 pub(crate) type Outcome = Result<Arc<Tokens>, Arc<BackendError>>;
@@ -59,6 +86,19 @@ struct RenewerInner {
     /// Here the call is a spawned task that owns its entry and removes it when done.
     in_flight: Mutex<HashMap<TokenKey, Shared<BoxFuture<'static, Outcome>>>>,
     metrics: Metrics,
+    /// Cross-replica single-flight, with `store.redis_url`.
+    remote: Option<Remote>,
+}
+
+/// What cross-replica renewal needs.
+pub(crate) struct Remote {
+    pub(crate) redis: Arc<Redis>,
+    /// Seals results in Redis (the session secret set: every replica has it).
+    pub(crate) passwords: sallyport_iron::Passwords,
+    /// How long a result stays (the grace window).
+    pub(crate) grace: Duration,
+    /// The bound on one backend call (`backend.timeout_ms`).
+    pub(crate) backend_timeout: Duration,
 }
 
 /// Removes the in-flight entry however the task ends (also on panic).
@@ -77,7 +117,12 @@ impl Drop for InFlightGuard {
 
 impl Renewer {
     /// `grace`: how long a redeemed refresh token maps to its result.
-    pub(crate) fn new(backend: Backend, grace: std::time::Duration, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        backend: Backend,
+        grace: Duration,
+        metrics: Metrics,
+        remote: Option<Remote>,
+    ) -> Self {
         Self {
             inner: Arc::new(RenewerInner {
                 backend,
@@ -87,6 +132,7 @@ impl Renewer {
                     .build(),
                 in_flight: Mutex::new(HashMap::new()),
                 metrics,
+                remote,
             }),
         }
     }
@@ -122,7 +168,7 @@ impl Renewer {
                 let rt = refresh_token.to_string();
                 // The task, not the caller, owns the call: see the module docs.
                 let task = tokio::spawn(async move {
-                    let outcome = task_inner.call_backend(&rt, now_ms).await;
+                    let outcome = task_inner.obtain(&rt, key, now_ms).await;
                     if let Ok(t) = &outcome {
                         task_inner.grace.insert(key, t.clone());
                     }
@@ -147,6 +193,157 @@ impl Renewer {
 }
 
 impl RenewerInner {
+    /// The renewal result for `refresh_token`: another replica's, or one backend call.
+    async fn obtain(&self, refresh_token: &str, key: TokenKey, now_ms: u64) -> Outcome {
+        let Some(remote) = &self.remote else {
+            return self.call_backend(refresh_token, now_ms).await;
+        };
+        match self.coordinate(remote, refresh_token, key, now_ms).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Redis is an optimisation: renew on this replica alone.
+                self.metrics.renewal_fallback("redis_unavailable");
+                self.metrics.store_error("renewal");
+                remote.redis.log_unavailable("renewal", now_ms, &e);
+                self.call_backend(refresh_token, now_ms).await
+            }
+        }
+    }
+
+    /// Cross-replica single-flight (see the module docs). `Err`: Redis failed, and the
+    /// caller renews locally.
+    async fn coordinate(
+        &self,
+        remote: &Remote,
+        refresh_token: &str,
+        key: TokenKey,
+        now_ms: u64,
+    ) -> Result<Outcome, String> {
+        let redis = &remote.redis;
+        let result_key = redis.key("renew", &key);
+        let lock_key = redis.key("renew-lock", &key);
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let lock_ttl = remote.backend_timeout + redis.timeout() * 2 + Duration::from_millis(500);
+        let bound = lock_ttl * 2;
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            if let Some(outcome) = self.remote_result(remote, &result_key, now_ms).await? {
+                if waited {
+                    self.metrics
+                        .renewal_lock_wait(started.elapsed().as_secs_f64());
+                }
+                self.metrics.renewal_joined("replica");
+                return Ok(outcome);
+            }
+            let mut set = redis::cmd("SET");
+            set.arg(&lock_key)
+                .arg(&owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(lock_ttl.as_millis() as u64);
+            let acquired: Option<String> = redis.run(&set, now_ms).await?;
+            if acquired.is_some() {
+                if waited {
+                    self.metrics
+                        .renewal_lock_wait(started.elapsed().as_secs_f64());
+                }
+                return Ok(self
+                    .renew_holding_lock(
+                        remote,
+                        refresh_token,
+                        &result_key,
+                        &lock_key,
+                        &owner,
+                        now_ms,
+                    )
+                    .await);
+            }
+            waited = true;
+            if started.elapsed() > bound {
+                self.metrics.renewal_fallback("wait_timeout");
+                self.metrics
+                    .renewal_lock_wait(started.elapsed().as_secs_f64());
+                tracing::warn!("another replica's renewal did not finish in time; session kept");
+                return Ok(Err(Arc::new(BackendError::Unavailable(
+                    "another replica's renewal did not finish in time".into(),
+                ))));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The lock is ours: check once more for a result (one may have been stored between
+    /// our look and the lock), call the backend, publish the result, release the lock.
+    /// Redis failures here no longer matter to this replica's answer.
+    async fn renew_holding_lock(
+        &self,
+        remote: &Remote,
+        refresh_token: &str,
+        result_key: &str,
+        lock_key: &str,
+        owner: &str,
+        now_ms: u64,
+    ) -> Outcome {
+        let redis = &remote.redis;
+        let outcome = match self.remote_result(remote, result_key, now_ms).await {
+            Ok(Some(outcome)) => {
+                self.metrics.renewal_joined("replica");
+                outcome
+            }
+            _ => {
+                let outcome = self.call_backend(refresh_token, now_ms).await;
+                if let Some(sealed) = seal_outcome(remote, &outcome, now_ms) {
+                    let mut set = redis::cmd("SET");
+                    set.arg(result_key)
+                        .arg(sealed)
+                        .arg("PX")
+                        .arg(remote.grace.as_millis().max(1) as u64);
+                    if let Err(e) = redis.run::<()>(&set, now_ms).await {
+                        self.metrics.store_error("renewal");
+                        redis.log_unavailable("renewal-publish", now_ms, &e);
+                    }
+                }
+                outcome
+            }
+        };
+        // Compare-and-delete: never release a lock that expired and went to another.
+        let mut del = redis::cmd("EVAL");
+        del.arg(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        )
+        .arg(1)
+        .arg(lock_key)
+        .arg(owner);
+        if let Err(e) = redis.run::<i64>(&del, now_ms).await {
+            redis.log_unavailable("renewal-unlock", now_ms, &e);
+        }
+        outcome
+    }
+
+    /// Another replica's result, if one is stored and opens with our secrets.
+    async fn remote_result(
+        &self,
+        remote: &Remote,
+        result_key: &str,
+        now_ms: u64,
+    ) -> Result<Option<Outcome>, String> {
+        let mut get = redis::cmd("GET");
+        get.arg(result_key);
+        let sealed: Option<String> = remote.redis.run(&get, now_ms).await?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        match sallyport_iron::unseal_value::<Published>(&sealed, &remote.passwords, now_ms) {
+            Ok((p, _)) => Ok(Some(p.into_outcome())),
+            Err(e) => {
+                // A replica with other secrets, or an expired seal: not ours to use.
+                tracing::warn!(error = %e, "ignoring a renewal result in Redis that does not open");
+                Ok(None)
+            }
+        }
+    }
+
     /// One backend call, counted by outcome.
     async fn call_backend(&self, refresh_token: &str, now_ms: u64) -> Outcome {
         let outcome = self.backend.refresh(refresh_token, now_ms / 1000).await;
@@ -156,6 +353,72 @@ impl RenewerInner {
             Err(_) => "unavailable",
         });
         outcome.map(Arc::new).map_err(Arc::new)
+    }
+}
+
+/// A renewal result as published in Redis (sealed). Faults are not published: the next
+/// replica retries, as the next request would on one replica.
+#[derive(Serialize, Deserialize)]
+struct Published {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens: Option<PublishedTokens>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PublishedTokens {
+    access_token: String,
+    refresh_token: String,
+    expires_at: Option<u64>,
+    obtained_at: u64,
+    user: Option<sallyport_proto::SessionUser>,
+}
+
+impl Published {
+    fn into_outcome(self) -> Outcome {
+        match (self.tokens, self.refused) {
+            (Some(t), _) => Ok(Arc::new(Tokens {
+                access_token: t.access_token,
+                refresh_token: t.refresh_token,
+                expires_at: t.expires_at,
+                obtained_at: t.obtained_at,
+                user: t.user,
+            })),
+            (None, code) => Err(Arc::new(BackendError::Refused(
+                code.unwrap_or_else(|| "invalid_grant".into()),
+            ))),
+        }
+    }
+}
+
+fn seal_outcome(remote: &Remote, outcome: &Outcome, now_ms: u64) -> Option<String> {
+    let published = match outcome {
+        Ok(t) => Published {
+            tokens: Some(PublishedTokens {
+                access_token: t.access_token.clone(),
+                refresh_token: t.refresh_token.clone(),
+                expires_at: t.expires_at,
+                obtained_at: t.obtained_at,
+                user: t.user.clone(),
+            }),
+            refused: None,
+        },
+        Err(e) => match &**e {
+            BackendError::Refused(code) => Published {
+                tokens: None,
+                refused: Some(code.clone()),
+            },
+            _ => return None,
+        },
+    };
+    let ttl_secs = remote.grace.as_secs().max(1);
+    match sallyport_iron::seal_value(&published, &remote.passwords, ttl_secs, now_ms) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot seal a renewal result for other replicas");
+            None
+        }
     }
 }
 

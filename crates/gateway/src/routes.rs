@@ -394,8 +394,7 @@ pub(crate) async fn verify(State(gw): State<Gateway>, headers: HeaderMap) -> Res
         .unwrap_or("/")
         .to_string();
     // Refusals first: a refused sub-request must not renew (see crate::renew).
-    if !guard::is_safe_method(&method) && guard::is_cross_site(&headers, inner.expected_origin())
-    {
+    if !guard::is_safe_method(&method) && guard::is_cross_site(&headers, inner.expected_origin()) {
         return if inner.has_session(&headers, now_ms).await {
             inner.forbidden_cross_site()
         } else {

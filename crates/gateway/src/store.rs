@@ -389,11 +389,7 @@ impl Redis {
     /// `<prefix><kind>:<sha256 hex>`: ids may be refresh tokens, which must never be
     /// stored in the clear.
     pub(crate) fn key(&self, kind: &str, digest: &[u8; 32]) -> String {
-        format!(
-            "{}{kind}:{}",
-            self.settings.key_prefix,
-            hex::encode(digest)
-        )
+        format!("{}{kind}:{}", self.settings.key_prefix, hex::encode(digest))
     }
 
     /// The configured bound on one command.

@@ -14,4 +14,5 @@ mod hardening;
 mod proxying;
 mod renewal;
 mod renewal_rules;
+mod replicas;
 mod store;

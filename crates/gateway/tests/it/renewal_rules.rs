@@ -176,8 +176,16 @@ async fn cookie_without_sid_cannot_come_back_under_a_new_id() {
 
     // Logging out one of them ends all three: the other renewal and the original.
     assert_eq!(logout(&url, &y).await, 204);
-    assert_eq!(get(&url, &x).await.status(), 401, "the sibling renewal survived logout");
-    assert_eq!(get(&url, &old).await.status(), 401, "the pre-logout cookie came back");
+    assert_eq!(
+        get(&url, &x).await.status(),
+        401,
+        "the sibling renewal survived logout"
+    );
+    assert_eq!(
+        get(&url, &old).await.status(),
+        401,
+        "the pre-logout cookie came back"
+    );
 }
 
 #[tokio::test]
@@ -203,7 +211,11 @@ async fn logout_survives_a_restart_without_redis() {
     // "Restart": a new gateway on the same directory.
     let (url2, _gw2, clock2) = start_gateway(c).await;
     clock2.advance_ms(clock.now_ms() as i64 - clock2.now_ms() as i64);
-    assert_eq!(get(&url2, &cookie).await.status(), 401, "a restart undid the logout");
+    assert_eq!(
+        get(&url2, &cookie).await.status(),
+        401,
+        "a restart undid the logout"
+    );
     // Not even a renewal brings it back.
     clock2.advance_ms(EXPIRE_MS);
     assert_eq!(get(&url2, &cookie).await.status(), 401);

@@ -54,6 +54,13 @@ pub struct SingleUse {
     pub reuse_interval_ms: AtomicU64,
     /// Answer 503 to refreshes.
     pub down: AtomicBool,
+    /// While set, refresh calls never answer (and rotate nothing): a hung backend, or
+    /// one whose caller died before it committed.
+    pub hang: AtomicBool,
+    /// Access-token lifetime in seconds (`expiresIn`).
+    pub expires_in: AtomicU64,
+    /// Refresh calls that rotated a token (the renewals that were needed).
+    pub rotations: AtomicUsize,
 }
 
 impl SingleUse {
@@ -76,7 +83,7 @@ impl SingleUse {
             .is_some_and(|f| !f.revoked)
     }
 
-    fn issue(db: &mut Db, family: u64) -> Value {
+    fn issue(&self, db: &mut Db, family: u64) -> Value {
         let f = db.families.entry(family).or_default();
         f.generation += 1;
         let g = f.generation;
@@ -92,7 +99,7 @@ impl SingleUse {
                 answer: None,
             },
         );
-        json!({"accessToken": at, "refreshToken": rt, "expiresIn": 900})
+        json!({"accessToken": at, "refreshToken": rt, "expiresIn": self.expires_in.load(Ordering::SeqCst)})
     }
 }
 
@@ -115,11 +122,14 @@ async fn login_route(State(b): State<Arc<SingleUse>>, Json(body): Json<Value>) -
     let mut db = b.db.lock().unwrap();
     db.next_family += 1;
     let family = db.next_family;
-    Json(SingleUse::issue(&mut db, family)).into_response()
+    Json(b.issue(&mut db, family)).into_response()
 }
 
 async fn refresh(State(b): State<Arc<SingleUse>>, Json(body): Json<Value>) -> Response {
     b.refreshes.fetch_add(1, Ordering::SeqCst);
+    if b.hang.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
     let delay = b.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         // If the caller gives up meanwhile, this future is dropped: nothing rotates.
@@ -128,7 +138,10 @@ async fn refresh(State(b): State<Arc<SingleUse>>, Json(body): Json<Value>) -> Re
     if b.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
     }
-    let rt = body["refresh_token"].as_str().unwrap_or_default().to_string();
+    let rt = body["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let interval = b.reuse_interval_ms.load(Ordering::SeqCst);
     let resp = {
         let mut db = b.db.lock().unwrap();
@@ -142,7 +155,9 @@ async fn refresh(State(b): State<Arc<SingleUse>>, Json(body): Json<Value>) -> Re
             return invalid_grant();
         }
         match (state.used_at, &state.answer) {
-            (Some(at), Some(answer)) if interval > 0 && at.elapsed().as_millis() < interval as u128 => {
+            (Some(at), Some(answer))
+                if interval > 0 && at.elapsed().as_millis() < interval as u128 =>
+            {
                 Json(answer.clone()).into_response()
             }
             (Some(_), _) => {
@@ -152,7 +167,8 @@ async fn refresh(State(b): State<Arc<SingleUse>>, Json(body): Json<Value>) -> Re
                 invalid_grant()
             }
             (None, _) => {
-                let answer = SingleUse::issue(&mut db, family);
+                b.rotations.fetch_add(1, Ordering::SeqCst);
+                let answer = b.issue(&mut db, family);
                 if let Some(s) = db.refresh_tokens.get_mut(&rt) {
                     s.used_at = Some(Instant::now());
                     s.answer = Some(answer.clone());
@@ -186,6 +202,9 @@ pub async fn start_single_use() -> Arc<SingleUse> {
         delay_ms: AtomicU64::new(0),
         reuse_interval_ms: AtomicU64::new(0),
         down: AtomicBool::new(false),
+        hang: AtomicBool::new(false),
+        expires_in: AtomicU64::new(900),
+        rotations: AtomicUsize::new(0),
     });
     let app = Router::new()
         .route("/api/login", post(login_route))

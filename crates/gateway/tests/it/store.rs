@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// The test Redis URL; `None` (test skipped) when unset, except under CI.
-fn redis_url() -> Option<String> {
+pub fn redis_url() -> Option<String> {
     match std::env::var("SALLYPORT_TEST_REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ if std::env::var_os("CI").is_some() => {
