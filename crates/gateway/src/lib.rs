@@ -125,15 +125,21 @@ impl Gateway {
             .store
             .clone()
             .map(|s| Arc::new(store::Redis::new(s)));
+        let call_bound = renew::call_bound(backend.timeout(), settings.renew_grace);
         let remote = redis.clone().map(|redis| renew::Remote {
             redis,
             passwords: settings.passwords.clone(),
             grace: settings.renew_grace,
-            backend_timeout: backend.timeout(),
+            call_bound,
         });
+        let renew_backend = backend::Backend::new(config::BackendSettings {
+            timeout: call_bound,
+            ..settings.backend.clone()
+        })?;
         let renewer = renew::Renewer::new(
-            backend.clone(),
+            renew_backend,
             settings.renew_grace,
+            backend.timeout(),
             metrics.clone(),
             remote,
         );

@@ -14,7 +14,10 @@
 //!   old cookie — or whose response was lost — gets the new tokens instead of presenting a
 //!   used refresh token again, which a rotating backend punishes by revoking the session;
 //! - the backend call runs in its own task that writes the grace map itself, so a client
-//!   that disconnects mid-renewal cancels nothing and loses nothing;
+//!   that disconnects mid-renewal cancels nothing and loses nothing; requests stop
+//!   waiting for it after `backend.timeout_ms` (a fault: session kept), but the call is
+//!   given [`call_bound`] to answer, so a slow backend's late rotation is kept too,
+//!   instead of being thrown away and the old token presented again (a reuse);
 //! - only a *refusal* (`invalid_grant`) ends a session; a slow or failing backend keeps
 //!   it (the old token is used while it lives, then 503 with `Retry-After`).
 //!
@@ -30,7 +33,7 @@
 //! (`<prefix>renew-lock:<sha256>`, `SET NX PX`) and only the holder calls the backend,
 //! stores the sealed result (tokens, or the refusal) and releases the lock. The others
 //! poll for the result every [`POLL`]; a lock whose holder died expires after
-//! `backend.timeout_ms + 2 × store.timeout_ms + 500 ms` and the next waiter takes over.
+//! the call bound `+ 2 × store.timeout_ms + 500 ms` and the next waiter takes over.
 //! A waiter that has seen neither a result nor a free lock within twice that bound
 //! answers as for a backend fault (session kept; 503 only once the token has expired)
 //! rather than calling the backend while another replica may be doing so.
@@ -62,6 +65,13 @@ pub(crate) const POLL: Duration = Duration::from_millis(15);
 /// A renewal's outcome, shared by every request that joined it.
 pub(crate) type Outcome = Result<Arc<Tokens>, Arc<BackendError>>;
 
+/// How long one renewal call may take before it is abandoned: four times
+/// `backend.timeout_ms`, but never longer than the grace window (a result that arrives
+/// later could no longer be found by the requests that need it).
+pub(crate) fn call_bound(backend_timeout: Duration, grace: Duration) -> Duration {
+    (backend_timeout * 4).min(grace).max(backend_timeout)
+}
+
 /// The digest every renewal map is keyed by.
 pub(crate) type TokenKey = [u8; 32];
 
@@ -77,7 +87,10 @@ pub(crate) struct Renewer {
 }
 
 struct RenewerInner {
+    /// The backend client for renewals, bounded by [`call_bound`].
     backend: Backend,
+    /// How long a request waits for a renewal (`backend.timeout_ms`).
+    caller_wait: Duration,
     /// Old refresh token → its renewal's result, for the grace window.
     grace: moka::sync::Cache<TokenKey, Arc<Tokens>>,
     /// Renewals in flight. Hand-written rather than moka's `try_get_with`: there, the
@@ -97,8 +110,8 @@ pub(crate) struct Remote {
     pub(crate) passwords: sallyport_iron::Passwords,
     /// How long a result stays (the grace window).
     pub(crate) grace: Duration,
-    /// The bound on one backend call (`backend.timeout_ms`).
-    pub(crate) backend_timeout: Duration,
+    /// The bound on one renewal call ([`call_bound`]).
+    pub(crate) call_bound: Duration,
 }
 
 /// Removes the in-flight entry however the task ends (also on panic).
@@ -117,15 +130,18 @@ impl Drop for InFlightGuard {
 
 impl Renewer {
     /// `grace`: how long a redeemed refresh token maps to its result.
+    /// `backend` must be bounded by [`call_bound`]; requests wait `caller_wait`.
     pub(crate) fn new(
         backend: Backend,
         grace: Duration,
+        caller_wait: Duration,
         metrics: Metrics,
         remote: Option<Remote>,
     ) -> Self {
         Self {
             inner: Arc::new(RenewerInner {
                 backend,
+                caller_wait,
                 grace: moka::sync::Cache::builder()
                     .max_capacity(1_000_000)
                     .time_to_live(grace)
@@ -188,7 +204,13 @@ impl Renewer {
                 f
             }
         };
-        shared.await
+        match tokio::time::timeout(inner.caller_wait, shared).await {
+            Ok(outcome) => outcome,
+            // The call goes on; its result will be in the grace map for the next request.
+            Err(_) => Err(Arc::new(BackendError::Unavailable(
+                "renewal still in progress after backend.timeout_ms".into(),
+            ))),
+        }
     }
 }
 
@@ -223,7 +245,7 @@ impl RenewerInner {
         let result_key = redis.key("renew", &key);
         let lock_key = redis.key("renew-lock", &key);
         let owner = uuid::Uuid::new_v4().simple().to_string();
-        let lock_ttl = remote.backend_timeout + redis.timeout() * 2 + Duration::from_millis(500);
+        let lock_ttl = remote.call_bound + redis.timeout() * 2 + Duration::from_millis(500);
         let bound = lock_ttl * 2;
         let started = Instant::now();
         let mut waited = false;

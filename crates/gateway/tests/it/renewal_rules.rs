@@ -233,3 +233,33 @@ async fn logout_survives_a_restart_without_redis() {
         assert!(!text.contains("rt-"), "a refresh token in {}", p.display());
     }
 }
+
+#[tokio::test]
+async fn late_answer_from_a_slow_backend_is_kept_not_reused() {
+    let b = start_single_use().await;
+    let up = start_checking_upstream(b.clone()).await;
+    let mut c = single_use::config(&b, &up);
+    c.backend.timeout_ms = 300;
+    let (url, _gw, clock) = start_gateway(c).await;
+    let cookie = single_use::login(&url).await;
+    clock.advance_ms(EXPIRE_MS);
+    // Slower than backend.timeout_ms, but it does rotate the token.
+    b.delay_ms.store(700, Ordering::SeqCst);
+
+    let resp = get(&url, &cookie).await;
+    assert_eq!(
+        resp.status(),
+        503,
+        "the request stops waiting: a fault, session kept"
+    );
+    assert!(resp.headers().contains_key("retry-after"));
+    wait_refreshes_done(&b, 1).await;
+    b.delay_ms.store(0, Ordering::SeqCst);
+
+    // The late rotation was kept: the next request uses it instead of a reuse.
+    let resp = get(&url, &cookie).await;
+    assert_eq!(resp.status(), 200);
+    assert!(cookie_header(resp.headers()).is_some());
+    assert_eq!(b.refreshes.load(Ordering::SeqCst), 1);
+    assert_eq!(b.reuse_revocations.load(Ordering::SeqCst), 0);
+}
