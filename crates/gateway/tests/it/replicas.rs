@@ -720,3 +720,24 @@ async fn soak() {
     // been a reuse, which this backend punishes).
     assert_eq!(refreshes, rotations);
 }
+
+/// Sentinel and cluster URLs are not supported by the `redis` features built in: refused
+/// at start-up, naming the setting, instead of silently talking to one node.
+#[test]
+fn sentinel_and_cluster_urls_are_refused_at_startup() {
+    for url in [
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+        "redis+cluster://127.0.0.1:7000",
+        "rediss://127.0.0.1:6380/0",
+    ] {
+        let mut c = Config::default();
+        c.session.secret = Some(crate::harness::SECRET.into());
+        c.session.secure = false;
+        c.backend.login_url = Some("http://127.0.0.1:1/login".into());
+        c.backend.refresh_url = Some("http://127.0.0.1:1/refresh".into());
+        c.store.persist_logouts = false;
+        c.store.redis_url = Some(url.into());
+        let err = c.validate().map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("store.redis_url"), "{url}: {err}");
+    }
+}
