@@ -430,6 +430,9 @@ pub struct Settings {
     pub(crate) login_title: String,
     pub(crate) store: Option<StoreSettings>,
     pub(crate) state_dir: Option<PathBuf>,
+    /// `store.state_dir` was set explicitly (then an unusable one stops start-up; the
+    /// default only warns).
+    pub(crate) state_dir_explicit: bool,
     pub(crate) max_logout_records: usize,
 }
 
@@ -702,6 +705,7 @@ impl Settings {
             login_title: c.login.title.clone(),
             store,
             state_dir,
+            state_dir_explicit: c.store.state_dir.is_some(),
             max_logout_records,
         })
     }

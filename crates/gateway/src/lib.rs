@@ -146,6 +146,7 @@ impl Gateway {
         let logged_out = store::LogoutStore::open(
             settings.ttl,
             settings.state_dir.as_deref(),
+            settings.state_dir_explicit,
             settings.max_logout_records,
             redis.clone(),
             metrics.clone(),
@@ -283,3 +284,33 @@ pub async fn serve_with_shutdown(
 }
 
 use sallyport_serve::shutdown_signal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(logout_url: bool) -> Settings {
+        let mut c = Config::default();
+        c.session.secret = Some("a-test-secret-of-at-least-32-characters".into());
+        c.session.secure = false;
+        c.backend.login_url = Some("http://127.0.0.1:9/api/login".into());
+        c.backend.refresh_url = Some("http://127.0.0.1:9/api/refresh-token".into());
+        if logout_url {
+            c.backend.logout_url = Some("http://127.0.0.1:9/api/logout".into());
+        }
+        c.store.persist_logouts = false;
+        c.validate().expect("settings")
+    }
+
+    #[test]
+    fn start_up_says_when_logout_is_not_final() {
+        let none = logout_finality_warnings(&settings(false), false);
+        assert_eq!(none.len(), 1);
+        assert!(none[0].contains("logout cannot be made final"), "{none:?}");
+        let memory_only = logout_finality_warnings(&settings(true), false);
+        assert!(memory_only[0].contains("memory only"), "{memory_only:?}");
+        let no_revocation = logout_finality_warnings(&settings(false), true);
+        assert!(no_revocation[0].contains("no backend revocation"));
+        assert!(logout_finality_warnings(&settings(true), true).is_empty());
+    }
+}

@@ -62,9 +62,14 @@ pub(crate) struct LogoutStore {
 
 impl LogoutStore {
     /// Opens the store: reads the durable record from `state_dir` (if any) into memory.
+    /// An unusable directory stops start-up when it was configured (`explicit`); the
+    /// default directory only warns, so that a host without a writable home (a read-only
+    /// container) still starts, with logouts kept in memory (and Redis).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         ttl: Duration,
         state_dir: Option<&Path>,
+        explicit: bool,
         max_entries: usize,
         shared: Option<Arc<Redis>>,
         metrics: Metrics,
@@ -73,11 +78,17 @@ impl LogoutStore {
         let mut local = HashMap::new();
         let durable = match state_dir {
             None => None,
-            Some(dir) => {
-                let (d, entries) = Durable::open(dir, max_entries, now_ms)?;
-                local = entries;
-                Some(d)
-            }
+            Some(dir) => match Durable::open(dir, max_entries, now_ms) {
+                Ok((d, entries)) => {
+                    local = entries;
+                    Some(d)
+                }
+                Err(e) if explicit => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the default store.state_dir is unusable; set store.state_dir (or store.persist_logouts = false)");
+                    None
+                }
+            },
         };
         Ok(Self {
             local: RwLock::new(local),

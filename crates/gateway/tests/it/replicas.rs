@@ -699,6 +699,14 @@ async fn soak() {
             "sallyport_gateway_renewals_joined_total{via=\"replica\"}",
         );
         fallbacks += metric_sum(&m, "sallyport_gateway_renewal_fallbacks_total");
+        if std::env::var_os("SALLYPORT_SOAK_METRICS").is_some() {
+            for l in m
+                .lines()
+                .filter(|l| l.contains("renew") && !l.starts_with('#'))
+            {
+                println!("soak: {} {l}", r.url);
+            }
+        }
     }
     println!(
         "soak: {secs} s, 2 replicas, {sessions} sessions, {} requests ({} other than 200/401)\n\
