@@ -161,7 +161,10 @@ async fn foreign_cookie(b: &SingleUse, gw: &sallyport_gateway::Gateway, now_ms: 
 async fn cookie_without_sid_cannot_come_back_under_a_new_id() {
     let b = start_single_use().await;
     let up = start_checking_upstream(b.clone()).await;
-    let (url, gw, clock) = start_gateway(single_use::config(&b, &up)).await;
+    let mut c = single_use::config(&b, &up);
+    // No backend revocation: only the gateway's logout record can refuse the cookies.
+    c.backend.logout_url = None;
+    let (url, gw, clock) = start_gateway(c).await;
     let old = foreign_cookie(&b, &gw, clock.now_ms()).await;
     clock.advance_ms(EXPIRE_MS);
 
