@@ -65,11 +65,14 @@ pub(crate) const POLL: Duration = Duration::from_millis(15);
 /// A renewal's outcome, shared by every request that joined it.
 pub(crate) type Outcome = Result<Arc<Tokens>, Arc<BackendError>>;
 
-/// How long one renewal call may take before it is abandoned: four times
-/// `backend.timeout_ms`, but never longer than the grace window (a result that arrives
-/// later could no longer be found by the requests that need it).
+/// How long one renewal call may take before it is abandoned: the grace window
+/// (`session.renew_grace_secs`), and at least `backend.timeout_ms`. Requests stop waiting
+/// after `backend.timeout_ms`; the call goes on, because abandoning a call the backend
+/// still completes throws away the only copy of the rotated token, and the next renewal
+/// then presents a used one (a reuse, which a rotating backend punishes by revoking the
+/// session).
 pub(crate) fn call_bound(backend_timeout: Duration, grace: Duration) -> Duration {
-    (backend_timeout * 4).min(grace).max(backend_timeout)
+    grace.max(backend_timeout)
 }
 
 /// The digest every renewal map is keyed by.

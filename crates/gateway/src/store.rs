@@ -107,14 +107,17 @@ impl LogoutStore {
 
     /// Whether this process has seen `data`'s session logged out (memory only, no I/O).
     pub(crate) fn seen_here(&self, data: &SessionData, now_ms: u64) -> bool {
+        let Ok(m) = self.local.read() else {
+            return false;
+        };
+        // The common case costs no hashing.
+        if m.is_empty() {
+            return false;
+        }
         let Some(key) = data.logout_key() else {
             return false;
         };
-        let d = digest(&key);
-        self.local
-            .read()
-            .map(|m| m.get(&d).is_some_and(|&exp| exp > now_ms))
-            .unwrap_or(false)
+        m.get(&digest(&key)).is_some_and(|&exp| exp > now_ms)
     }
 
     /// Whether `data`'s session was logged out here or, with Redis, on any replica.

@@ -73,10 +73,10 @@ async fn slow_backend_is_bounded_and_keeps_session() {
     assert_eq!(body["error"], "backend_unavailable");
     assert!(set.is_none());
     h.set_backend_mode(MODE_OK);
-    // The abandoned call is given 4 x backend.timeout_ms to answer (its rotation would be
-    // kept); requests meanwhile join it and get 503, never 401; then the session renews.
+    // The call outlives backend.timeout_ms (its late rotation is kept); requests
+    // meanwhile join it and get 503, never 401; then the session renews.
     let mut status = 0;
-    for _ in 0..100 {
+    for _ in 0..300 {
         status = h.echo(&cookie).await.0.as_u16();
         if status != 503 {
             break;

@@ -434,6 +434,8 @@ async fn replica_killed_mid_renewal_the_others_finish() {
         .map(|_| {
             let mut c = redis_config(&b, &up, &redis, &p, 500);
             c.backend.timeout_ms = 300;
+            // The call bound (and so the dead holder's lock) follows the grace window.
+            c.session.renew_grace_secs = 2;
             Replica::start(c)
         })
         .collect();
@@ -509,6 +511,8 @@ async fn slow_backend_keeps_sessions_and_503_only_once_expired() {
         .map(|_| {
             let mut c = redis_config(&b, &up, &redis, &p, 2000);
             c.backend.timeout_ms = 200;
+            // Hung calls are abandoned after the grace window.
+            c.session.renew_grace_secs = 2;
             Replica::start(c)
         })
         .collect();
@@ -665,7 +669,24 @@ async fn soak() {
                 }
                 if logged_out {
                     forced.fetch_add(1, Ordering::Relaxed);
-                    cookie = single_use::login(&login_url).await;
+                    for _ in 0..100 {
+                        let r = client
+                            .post(format!("{login_url}/auth/login"))
+                            .json(&serde_json::json!({
+                                "username": crate::harness::USER,
+                                "password": crate::harness::PASSWORD,
+                            }))
+                            .send()
+                            .await;
+                        if let Ok(r) = r
+                            && r.status() == 200
+                            && let Some(c) = cookie_header(r.headers())
+                        {
+                            cookie = c;
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(300 + rng.next() % 700)).await;
             }
