@@ -283,6 +283,8 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
     // other than localhost, and the gateway allows `secure = false` only here.
     gateway_config.session.secure = false;
     gateway_config.session.leeway_secs = renewal_leeway(ttl_secs);
+    // Logouts survive a restart of the demo: the durable record lives with its data.
+    gateway_config.store.state_dir = Some(data_dir.join("gateway-state"));
     gateway_config.backend.login_url = Some(format!("{issuer_url}/api/login"));
     gateway_config.backend.refresh_url = Some(format!("{issuer_url}/api/refresh-token"));
     gateway_config.backend.logout_url = Some(format!("{issuer_url}/api/logout"));

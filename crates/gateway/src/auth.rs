@@ -8,14 +8,12 @@ use http::{Method, StatusCode};
 use sallyport_proto::{ApiError, AuthErrorCode};
 use sallyport_session::{CookieCodec, Loaded, SameSite, SessionConfig};
 
-use crate::backend::BackendError;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::state::{Freshness, SessionData};
 use crate::{Inner, guard};
 
-/// Retry-After for "backend unavailable" when the backend gave none.
-pub const DEFAULT_RETRY_AFTER: u64 = 5;
+pub(crate) use crate::renew::{DEFAULT_RETRY_AFTER, RenewFailure};
 
 pub(crate) fn codec(s: &Settings) -> Result<CookieCodec, Error> {
     let same_site = match s.same_site.as_str() {
@@ -53,34 +51,26 @@ pub(crate) enum Authn {
 }
 
 impl Inner {
-    /// Step 2: unseal; logged-out and unusable sessions count as none.
+    /// Step 2: unseal; logged-out (as far as this replica knows without I/O) and
+    /// unusable sessions count as none.
     pub(crate) fn read_session(
         &self,
         headers: &HeaderMap,
         now_ms: u64,
     ) -> Option<Loaded<SessionData>> {
         let loaded: Loaded<SessionData> = self.sessions.read(&self.cookies, headers, now_ms)?;
-        if !loaded.value.is_usable() {
-            return None;
-        }
-        if let Some(key) = loaded.value.logout_key()
-            && self.logged_out.contains_local(key)
-        {
+        if !loaded.value.is_usable() || self.logged_out.seen_here(&loaded.value, now_ms) {
             return None;
         }
         Some(loaded)
     }
 
-    /// Whether the session was logged out on this replica or, through the shared store,
-    /// on another one.
-    /// Callers have already checked this replica's memory ([`Self::read_session`]), so
-    /// without a shared store there is nothing more to ask.
-    pub(crate) async fn logged_out_anywhere(&self, data: &SessionData, now_ms: u64) -> bool {
-        if !self.logged_out.is_shared() {
-            return false;
-        }
-        match data.logout_key() {
-            Some(k) => self.logged_out.contains(k, now_ms).await,
+    /// Step 2 in full, read-only: a usable session that was not logged out on any
+    /// replica. Never renews — this is what a request that will be refused anyway (CSRF)
+    /// may ask, so that it does not spend the refresh token (see [`crate::renew`]).
+    pub(crate) async fn has_session(&self, headers: &HeaderMap, now_ms: u64) -> bool {
+        match self.read_session(headers, now_ms) {
+            Some(l) => !self.logged_out.is_logged_out(&l.value, now_ms).await,
             None => false,
         }
     }
@@ -98,7 +88,7 @@ impl Inner {
                 clear: false,
             };
         };
-        if self.logged_out_anywhere(&loaded.value, now_ms).await {
+        if self.logged_out.is_logged_out(&loaded.value, now_ms).await {
             return Authn::Anonymous {
                 code: AuthErrorCode::SessionExpired,
                 clear: false,
@@ -140,37 +130,6 @@ impl Inner {
         }
     }
 
-    /// Renews `data` in place through the single-flight renewer.
-    pub(crate) async fn renew(
-        &self,
-        data: &mut SessionData,
-        now_s: u64,
-    ) -> Result<(), RenewFailure> {
-        let Some(rt) = data.refresh_token.clone() else {
-            return Err(RenewFailure::Refused);
-        };
-        match self.renewer.renew(&rt, now_s).await {
-            Ok(tokens) => {
-                data.apply(&tokens);
-                Ok(())
-            }
-            Err(e) => match &*e {
-                BackendError::Refused(code) => {
-                    tracing::info!(%code, "backend refused the session's refresh token");
-                    Err(RenewFailure::Refused)
-                }
-                BackendError::RateLimited(r) => {
-                    Err(RenewFailure::Unavailable(r.unwrap_or(DEFAULT_RETRY_AFTER)))
-                }
-                BackendError::Unavailable(why) => {
-                    tracing::warn!(%why, "renewal failed; session kept");
-                    Err(RenewFailure::Unavailable(DEFAULT_RETRY_AFTER))
-                }
-                BackendError::InvalidCredentials => Err(RenewFailure::Refused),
-            },
-        }
-    }
-
     /// `Set-Cookie` values for `data`, unless its session was logged out meanwhile
     /// (a response to a request that began before the logout never re-sets the cookie).
     pub(crate) fn cookie_for(
@@ -179,9 +138,7 @@ impl Inner {
         headers: &HeaderMap,
         now_ms: u64,
     ) -> Option<Vec<HeaderValue>> {
-        if let Some(key) = data.logout_key()
-            && self.logged_out.contains_local(key)
-        {
+        if self.logged_out.seen_here(data, now_ms) {
             return None;
         }
         match self.cookies.encode(data, headers, now_ms) {
@@ -295,14 +252,6 @@ impl Inner {
         no_store(r.headers_mut());
         r
     }
-}
-
-/// Why a renewal did not produce tokens.
-pub(crate) enum RenewFailure {
-    /// `invalid_grant`: the session is over.
-    Refused,
-    /// Transient; retry after this many seconds.
-    Unavailable(u64),
 }
 
 /// Characters to escape in a query value (everything but unreserved and `/`).

@@ -117,6 +117,14 @@ pub struct StoreSection {
     pub timeout_ms: u64,
     /// Prefix of every key the gateway writes.
     pub key_prefix: String,
+    /// Directory of the durable logout record (survives restarts without Redis). Unset:
+    /// `$STATE_DIRECTORY` (systemd `StateDirectory=`), else `$XDG_STATE_HOME/sallyport`,
+    /// else `~/.local/state/sallyport`.
+    pub state_dir: Option<PathBuf>,
+    /// Keep the durable logout record at all (`false`: memory and Redis only).
+    pub persist_logouts: bool,
+    /// Most logout records kept (memory and file); past it the ones nearest to expiry go.
+    pub max_logout_records: u64,
 }
 
 impl Default for StoreSection {
@@ -125,8 +133,24 @@ impl Default for StoreSection {
             redis_url: None,
             timeout_ms: 250,
             key_prefix: "sallyport:".into(),
+            state_dir: None,
+            persist_logouts: true,
+            max_logout_records: 1_000_000,
         }
     }
+}
+
+/// The default `store.state_dir`, from the environment (see [`StoreSection::state_dir`]).
+pub fn default_state_dir(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(d) = non_empty("STATE_DIRECTORY") {
+        // systemd passes a colon-separated list when several are configured.
+        return d.split(':').next().map(PathBuf::from);
+    }
+    if let Some(d) = non_empty("XDG_STATE_HOME") {
+        return Some(PathBuf::from(d).join("sallyport"));
+    }
+    non_empty("HOME").map(|h| PathBuf::from(h).join(".local/state/sallyport"))
 }
 
 impl std::fmt::Debug for StoreSection {
@@ -136,6 +160,9 @@ impl std::fmt::Debug for StoreSection {
             .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
             .field("timeout_ms", &self.timeout_ms)
             .field("key_prefix", &self.key_prefix)
+            .field("state_dir", &self.state_dir)
+            .field("persist_logouts", &self.persist_logouts)
+            .field("max_logout_records", &self.max_logout_records)
             .finish()
     }
 }
@@ -489,6 +516,11 @@ pub struct Settings {
     /// verify answers anonymous page navigations with the 303 to the login page
     /// (`admin.forward_auth` = traefik or caddy) instead of 401.
     pub(crate) verify_redirects: bool,
+    pub(crate) state_dir: Option<PathBuf>,
+    /// `store.state_dir` was set explicitly (then an unusable one stops start-up; the
+    /// default only warns).
+    pub(crate) state_dir_explicit: bool,
+    pub(crate) max_logout_records: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -699,6 +731,28 @@ impl Settings {
         };
 
         let (header_policy, allowed_upgrades, admin_listen) = surface_settings(c, &auth_header)?;
+        let state_dir = if c.store.persist_logouts {
+            match &c.store.state_dir {
+                Some(d) if d.as_os_str().is_empty() => {
+                    return Err(Error::config(
+                        "store.state_dir",
+                        "empty; set a directory or store.persist_logouts = false",
+                    ));
+                }
+                Some(d) => Some(d.clone()),
+                None => default_state_dir(|k| std::env::var(k).ok()),
+            }
+        } else {
+            None
+        };
+        if c.store.max_logout_records == 0 {
+            return Err(Error::config(
+                "store.max_logout_records",
+                "must be greater than zero",
+            ));
+        }
+        let max_logout_records = usize::try_from(c.store.max_logout_records)
+            .map_err(|_| Error::config("store.max_logout_records", "too large"))?;
 
         let login_template = match &c.login.template {
             None => None,
@@ -753,6 +807,9 @@ impl Settings {
                 c.admin.forward_auth,
                 Some(ForwardAuth::Traefik | ForwardAuth::Caddy)
             ),
+            state_dir,
+            state_dir_explicit: c.store.state_dir.is_some(),
+            max_logout_records,
         })
     }
 }

@@ -60,6 +60,22 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         .await;
     }
 
+    // Step 7 (CSRF) is decided before anything can renew: a refused request must not
+    // spend the refresh token, since its response would not carry the new cookie.
+    if state_changing && cross_site {
+        return if inner.has_session(req.headers(), now_ms).await {
+            inner.forbidden_cross_site()
+        } else {
+            inner.unauthenticated(
+                req.method(),
+                req.headers(),
+                req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+                sallyport_proto::AuthErrorCode::SessionExpired,
+                false,
+            )
+        };
+    }
+
     let authn = inner.authenticate(req.headers(), now_ms).await;
     let (mut data, mut write, renewed) = match authn {
         Authn::Session {
@@ -81,11 +97,6 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         }
     };
 
-    // Step 7: CSRF for state-changing requests authenticated by the cookie.
-    if state_changing && cross_site {
-        return inner.forbidden_cross_site();
-    }
-
     let mut cookies = if write {
         inner.cookie_for(&data, req.headers(), now_ms)
     } else {
@@ -93,7 +104,13 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     };
     let (req, replay) = match Replay::prepare(req, inner.settings.replay_body_limit).await {
         Ok(pair) => pair,
-        Err(resp) => return resp,
+        Err(mut resp) => {
+            // Still deliver a renewal this request made.
+            if let Some(c) = cookies {
+                attach_cookies(resp.headers_mut(), c);
+            }
+            return resp;
+        }
     };
     let mut resp = forward(inner, req, client_addr, Some(&data), cookies.as_deref()).await;
 
@@ -123,7 +140,7 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         // Re-check at response time: a logout that happened while this request was
         // upstream must not be undone by its response.
         if let Some(c) = cookies
-            && !logged_out(inner, &data)
+            && !inner.logged_out.seen_here(&data, inner.clock.now_ms())
         {
             attach_cookies(resp.headers_mut(), c);
         }
@@ -151,16 +168,11 @@ async fn forward_public(
             .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))
     };
     if let Some(d) = &session
-        && inner.logged_out_anywhere(d, now_ms).await
+        && inner.logged_out.is_logged_out(d, now_ms).await
     {
         session = None;
     }
     forward(inner, req, client_addr, session.as_ref(), None).await
-}
-
-fn logged_out(inner: &Inner, data: &SessionData) -> bool {
-    data.logout_key()
-        .is_some_and(|k| inner.logged_out.contains_local(k))
 }
 
 /// Rewrites and sends one request; upstream failures become plain 502/504 pages.

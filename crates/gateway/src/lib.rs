@@ -125,9 +125,40 @@ impl Gateway {
         let cookies = auth::codec(&settings)?;
         let metrics = metrics::Metrics::new();
         let backend = backend::Backend::new(settings.backend.clone())?;
-        let renewer = renew::Renewer::new(backend.clone(), settings.renew_grace, metrics.clone());
-        let logged_out =
-            store::LogoutStore::new(settings.ttl, settings.store.clone(), metrics.clone());
+        let redis = settings
+            .store
+            .clone()
+            .map(|s| Arc::new(store::Redis::new(s)));
+        let call_bound = renew::call_bound(backend.timeout(), settings.renew_grace);
+        let remote = redis.clone().map(|redis| renew::Remote {
+            redis,
+            passwords: settings.passwords.clone(),
+            grace: settings.renew_grace,
+            call_bound,
+        });
+        let renew_backend = backend::Backend::new(config::BackendSettings {
+            timeout: call_bound,
+            ..settings.backend.clone()
+        })?;
+        let renewer = renew::Renewer::new(
+            renew_backend,
+            settings.renew_grace,
+            backend.timeout(),
+            metrics.clone(),
+            remote,
+        );
+        let logged_out = store::LogoutStore::open(
+            settings.ttl,
+            settings.state_dir.as_deref(),
+            settings.state_dir_explicit,
+            settings.max_logout_records,
+            redis.clone(),
+            metrics.clone(),
+            clock.now_ms(),
+        )?;
+        for w in logout_finality_warnings(&settings, logged_out.is_durable()) {
+            tracing::warn!("{w}");
+        }
         let client = proxy::client(&settings);
         let page = page::LoginPage::new(
             settings.login_template.clone(),
@@ -216,6 +247,32 @@ impl Gateway {
     }
 }
 
+/// What start-up says when a logout cannot be made final: without a durable or shared
+/// logout record a restart forgets logouts, and without backend revocation nothing else
+/// stops a captured cookie from renewing.
+fn logout_finality_warnings(settings: &Settings, durable: bool) -> Vec<&'static str> {
+    let revokes = settings.backend.logout_url.is_some();
+    let mut out = Vec::new();
+    if !durable {
+        out.push(if revokes {
+            "logouts are kept in memory only (store.persist_logouts = false, no store.state_dir \
+             and no store.redis_url): after a restart a cookie captured before its logout is \
+             accepted again until its access token expires"
+        } else {
+            "logout cannot be made final: no durable or shared logout record (store.state_dir, \
+             store.redis_url) and no backend revocation (backend.logout_url / \
+             backend.revocation_url); after a restart a cookie captured before its logout works \
+             again and keeps renewing"
+        });
+    } else if !revokes {
+        out.push(
+            "no backend revocation (backend.logout_url / backend.revocation_url): logout is \
+             final only as long as the logout record is kept (session.ttl_secs)",
+        );
+    }
+    out
+}
+
 /// Serves `gateway` on `listener` (public) and `admin` (the admin listener, see
 /// [`Gateway::admin_router`]) until Ctrl-C or SIGTERM, then drains connections on both.
 pub async fn serve(
@@ -263,7 +320,7 @@ pub async fn serve_admin_with_shutdown(
     sallyport_serve::serve(
         listener,
         gateway.admin_router(),
-        sallyport_serve::Options::default(),
+        gateway.settings().server.clone(),
         shutdown,
     )
     .await?;
@@ -296,3 +353,33 @@ pub async fn serve_with_shutdown(
 }
 
 use sallyport_serve::shutdown_signal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(logout_url: bool) -> Settings {
+        let mut c = Config::default();
+        c.session.secret = Some("a-test-secret-of-at-least-32-characters".into());
+        c.session.secure = false;
+        c.backend.login_url = Some("http://127.0.0.1:9/api/login".into());
+        c.backend.refresh_url = Some("http://127.0.0.1:9/api/refresh-token".into());
+        if logout_url {
+            c.backend.logout_url = Some("http://127.0.0.1:9/api/logout".into());
+        }
+        c.store.persist_logouts = false;
+        c.validate().expect("settings")
+    }
+
+    #[test]
+    fn start_up_says_when_logout_is_not_final() {
+        let none = logout_finality_warnings(&settings(false), false);
+        assert_eq!(none.len(), 1);
+        assert!(none[0].contains("logout cannot be made final"), "{none:?}");
+        let memory_only = logout_finality_warnings(&settings(true), false);
+        assert!(memory_only[0].contains("memory only"), "{memory_only:?}");
+        let no_revocation = logout_finality_warnings(&settings(false), true);
+        assert!(no_revocation[0].contains("no backend revocation"));
+        assert!(logout_finality_warnings(&settings(true), true).is_empty());
+    }
+}

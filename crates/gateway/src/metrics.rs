@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use metrics::{Counter, Key, Label, Level, Metadata, Recorder};
+use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 static META: Metadata<'static> = Metadata::new("sallyport_gateway", Level::INFO, None);
@@ -16,7 +16,9 @@ static META: Metadata<'static> = Metadata::new("sallyport_gateway", Level::INFO,
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
-    renew_shared: Counter,
+    joined_local: Counter,
+    joined_replica: Counter,
+    lock_wait: Histogram,
     /// Pre-registered: the per-request counter must not build a key on every request.
     proxied_ok: Counter,
 }
@@ -26,8 +28,19 @@ impl Metrics {
     pub fn new() -> Self {
         let recorder = Arc::new(PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
-        let renew_shared = recorder.register_counter(
-            &Key::from_name("sallyport_gateway_renewals_shared_total"),
+        let joined = |via: &'static str| {
+            recorder.register_counter(
+                &Key::from_parts(
+                    "sallyport_gateway_renewals_joined_total",
+                    vec![Label::new("via", via)],
+                ),
+                &META,
+            )
+        };
+        let joined_local = joined("local");
+        let joined_replica = joined("replica");
+        let lock_wait = recorder.register_histogram(
+            &Key::from_name("sallyport_gateway_renewal_lock_wait_seconds"),
             &META,
         );
         let proxied_ok = recorder.register_counter(
@@ -40,7 +53,9 @@ impl Metrics {
         Self {
             recorder,
             handle,
-            renew_shared,
+            joined_local,
+            joined_replica,
+            lock_wait,
             proxied_ok,
         }
     }
@@ -55,9 +70,28 @@ impl Metrics {
         self.counter("sallyport_gateway_renewals_total", "outcome", outcome);
     }
 
-    /// A request reused an in-flight or just-finished renewal.
-    pub fn renewal_shared(&self) {
-        self.renew_shared.increment(1);
+    /// A request used an in-flight or just-finished renewal instead of calling the
+    /// backend: `local` (this replica's) or `replica` (another replica's, through Redis).
+    pub fn renewal_joined(&self, via: &'static str) {
+        match via {
+            "replica" => self.joined_replica.increment(1),
+            _ => self.joined_local.increment(1),
+        }
+    }
+
+    /// Cross-replica coordination was skipped and this replica renewed on its own
+    /// (`redis_unavailable`), or gave up waiting for another replica (`wait_timeout`).
+    pub fn renewal_fallback(&self, reason: &'static str) {
+        self.counter(
+            "sallyport_gateway_renewal_fallbacks_total",
+            "reason",
+            reason,
+        );
+    }
+
+    /// Time a replica waited for another replica's renewal (lock held elsewhere).
+    pub fn renewal_lock_wait(&self, seconds: f64) {
+        self.lock_wait.record(seconds);
     }
 
     /// A login attempt with its outcome.

@@ -1,80 +1,493 @@
-//! Single-flight renewal (PP-01, PP-02, PP-10, PP-17).
+//! Renewal: single-flight, the grace map of just-rotated refresh tokens, and the policy
+//! that turns a backend answer into what happens to the session.
 //!
-//! One cache keyed by the refresh token being redeemed does both jobs docs/design.md asks for:
-//! - while a renewal is in flight, every other request of that session waits on the same
-//!   future (moka's `try_get_with` runs one init future per key);
+//! # The rule
+//!
+//! A refresh token is redeemed **at most once per session, and only for a response that
+//! will carry the result**:
+//! - only a request that is going to be answered with the session (not one that will be
+//!   refused for CSRF, a bad path, a refused method or upgrade) may start a renewal —
+//!   callers decide refusals first ([`crate::Inner::has_session`] is the read-only check);
+//! - while a renewal is in flight, every other request of that session joins it;
 //! - after it finished, the *old* refresh token keeps mapping to the result for
-//!   `session.renew_grace_secs`, so a request that arrives late with the old cookie gets
-//!   the new tokens instead of presenting a used refresh token again (which a rotating
-//!   backend punishes by revoking the whole session).
+//!   `session.renew_grace_secs` (the grace map), so a request that arrives late with the
+//!   old cookie — or whose response was lost — gets the new tokens instead of presenting a
+//!   used refresh token again, which a rotating backend punishes by revoking the session;
+//! - the backend call runs in its own task that writes the grace map itself, so a client
+//!   that disconnects mid-renewal cancels nothing and loses nothing; requests stop
+//!   waiting for it after `backend.timeout_ms` (a fault: session kept), but the call is
+//!   given [`call_bound`] to answer, so a slow backend's late rotation is kept too,
+//!   instead of being thrown away and the old token presented again (a reuse);
+//! - only a *refusal* (`invalid_grant`) ends a session; a slow or failing backend keeps
+//!   it (the old token is used while it lives, then 503 with `Retry-After`).
 //!
-//! Failures are not cached: the next request retries. The backend call runs in its own
-//! task, so a client that disconnects mid-renewal cannot cancel it — a cancelled call that
-//! had already rotated the token at the backend would lose the only copy of the new one.
+//! Failures are not remembered: the next request retries. Maps are keyed by the SHA-256
+//! of the refresh token, never the token itself.
+//!
+//! # Across replicas (`store.redis_url`)
+//!
+//! The same rule holds for a set of replicas sharing one Redis. The task that renews on
+//! a replica first looks for a result another replica left in Redis
+//! (`<prefix>renew:<sha256 of the refresh token>`, sealed with the session secret, kept
+//! for the grace window); if there is none it takes a short lock
+//! (`<prefix>renew-lock:<sha256>`, `SET NX PX`) and only the holder calls the backend,
+//! stores the sealed result (tokens, or the refusal) and releases the lock. The others
+//! poll for the result every [`POLL`]; a lock whose holder died expires after
+//! the call bound `+ 2 × store.timeout_ms + 500 ms` and the next waiter takes over.
+//! A waiter that has seen neither a result nor a free lock within twice that bound
+//! answers as for a backend fault (session kept; 503 only once the token has expired)
+//! rather than calling the backend while another replica may be doing so.
+//!
+//! Redis is an optimisation, never a single point of failure: when a command fails or
+//! exceeds `store.timeout_ms`, the replica renews on its own (local single-flight, as
+//! without Redis), counts `sallyport_gateway_renewal_fallbacks_total{reason=
+//! "redis_unavailable"}` and logs at most every 10 s; Redis is asked again after a short
+//! back-off, so recovery needs no restart.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use sha2::{Digest, Sha256};
+
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, BackendError};
 use crate::metrics::Metrics;
-use crate::state::Tokens;
+use crate::state::{SessionData, Tokens};
+use crate::store::Redis;
+
+/// How often a replica waiting for another replica's renewal looks for its result.
+pub(crate) const POLL: Duration = Duration::from_millis(15);
+
+/// A renewal's outcome, shared by every request that joined it.
+pub(crate) type Outcome = Result<Arc<Tokens>, Arc<BackendError>>;
+
+/// How long one renewal call may take before it is abandoned: the grace window
+/// (`session.renew_grace_secs`), and at least `backend.timeout_ms`. Requests stop waiting
+/// after `backend.timeout_ms`; the call goes on, because abandoning a call the backend
+/// still completes throws away the only copy of the rotated token, and the next renewal
+/// then presents a used one (a reuse, which a rotating backend punishes by revoking the
+/// session).
+pub(crate) fn call_bound(backend_timeout: Duration, grace: Duration) -> Duration {
+    grace.max(backend_timeout)
+}
+
+/// The digest every renewal map is keyed by.
+pub(crate) type TokenKey = [u8; 32];
+
+/// SHA-256 of a refresh token.
+pub(crate) fn token_key(refresh_token: &str) -> TokenKey {
+    Sha256::digest(refresh_token.as_bytes()).into()
+}
 
 /// Renewal with single-flight and a grace map of just-rotated refresh tokens.
 #[derive(Clone)]
-pub struct Renewer {
+pub(crate) struct Renewer {
+    inner: Arc<RenewerInner>,
+}
+
+struct RenewerInner {
+    /// The backend client for renewals, bounded by [`call_bound`].
     backend: Backend,
-    cache: Cache<String, Arc<Tokens>>,
+    /// How long a request waits for a renewal (`backend.timeout_ms`).
+    caller_wait: Duration,
+    /// Old refresh token → its renewal's result, for the grace window.
+    grace: moka::sync::Cache<TokenKey, Arc<Tokens>>,
+    /// Renewals in flight. Hand-written rather than moka's `try_get_with`: there, the
+    /// init future belongs to the first caller, and when that caller goes away (client
+    /// disconnect) another waiter starts a *second* backend call with the same token.
+    /// Here the call is a spawned task that owns its entry and removes it when done.
+    in_flight: Mutex<HashMap<TokenKey, Shared<BoxFuture<'static, Outcome>>>>,
     metrics: Metrics,
+    /// Cross-replica single-flight, with `store.redis_url`.
+    remote: Option<Remote>,
+}
+
+/// What cross-replica renewal needs.
+pub(crate) struct Remote {
+    pub(crate) redis: Arc<Redis>,
+    /// Seals results in Redis (the session secret set: every replica has it).
+    pub(crate) passwords: sallyport_iron::Passwords,
+    /// How long a result stays (the grace window).
+    pub(crate) grace: Duration,
+    /// The bound on one renewal call ([`call_bound`]).
+    pub(crate) call_bound: Duration,
+}
+
+/// Removes the in-flight entry however the task ends (also on panic).
+struct InFlightGuard {
+    renewer: Arc<RenewerInner>,
+    key: TokenKey,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.renewer.in_flight.lock() {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl Renewer {
     /// `grace`: how long a redeemed refresh token maps to its result.
-    pub fn new(backend: Backend, grace: std::time::Duration, metrics: Metrics) -> Self {
+    /// `backend` must be bounded by [`call_bound`]; requests wait `caller_wait`.
+    pub(crate) fn new(
+        backend: Backend,
+        grace: Duration,
+        caller_wait: Duration,
+        metrics: Metrics,
+        remote: Option<Remote>,
+    ) -> Self {
         Self {
-            backend,
-            cache: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(grace)
-                .build(),
-            metrics,
+            inner: Arc::new(RenewerInner {
+                backend,
+                caller_wait,
+                grace: moka::sync::Cache::builder()
+                    .max_capacity(1_000_000)
+                    .time_to_live(grace)
+                    .build(),
+                in_flight: Mutex::new(HashMap::new()),
+                metrics,
+                remote,
+            }),
         }
     }
 
     /// Renews the session holding `refresh_token`, sharing the call with every concurrent
     /// (or recent) renewal of the same token.
-    pub async fn renew(
-        &self,
-        refresh_token: &str,
-        now_s: u64,
-    ) -> Result<Arc<Tokens>, Arc<BackendError>> {
-        let backend = self.backend.clone();
-        let metrics = self.metrics.clone();
-        let key = refresh_token.to_string();
-        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ran_inner = ran.clone();
-        let result = self
-            .cache
-            .try_get_with(key.clone(), async move {
-                ran_inner.store(true, std::sync::atomic::Ordering::Relaxed);
-                let task = tokio::spawn(async move { backend.refresh(&key, now_s).await });
-                let outcome = match task.await {
-                    Ok(r) => r,
-                    Err(e) => Err(BackendError::Unavailable(format!(
-                        "renewal task failed: {e}"
-                    ))),
-                };
-                metrics.renewal(match &outcome {
-                    Ok(_) => "ok",
-                    Err(BackendError::Refused(_)) => "refused",
-                    Err(_) => "unavailable",
-                });
-                outcome.map(Arc::new)
-            })
-            .await;
-        if !ran.load(std::sync::atomic::Ordering::Relaxed) {
-            self.metrics.renewal_shared();
+    pub(crate) async fn renew(&self, refresh_token: &str, now_ms: u64) -> Outcome {
+        let key = token_key(refresh_token);
+        let inner = &self.inner;
+        if let Some(t) = inner.grace.get(&key) {
+            inner.metrics.renewal_joined("local");
+            return Ok(t);
         }
-        result
+        let shared = {
+            let Ok(mut map) = inner.in_flight.lock() else {
+                return Err(Arc::new(BackendError::Unavailable(
+                    "renewal state poisoned".into(),
+                )));
+            };
+            if let Some(f) = map.get(&key) {
+                inner.metrics.renewal_joined("local");
+                f.clone()
+            } else if let Some(t) = inner.grace.get(&key) {
+                // Finished between the first look and taking the lock.
+                inner.metrics.renewal_joined("local");
+                return Ok(t);
+            } else {
+                let guard = InFlightGuard {
+                    renewer: inner.clone(),
+                    key,
+                };
+                let task_inner = inner.clone();
+                let rt = refresh_token.to_string();
+                // The task, not the caller, owns the call: see the module docs.
+                let task = tokio::spawn(async move {
+                    let outcome = task_inner.obtain(&rt, key, now_ms).await;
+                    if let Ok(t) = &outcome {
+                        task_inner.grace.insert(key, t.clone());
+                    }
+                    drop(guard);
+                    outcome
+                });
+                let f = async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(Arc::new(BackendError::Unavailable(format!(
+                            "renewal task failed: {e}"
+                        ))))
+                    })
+                }
+                .boxed()
+                .shared();
+                map.insert(key, f.clone());
+                f
+            }
+        };
+        match tokio::time::timeout(inner.caller_wait, shared).await {
+            Ok(outcome) => outcome,
+            // The call goes on; its result will be in the grace map for the next request.
+            Err(_) => Err(Arc::new(BackendError::Unavailable(
+                "renewal still in progress after backend.timeout_ms".into(),
+            ))),
+        }
+    }
+}
+
+impl RenewerInner {
+    /// The renewal result for `refresh_token`: another replica's, or one backend call.
+    async fn obtain(&self, refresh_token: &str, key: TokenKey, now_ms: u64) -> Outcome {
+        let Some(remote) = &self.remote else {
+            return self.call_backend(refresh_token, now_ms).await;
+        };
+        match self.coordinate(remote, refresh_token, key, now_ms).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Redis is an optimisation: renew on this replica alone.
+                self.metrics.renewal_fallback("redis_unavailable");
+                self.metrics.store_error("renewal");
+                remote.redis.log_unavailable("renewal", now_ms, &e);
+                self.call_backend(refresh_token, now_ms).await
+            }
+        }
+    }
+
+    /// Cross-replica single-flight (see the module docs). `Err`: Redis failed, and the
+    /// caller renews locally.
+    async fn coordinate(
+        &self,
+        remote: &Remote,
+        refresh_token: &str,
+        key: TokenKey,
+        now_ms: u64,
+    ) -> Result<Outcome, String> {
+        let redis = &remote.redis;
+        let result_key = redis.key("renew", &key);
+        let lock_key = redis.key("renew-lock", &key);
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let lock_ttl = remote.call_bound + redis.timeout() * 2 + Duration::from_millis(500);
+        let bound = lock_ttl * 2;
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            if let Some(outcome) = self.remote_result(remote, &result_key, now_ms).await? {
+                if waited {
+                    self.metrics
+                        .renewal_lock_wait(started.elapsed().as_secs_f64());
+                }
+                self.metrics.renewal_joined("replica");
+                return Ok(outcome);
+            }
+            let mut set = redis::cmd("SET");
+            set.arg(&lock_key)
+                .arg(&owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(lock_ttl.as_millis() as u64);
+            let acquired: Option<String> = redis.run(&set, now_ms).await?;
+            if acquired.is_some() {
+                if waited {
+                    self.metrics
+                        .renewal_lock_wait(started.elapsed().as_secs_f64());
+                }
+                return Ok(self
+                    .renew_holding_lock(
+                        remote,
+                        refresh_token,
+                        &result_key,
+                        &lock_key,
+                        &owner,
+                        now_ms,
+                    )
+                    .await);
+            }
+            waited = true;
+            if started.elapsed() > bound {
+                self.metrics.renewal_fallback("wait_timeout");
+                self.metrics
+                    .renewal_lock_wait(started.elapsed().as_secs_f64());
+                tracing::warn!("another replica's renewal did not finish in time; session kept");
+                return Ok(Err(Arc::new(BackendError::Unavailable(
+                    "another replica's renewal did not finish in time".into(),
+                ))));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The lock is ours: check once more for a result (one may have been stored between
+    /// our look and the lock), call the backend, publish the result, release the lock.
+    /// Redis failures here no longer matter to this replica's answer.
+    async fn renew_holding_lock(
+        &self,
+        remote: &Remote,
+        refresh_token: &str,
+        result_key: &str,
+        lock_key: &str,
+        owner: &str,
+        now_ms: u64,
+    ) -> Outcome {
+        let redis = &remote.redis;
+        let outcome = match self.remote_result(remote, result_key, now_ms).await {
+            Ok(Some(outcome)) => {
+                self.metrics.renewal_joined("replica");
+                outcome
+            }
+            _ => {
+                let outcome = self.call_backend(refresh_token, now_ms).await;
+                if let Some(sealed) = seal_outcome(remote, &outcome, now_ms) {
+                    let mut set = redis::cmd("SET");
+                    set.arg(result_key)
+                        .arg(sealed)
+                        .arg("PX")
+                        .arg(remote.grace.as_millis().max(1) as u64);
+                    if let Err(e) = redis.run::<()>(&set, now_ms).await {
+                        self.metrics.store_error("renewal");
+                        redis.log_unavailable("renewal-publish", now_ms, &e);
+                    }
+                }
+                outcome
+            }
+        };
+        // Compare-and-delete: never release a lock that expired and went to another.
+        let mut del = redis::cmd("EVAL");
+        del.arg(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        )
+        .arg(1)
+        .arg(lock_key)
+        .arg(owner);
+        if let Err(e) = redis.run::<i64>(&del, now_ms).await {
+            redis.log_unavailable("renewal-unlock", now_ms, &e);
+        }
+        outcome
+    }
+
+    /// Another replica's result, if one is stored and opens with our secrets.
+    async fn remote_result(
+        &self,
+        remote: &Remote,
+        result_key: &str,
+        now_ms: u64,
+    ) -> Result<Option<Outcome>, String> {
+        let mut get = redis::cmd("GET");
+        get.arg(result_key);
+        let sealed: Option<String> = remote.redis.run(&get, now_ms).await?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        match sallyport_iron::unseal_value::<Published>(&sealed, &remote.passwords, now_ms) {
+            Ok((p, _)) => Ok(Some(p.into_outcome())),
+            Err(e) => {
+                // A replica with other secrets, or an expired seal: not ours to use.
+                tracing::warn!(error = %e, "ignoring a renewal result in Redis that does not open");
+                Ok(None)
+            }
+        }
+    }
+
+    /// One backend call, counted by outcome.
+    async fn call_backend(&self, refresh_token: &str, now_ms: u64) -> Outcome {
+        let outcome = self.backend.refresh(refresh_token, now_ms / 1000).await;
+        self.metrics.renewal(match &outcome {
+            Ok(_) => "ok",
+            Err(BackendError::Refused(_)) => "refused",
+            Err(_) => "unavailable",
+        });
+        outcome.map(Arc::new).map_err(Arc::new)
+    }
+}
+
+/// A renewal result as published in Redis (sealed). Faults are not published: the next
+/// replica retries, as the next request would on one replica.
+#[derive(Serialize, Deserialize)]
+struct Published {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens: Option<PublishedTokens>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PublishedTokens {
+    access_token: String,
+    refresh_token: String,
+    expires_at: Option<u64>,
+    obtained_at: u64,
+    user: Option<sallyport_proto::SessionUser>,
+}
+
+impl Published {
+    fn into_outcome(self) -> Outcome {
+        match (self.tokens, self.refused) {
+            (Some(t), _) => Ok(Arc::new(Tokens {
+                access_token: t.access_token,
+                refresh_token: t.refresh_token,
+                expires_at: t.expires_at,
+                obtained_at: t.obtained_at,
+                user: t.user,
+            })),
+            (None, code) => Err(Arc::new(BackendError::Refused(
+                code.unwrap_or_else(|| "invalid_grant".into()),
+            ))),
+        }
+    }
+}
+
+fn seal_outcome(remote: &Remote, outcome: &Outcome, now_ms: u64) -> Option<String> {
+    let published = match outcome {
+        Ok(t) => Published {
+            tokens: Some(PublishedTokens {
+                access_token: t.access_token.clone(),
+                refresh_token: t.refresh_token.clone(),
+                expires_at: t.expires_at,
+                obtained_at: t.obtained_at,
+                user: t.user.clone(),
+            }),
+            refused: None,
+        },
+        Err(e) => match &**e {
+            BackendError::Refused(code) => Published {
+                tokens: None,
+                refused: Some(code.clone()),
+            },
+            _ => return None,
+        },
+    };
+    let ttl_secs = remote.grace.as_secs().max(1);
+    match sallyport_iron::seal_value(&published, &remote.passwords, ttl_secs, now_ms) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot seal a renewal result for other replicas");
+            None
+        }
+    }
+}
+
+/// Retry-After for "backend unavailable" when the backend gave none.
+pub const DEFAULT_RETRY_AFTER: u64 = 5;
+
+/// Why a renewal did not produce tokens.
+pub(crate) enum RenewFailure {
+    /// `invalid_grant`: the session is over.
+    Refused,
+    /// Transient; retry after this many seconds.
+    Unavailable(u64),
+}
+
+impl crate::Inner {
+    /// Renews `data` in place through the single-flight renewer, and applies the policy:
+    /// a refusal ends the session, anything else is a fault that keeps it.
+    pub(crate) async fn renew(
+        &self,
+        data: &mut SessionData,
+        now_s: u64,
+    ) -> Result<(), RenewFailure> {
+        let Some(rt) = data.refresh_token.clone() else {
+            return Err(RenewFailure::Refused);
+        };
+        match self.renewer.renew(&rt, now_s.saturating_mul(1000)).await {
+            Ok(tokens) => {
+                data.apply(&tokens);
+                Ok(())
+            }
+            Err(e) => match &*e {
+                BackendError::Refused(code) => {
+                    tracing::info!(%code, "backend refused the session's refresh token");
+                    Err(RenewFailure::Refused)
+                }
+                BackendError::RateLimited(r) => {
+                    Err(RenewFailure::Unavailable(r.unwrap_or(DEFAULT_RETRY_AFTER)))
+                }
+                BackendError::Unavailable(why) => {
+                    tracing::warn!(%why, "renewal failed; session kept");
+                    Err(RenewFailure::Unavailable(DEFAULT_RETRY_AFTER))
+                }
+                BackendError::InvalidCredentials => Err(RenewFailure::Refused),
+            },
+        }
     }
 }

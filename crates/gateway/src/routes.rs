@@ -279,10 +279,8 @@ pub(crate) async fn logout(
     let loaded = inner.cookies.read::<SessionData>(&headers, now_ms);
     if let Some(loaded) = loaded {
         let data = loaded.value;
-        if let Some(key) = data.logout_key() {
-            // An unreachable shared store does not fail the logout (see store.rs).
-            inner.logged_out.remember(key, now_ms).await;
-        }
+        // An unreachable shared store does not fail the logout (see store.rs).
+        inner.logged_out.remember(&data, now_ms).await;
         if let Some(rt) = data.refresh_token.clone() {
             let backend = inner.backend.clone();
             let metrics = inner.metrics.clone();
@@ -373,7 +371,7 @@ pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Re
     let now_ms = inner.clock.now_ms();
     let mut loaded = inner.read_session(&headers, now_ms);
     if let Some(l) = &loaded
-        && inner.logged_out_anywhere(&l.value, now_ms).await
+        && inner.logged_out.is_logged_out(&l.value, now_ms).await
     {
         loaded = None;
     }
@@ -470,7 +468,7 @@ pub(crate) async fn verify(
                 .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))
         };
         if let Some(d) = &session
-            && inner.logged_out_anywhere(d, now_ms).await
+            && inner.logged_out.is_logged_out(d, now_ms).await
         {
             session = None;
         }
@@ -482,11 +480,22 @@ pub(crate) async fn verify(
         return resp;
     }
 
+    // Refusals first: a refused sub-request must not renew (see crate::renew).
+    if cross_site {
+        return if inner.has_session(&headers, now_ms).await {
+            inner.forbidden_cross_site()
+        } else {
+            inner.unauthenticated(
+                &Method::POST,
+                &headers,
+                &original,
+                AuthErrorCode::SessionExpired,
+                false,
+            )
+        };
+    }
     match inner.authenticate(&headers, now_ms).await {
         Authn::Session { data, write, .. } => {
-            if cross_site {
-                return inner.forbidden_cross_site();
-            }
             let mut resp = StatusCode::OK.into_response();
             verified_headers(inner, resp.headers_mut(), &data);
             no_store(resp.headers_mut());

@@ -148,6 +148,7 @@ mod tests {
         config.session.secure = false;
         config.session.ttl_secs = TTL_SECS;
         config.session.cache_entries = cache_entries;
+        config.store.persist_logouts = false;
         config.backend.login_url = Some("http://127.0.0.1:9/api/login".into());
         config.backend.refresh_url = Some("http://127.0.0.1:9/api/refresh-token".into());
         let settings = config.validate().expect("settings");
@@ -228,8 +229,7 @@ mod tests {
         ));
         assert_eq!(g.inner.sessions.len(), 1);
 
-        let key = data.logout_key().expect("sid");
-        g.inner.logged_out.remember(key, NOW).await;
+        g.inner.logged_out.remember(&data, NOW).await;
         assert_eq!(
             g.inner.sessions.len(),
             1,

@@ -139,12 +139,11 @@ impl SessionData {
             sid: Some(new_sid()),
             ..Self::default()
         };
-        s.apply(tokens);
+        s.put_tokens(tokens);
         s
     }
 
-    /// Puts renewed tokens into this session, keeping its id and foreign fields.
-    pub fn apply(&mut self, tokens: &Tokens) {
+    fn put_tokens(&mut self, tokens: &Tokens) {
         self.is_logged_in = true;
         self.access_token = Some(tokens.access_token.clone());
         self.refresh_token = Some(tokens.refresh_token.clone());
@@ -153,15 +152,29 @@ impl SessionData {
         if tokens.user.is_some() {
             self.user = tokens.user.clone();
         }
-        if self.sid.is_none() {
-            self.sid = Some(new_sid());
-        }
     }
 
-    /// The key logout remembers: the session id, or for a cookie written by other code
-    /// (no `sid`), the refresh token.
-    pub fn logout_key(&self) -> Option<&str> {
-        self.sid.as_deref().or(self.refresh_token.as_deref())
+    /// Puts renewed tokens into this session, keeping its id and foreign fields.
+    ///
+    /// A cookie written by other code (an iron-session app) has no `sid`; it gets the one
+    /// derived from the refresh token it held ([`Self::logout_key`]), so every renewal of
+    /// that cookie — concurrent ones, late ones from the grace map, on any replica — gives
+    /// the same id, and logging out either the old or the renewed cookie ends both.
+    pub fn apply(&mut self, tokens: &Tokens) {
+        if self.sid.is_none() {
+            self.sid = self.refresh_token.as_deref().map(derived_sid);
+        }
+        self.put_tokens(tokens);
+    }
+
+    /// The key logout remembers: the session id, or for a cookie without one, the id its
+    /// first renewal will give it (derived from the refresh token, see [`Self::apply`]).
+    pub fn logout_key(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match (&self.sid, &self.refresh_token) {
+            (Some(sid), _) => Some(std::borrow::Cow::Borrowed(sid)),
+            (None, Some(rt)) => Some(std::borrow::Cow::Owned(derived_sid(rt))),
+            (None, None) => None,
+        }
     }
 
     /// The identity, from the cookie or else from the token's claims.
@@ -191,6 +204,17 @@ impl SessionData {
 
 fn new_sid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The session id of a cookie that came without one: a hash of the refresh token it held
+/// (the token itself must never serve as an id that is stored or logged).
+fn derived_sid(refresh_token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::new()
+        .chain_update(b"sallyport sid\0")
+        .chain_update(refresh_token.as_bytes())
+        .finalize();
+    hex::encode(&d[..16])
 }
 
 #[cfg(test)]
@@ -243,9 +267,32 @@ mod tests {
         let json = r#"{"isLoggedIn":true,"accessToken":"a","refreshToken":"r","cart":[1,2]}"#;
         let s: SessionData = serde_json::from_str(json).unwrap();
         assert!(s.is_usable());
-        assert_eq!(s.logout_key(), Some("r"));
+        assert_eq!(s.logout_key().as_deref(), Some(derived_sid("r").as_str()));
         let back = serde_json::to_value(&s).unwrap();
         assert_eq!(back["cart"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn cookie_without_sid_gets_the_same_id_from_every_renewal() {
+        let tokens = |rt: &str| Tokens {
+            access_token: "a2".into(),
+            refresh_token: rt.into(),
+            expires_at: None,
+            obtained_at: 0,
+            user: None,
+        };
+        let old = session(Some(5));
+        let key_before = old.logout_key().unwrap().into_owned();
+        let mut one = old.clone();
+        one.apply(&tokens("r2"));
+        let mut two = old.clone();
+        two.apply(&tokens("r2"));
+        assert_eq!(one.sid, two.sid);
+        assert_eq!(one.sid.as_deref(), Some(key_before.as_str()));
+        assert_ne!(key_before, "r", "the id is not the token");
+        // A later renewal keeps the id.
+        one.apply(&tokens("r3"));
+        assert_eq!(one.sid, two.sid);
     }
 
     #[test]

@@ -1,16 +1,28 @@
-//! Logged-out session ids, remembered for the cookie's lifetime (PP-05, PP-06) — in
-//! process memory, and, with `store.redis_url`, in Redis so that every replica refuses a
-//! cookie that was logged out on any of them (docs/design.md "Logout cannot be undone").
+//! Where the gateway keeps the little state it has: the record of logged-out sessions
+//! (memory, a durable file in `store.state_dir`, and Redis when `store.redis_url` is
+//! set), and the Redis connection the renewal module shares with it.
 //!
-//! Failure policy (documented in docs/gateway.md): Redis being unreachable is a fault,
-//! and faults are not logouts — nor do they log everyone out. A session this replica saw
-//! logged out is still refused (the local record is always consulted first); a session
-//! logged out on another replica is then accepted only while its access token lives,
-//! because logout also revoked the refresh token at the backend, so its next renewal
-//! fails. After an error the store is skipped for a short back-off, so an outage does
-//! not add the command timeout to every request.
+//! Logout records are keyed by the SHA-256 of the session's logout key (its `sid`, or
+//! the id derived from the refresh token, see [`SessionData::logout_key`]) and live as
+//! long as the cookie could (`session.ttl_secs`).
+//!
+//! - **Memory** answers every request (no I/O on the hot path).
+//! - **The durable file** makes a logout survive a restart of this gateway without
+//!   Redis: every logout is appended (and synced) before the logout response is sent, and
+//!   the file is read back at start-up. It is also where logouts go when Redis is down.
+//! - **Redis** shares logouts between replicas. Redis being unreachable is a fault, and
+//!   faults are not logouts — nor do they log everyone out. A session this replica saw
+//!   logged out is still refused (memory and file are always consulted first); a session
+//!   logged out on another replica is then accepted only while its access token lives,
+//!   because logout also revoked the refresh token at the backend, so its next renewal
+//!   fails. After an error Redis is skipped for a short back-off, so an outage does not
+//!   add the command timeout to every request.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -18,113 +30,403 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use crate::config::StoreSettings;
+use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::state::SessionData;
 
-/// How long the shared store is skipped after an error.
+/// How long Redis is skipped after an error.
 const BACKOFF_MS: u64 = 5_000;
+/// At most one "Redis unavailable" log line per this many ms (per kind).
+const LOG_EVERY_MS: u64 = 10_000;
+/// The durable record's file names inside `store.state_dir`.
+const LOG_FILE: &str = "logouts.v1";
+const LOCK_FILE: &str = "logouts.lock";
+
+/// SHA-256 of a logout key.
+type Digest32 = [u8; 32];
+
+fn digest(key: &str) -> Digest32 {
+    Sha256::digest(key.as_bytes()).into()
+}
 
 /// The logged-out set.
 pub(crate) struct LogoutStore {
-    local: moka::future::Cache<String, ()>,
-    shared: Option<Shared>,
+    /// Digest → expiry (ms since the epoch).
+    local: RwLock<HashMap<Digest32, u64>>,
+    durable: Option<Durable>,
+    shared: Option<Arc<Redis>>,
     ttl: Duration,
+    max_entries: usize,
     metrics: Metrics,
 }
 
-struct Shared {
-    settings: StoreSettings,
-    conn: OnceCell<ConnectionManager>,
-    /// Wall-clock ms until which the store is not asked (after an error).
-    down_until_ms: AtomicU64,
-}
-
 impl LogoutStore {
-    pub(crate) fn new(ttl: Duration, store: Option<StoreSettings>, metrics: Metrics) -> Self {
-        let local = moka::future::Cache::builder()
-            .max_capacity(10_000_000)
-            .time_to_live(ttl)
-            .build();
-        Self {
-            local,
-            shared: store.map(|settings| Shared {
-                settings,
-                conn: OnceCell::new(),
-                down_until_ms: AtomicU64::new(0),
-            }),
+    /// Opens the store: reads the durable record from `state_dir` (if any) into memory.
+    /// An unusable directory stops start-up when it was configured (`explicit`); the
+    /// default directory only warns, so that a host without a writable home (a read-only
+    /// container) still starts, with logouts kept in memory (and Redis).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open(
+        ttl: Duration,
+        state_dir: Option<&Path>,
+        explicit: bool,
+        max_entries: usize,
+        shared: Option<Arc<Redis>>,
+        metrics: Metrics,
+        now_ms: u64,
+    ) -> Result<Self, Error> {
+        let mut local = HashMap::new();
+        let durable = match state_dir {
+            None => None,
+            Some(dir) => match Durable::open(dir, max_entries, now_ms) {
+                Ok((d, entries)) => {
+                    local = entries;
+                    Some(d)
+                }
+                Err(e) if explicit => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the default store.state_dir is unusable; set store.state_dir (or store.persist_logouts = false)");
+                    None
+                }
+            },
+        };
+        Ok(Self {
+            local: RwLock::new(local),
+            durable,
+            shared,
             ttl,
+            max_entries,
             metrics,
-        }
+        })
     }
 
-    /// Whether logouts are shared with other replicas.
-    pub(crate) fn is_shared(&self) -> bool {
-        self.shared.is_some()
+    /// Whether a logout survives a restart of this process (durable file or Redis).
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable.is_some() || self.shared.is_some()
     }
 
-    /// Whether this process has seen `key` logged out (no I/O; for sync call sites).
-    pub(crate) fn contains_local(&self, key: &str) -> bool {
-        self.local.contains_key(key)
-    }
-
-    /// Whether `key` was logged out here or, with a shared store, on any replica.
-    /// An unreachable store answers "no" (see the module docs).
-    pub(crate) async fn contains(&self, key: &str, now_ms: u64) -> bool {
-        if self.local.contains_key(key) {
-            return true;
-        }
-        let Some(shared) = &self.shared else {
+    /// Whether this process has seen `data`'s session logged out (memory only, no I/O).
+    pub(crate) fn seen_here(&self, data: &SessionData, now_ms: u64) -> bool {
+        let Ok(m) = self.local.read() else {
             return false;
         };
-        let k = shared.key(key);
+        // The common case costs no hashing.
+        if m.is_empty() {
+            return false;
+        }
+        let Some(key) = data.logout_key() else {
+            return false;
+        };
+        m.get(&digest(&key)).is_some_and(|&exp| exp > now_ms)
+    }
+
+    /// Whether `data`'s session was logged out here or, with Redis, on any replica.
+    /// An unreachable Redis answers "no" (see the module docs).
+    pub(crate) async fn is_logged_out(&self, data: &SessionData, now_ms: u64) -> bool {
+        if self.seen_here(data, now_ms) {
+            return true;
+        }
+        let (Some(shared), Some(key)) = (&self.shared, data.logout_key()) else {
+            return false;
+        };
+        let d = digest(&key);
         let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(&k);
+        cmd.arg(shared.key("logout", &d));
         match shared.run::<u64>(&cmd, now_ms).await {
             Ok(n) if n > 0 => {
                 // Cache the positive answer: a logged-out id never comes back.
-                self.local.insert(key.to_string(), ()).await;
+                self.insert_local(d, now_ms);
                 true
             }
             Ok(_) => false,
             Err(e) => {
                 self.metrics.store_error("read");
-                tracing::warn!(error = %e, "logout store unreachable; using the local record only");
+                shared.log_unavailable("logout-read", now_ms, &e);
                 false
             }
         }
     }
 
-    /// Records `key` as logged out for the cookie's lifetime. Returns whether the shared
-    /// store (if any) has it; the local record is written regardless.
-    pub(crate) async fn remember(&self, key: &str, now_ms: u64) -> bool {
-        self.local.insert(key.to_string(), ()).await;
-        let Some(shared) = &self.shared else {
+    fn insert_local(&self, d: Digest32, now_ms: u64) -> usize {
+        let exp = now_ms.saturating_add(self.ttl.as_millis() as u64);
+        let Ok(mut m) = self.local.write() else {
+            return 0;
+        };
+        m.insert(d, exp);
+        if m.len() > self.max_entries {
+            m.retain(|_, &mut e| e > now_ms);
+            evict_soonest(&mut m, self.max_entries, &self.metrics);
+        }
+        m.len()
+    }
+
+    /// Records `data`'s session as logged out for the cookie's lifetime: memory, the
+    /// durable file, and Redis. Returns whether the logout will survive a restart and is
+    /// visible to other replicas as far as this replica can tell (memory is written
+    /// regardless; every failure is logged and counted).
+    pub(crate) async fn remember(&self, data: &SessionData, now_ms: u64) -> bool {
+        let Some(key) = data.logout_key() else {
             return true;
         };
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(shared.key(key))
-            .arg(1)
-            .arg("EX")
-            .arg(self.ttl.as_secs().max(1));
-        match shared.run::<()>(&cmd, now_ms).await {
-            Ok(()) => true,
-            Err(e) => {
+        let d = digest(&key);
+        self.insert_local(d, now_ms);
+        let expires_at_ms = now_ms.saturating_add(self.ttl.as_millis() as u64);
+        let mut ok = true;
+        if let Some(durable) = &self.durable
+            && let Err(e) = durable.append(d, expires_at_ms, now_ms).await
+        {
+            ok = false;
+            self.metrics.store_error("durable_write");
+            tracing::error!(error = %e, "cannot write the durable logout record; the logout is kept in memory only");
+        }
+        if let Some(shared) = &self.shared {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(shared.key("logout", &d))
+                .arg(1)
+                .arg("EX")
+                .arg(self.ttl.as_secs().max(1));
+            if let Err(e) = shared.run::<()>(&cmd, now_ms).await {
+                ok = false;
                 self.metrics.store_error("write");
-                tracing::error!(error = %e, "logout store unreachable; the logout is recorded on this replica only");
-                false
+                tracing::error!(error = %e, durable = self.durable.is_some(),
+                    "Redis unreachable; the logout is recorded on this replica (and its durable file) only");
             }
         }
+        ok
     }
 }
 
-impl Shared {
-    /// `<prefix>logout:<sha256 hex>`: the id may be a refresh token (cookies written by
-    /// other code carry no `sid`), which must not be stored in the clear.
-    fn key(&self, id: &str) -> String {
-        let digest = Sha256::digest(id.as_bytes());
-        format!("{}logout:{}", self.settings.key_prefix, hex::encode(digest))
+/// Keeps at most `max` entries, dropping those that expire soonest (they matter for the
+/// shortest time). Logged, because each one dropped is a logout that may be undone.
+fn evict_soonest(m: &mut HashMap<Digest32, u64>, max: usize, metrics: &Metrics) {
+    if m.len() <= max {
+        return;
+    }
+    let mut exps: Vec<u64> = m.values().copied().collect();
+    let drop_n = m.len() - max;
+    exps.select_nth_unstable(drop_n - 1);
+    let cut = exps[drop_n - 1];
+    let mut dropped = 0usize;
+    m.retain(|_, &mut e| {
+        if e <= cut && dropped < drop_n {
+            dropped += 1;
+            false
+        } else {
+            true
+        }
+    });
+    metrics.store_error("logout_record_full");
+    tracing::warn!(
+        dropped,
+        max,
+        "the logout record is full (store.max_logout_records); the records nearest to expiry were dropped"
+    );
+}
+
+/// The append-only durable record.
+///
+/// Hand-written rather than an embedded database: one fixed-format line per logout
+/// (`<sha256 hex> <expiry ms>`), appended with `O_APPEND` and synced, read back and
+/// compacted (expired lines dropped) at start-up and whenever the file has grown by
+/// `max_entries` lines. A line torn by a crash is skipped. Several gateway processes may
+/// share a directory: appends take a shared `flock` on the lock file, compaction an
+/// exclusive one, and each process reads the others' records at its start-up.
+struct Durable {
+    dir: Arc<PathBuf>,
+    max_entries: usize,
+    appended: Arc<AtomicUsize>,
+    write: tokio::sync::Mutex<()>,
+}
+
+impl Durable {
+    fn open(
+        dir: &Path,
+        max_entries: usize,
+        now_ms: u64,
+    ) -> Result<(Self, HashMap<Digest32, u64>), Error> {
+        let setting = "store.state_dir";
+        create_private_dir(dir)
+            .map_err(|e| Error::config(setting, format!("cannot create {}: {e}", dir.display())))?;
+        check_private(dir);
+        let entries = compact(dir, max_entries, now_ms)
+            .map_err(|e| Error::config(setting, format!("cannot use {}: {e}", dir.display())))?;
+        Ok((
+            Self {
+                dir: Arc::new(dir.to_path_buf()),
+                max_entries,
+                appended: Arc::new(AtomicUsize::new(0)),
+                write: tokio::sync::Mutex::new(()),
+            },
+            entries,
+        ))
     }
 
-    async fn run<T: redis::FromRedisValue>(
+    async fn append(&self, d: Digest32, expires_at_ms: u64, now_ms: u64) -> std::io::Result<()> {
+        // One writer at a time in this process; the flock orders processes.
+        let _w = self.write.lock().await;
+        let line = format_line(&d, expires_at_ms);
+        let dir = self.dir.clone();
+        let max = self.max_entries;
+        let appended = self.appended.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let lock = lock_file(&dir)?;
+            lock.lock_shared()?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(dir.join(LOG_FILE))?;
+            f.write_all(line.as_bytes())?;
+            f.sync_data()?;
+            drop(lock);
+            if appended.fetch_add(1, Ordering::Relaxed) + 1 >= max {
+                compact(&dir, max, now_ms)?;
+                appended.store(0, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
+fn lock_file(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(LOCK_FILE))
+}
+
+/// Reads the record, drops expired and torn lines, rewrites it; returns what lives.
+fn compact(dir: &Path, max_entries: usize, now_ms: u64) -> std::io::Result<HashMap<Digest32, u64>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let lock = lock_file(dir)?;
+    lock.lock()?;
+    let path = dir.join(LOG_FILE);
+    let mut entries = HashMap::new();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            for line in text.lines() {
+                if let Some((d, exp)) = parse_line(line)
+                    && exp > now_ms
+                {
+                    let e = entries.entry(d).or_insert(exp);
+                    *e = (*e).max(exp);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    evict_soonest(&mut entries, max_entries, &Metrics::new());
+    let tmp = dir.join(format!("{LOG_FILE}.tmp"));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut buf = String::with_capacity(entries.len() * 80);
+        for (d, exp) in &entries {
+            buf.push_str(&format_line(d, *exp));
+        }
+        f.write_all(buf.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(entries)
+}
+
+fn format_line(d: &Digest32, exp: u64) -> String {
+    format!("{} {exp}\n", hex::encode(d))
+}
+
+fn parse_line(line: &str) -> Option<(Digest32, u64)> {
+    let (h, exp) = line.split_once(' ')?;
+    let mut d = [0u8; 32];
+    hex::decode_to_slice(h, &mut d).ok()?;
+    Some((d, exp.trim().parse().ok()?))
+}
+
+/// Creates `dir` (and parents) as 0700 under any umask.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Warns when the state directory can be read by others (it was created by someone else).
+fn check_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(m) = std::fs::metadata(dir)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{:o}", m.permissions().mode() & 0o777),
+            "store.state_dir is accessible to other users; chmod 700 it"
+        );
+    }
+}
+
+/// The shared Redis connection, bounded by `store.timeout_ms`, with a back-off after
+/// errors. Used by the logout record and by cross-replica renewal.
+pub(crate) struct Redis {
+    settings: StoreSettings,
+    conn: OnceCell<ConnectionManager>,
+    /// Gateway-clock ms until which Redis is not asked (after an error).
+    down_until_ms: AtomicU64,
+    /// Last "unavailable" log line (ms), for rate limiting.
+    last_log_ms: AtomicU64,
+}
+
+impl Redis {
+    pub(crate) fn new(settings: StoreSettings) -> Self {
+        Self {
+            settings,
+            conn: OnceCell::new(),
+            down_until_ms: AtomicU64::new(0),
+            last_log_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// `<prefix><kind>:<sha256 hex>`: ids may be refresh tokens, which must never be
+    /// stored in the clear.
+    pub(crate) fn key(&self, kind: &str, digest: &[u8; 32]) -> String {
+        format!("{}{kind}:{}", self.settings.key_prefix, hex::encode(digest))
+    }
+
+    /// The configured bound on one command.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
+    /// Logs that Redis is unavailable, at most once per [`LOG_EVERY_MS`].
+    pub(crate) fn log_unavailable(&self, what: &'static str, now_ms: u64, error: &str) {
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= LOG_EVERY_MS
+            && self
+                .last_log_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(%error, during = what,
+                "Redis unavailable; falling back to this replica's own state (logged at most every 10 s)");
+        }
+    }
+
+    /// Runs one command within `store.timeout_ms`; any error starts the back-off.
+    pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
         now_ms: u64,
@@ -151,5 +453,30 @@ impl Shared {
                 .store(now_ms.saturating_add(BACKOFF_MS), Ordering::Relaxed);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_torn_lines_are_skipped() {
+        let d = digest("sid");
+        let line = format_line(&d, 42);
+        assert_eq!(parse_line(line.trim_end()), Some((d, 42)));
+        assert_eq!(parse_line(&line[..20]), None);
+        assert_eq!(parse_line("zz 1"), None);
+    }
+
+    #[test]
+    fn eviction_keeps_the_latest_expiries() {
+        let mut m = HashMap::new();
+        for i in 0..10u64 {
+            m.insert(digest(&i.to_string()), i);
+        }
+        evict_soonest(&mut m, 4, &Metrics::new());
+        assert_eq!(m.len(), 4);
+        assert!(m.values().all(|&e| e >= 6));
     }
 }

@@ -288,6 +288,8 @@ pub fn config(backend: &Backend, upstream_url: &str) -> Config {
     c.backend.logout_url = Some(format!("{}/api/logout", backend.url));
     c.backend.timeout_ms = 500;
     c.proxy.response_timeout_ms = 2000;
+    // Tests that need the durable logout record give it a temporary directory.
+    c.store.persist_logouts = false;
     c
 }
 

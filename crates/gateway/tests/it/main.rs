@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
 mod harness;
+mod single_use;
 
 mod attacks;
 mod client_address;
@@ -14,6 +15,8 @@ mod forward_auth;
 mod hardening;
 mod proxying;
 mod renewal;
+mod renewal_rules;
+mod replicas;
 mod slow_clients;
 mod store;
 mod surface;
