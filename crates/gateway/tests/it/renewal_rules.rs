@@ -65,7 +65,7 @@ async fn refused_cross_site_request_does_not_spend_the_refresh_token() {
     assert_eq!(resp.status(), 403);
     assert!(cookie_header(resp.headers()).is_none());
     let resp = client()
-        .get(format!("{url}/auth/verify"))
+        .get(format!("{}/auth/verify", crate::harness::admin_of(&url)))
         .header("cookie", &cookie)
         .header("x-forwarded-method", "POST")
         .header("origin", "http://evil.example")

@@ -29,6 +29,8 @@ const STORM: usize = 50;
 /// One gateway replica on its own runtime.
 struct Replica {
     url: String,
+    /// The admin listener (metrics).
+    admin: String,
     clock: Arc<OffsetClock>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -43,18 +45,33 @@ impl Replica {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let admin_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        admin_listener.set_nonblocking(true).unwrap();
+        let admin = format!("http://{}", admin_listener.local_addr().unwrap());
         let clock = Arc::new(OffsetClock::default());
         let settings = config.validate().unwrap();
         let c = clock.clone();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let admin_listener = tokio::net::TcpListener::from_std(admin_listener).unwrap();
             let gw = Gateway::with_clock(settings, c).await.unwrap();
+            let admin_gw = gw.clone();
+            tokio::spawn(async move {
+                sallyport_gateway::serve_admin_with_shutdown(
+                    admin_listener,
+                    admin_gw,
+                    std::future::pending(),
+                )
+                .await
+                .ok();
+            });
             sallyport_gateway::serve_with_shutdown(listener, gw, std::future::pending())
                 .await
                 .ok();
         });
         Self {
             url,
+            admin,
             clock,
             runtime: Some(runtime),
         }
@@ -69,7 +86,7 @@ impl Replica {
 
     async fn metrics(&self) -> String {
         fresh_connection_client()
-            .get(format!("{}/metrics", self.url))
+            .get(format!("{}/metrics", self.admin))
             .send()
             .await
             .unwrap()
