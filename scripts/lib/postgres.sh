@@ -15,8 +15,21 @@ pg_start() {
   chmod 755 "$PG_DIR"
   [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
   pg_as "$bin/initdb" -D "$PG_DIR/data" -U sallyport --auth=trust -E UTF8 >/dev/null
-  pg_as "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=300 -c fsync=off" start >/dev/null
+  # A port already taken (another cluster, a leftover) is not a test failure: try the next.
+  local try
+  for try in 1 2 3 4 5; do
+    if pg_as "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=300 -c fsync=off" start >/dev/null; then
+      break
+    fi
+    if [ "$try" -eq 5 ]; then
+      echo "postgres.sh: PostgreSQL did not start; its log:" >&2
+      cat "$PG_DIR/log" >&2
+      return 1
+    fi
+    echo "postgres.sh: port $PG_PORT unavailable, trying $((PG_PORT + 1))" >&2
+    PG_PORT=$((PG_PORT + 1))
+  done
   export SALLYPORT_TEST_POSTGRES_URL="postgres://sallyport@127.0.0.1:$PG_PORT/postgres"
   export PG_DIR
 }
