@@ -460,7 +460,7 @@ impl Config {
                     .only(&["SESSION_SECRET"])
                     .map(|_| "session.secret".into()),
             );
-        figment.extract().map_err(|e| Error::Load(e.to_string()))
+        figment.extract().map_err(load_error)
     }
 
     /// Checks everything and produces the settings the gateway runs with.
@@ -844,6 +844,23 @@ fn server_options(c: &sallyport_serve::ServerConfig) -> Result<sallyport_serve::
         .map_err(|e| Error::config(e.setting, e.message))
 }
 
+/// A value that does not parse (an unknown `session.same_site`, say), named as every
+/// other refusal names its setting: `section.key`, whichever source it came from.
+fn load_error(e: figment::Error) -> Error {
+    let message = e
+        .into_iter()
+        .map(|e| {
+            if e.path.is_empty() {
+                e.to_string()
+            } else {
+                format!("`{}`: {e}", e.path.join(".").to_ascii_lowercase())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::Load(message)
+}
+
 /// Iron's password set, checked by iron (length in UTF-16 code units, ids); the error
 /// names the setting the secret came from.
 fn passwords(s: &SessionSection) -> Result<Passwords, Error> {
@@ -867,7 +884,7 @@ fn passwords(s: &SessionSection) -> Result<Passwords, Error> {
         ));
     };
     Passwords::single(secret.as_str())
-        .map_err(|e| Error::config("SESSION_SECRET", format!("the sealing secret: {e}")))
+        .map_err(|e| Error::config("SESSION_SECRET", format!("the sealing secret is refused: {e}")))
 }
 
 /// The session cookie, validated by sallyport-session: its rule for names, prefixes,
@@ -1201,16 +1218,16 @@ mod tests {
         let c = load_toml("[session]\nsame_site = \"Strict\"\n").unwrap();
         assert_eq!(c.session.same_site, SameSite::Strict);
         let err = load_toml("[session]\nsame_site = \"lox\"\n").unwrap_err();
-        assert!(err.contains("session.same_site"), "{err}");
+        assert!(err.contains("`session.same_site`"), "{err}");
         assert!(err.contains("expected lax, strict or none"), "{err}");
         let c = load_toml("[backend]\nkind = \"oauth2\"\nclient_auth = \"client_secret_post\"\n")
             .unwrap();
         assert_eq!(c.backend.kind, BackendKind::OAuth2);
         assert_eq!(c.backend.client_auth, ClientAuth::ClientSecretPost);
         let err = load_toml("[backend]\nkind = \"soap\"\n").unwrap_err();
-        assert!(err.contains("backend.kind"), "{err}");
+        assert!(err.contains("`backend.kind`"), "{err}");
         let err = load_toml("[backend]\nclient_auth = \"private_key_jwt\"\n").unwrap_err();
-        assert!(err.contains("backend.client_auth"), "{err}");
+        assert!(err.contains("`backend.client_auth`"), "{err}");
     }
 
     #[test]
