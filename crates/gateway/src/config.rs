@@ -612,131 +612,20 @@ impl Settings {
         let prefix = parse_prefix(&c.prefix)?;
         let public = public_globs(&c.public_paths, &prefix)?;
 
-        let loopback = c.listen.ip().is_loopback();
-        if !c.session.secure && !loopback {
-            return Err(Error::config(
-                "session.secure",
-                format!(
-                    "Secure cookies may be turned off only when listening on a loopback address, \
-                     not {}; put TLS in front and keep session.secure = true",
-                    c.listen
-                ),
-            ));
-        }
-        let cookies = session_cookie(&c.session, passwords)?;
-        if c.session.ttl_secs < 120 {
-            return Err(Error::config(
-                "session.ttl_secs",
-                "must be at least 120 seconds",
-            ));
-        }
-        if c.session.renew_grace_secs == 0 || c.session.renew_grace_secs > 600 {
-            return Err(Error::config(
-                "session.renew_grace_secs",
-                "must be between 1 and 600 seconds",
-            ));
-        }
-
+        let cookies = session_cookie(c, passwords)?;
         let backend = backend_settings(&c.backend)?;
-
-        let auth_header = HeaderName::from_bytes(c.proxy.authorization_header.as_bytes())
-            .map_err(|_| Error::config("proxy.authorization_header", "not a valid header name"))?;
-        let identity_prefix = c.proxy.identity_header_prefix.to_ascii_lowercase();
-        if identity_prefix.is_empty()
-            || HeaderName::from_bytes(format!("{identity_prefix}user").as_bytes()).is_err()
-        {
-            return Err(Error::config(
-                "proxy.identity_header_prefix",
-                "must be a non-empty header-name prefix such as x-auth-request-",
-            ));
-        }
-        if c.proxy.response_timeout_ms == 0 || c.proxy.connect_timeout_ms == 0 {
-            return Err(Error::config(
-                "proxy.response_timeout_ms",
-                "proxy timeouts must be greater than zero",
-            ));
-        }
-
-        let public_origin = match &c.public_origin {
-            None => None,
-            Some(o) => {
-                let url = url::Url::parse(o).map_err(|e| {
-                    Error::config("public_origin", format!("not a URL ({e}): {o:?}"))
-                })?;
-                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                    return Err(Error::config(
-                        "public_origin",
-                        "must be an http(s) origin such as https://app.example.com",
-                    ));
-                }
-                Some(url.origin().ascii_serialization())
-            }
-        };
-
-        const MAX_REPLAY_BODY: u64 = 64 * 1024 * 1024;
-        if c.proxy.replay_body_limit_bytes > MAX_REPLAY_BODY {
-            return Err(Error::config(
-                "proxy.replay_body_limit_bytes",
-                format!("at most {MAX_REPLAY_BODY} bytes (it is held in memory per request)"),
-            ));
-        }
-        // Bounded just above, so it fits in usize on every supported platform.
-        let replay_body_limit = usize::try_from(c.proxy.replay_body_limit_bytes)
-            .map_err(|_| Error::config("proxy.replay_body_limit_bytes", "too large"))?;
-
-        let store = match &c.store.redis_url {
-            None => None,
-            Some(url) => {
-                let client = redis::Client::open(url.as_str()).map_err(|e| {
-                    Error::config("store.redis_url", format!("not a usable Redis URL: {e}"))
-                })?;
-                if c.store.timeout_ms == 0 {
-                    return Err(Error::config(
-                        "store.timeout_ms",
-                        "must be greater than zero",
-                    ));
-                }
-                Some(StoreSettings {
-                    client,
-                    timeout: Duration::from_millis(c.store.timeout_ms),
-                    key_prefix: c.store.key_prefix.clone(),
-                })
-            }
-        };
-
+        let (auth_header, identity_prefix) = proxy_headers(&c.proxy)?;
+        let public_origin = c.public_origin.as_deref().map(public_origin).transpose()?;
+        let replay_body_limit = replay_body_limit(&c.proxy)?;
+        let store = store_settings(&c.store)?;
         let (header_policy, allowed_upgrades, admin_listen) = surface_settings(c, &auth_header)?;
-        let state_dir = if c.store.persist_logouts {
-            match &c.store.state_dir {
-                Some(d) if d.as_os_str().is_empty() => {
-                    return Err(Error::config(
-                        "store.state_dir",
-                        "empty; set a directory or store.persist_logouts = false",
-                    ));
-                }
-                Some(d) => Some(d.clone()),
-                None => default_state_dir(|k| std::env::var(k).ok()),
-            }
-        } else {
-            None
-        };
-        if c.store.max_logout_records == 0 {
-            return Err(Error::config(
-                "store.max_logout_records",
-                "must be greater than zero",
-            ));
-        }
-        let max_logout_records = usize::try_from(c.store.max_logout_records)
-            .map_err(|_| Error::config("store.max_logout_records", "too large"))?;
-
-        let login_template = match &c.login.template {
-            None => None,
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                Error::config(
-                    "login.template",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?),
-        };
+        let (state_dir, max_logout_records) = logout_record(&c.store)?;
+        let login_template = c
+            .login
+            .template
+            .as_deref()
+            .map(login_template)
+            .transpose()?;
 
         Ok(Self {
             listen: c.listen,
@@ -781,6 +670,145 @@ impl Settings {
             max_logout_records,
         })
     }
+}
+
+/// `[session]`: the cookie as sallyport-session validates it, and the gateway's own
+/// bounds on lifetimes.
+fn session_cookie(c: &Config, passwords: Passwords) -> Result<CookieCodec, Error> {
+    let loopback = c.listen.ip().is_loopback();
+    if !c.session.secure && !loopback {
+        return Err(Error::config(
+            "session.secure",
+            format!(
+                "Secure cookies may be turned off only when listening on a loopback address, \
+                 not {}; put TLS in front and keep session.secure = true",
+                c.listen
+            ),
+        ));
+    }
+    let cookies = cookie_codec(&c.session, passwords)?;
+    if c.session.ttl_secs < 120 {
+        return Err(Error::config(
+            "session.ttl_secs",
+            "must be at least 120 seconds",
+        ));
+    }
+    if c.session.renew_grace_secs == 0 || c.session.renew_grace_secs > 600 {
+        return Err(Error::config(
+            "session.renew_grace_secs",
+            "must be between 1 and 600 seconds",
+        ));
+    }
+    Ok(cookies)
+}
+
+/// `[proxy]`: the header carrying the token upstream and the identity-header prefix.
+fn proxy_headers(p: &ProxySection) -> Result<(HeaderName, String), Error> {
+    let auth_header = HeaderName::from_bytes(p.authorization_header.as_bytes())
+        .map_err(|_| Error::config("proxy.authorization_header", "not a valid header name"))?;
+    let identity_prefix = p.identity_header_prefix.to_ascii_lowercase();
+    if identity_prefix.is_empty()
+        || HeaderName::from_bytes(format!("{identity_prefix}user").as_bytes()).is_err()
+    {
+        return Err(Error::config(
+            "proxy.identity_header_prefix",
+            "must be a non-empty header-name prefix such as x-auth-request-",
+        ));
+    }
+    if p.response_timeout_ms == 0 || p.connect_timeout_ms == 0 {
+        return Err(Error::config(
+            "proxy.response_timeout_ms",
+            "proxy timeouts must be greater than zero",
+        ));
+    }
+    Ok((auth_header, identity_prefix))
+}
+
+/// `public_origin`, as `url` serializes the origin.
+fn public_origin(o: &str) -> Result<String, Error> {
+    let url = url::Url::parse(o)
+        .map_err(|e| Error::config("public_origin", format!("not a URL ({e}): {o:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::config(
+            "public_origin",
+            "must be an http(s) origin such as https://app.example.com",
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// `proxy.replay_body_limit_bytes`, bounded because it is held in memory per request.
+fn replay_body_limit(p: &ProxySection) -> Result<usize, Error> {
+    const MAX_REPLAY_BODY: u64 = 64 * 1024 * 1024;
+    if p.replay_body_limit_bytes > MAX_REPLAY_BODY {
+        return Err(Error::config(
+            "proxy.replay_body_limit_bytes",
+            format!("at most {MAX_REPLAY_BODY} bytes (it is held in memory per request)"),
+        ));
+    }
+    // Bounded just above, so it fits in usize on every supported platform.
+    usize::try_from(p.replay_body_limit_bytes)
+        .map_err(|_| Error::config("proxy.replay_body_limit_bytes", "too large"))
+}
+
+/// `[store]`'s Redis client, when `store.redis_url` is set.
+fn store_settings(st: &StoreSection) -> Result<Option<StoreSettings>, Error> {
+    Ok(match &st.redis_url {
+        None => None,
+        Some(url) => {
+            let client = redis::Client::open(url.as_str()).map_err(|e| {
+                Error::config("store.redis_url", format!("not a usable Redis URL: {e}"))
+            })?;
+            if st.timeout_ms == 0 {
+                return Err(Error::config(
+                    "store.timeout_ms",
+                    "must be greater than zero",
+                ));
+            }
+            Some(StoreSettings {
+                client,
+                timeout: Duration::from_millis(st.timeout_ms),
+                key_prefix: st.key_prefix.clone(),
+            })
+        }
+    })
+}
+
+/// Where and how many logout records are kept durably.
+fn logout_record(st: &StoreSection) -> Result<(Option<PathBuf>, usize), Error> {
+    let state_dir = if st.persist_logouts {
+        match &st.state_dir {
+            Some(d) if d.as_os_str().is_empty() => {
+                return Err(Error::config(
+                    "store.state_dir",
+                    "empty; set a directory or store.persist_logouts = false",
+                ));
+            }
+            Some(d) => Some(d.clone()),
+            None => default_state_dir(|k| std::env::var(k).ok()),
+        }
+    } else {
+        None
+    };
+    if st.max_logout_records == 0 {
+        return Err(Error::config(
+            "store.max_logout_records",
+            "must be greater than zero",
+        ));
+    }
+    let max_logout_records = usize::try_from(st.max_logout_records)
+        .map_err(|_| Error::config("store.max_logout_records", "too large"))?;
+    Ok((state_dir, max_logout_records))
+}
+
+/// `login.template`, read once.
+fn login_template(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::config(
+            "login.template",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })
 }
 
 /// `[admin]` and the request-surface parts of `[proxy]`.
@@ -883,14 +911,18 @@ fn passwords(s: &SessionSection) -> Result<Passwords, Error> {
             ),
         ));
     };
-    Passwords::single(secret.as_str())
-        .map_err(|e| Error::config("SESSION_SECRET", format!("the sealing secret is refused: {e}")))
+    Passwords::single(secret.as_str()).map_err(|e| {
+        Error::config(
+            "SESSION_SECRET",
+            format!("the sealing secret is refused: {e}"),
+        )
+    })
 }
 
 /// The session cookie, validated by sallyport-session: its rule for names, prefixes,
 /// `Domain`, `SameSite` and size is the one rule, and its error is reported under the
 /// gateway's name for the setting.
-fn session_cookie(s: &SessionSection, passwords: Passwords) -> Result<CookieCodec, Error> {
+fn cookie_codec(s: &SessionSection, passwords: Passwords) -> Result<CookieCodec, Error> {
     let mut cfg = SessionConfig::new(passwords)
         .ttl(Duration::from_secs(s.ttl_secs))
         .secure(s.secure)
