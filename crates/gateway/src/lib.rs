@@ -53,6 +53,9 @@ pub use config::{
 };
 pub use error::{ConfigError, Error};
 pub use guard::{OriginPolicy, canonical_path, is_cross_site, public_path, safe_next};
+/// `session.same_site`'s type: the session layer's own enum, so the configuration holds
+/// exactly what the cookie is written with.
+pub use sallyport_session::SameSite;
 pub use state::{Freshness, SessionData};
 
 /// The source of "now" for every expiry decision (time is a parameter).
