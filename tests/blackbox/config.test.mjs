@@ -45,6 +45,13 @@ const refusals = [
   ['a public path equal to the login route', { top: `${BASE.top}\npublic_paths = ["/auth/login"]` }, /public_paths|prefix/],
   ['Secure off on a non-loopback address', { top: 'listen = "0.0.0.0:18080"\nupstream = "http://127.0.0.1:3000"' }, /secure/],
   ['SameSite=None without Secure', { session: 'secure = false\nsame_site = "none"' }, /same_site|secure/],
+  // Issue 9: the session layer's and iron's rules, not copies of them.
+  ['an unknown same_site (never defaulted to lax)', { session: 'secure = false\nsame_site = "lox"' }, /session\.same_site/],
+  ['an unknown backend kind', { backend: 'kind = "soap"' }, /backend\.kind/],
+  ['a cookie name iron-session would not write', { session: 'secure = false\ncookie_name = "my app"' }, /session\.cookie_name/],
+  ['a cookie name too long for any cookie', { session: `secure = false\ncookie_name = "${'a'.repeat(4100)}"` }, /session\.cookie_name/],
+  ['a __Secure- cookie name without Secure', { session: 'secure = false\ncookie_name = "__Secure-app"' }, /session\.secure/],
+  ['31 UTF-16 units in 31 characters', { secret: '\u20ac'.repeat(31) }, /SESSION_SECRET/],
 ];
 
 for (const [what, opts, names] of refusals) {
@@ -61,4 +68,13 @@ test('the same refusal applies when starting, not only with --check', () => {
   const r = check({ secret: 'too-short', run: true });
   assert.notEqual(r.status, 0);
   assert.match(r.out, /SESSION_SECRET/);
+});
+
+test('a secret is measured as iron-session measures it: 16 emoji are 32 UTF-16 units', () => {
+  const secret = '\u{1F511}'.repeat(16);
+  assert.equal(secret.length, 32, 'JavaScript string length, which iron-session checks');
+  const r = check({ secret });
+  assert.equal(r.status, 0, r.out);
+  const map = check({ secret: null, session: `secure = false\nsecrets = { "1" = "${secret}" }` });
+  assert.equal(map.status, 0, map.out);
 });

@@ -6,33 +6,12 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use sallyport_proto::{ApiError, AuthErrorCode};
-use sallyport_session::{CookieCodec, Loaded, SameSite, SessionConfig};
+use sallyport_session::Loaded;
 
-use crate::config::Settings;
-use crate::error::Error;
 use crate::state::{Freshness, SessionData};
 use crate::{Inner, guard};
 
 pub(crate) use crate::renew::{DEFAULT_RETRY_AFTER, RenewFailure};
-
-pub(crate) fn codec(s: &Settings) -> Result<CookieCodec, Error> {
-    let same_site = match s.same_site.as_str() {
-        "strict" => SameSite::Strict,
-        "none" => SameSite::None,
-        _ => SameSite::Lax,
-    };
-    let mut cfg = SessionConfig::new(s.passwords.clone())
-        .cookie_name(s.cookie_name.clone())
-        .ttl(s.ttl)
-        .secure(s.secure)
-        .same_site(same_site)
-        .path("/")
-        .chunking(s.chunking);
-    if let Some(d) = &s.domain {
-        cfg = cfg.domain(d.clone());
-    }
-    CookieCodec::try_new(cfg).map_err(|e| Error::config("session", e.to_string()))
-}
 
 /// The result of steps 2–5.
 pub(crate) enum Authn {

@@ -12,12 +12,16 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use globset::{GlobSet, GlobSetBuilder};
 use http::{HeaderName, Uri};
+use sallyport_iron::Passwords;
+use sallyport_session::{CookieCodec, SameSite, SessionConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// Minimum length of a sealing secret (Iron's rule, in characters).
-pub const MIN_SECRET_LEN: usize = 32;
+/// Minimum length of a sealing secret: iron's rule ([`sallyport_iron::MIN_PASSWORD_LEN`]),
+/// counted in UTF-16 code units as iron-session counts it. Iron checks it; this is only
+/// the number, for messages and documentation.
+pub const MIN_SECRET_LEN: usize = sallyport_iron::MIN_PASSWORD_LEN;
 
 /// The raw configuration, as read from `gateway.toml` and `SALLYPORT_GATEWAY_*` variables.
 ///
@@ -179,7 +183,8 @@ pub(crate) struct StoreSettings {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionSection {
-    /// The sealing secret (`SESSION_SECRET`); at least 32 characters.
+    /// The sealing secret (`SESSION_SECRET`); at least 32 characters, counted in UTF-16
+    /// code units as iron-session does (so 16 emoji are enough).
     pub secret: Option<String>,
     /// Secrets by numeric id for rotation; the highest id seals, all unseal.
     pub secrets: BTreeMap<String, String>,
@@ -187,8 +192,9 @@ pub struct SessionSection {
     pub cookie_name: Option<String>,
     /// `Secure` attribute; may be off only when listening on a loopback address.
     pub secure: bool,
-    /// `SameSite`: `lax` (default), `strict` or `none`.
-    pub same_site: String,
+    /// `SameSite`: `lax` (default), `strict` or `none` (any letter case); any other value
+    /// stops the configuration from loading.
+    pub same_site: SameSite,
     /// Cookie `Domain` (not allowed with a `__Host-` name).
     pub domain: Option<String>,
     /// Seal lifetime and cookie max-age in seconds (default 30 days).
@@ -211,7 +217,7 @@ pub struct SessionSection {
 #[serde(default, deny_unknown_fields)]
 pub struct BackendSection {
     /// `json` (the article's contract) or `oauth2` (RFC 6749 / RFC 7009).
-    pub kind: String,
+    pub kind: BackendKind,
     /// json: login URL.
     pub login_url: Option<String>,
     /// json: refresh URL.
@@ -227,7 +233,7 @@ pub struct BackendSection {
     /// oauth2: client secret (`SALLYPORT_GATEWAY_BACKEND__CLIENT_SECRET`).
     pub client_secret: Option<String>,
     /// oauth2: `client_secret_basic` (default) or `client_secret_post`.
-    pub client_auth: String,
+    pub client_auth: ClientAuth,
     /// oauth2: requested scope.
     pub scope: Option<String>,
     /// URL probed by `/readyz` (defaults to the login or token URL).
@@ -340,7 +346,7 @@ impl Default for SessionSection {
             secrets: BTreeMap::new(),
             cookie_name: None,
             secure: true,
-            same_site: "lax".into(),
+            same_site: SameSite::Lax,
             domain: None,
             ttl_secs: 30 * 24 * 3600,
             chunking: true,
@@ -355,7 +361,7 @@ impl Default for SessionSection {
 impl Default for BackendSection {
     fn default() -> Self {
         Self {
-            kind: "json".into(),
+            kind: BackendKind::Json,
             login_url: None,
             refresh_url: None,
             logout_url: None,
@@ -363,7 +369,7 @@ impl Default for BackendSection {
             revocation_url: None,
             client_id: None,
             client_secret: None,
-            client_auth: "client_secret_basic".into(),
+            client_auth: ClientAuth::ClientSecretBasic,
             scope: None,
             health_url: None,
             timeout_ms: 5000,
@@ -454,7 +460,7 @@ impl Config {
                     .only(&["SESSION_SECRET"])
                     .map(|_| "session.secret".into()),
             );
-        figment.extract().map_err(|e| Error::Load(e.to_string()))
+        figment.extract().map_err(load_error)
     }
 
     /// Checks everything and produces the settings the gateway runs with.
@@ -463,13 +469,26 @@ impl Config {
     }
 }
 
-/// Which backend protocol to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `backend.kind`: which backend protocol to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// `POST login_url` / `POST refresh_url` with JSON bodies.
+    /// `json`: `POST login_url` / `POST refresh_url` with JSON bodies.
+    #[default]
     Json,
-    /// RFC 6749 token endpoint and RFC 7009 revocation.
+    /// `oauth2`: RFC 6749 token endpoint and RFC 7009 revocation.
     OAuth2,
+}
+
+/// `backend.client_auth`: how the oauth2 backend authenticates the gateway (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic authentication.
+    #[default]
+    ClientSecretBasic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
 }
 
 /// Validated settings; built only by [`Config::validate`].
@@ -482,13 +501,10 @@ pub struct Settings {
     pub(crate) public_origin: Option<String>,
     pub(crate) origin_policy: crate::guard::OriginPolicy,
     pub(crate) replay_body_limit: usize,
-    pub(crate) passwords: sallyport_iron::Passwords,
-    pub(crate) cookie_name: String,
-    pub(crate) secure: bool,
-    pub(crate) same_site: String,
-    pub(crate) domain: Option<String>,
+    /// The session cookie, validated by sallyport-session (and its passwords by iron)
+    /// once, here.
+    pub(crate) cookies: CookieCodec,
     pub(crate) ttl: Duration,
-    pub(crate) chunking: bool,
     pub(crate) leeway_secs: u64,
     pub(crate) renew_grace: Duration,
     pub(crate) expose_access_token: bool,
@@ -529,8 +545,8 @@ impl std::fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("upstream", &self.upstream.base)
             .field("prefix", &self.prefix)
-            .field("cookie_name", &self.cookie_name)
-            .field("secure", &self.secure)
+            .field("cookie_name", &self.cookie_name())
+            .field("secure", &self.cookies.config().is_secure())
             .field("backend", &self.backend.kind)
             .finish_non_exhaustive()
     }
@@ -582,7 +598,12 @@ impl Settings {
 
     /// The session cookie's name.
     pub fn cookie_name(&self) -> &str {
-        &self.cookie_name
+        self.cookies.config().name()
+    }
+
+    /// The sealing passwords (iron's, validated once).
+    pub(crate) fn passwords(&self) -> &Passwords {
+        self.cookies.config().passwords()
     }
 
     fn from_config(c: &Config) -> Result<Self, Error> {
@@ -591,178 +612,20 @@ impl Settings {
         let prefix = parse_prefix(&c.prefix)?;
         let public = public_globs(&c.public_paths, &prefix)?;
 
-        let loopback = c.listen.ip().is_loopback();
-        if !c.session.secure && !loopback {
-            return Err(Error::config(
-                "session.secure",
-                format!(
-                    "Secure cookies may be turned off only when listening on a loopback address, \
-                     not {}; put TLS in front and keep session.secure = true",
-                    c.listen
-                ),
-            ));
-        }
-        let cookie_name = match &c.session.cookie_name {
-            Some(n) => {
-                if n.is_empty()
-                    || !n
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b))
-                {
-                    return Err(Error::config(
-                        "session.cookie_name",
-                        "must be a non-empty cookie token (letters, digits, - _ .)",
-                    ));
-                }
-                n.clone()
-            }
-            None if c.session.secure => "__Host-sallyport".into(),
-            None => "sallyport".into(),
-        };
-        if cookie_name.starts_with("__Host-") {
-            if !c.session.secure {
-                return Err(Error::config(
-                    "session.cookie_name",
-                    "a __Host- cookie requires session.secure = true",
-                ));
-            }
-            if c.session.domain.is_some() {
-                return Err(Error::config(
-                    "session.domain",
-                    "a __Host- cookie cannot carry a Domain; unset session.domain or rename the cookie",
-                ));
-            }
-        }
-        let same_site = match c.session.same_site.to_ascii_lowercase().as_str() {
-            "lax" => "lax",
-            "strict" => "strict",
-            "none" if c.session.secure => "none",
-            "none" => {
-                return Err(Error::config(
-                    "session.same_site",
-                    "SameSite=None requires session.secure = true",
-                ));
-            }
-            other => {
-                return Err(Error::config(
-                    "session.same_site",
-                    format!("expected lax, strict or none, got {other:?}"),
-                ));
-            }
-        };
-        if c.session.ttl_secs < 120 {
-            return Err(Error::config(
-                "session.ttl_secs",
-                "must be at least 120 seconds",
-            ));
-        }
-        if c.session.renew_grace_secs == 0 || c.session.renew_grace_secs > 600 {
-            return Err(Error::config(
-                "session.renew_grace_secs",
-                "must be between 1 and 600 seconds",
-            ));
-        }
-
+        let cookies = session_cookie(c, passwords)?;
         let backend = backend_settings(&c.backend)?;
-
-        let auth_header = HeaderName::from_bytes(c.proxy.authorization_header.as_bytes())
-            .map_err(|_| Error::config("proxy.authorization_header", "not a valid header name"))?;
-        let identity_prefix = c.proxy.identity_header_prefix.to_ascii_lowercase();
-        if identity_prefix.is_empty()
-            || HeaderName::from_bytes(format!("{identity_prefix}user").as_bytes()).is_err()
-        {
-            return Err(Error::config(
-                "proxy.identity_header_prefix",
-                "must be a non-empty header-name prefix such as x-auth-request-",
-            ));
-        }
-        if c.proxy.response_timeout_ms == 0 || c.proxy.connect_timeout_ms == 0 {
-            return Err(Error::config(
-                "proxy.response_timeout_ms",
-                "proxy timeouts must be greater than zero",
-            ));
-        }
-
-        let public_origin = match &c.public_origin {
-            None => None,
-            Some(o) => {
-                let url = url::Url::parse(o).map_err(|e| {
-                    Error::config("public_origin", format!("not a URL ({e}): {o:?}"))
-                })?;
-                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                    return Err(Error::config(
-                        "public_origin",
-                        "must be an http(s) origin such as https://app.example.com",
-                    ));
-                }
-                Some(url.origin().ascii_serialization())
-            }
-        };
-
-        const MAX_REPLAY_BODY: u64 = 64 * 1024 * 1024;
-        if c.proxy.replay_body_limit_bytes > MAX_REPLAY_BODY {
-            return Err(Error::config(
-                "proxy.replay_body_limit_bytes",
-                format!("at most {MAX_REPLAY_BODY} bytes (it is held in memory per request)"),
-            ));
-        }
-        // Bounded just above, so it fits in usize on every supported platform.
-        let replay_body_limit = usize::try_from(c.proxy.replay_body_limit_bytes)
-            .map_err(|_| Error::config("proxy.replay_body_limit_bytes", "too large"))?;
-
-        let store = match &c.store.redis_url {
-            None => None,
-            Some(url) => {
-                let client = redis::Client::open(url.as_str()).map_err(|e| {
-                    Error::config("store.redis_url", format!("not a usable Redis URL: {e}"))
-                })?;
-                if c.store.timeout_ms == 0 {
-                    return Err(Error::config(
-                        "store.timeout_ms",
-                        "must be greater than zero",
-                    ));
-                }
-                Some(StoreSettings {
-                    client,
-                    timeout: Duration::from_millis(c.store.timeout_ms),
-                    key_prefix: c.store.key_prefix.clone(),
-                })
-            }
-        };
-
+        let (auth_header, identity_prefix) = proxy_headers(&c.proxy)?;
+        let public_origin = c.public_origin.as_deref().map(public_origin).transpose()?;
+        let replay_body_limit = replay_body_limit(&c.proxy)?;
+        let store = store_settings(&c.store)?;
         let (header_policy, allowed_upgrades, admin_listen) = surface_settings(c, &auth_header)?;
-        let state_dir = if c.store.persist_logouts {
-            match &c.store.state_dir {
-                Some(d) if d.as_os_str().is_empty() => {
-                    return Err(Error::config(
-                        "store.state_dir",
-                        "empty; set a directory or store.persist_logouts = false",
-                    ));
-                }
-                Some(d) => Some(d.clone()),
-                None => default_state_dir(|k| std::env::var(k).ok()),
-            }
-        } else {
-            None
-        };
-        if c.store.max_logout_records == 0 {
-            return Err(Error::config(
-                "store.max_logout_records",
-                "must be greater than zero",
-            ));
-        }
-        let max_logout_records = usize::try_from(c.store.max_logout_records)
-            .map_err(|_| Error::config("store.max_logout_records", "too large"))?;
-
-        let login_template = match &c.login.template {
-            None => None,
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                Error::config(
-                    "login.template",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?),
-        };
+        let (state_dir, max_logout_records) = logout_record(&c.store)?;
+        let login_template = c
+            .login
+            .template
+            .as_deref()
+            .map(login_template)
+            .transpose()?;
 
         Ok(Self {
             listen: c.listen,
@@ -776,13 +639,8 @@ impl Settings {
             },
             public_origin,
             replay_body_limit,
-            passwords,
-            cookie_name,
-            secure: c.session.secure,
-            same_site: same_site.into(),
-            domain: c.session.domain.clone(),
+            cookies,
             ttl: Duration::from_secs(c.session.ttl_secs),
-            chunking: c.session.chunking,
             leeway_secs: c.session.leeway_secs,
             renew_grace: Duration::from_secs(c.session.renew_grace_secs),
             expose_access_token: c.session.expose_access_token,
@@ -812,6 +670,145 @@ impl Settings {
             max_logout_records,
         })
     }
+}
+
+/// `[session]`: the cookie as sallyport-session validates it, and the gateway's own
+/// bounds on lifetimes.
+fn session_cookie(c: &Config, passwords: Passwords) -> Result<CookieCodec, Error> {
+    let loopback = c.listen.ip().is_loopback();
+    if !c.session.secure && !loopback {
+        return Err(Error::config(
+            "session.secure",
+            format!(
+                "Secure cookies may be turned off only when listening on a loopback address, \
+                 not {}; put TLS in front and keep session.secure = true",
+                c.listen
+            ),
+        ));
+    }
+    let cookies = cookie_codec(&c.session, passwords)?;
+    if c.session.ttl_secs < 120 {
+        return Err(Error::config(
+            "session.ttl_secs",
+            "must be at least 120 seconds",
+        ));
+    }
+    if c.session.renew_grace_secs == 0 || c.session.renew_grace_secs > 600 {
+        return Err(Error::config(
+            "session.renew_grace_secs",
+            "must be between 1 and 600 seconds",
+        ));
+    }
+    Ok(cookies)
+}
+
+/// `[proxy]`: the header carrying the token upstream and the identity-header prefix.
+fn proxy_headers(p: &ProxySection) -> Result<(HeaderName, String), Error> {
+    let auth_header = HeaderName::from_bytes(p.authorization_header.as_bytes())
+        .map_err(|_| Error::config("proxy.authorization_header", "not a valid header name"))?;
+    let identity_prefix = p.identity_header_prefix.to_ascii_lowercase();
+    if identity_prefix.is_empty()
+        || HeaderName::from_bytes(format!("{identity_prefix}user").as_bytes()).is_err()
+    {
+        return Err(Error::config(
+            "proxy.identity_header_prefix",
+            "must be a non-empty header-name prefix such as x-auth-request-",
+        ));
+    }
+    if p.response_timeout_ms == 0 || p.connect_timeout_ms == 0 {
+        return Err(Error::config(
+            "proxy.response_timeout_ms",
+            "proxy timeouts must be greater than zero",
+        ));
+    }
+    Ok((auth_header, identity_prefix))
+}
+
+/// `public_origin`, as `url` serializes the origin.
+fn public_origin(o: &str) -> Result<String, Error> {
+    let url = url::Url::parse(o)
+        .map_err(|e| Error::config("public_origin", format!("not a URL ({e}): {o:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::config(
+            "public_origin",
+            "must be an http(s) origin such as https://app.example.com",
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// `proxy.replay_body_limit_bytes`, bounded because it is held in memory per request.
+fn replay_body_limit(p: &ProxySection) -> Result<usize, Error> {
+    const MAX_REPLAY_BODY: u64 = 64 * 1024 * 1024;
+    if p.replay_body_limit_bytes > MAX_REPLAY_BODY {
+        return Err(Error::config(
+            "proxy.replay_body_limit_bytes",
+            format!("at most {MAX_REPLAY_BODY} bytes (it is held in memory per request)"),
+        ));
+    }
+    // Bounded just above, so it fits in usize on every supported platform.
+    usize::try_from(p.replay_body_limit_bytes)
+        .map_err(|_| Error::config("proxy.replay_body_limit_bytes", "too large"))
+}
+
+/// `[store]`'s Redis client, when `store.redis_url` is set.
+fn store_settings(st: &StoreSection) -> Result<Option<StoreSettings>, Error> {
+    Ok(match &st.redis_url {
+        None => None,
+        Some(url) => {
+            let client = redis::Client::open(url.as_str()).map_err(|e| {
+                Error::config("store.redis_url", format!("not a usable Redis URL: {e}"))
+            })?;
+            if st.timeout_ms == 0 {
+                return Err(Error::config(
+                    "store.timeout_ms",
+                    "must be greater than zero",
+                ));
+            }
+            Some(StoreSettings {
+                client,
+                timeout: Duration::from_millis(st.timeout_ms),
+                key_prefix: st.key_prefix.clone(),
+            })
+        }
+    })
+}
+
+/// Where and how many logout records are kept durably.
+fn logout_record(st: &StoreSection) -> Result<(Option<PathBuf>, usize), Error> {
+    let state_dir = if st.persist_logouts {
+        match &st.state_dir {
+            Some(d) if d.as_os_str().is_empty() => {
+                return Err(Error::config(
+                    "store.state_dir",
+                    "empty; set a directory or store.persist_logouts = false",
+                ));
+            }
+            Some(d) => Some(d.clone()),
+            None => default_state_dir(|k| std::env::var(k).ok()),
+        }
+    } else {
+        None
+    };
+    if st.max_logout_records == 0 {
+        return Err(Error::config(
+            "store.max_logout_records",
+            "must be greater than zero",
+        ));
+    }
+    let max_logout_records = usize::try_from(st.max_logout_records)
+        .map_err(|_| Error::config("store.max_logout_records", "too large"))?;
+    Ok((state_dir, max_logout_records))
+}
+
+/// `login.template`, read once.
+fn login_template(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::config(
+            "login.template",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })
 }
 
 /// `[admin]` and the request-surface parts of `[proxy]`.
@@ -875,33 +872,83 @@ fn server_options(c: &sallyport_serve::ServerConfig) -> Result<sallyport_serve::
         .map_err(|e| Error::config(e.setting, e.message))
 }
 
-fn passwords(s: &SessionSection) -> Result<sallyport_iron::Passwords, Error> {
-    if !s.secrets.is_empty() {
-        for (id, secret) in &s.secrets {
-            if secret.chars().count() < MIN_SECRET_LEN {
-                return Err(Error::config(
-                    "session.secrets",
-                    format!("secret with id {id} is shorter than {MIN_SECRET_LEN} characters"),
-                ));
+/// A value that does not parse (an unknown `session.same_site`, say), named as every
+/// other refusal names its setting: `section.key`, whichever source it came from.
+fn load_error(e: figment::Error) -> Error {
+    let message = e
+        .into_iter()
+        .map(|e| {
+            if e.path.is_empty() {
+                e.to_string()
+            } else {
+                format!("`{}`: {e}", e.path.join(".").to_ascii_lowercase())
             }
-        }
-        return sallyport_iron::Passwords::from_pairs(s.secrets.clone())
-            .map_err(|e| Error::config("session.secrets", e.to_string()));
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::Load(message)
+}
+
+/// Iron's password set, checked by iron (length in UTF-16 code units, ids); the error
+/// names the setting the secret came from.
+fn passwords(s: &SessionSection) -> Result<Passwords, Error> {
+    if !s.secrets.is_empty() {
+        return Passwords::from_pairs(s.secrets.clone()).map_err(|e| {
+            let id = s
+                .secrets
+                .iter()
+                .find(|(_, secret)| sallyport_iron::Password::new(secret.as_str()).is_err())
+                .map(|(id, _)| format!(" (id {id})"))
+                .unwrap_or_default();
+            Error::config("session.secrets", format!("{e}{id}"))
+        });
     }
     let Some(secret) = &s.secret else {
         return Err(Error::config(
             "SESSION_SECRET",
-            "no sealing secret: set SESSION_SECRET (at least 32 characters) or session.secrets",
+            format!(
+                "no sealing secret: set SESSION_SECRET (at least {MIN_SECRET_LEN} characters) or session.secrets"
+            ),
         ));
     };
-    if secret.chars().count() < MIN_SECRET_LEN {
-        return Err(Error::config(
+    Passwords::single(secret.as_str()).map_err(|e| {
+        Error::config(
             "SESSION_SECRET",
-            format!("the sealing secret must be at least {MIN_SECRET_LEN} characters long"),
-        ));
+            format!("the sealing secret is refused: {e}"),
+        )
+    })
+}
+
+/// The session cookie, validated by sallyport-session: its rule for names, prefixes,
+/// `Domain`, `SameSite` and size is the one rule, and its error is reported under the
+/// gateway's name for the setting.
+fn cookie_codec(s: &SessionSection, passwords: Passwords) -> Result<CookieCodec, Error> {
+    let mut cfg = SessionConfig::new(passwords)
+        .ttl(Duration::from_secs(s.ttl_secs))
+        .secure(s.secure)
+        .same_site(s.same_site)
+        .path("/")
+        .chunking(s.chunking);
+    if let Some(name) = &s.cookie_name {
+        cfg = cfg.cookie_name(name.as_str());
     }
-    sallyport_iron::Passwords::single(secret.clone())
-        .map_err(|e| Error::config("SESSION_SECRET", e.to_string()))
+    if let Some(d) = &s.domain {
+        cfg = cfg.domain(d.as_str());
+    }
+    CookieCodec::try_new(cfg).map_err(|e| match e {
+        sallyport_session::Error::Config { setting, message } => {
+            let setting = match setting {
+                "cookie_name" => "session.cookie_name",
+                "secure" => "session.secure",
+                "same_site" => "session.same_site",
+                "domain" => "session.domain",
+                "ttl" => "session.ttl_secs",
+                _ => "session",
+            };
+            Error::config(setting, message)
+        }
+        other => Error::config("session", other.to_string()),
+    })
 }
 
 fn parse_upstream(raw: &str) -> Result<Upstream, Error> {
@@ -986,16 +1033,7 @@ fn check_url(setting: &'static str, raw: &str) -> Result<String, Error> {
 }
 
 fn backend_settings(b: &BackendSection) -> Result<BackendSettings, Error> {
-    let kind = match b.kind.as_str() {
-        "json" => BackendKind::Json,
-        "oauth2" => BackendKind::OAuth2,
-        other => {
-            return Err(Error::config(
-                "backend.kind",
-                format!("expected json or oauth2, got {other:?}"),
-            ));
-        }
-    };
+    let kind = b.kind;
     let (login_url, refresh_url, logout_url) = match kind {
         BackendKind::Json => {
             let login = b.login_url.as_deref().ok_or_else(|| {
@@ -1034,16 +1072,7 @@ fn backend_settings(b: &BackendSection) -> Result<BackendSettings, Error> {
             )
         }
     };
-    let client_auth_basic = match b.client_auth.as_str() {
-        "client_secret_basic" => true,
-        "client_secret_post" => false,
-        other => {
-            return Err(Error::config(
-                "backend.client_auth",
-                format!("expected client_secret_basic or client_secret_post, got {other:?}"),
-            ));
-        }
-    };
+    let client_auth_basic = b.client_auth == ClientAuth::ClientSecretBasic;
     let health_url = match &b.health_url {
         Some(u) => check_url("backend.health_url", u)?,
         None => login_url.clone(),
@@ -1139,6 +1168,101 @@ mod tests {
     }
 
     #[test]
+    fn secret_length_is_irons_utf16_count() {
+        // 16 emoji: 16 chars but 32 UTF-16 code units, which iron-session accepts.
+        // The gateway used to count chars and refuse it.
+        let emoji = "\u{1F511}".repeat(16);
+        assert_eq!(emoji.chars().count(), 16);
+        assert!(sallyport_iron::Password::new(emoji.as_str()).is_ok());
+        let mut c = base();
+        c.session.secret = Some(emoji.clone());
+        c.validate().expect("SESSION_SECRET of 32 UTF-16 units");
+        let mut c = base();
+        c.session.secret = None;
+        c.session.secrets.insert("1".into(), emoji.clone());
+        c.validate()
+            .expect("session.secrets entry of 32 UTF-16 units");
+        // 31 units are refused, whatever the chars: 15 emoji and a letter, 31 `€`.
+        for short in ["\u{1F511}".repeat(15) + "a", "\u{20AC}".repeat(31)] {
+            assert!(sallyport_iron::Password::new(short.as_str()).is_err());
+            let mut c = base();
+            c.session.secret = Some(short.clone());
+            assert_eq!(setting_of(c.validate()), "SESSION_SECRET");
+            let mut c = base();
+            c.session.secret = None;
+            c.session.secrets.insert("1".into(), emoji.clone());
+            c.session.secrets.insert("7".into(), short);
+            match c.validate() {
+                Err(Error::Config { setting, message }) => {
+                    assert_eq!(setting, "session.secrets");
+                    assert!(message.contains("id 7"), "{message}");
+                }
+                other => panic!("{:?}", other.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn cookie_rules_are_sessions_and_name_the_setting() {
+        // What sallyport-session refuses, the gateway refuses at validation, naming its
+        // own setting (these used to pass `validate` and fail later, or not at all).
+        for (name, secure, setting) in [
+            ("a".repeat(4100), false, "session.cookie_name"),
+            ("bad name".into(), false, "session.cookie_name"),
+            ("a=b".into(), false, "session.cookie_name"),
+            ("__Secure-app".into(), false, "session.secure"),
+            ("__host-app".into(), false, "session.secure"),
+        ] {
+            let mut c = base();
+            c.session.secure = secure;
+            c.session.cookie_name = Some(name.clone());
+            assert_eq!(setting_of(c.validate()), setting, "{name:.20}");
+        }
+        let mut c = base();
+        c.session.cookie_name = Some("app".into());
+        c.session.domain = Some("exa mple.com".into());
+        assert_eq!(setting_of(c.validate()), "session.domain");
+        let mut c = base();
+        c.session.secure = true;
+        c.session.domain = Some("example.com".into());
+        assert_eq!(setting_of(c.validate()), "session.domain");
+        let mut c = base();
+        c.session.same_site = SameSite::None;
+        assert_eq!(setting_of(c.validate()), "session.same_site");
+        let mut c = base();
+        c.session.ttl_secs = u64::MAX;
+        assert_eq!(setting_of(c.validate()), "session.ttl_secs");
+        // And what session (cookie@2, so iron-session) accepts, the gateway accepts.
+        let mut c = base();
+        c.session.cookie_name = Some("my-app/session".into());
+        assert_eq!(c.validate().unwrap().cookie_name(), "my-app/session");
+    }
+
+    fn load_toml(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn enums_are_read_once_and_unknown_values_name_the_setting() {
+        let c = load_toml("[session]\nsame_site = \"Strict\"\n").unwrap();
+        assert_eq!(c.session.same_site, SameSite::Strict);
+        let err = load_toml("[session]\nsame_site = \"lox\"\n").unwrap_err();
+        assert!(err.contains("`session.same_site`"), "{err}");
+        assert!(err.contains("expected lax, strict or none"), "{err}");
+        let c = load_toml("[backend]\nkind = \"oauth2\"\nclient_auth = \"client_secret_post\"\n")
+            .unwrap();
+        assert_eq!(c.backend.kind, BackendKind::OAuth2);
+        assert_eq!(c.backend.client_auth, ClientAuth::ClientSecretPost);
+        let err = load_toml("[backend]\nkind = \"soap\"\n").unwrap_err();
+        assert!(err.contains("`backend.kind`"), "{err}");
+        let err = load_toml("[backend]\nclient_auth = \"private_key_jwt\"\n").unwrap_err();
+        assert!(err.contains("`backend.client_auth`"), "{err}");
+    }
+
+    #[test]
     fn bad_upstream_is_refused() {
         for bad in [
             "not a url",
@@ -1182,7 +1306,7 @@ mod tests {
     #[test]
     fn oauth2_needs_token_url_and_client() {
         let mut c = base();
-        c.backend.kind = "oauth2".into();
+        c.backend.kind = BackendKind::OAuth2;
         assert_eq!(setting_of(c.validate()), "backend.token_url");
         c.backend.token_url = Some("http://127.0.0.1:9/oauth/token".into());
         assert_eq!(setting_of(c.validate()), "backend.client_id");
@@ -1205,7 +1329,7 @@ mod tests {
     fn forward_auth_nginx_refuses_chunked_sessions() {
         // Unset (every existing config): chunking stays allowed, verify answers 401.
         let s = base().validate().unwrap();
-        assert!(s.chunking && !s.verify_redirects);
+        assert!(s.cookies.config().is_chunking() && !s.verify_redirects);
         let mut c = base();
         c.admin.forward_auth = Some(ForwardAuth::Nginx);
         assert!(c.session.chunking);
@@ -1216,7 +1340,10 @@ mod tests {
             let mut c = base();
             c.admin.forward_auth = Some(fa);
             let s = c.validate().unwrap();
-            assert!(s.chunking && s.verify_redirects, "{fa:?}");
+            assert!(
+                s.cookies.config().is_chunking() && s.verify_redirects,
+                "{fa:?}"
+            );
         }
     }
 

@@ -48,11 +48,14 @@ mod verify;
 
 pub use backend::BackendError;
 pub use config::{
-    AdminSection, BackendKind, BackendSection, Config, FieldNames, ForwardAuth, LoginSection,
-    MIN_SECRET_LEN, ProxySection, SessionSection, Settings, StoreSection,
+    AdminSection, BackendKind, BackendSection, ClientAuth, Config, FieldNames, ForwardAuth,
+    LoginSection, MIN_SECRET_LEN, ProxySection, SessionSection, Settings, StoreSection,
 };
 pub use error::{ConfigError, Error};
 pub use guard::{OriginPolicy, canonical_path, is_cross_site, public_path, safe_next};
+/// `session.same_site`'s type: the session layer's own enum, so the configuration holds
+/// exactly what the cookie is written with.
+pub use sallyport_session::SameSite;
 pub use state::{Freshness, SessionData};
 
 /// The source of "now" for every expiry decision (time is a parameter).
@@ -122,7 +125,7 @@ impl Gateway {
 
     /// Builds a gateway on the given clock.
     pub async fn with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
-        let cookies = auth::codec(&settings)?;
+        let cookies = settings.cookies.clone();
         let metrics = metrics::Metrics::new();
         let backend = backend::Backend::new(settings.backend.clone())?;
         let redis = settings
@@ -132,7 +135,7 @@ impl Gateway {
         let call_bound = renew::call_bound(backend.timeout(), settings.renew_grace);
         let remote = redis.clone().map(|redis| renew::Remote {
             redis,
-            passwords: settings.passwords.clone(),
+            passwords: settings.passwords().clone(),
             grace: settings.renew_grace,
             call_bound,
         });

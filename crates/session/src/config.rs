@@ -37,6 +37,55 @@ pub enum SameSite {
     None,
 }
 
+impl SameSite {
+    /// The attribute's value as a configuration file spells it: `strict`, `lax`, `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "strict",
+            SameSite::Lax => "lax",
+            SameSite::None => "none",
+        }
+    }
+}
+
+/// Parses `strict`, `lax` or `none`, in any letter case (as browsers read the attribute).
+impl std::str::FromStr for SameSite {
+    type Err = UnknownSameSite;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("strict") {
+            Ok(SameSite::Strict)
+        } else if s.eq_ignore_ascii_case("lax") {
+            Ok(SameSite::Lax)
+        } else if s.eq_ignore_ascii_case("none") {
+            Ok(SameSite::None)
+        } else {
+            Err(UnknownSameSite(s.chars().take(64).collect()))
+        }
+    }
+}
+
+/// A `SameSite` value other than `strict`, `lax` or `none` (the text, cut to 64
+/// characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected lax, strict or none, got {0:?}")]
+pub struct UnknownSameSite(pub String);
+
+/// Written as `strict`, `lax` or `none`, so a configuration can hold the enum itself
+/// and an unknown value is refused when the configuration is read, never defaulted.
+impl serde::Serialize for SameSite {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SameSite {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The (Chromium) `Priority` cookie attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
@@ -446,4 +495,34 @@ fn is_valid_domain(domain: &str) -> bool {
                 && bytes.first() != Some(&b'-')
                 && bytes.last() != Some(&b'-')
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_site_reads_the_three_values_in_any_case_and_refuses_others() {
+        for (text, want) in [
+            ("lax", SameSite::Lax),
+            ("Strict", SameSite::Strict),
+            ("NONE", SameSite::None),
+        ] {
+            assert_eq!(text.parse::<SameSite>(), Ok(want));
+            let json = format!("\"{text}\"");
+            assert_eq!(serde_json::from_str::<SameSite>(&json).unwrap(), want);
+            assert_eq!(
+                serde_json::to_string(&want).unwrap(),
+                format!("\"{}\"", want.as_str())
+            );
+        }
+        for bad in ["", "lax ", "strictly", "no"] {
+            assert!(bad.parse::<SameSite>().is_err(), "{bad:?}");
+            let err = serde_json::from_str::<SameSite>(&format!("\"{bad}\"")).unwrap_err();
+            assert!(
+                err.to_string().contains("expected lax, strict or none"),
+                "{err}"
+            );
+        }
+    }
 }

@@ -43,6 +43,7 @@ mod layer;
 pub use codec::{CookieCodec, Loaded};
 pub use config::{
     DEFAULT_INSECURE_NAME, DEFAULT_SECURE_NAME, DEFAULT_TTL, Priority, SameSite, SessionConfig,
+    UnknownSameSite,
 };
 pub use cookie::{MAX_CHUNKS, MAX_COOKIE_BYTES};
 pub use error::Error;

@@ -246,7 +246,7 @@ async fn oauth2_adapter_logs_in_renews_and_revokes() {
     let backend = start_backend(0).await;
     let (_up, up_url) = start_upstream().await;
     let mut c = config(&backend, &up_url);
-    c.backend.kind = "oauth2".into();
+    c.backend.kind = sallyport_gateway::BackendKind::OAuth2;
     c.backend.token_url = Some(format!("{}/oauth/token", backend.url));
     c.backend.revocation_url = Some(format!("{}/oauth/revoke", backend.url));
     c.backend.client_id = Some("gateway".into());
@@ -264,7 +264,7 @@ async fn oauth2_adapter_logs_in_renews_and_revokes() {
     assert_eq!(resp.status(), 503);
     // client_secret_post works as well as Basic.
     let mut post = c.clone();
-    post.backend.client_auth = "client_secret_post".into();
+    post.backend.client_auth = sallyport_gateway::ClientAuth::ClientSecretPost;
     let (post_url, _, _) = start_gateway(post).await;
     let resp = client()
         .post(format!("{post_url}/auth/login"))
