@@ -346,7 +346,13 @@ ${this.adminToml}
 `;
     this.configFile = path.join(this.dir, 'gateway.toml');
     fs.writeFileSync(this.configFile, toml);
-    const env = { SESSION_SECRET: this.secret, RUST_LOG: process.env.RUST_LOG || 'info' };
+    // Each gateway process has its own durable logout record (store.state_dir): a test's
+    // "fresh gateway that never saw the logout" must not read another process's record.
+    const env = {
+      SESSION_SECRET: this.secret,
+      RUST_LOG: process.env.RUST_LOG || 'info',
+      SALLYPORT_GATEWAY_STORE__STATE_DIR: path.join(this.dir, 'state'),
+    };
     this.child = spawnLogged(['gateway', '--config', this.configFile], env, this.log);
     await waitHealthy(this.adminPort, this.child, this.log, 'sallyport gateway');
     this.origin = `http://127.0.0.1:${this.port}`;
