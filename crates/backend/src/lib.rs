@@ -212,7 +212,10 @@ impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grant")
             .field("access_token", &"[redacted]")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("expires_in", &self.expires_in)
             .finish()
     }
@@ -386,7 +389,11 @@ impl Client {
         self.post(url).json(&body)
     }
 
-    fn oauth<'a>(&'a self, url: &Url, mut form: Vec<(&'a str, &'a str)>) -> reqwest::RequestBuilder {
+    fn oauth<'a>(
+        &'a self,
+        url: &Url,
+        mut form: Vec<(&'a str, &'a str)>,
+    ) -> reqwest::RequestBuilder {
         let mut req = self.post(url);
         match &self.config.client_auth {
             ClientAuth::None => {}
@@ -462,9 +469,8 @@ impl Client {
                 .map(str::to_string)
         };
         Ok(Grant {
-            access_token: text(at).ok_or_else(|| {
-                Error::unavailable(format!("token response has no `{at}`"))
-            })?,
+            access_token: text(at)
+                .ok_or_else(|| Error::unavailable(format!("token response has no `{at}`")))?,
             refresh_token: text(rt),
             expires_in: body.get(exp).and_then(Value::as_u64),
         })

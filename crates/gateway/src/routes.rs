@@ -287,7 +287,8 @@ pub(crate) async fn logout(
             let bound = backend.timeout();
             // Best effort and bounded: a slow backend must not keep the user signed in.
             let task = tokio::spawn(async move {
-                let outcome = tokio::time::timeout(bound, backend.revoke(&rt, client)).await;
+                let outcome =
+                    tokio::time::timeout(bound, backend.revoke(&rt, now_ms / 1000, client)).await;
                 match outcome {
                     Ok(Ok(())) => metrics.logout("ok"),
                     Ok(Err(e)) => {
