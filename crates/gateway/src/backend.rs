@@ -213,3 +213,70 @@ impl Backend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// 2015-10-21T07:28:00Z.
+    const NOW_S: u64 = 1_445_412_480;
+
+    /// A json backend on loopback whose every answer is `head` followed, if `endless`,
+    /// by a chunked body that never ends.
+    async fn backend_answering(head: &'static str, endless: bool) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let _ = sock.read(&mut buf).await;
+                    if sock.write_all(head.as_bytes()).await.is_err() || !endless {
+                        return;
+                    }
+                    let chunk = format!("2000\r\n{}\r\n", "[".repeat(0x2000));
+                    while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+                });
+            }
+        });
+        let mut c = crate::config::Config::default();
+        c.session.secret = Some("x".repeat(32));
+        c.session.secure = false;
+        c.backend.login_url = Some(format!("http://{addr}/api/login"));
+        c.backend.refresh_url = Some(format!("http://{addr}/api/refresh-token"));
+        Backend::new(c.validate().unwrap().backend).unwrap()
+    }
+
+    /// Regression: the gateway read token answers unbounded (the whole of an endless
+    /// body, until the time bound, into memory). Now it stops at 64 KiB: a fault.
+    #[tokio::test]
+    async fn an_endless_token_answer_is_unavailable_not_read_whole() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                    transfer-encoding: chunked\r\n\r\n";
+        let b = backend_answering(head, true).await;
+        for outcome in [
+            b.login("u", "p", NOW_S, None).await,
+            b.refresh("rt", NOW_S).await,
+        ] {
+            match outcome {
+                Err(BackendError::Unavailable(why)) => {
+                    assert!(why.contains("larger than"), "{why}")
+                }
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
+    }
+
+    /// Regression: only the seconds form of `Retry-After` was read.
+    #[tokio::test]
+    async fn retry_after_as_an_http_date_is_honoured() {
+        let head = "HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0\r\n\
+                    retry-after: Wed, 21 Oct 2015 07:30:00 GMT\r\n\r\n";
+        let b = backend_answering(head, false).await;
+        assert_eq!(
+            b.login("u", "p", NOW_S, None).await.unwrap_err(),
+            BackendError::RateLimited(Some(120))
+        );
+    }
+}
