@@ -140,13 +140,10 @@ impl Backend {
         self.tokens(grant, None, now_s).await
     }
 
-    /// Redeems a refresh token. A backend that sends no new refresh token keeps the old one.
-    pub async fn refresh(&self, refresh_token: &str, now_s: u64) -> Result<Tokens, BackendError> {
-        self.refresh_for(refresh_token, now_s, None).await
-    }
-
-    /// [`Backend::refresh`] on behalf of `client` (sent in `backend.client_address_header`).
-    pub async fn refresh_for(
+    /// Redeems a refresh token on behalf of `client` (sent in
+    /// `backend.client_address_header`). A backend that sends no new refresh token keeps
+    /// the old one.
+    pub async fn refresh(
         &self,
         refresh_token: &str,
         now_s: u64,
@@ -257,7 +254,7 @@ mod tests {
         let b = backend_answering(head, true).await;
         for outcome in [
             b.login("u", "p", NOW_S, None).await,
-            b.refresh("rt", NOW_S).await,
+            b.refresh("rt", NOW_S, None).await,
         ] {
             match outcome {
                 Err(BackendError::Unavailable(why)) => {
