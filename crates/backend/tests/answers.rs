@@ -1,6 +1,8 @@
 //! The client against a real (loopback) HTTP server that misbehaves on purpose: oversized
 //! and endless answers, slow bodies, `Retry-After` dates, and the refusal rule.
 
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
