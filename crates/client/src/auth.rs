@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::backend::{Backend, Granted};
+use crate::backend::{Backend, login_error, refresh_error};
 use crate::{Clock, Error, MemoryStore, SystemClock, TokenStore, Tokens};
+use sallyport_backend::{Call, Grant};
 
 /// See [`Auth::renew_after_rejection`].
 pub const FRESH_REJECTION_GRACE_SECS: u64 = 10;
@@ -28,7 +29,7 @@ pub struct Auth {
 
 struct Inner {
     backend: Backend,
-    http: reqwest::Client,
+    client: sallyport_backend::Client,
     store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
     leeway: u64,
@@ -65,7 +66,7 @@ pub struct AuthBuilder {
 
 impl AuthBuilder {
     /// The HTTP client used to talk to the token backend (default: a new
-    /// one with [`AuthBuilder::timeout`]).
+    /// one with [`AuthBuilder::timeout`] that follows no redirects).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -96,8 +97,9 @@ impl AuthBuilder {
         self
     }
 
-    /// Timeout of each backend request (default 10 s) when the builder
-    /// creates the HTTP client.
+    /// Timeout of each backend request, from connecting until the last byte
+    /// of the answer (default 10 s). It applies to a client given with
+    /// [`AuthBuilder::http_client`] too: a backend call is never unbounded.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -126,15 +128,15 @@ impl AuthBuilder {
     pub fn build(self) -> Result<Auth, Error> {
         let http = match self.http {
             Some(h) => h,
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
-                .build()
+            None => sallyport_backend::Client::http_client(self.timeout)
                 .map_err(|e| Error::Config(format!("HTTP client: {e}")))?,
         };
+        // Each call is bounded by the timeout even on a caller's own HTTP client.
+        let client = sallyport_backend::Client::new(self.backend.config(self.timeout), http);
         Ok(Auth {
             inner: Arc::new(Inner {
                 backend: self.backend,
-                http,
+                client,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 leeway: self.leeway.as_secs(),
@@ -165,10 +167,10 @@ impl Auth {
     pub async fn login(&self, username: &str, password: &str) -> Result<(), Error> {
         let granted = self
             .inner
-            .backend
-            .login(&self.inner.http, username, password)
+            .client
+            .login(username, password, self.call())
             .await
-            .map_err(|f| f.into_login_error())?;
+            .map_err(login_error)?;
         let tokens = self.tokens_from(granted, None);
         let _guard = self.inner.renewal.lock().await;
         self.save(&tokens).await?;
@@ -189,14 +191,9 @@ impl Auth {
         let Some(refresh_token) = tokens.and_then(|t| t.refresh_token) else {
             return Ok(());
         };
-        match self
-            .inner
-            .backend
-            .revoke(&self.inner.http, &refresh_token)
-            .await
-        {
+        match self.inner.client.revoke(&refresh_token, self.call()).await {
             Ok(_) => Ok(()),
-            Err(f) => match f.into_login_error() {
+            Err(f) => match login_error(f) {
                 // An unknown or already revoked token is logged out enough.
                 Error::InvalidCredentials => Ok(()),
                 e => Err(e),
@@ -306,12 +303,7 @@ impl Auth {
             return Err(Error::SessionExpired);
         };
         self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
-        match self
-            .inner
-            .backend
-            .refresh(&self.inner.http, &refresh_token)
-            .await
-        {
+        match self.inner.client.refresh(&refresh_token, self.call()).await {
             Ok(granted) => {
                 let new = self.tokens_from(granted, Some(refresh_token));
                 self.save(&new).await?;
@@ -319,7 +311,7 @@ impl Auth {
                 tracing::debug!(expires_at = new.expires_at, "access token renewed");
                 Ok(new.access_token)
             }
-            Err(failure) => match failure.into_refresh_error() {
+            Err(failure) => match refresh_error(failure) {
                 e @ Error::BackendUnavailable { .. } => {
                     if still_valid {
                         tracing::warn!(error = %e, "renewal failed; keeping the current token");
@@ -353,7 +345,12 @@ impl Auth {
         })
     }
 
-    fn tokens_from(&self, granted: Granted, previous_refresh: Option<String>) -> Tokens {
+    /// A backend call made now (a `Retry-After` date is measured from it).
+    fn call(&self) -> Call {
+        Call::at_unix_secs(self.inner.clock.now())
+    }
+
+    fn tokens_from(&self, granted: Grant, previous_refresh: Option<String>) -> Tokens {
         let now = self.inner.clock.now();
         // The JWT's own `exp` is authoritative; `expires_in` is the fallback
         // for opaque tokens, and "now" (renew on next use) the last resort.

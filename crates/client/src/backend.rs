@@ -1,15 +1,12 @@
-//! The two token-backend protocols: the article's JSON API and OAuth 2.0.
+//! Which token backend to talk to: the article's JSON API or OAuth 2.0.\n//!\n//! The calls themselves (bounded in time and size, `Retry-After` in both forms) are\n//! the shared [`sallyport_backend::Client`], the same one the gateway uses; this\n//! module names the backend and says what its failures mean to this crate's [`Error`].
 
 use std::time::Duration;
 
-use reqwest::{StatusCode, Url};
-use sallyport_proto::{LoginRequest, OAuthRevokeRequest, OAuthTokenRequest, RefreshRequest, codes};
-use serde::Deserialize;
+use reqwest::Url;
+use sallyport_backend::{ClientAuth, Error as BackendError, JsonFields, Protocol};
+use sallyport_proto::codes;
 
 use crate::Error;
-
-/// Longest backend answer read (token responses are a few KiB).
-const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How to talk to the token backend.
 #[derive(Clone, PartialEq, Eq)]
@@ -111,279 +108,95 @@ fn join(base: &str, path: &str) -> Result<Url, Error> {
         .map_err(|e| Error::Config(format!("URL {base}{path}: {e}")))
 }
 
-/// A successful token answer, normalised over both protocols.
-pub(crate) struct Granted {
-    pub access_token: String,
-    pub refresh_token: Option<String>,
-    pub expires_in: Option<u64>,
-}
-
-/// Why a token request failed, before mapping to the public [`Error`]
-/// (the same HTTP answer means different things for login and refresh).
-pub(crate) enum Failure {
-    /// Network error, timeout, 5xx, 429 or unreadable success body.
-    Unavailable(Error),
-    /// A 4xx answer other than 429.
-    Refused {
-        status: StatusCode,
-        code: String,
-        message: String,
-        retry_after: Option<Duration>,
-    },
-}
-
 impl Backend {
-    pub(crate) async fn login(
-        &self,
-        http: &reqwest::Client,
-        username: &str,
-        password: &str,
-    ) -> Result<Granted, Failure> {
-        let request = match self {
-            Self::Json { login_url, .. } => http.post(login_url.clone()).json(&LoginRequest {
-                username: username.to_owned(),
-                password: password.to_owned(),
-            }),
-            Self::OAuth2 { token_url, .. } => http
-                .post(token_url.clone())
-                .form(&self.with_client(OAuthTokenRequest::password(username, password))),
-        };
-        self.grant(request).await
-    }
-
-    pub(crate) async fn refresh(
-        &self,
-        http: &reqwest::Client,
-        refresh_token: &str,
-    ) -> Result<Granted, Failure> {
-        let request = match self {
-            Self::Json { refresh_url, .. } => {
-                http.post(refresh_url.clone()).json(&RefreshRequest {
-                    refresh_token: refresh_token.to_owned(),
-                })
-            }
-            Self::OAuth2 { token_url, .. } => http
-                .post(token_url.clone())
-                .form(&self.with_client(OAuthTokenRequest::refresh(refresh_token))),
-        };
-        self.grant(request).await
-    }
-
-    /// Revokes the session at the backend. `Ok(false)` when the backend has
-    /// no logout endpoint.
-    pub(crate) async fn revoke(
-        &self,
-        http: &reqwest::Client,
-        refresh_token: &str,
-    ) -> Result<bool, Failure> {
-        let request = match self {
+    /// The shared client's view of this backend; each call bounded by `timeout`.
+    pub(crate) fn config(&self, timeout: Duration) -> sallyport_backend::Config {
+        let (protocol, login_url, refresh_url, logout_url, client_auth) = match self {
             Self::Json {
-                logout_url: Some(url),
-                ..
-            } => http.post(url.clone()).json(&RefreshRequest {
-                refresh_token: refresh_token.to_owned(),
-            }),
+                login_url,
+                refresh_url,
+                logout_url,
+            } => (
+                Protocol::Json(JsonFields::default()),
+                login_url.clone(),
+                refresh_url.clone(),
+                logout_url.clone(),
+                ClientAuth::None,
+            ),
             Self::OAuth2 {
-                revoke_url: Some(url),
+                token_url,
+                revoke_url,
                 client_id,
                 client_secret,
-                ..
-            } => http.post(url.clone()).form(&OAuthRevokeRequest {
-                token: refresh_token.to_owned(),
-                token_type_hint: Some("refresh_token".into()),
-                client_id: client_id.clone(),
-                client_secret: client_secret.clone(),
-            }),
-            _ => return Ok(false),
-        };
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(true);
-        }
-        Err(failure(status, response).await)
-    }
-
-    fn with_client(&self, mut form: OAuthTokenRequest) -> OAuthTokenRequest {
-        if let Self::OAuth2 {
-            client_id,
-            client_secret,
-            ..
-        } = self
-        {
-            form.client_id.clone_from(client_id);
-            form.client_secret.clone_from(client_secret);
-        }
-        form
-    }
-
-    async fn grant(&self, request: reqwest::RequestBuilder) -> Result<Granted, Failure> {
-        let response = request
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(failure(status, response).await);
-        }
-        let body = read_limited(response).await?;
-        let granted = match self {
-            Self::Json { .. } => {
-                #[derive(Deserialize)]
-                #[serde(rename_all = "camelCase")]
-                struct JsonGrant {
-                    access_token: String,
-                    #[serde(default)]
-                    refresh_token: Option<String>,
-                    #[serde(default)]
-                    expires_in: Option<u64>,
-                }
-                let g: JsonGrant = serde_json::from_slice(&body).map_err(bad_body)?;
-                Granted {
-                    access_token: g.access_token,
-                    refresh_token: g.refresh_token,
-                    expires_in: g.expires_in,
-                }
-            }
-            Self::OAuth2 { .. } => {
-                let g: sallyport_proto::OAuthTokenResponse =
-                    serde_json::from_slice(&body).map_err(bad_body)?;
-                Granted {
-                    access_token: g.access_token,
-                    refresh_token: g.refresh_token,
-                    expires_in: g.expires_in,
-                }
-            }
-        };
-        if granted.access_token.is_empty() {
-            return Err(bad_body("empty access token"));
-        }
-        Ok(granted)
-    }
-}
-
-fn transport(e: reqwest::Error) -> Failure {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    Failure::Unavailable(Error::unavailable(format!("{what}: {e}")))
-}
-
-fn bad_body(e: impl std::fmt::Display) -> Failure {
-    Failure::Unavailable(Error::unavailable(format!(
-        "unreadable token response: {e}"
-    )))
-}
-
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, Failure> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport)? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(bad_body("body too large"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-async fn failure(status: StatusCode, response: reqwest::Response) -> Failure {
-    let retry = retry_after(&response);
-    // Only a 4xx is the backend's considered "no"; 5xx, stray redirects and
-    // the like say nothing about the session, so they must not end it.
-    if !status.is_client_error() {
-        return Failure::Unavailable(Error::BackendUnavailable {
-            message: format!("HTTP {status}"),
-            retry_after: retry,
-        });
-    }
-    // `{error, message}` (JSON API) or `{error, error_description}` (OAuth).
-    #[derive(Deserialize, Default)]
-    struct Body {
-        #[serde(default)]
-        error: String,
-        #[serde(default)]
-        message: Option<String>,
-        #[serde(default)]
-        error_description: Option<String>,
-    }
-    let body: Body = match read_limited(response).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(_) => Body::default(),
-    };
-    Failure::Refused {
-        status,
-        code: body.error,
-        message: body.message.or(body.error_description).unwrap_or_default(),
-        retry_after: retry,
-    }
-}
-
-impl Failure {
-    /// Interprets a failed login.
-    pub(crate) fn into_login_error(self) -> Error {
-        match self {
-            Self::Unavailable(e) => e,
-            Self::Refused {
-                status,
-                code,
-                message,
-                retry_after,
-            } => match (status, code.as_str()) {
-                (StatusCode::TOO_MANY_REQUESTS, _) => Error::RateLimited { retry_after },
-                (_, codes::INVALID_CREDENTIALS) => Error::InvalidCredentials,
-                // OAuth: a wrong password is `invalid_grant` (RFC 6749 §5.2).
-                (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, codes::INVALID_GRANT) => {
-                    Error::InvalidCredentials
-                }
-                (StatusCode::UNAUTHORIZED, _) => Error::InvalidCredentials,
-                (_, codes::ACCOUNT_DISABLED) | (StatusCode::FORBIDDEN, _) => Error::AccountDisabled,
-                _ => Error::Backend {
-                    status: status.as_u16(),
-                    code,
-                    message,
+            } => (
+                Protocol::OAuth2 { scope: None },
+                token_url.clone(),
+                token_url.clone(),
+                revoke_url.clone(),
+                ClientAuth::Post {
+                    id: client_id.clone(),
+                    secret: client_secret.clone(),
                 },
-            },
-        }
+            ),
+        };
+        let mut config = sallyport_backend::Config::new(protocol, login_url, refresh_url);
+        config.logout_url = logout_url;
+        config.client_auth = client_auth;
+        config.timeout = timeout;
+        config
     }
+}
 
-    /// Interprets a failed renewal: any refusal (4xx but 429) ends the session;
-    /// everything else keeps it.
-    pub(crate) fn into_refresh_error(self) -> Error {
-        match self {
-            Self::Unavailable(e) => e,
-            Self::Refused {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                retry_after,
-                ..
-            } => Error::BackendUnavailable {
-                message: "rate limited (HTTP 429)".into(),
-                retry_after,
+/// Interprets a failed login (or revocation).
+pub(crate) fn login_error(e: BackendError) -> Error {
+    match e {
+        BackendError::InvalidCredentials => Error::InvalidCredentials,
+        BackendError::AccountDisabled => Error::AccountDisabled,
+        BackendError::RateLimited { retry_after } => Error::RateLimited { retry_after },
+        BackendError::Refused {
+            status,
+            code,
+            message,
+        } => Error::Backend {
+            status,
+            code,
+            message,
+        },
+        BackendError::Unavailable {
+            message,
+            retry_after,
+        } => Error::BackendUnavailable {
+            message,
+            retry_after,
+        },
+    }
+}
+
+/// Interprets a failed renewal: a refusal ends the session; everything else
+/// (rate limiting included) keeps it.
+pub(crate) fn refresh_error(e: BackendError) -> Error {
+    match e {
+        BackendError::RateLimited { retry_after } => Error::BackendUnavailable {
+            message: "rate limited (HTTP 429)".into(),
+            retry_after,
+        },
+        BackendError::Unavailable {
+            message,
+            retry_after,
+        } => Error::BackendUnavailable {
+            message,
+            retry_after,
+        },
+        BackendError::Refused { status, code, .. } => Error::ReauthRequired {
+            code: if code.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                code
             },
-            Self::Refused { status, code, .. } => Error::ReauthRequired {
-                code: if code.is_empty() {
-                    format!("HTTP {}", status.as_u16())
-                } else {
-                    code
-                },
-            },
-        }
+        },
+        BackendError::InvalidCredentials | BackendError::AccountDisabled => Error::ReauthRequired {
+            code: codes::INVALID_GRANT.into(),
+        },
     }
 }
 

@@ -97,11 +97,4 @@ impl Error {
             reqwest_middleware::Error::Reqwest(_) => None,
         }
     }
-
-    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
-        Self::BackendUnavailable {
-            message: message.into(),
-            retry_after: None,
-        }
-    }
 }

@@ -1,6 +1,8 @@
 //! Steps 2–5 of the middleware, shared by the proxy, `/verify` and `/refresh`: read the
 //! session, renew it when due, and the answers for requests that cannot be authenticated.
 
+use std::net::IpAddr;
+
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -60,7 +62,14 @@ impl Inner {
     }
 
     /// Steps 2, 4 and 5.
-    pub(crate) async fn authenticate(&self, headers: &HeaderMap, now_ms: u64) -> Authn {
+    /// `client`: the request's TCP peer (sent to the backend with a renewal), if the
+    /// caller is the client itself.
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now_ms: u64,
+        client: Option<IpAddr>,
+    ) -> Authn {
         let Some(loaded) = self.read_session(headers, now_ms) else {
             return Authn::Anonymous {
                 code: AuthErrorCode::SessionExpired,
@@ -82,7 +91,7 @@ impl Inner {
                 renewed: false,
             },
             Freshness::RenewDue { still_valid } => {
-                match self.renew(&mut data, now_s).await {
+                match self.renew(&mut data, now_s, client).await {
                     Ok(()) => Authn::Session {
                         data: Box::new(data),
                         write: true,

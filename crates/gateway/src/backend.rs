@@ -1,14 +1,19 @@
-//! Backend adapters: how the gateway logs in, renews and revokes at the token backend.
+//! Backend adapter: how the gateway logs in, renews and revokes at the token backend.
 //!
-//! The one rule that matters most here (PP-19): only a *refusal* ends a session. A
-//! backend that is down, slow (every call is bounded by `backend.timeout_ms`) or failing
-//! with 5xx yields [`BackendError::Unavailable`], and the session is kept.
+//! The HTTP calls, the protocols (json and oauth2), the bounds on each answer (time:
+//! `backend.timeout_ms`; size: 64 KiB) and the reading of `Retry-After` are the shared
+//! [`sallyport_backend::Client`], the same one `sallyport-client` uses. This module adds
+//! what is the gateway's own: verifying the access token (`backend.jwks_url`), turning an
+//! answer into session [`Tokens`], and the gateway's view of a failure.
+//!
+//! The one rule that matters most here (docs/design.md): only a *refusal* ends a session.
+//! A backend that is down, slow, failing with 5xx or answering with something unreadable
+//! or oversized yields [`BackendError::Unavailable`], and the session is kept.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::{Map, Value};
+use sallyport_backend::{Call, ClientAuth, JsonFields, Protocol, Url};
 
 use crate::config::{BackendKind, BackendSettings};
 use crate::error::Error;
@@ -17,32 +22,88 @@ use crate::state::Tokens;
 /// Why a backend call did not produce tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendError {
-    /// Login: wrong username or password (one generic answer for both).
+    /// Login: wrong username or password (one generic answer for both, and for a
+    /// disabled account).
     InvalidCredentials,
-    /// Renewal: the backend refused the refresh token (`invalid_grant`, 400/401).
+    /// Renewal: the backend refused the refresh token (`invalid_grant`, 400/401/403).
     Refused(String),
     /// Too many attempts; retry after this many seconds if known.
     RateLimited(Option<u64>),
-    /// Unreachable, timed out, 5xx or an unreadable answer. Not the user's fault.
+    /// Unreachable, timed out, 5xx, an unreadable or oversized answer. Not the user's fault.
     Unavailable(String),
+}
+
+impl From<sallyport_backend::Error> for BackendError {
+    fn from(e: sallyport_backend::Error) -> Self {
+        use sallyport_backend::Error as E;
+        match e {
+            E::InvalidCredentials | E::AccountDisabled => Self::InvalidCredentials,
+            E::Refused { code, .. } if code.is_empty() => Self::Refused("invalid_grant".into()),
+            E::Refused { code, .. } => Self::Refused(code),
+            // Whole seconds, rounded up: never tell a client to come back too early.
+            E::RateLimited { retry_after } => Self::RateLimited(
+                retry_after.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+            ),
+            E::Unavailable { message, .. } => Self::Unavailable(message),
+        }
+    }
 }
 
 /// A configured backend.
 #[derive(Clone)]
 pub struct Backend {
-    settings: BackendSettings,
-    http: reqwest::Client,
+    client: sallyport_backend::Client,
+    health_url: String,
     verifier: Option<sallyport_jwt::Verifier>,
 }
 
 impl Backend {
     /// Builds the HTTP client (bounded by `backend.timeout_ms`) and the optional verifier.
     pub fn new(settings: BackendSettings) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let url = |setting: &'static str, u: &str| {
+            Url::parse(u).map_err(|e| Error::config(setting, format!("{u:?}: {e}")))
+        };
+        let protocol = match settings.kind {
+            BackendKind::Json => {
+                let f = settings.fields.clone();
+                Protocol::Json(JsonFields {
+                    username: f.username,
+                    password: f.password,
+                    refresh_request: f.refresh_request,
+                    access_token: f.access_token,
+                    refresh_token: f.refresh_token,
+                    expires_in: f.expires_in,
+                })
+            }
+            BackendKind::OAuth2 => Protocol::OAuth2 {
+                scope: settings.scope.clone(),
+            },
+        };
+        let client_auth = match (settings.kind, settings.client_auth_basic) {
+            (BackendKind::Json, _) => ClientAuth::None,
+            (BackendKind::OAuth2, true) => ClientAuth::Basic {
+                id: settings.client_id.clone().unwrap_or_default(),
+                secret: settings.client_secret.clone(),
+            },
+            (BackendKind::OAuth2, false) => ClientAuth::Post {
+                id: Some(settings.client_id.clone().unwrap_or_default()),
+                secret: settings.client_secret.clone(),
+            },
+        };
+        let mut config = sallyport_backend::Config::new(
+            protocol,
+            url("backend.login_url", &settings.login_url)?,
+            url("backend.refresh_url", &settings.refresh_url)?,
+        );
+        config.logout_url = settings
+            .logout_url
+            .as_deref()
+            .map(|u| url("backend.logout_url", u))
+            .transpose()?;
+        config.client_auth = client_auth;
+        config.client_address_header = Some(settings.client_address_header.clone());
+        config.timeout = settings.timeout;
+        let http = sallyport_backend::Client::http_client(settings.timeout)
             .map_err(|e| Error::HttpClient(e.to_string()))?;
         let verifier = match &settings.jwks_url {
             None => None,
@@ -53,36 +114,20 @@ impl Backend {
             )?),
         };
         Ok(Self {
-            settings,
-            http,
+            client: sallyport_backend::Client::new(config, http),
+            health_url: settings.health_url,
             verifier,
         })
     }
 
     /// The configured bound on each call.
     pub fn timeout(&self) -> Duration {
-        self.settings.timeout
+        self.client.config().timeout
     }
 
-    /// Tells the backend which client the call is for (`backend.client_address_header`),
-    /// so its login limits key on the client rather than on the gateway. The value is
-    /// the TCP peer the gateway saw, set (not appended): whatever the client sent in
-    /// that header is not forwarded to the backend.
-    fn for_client(
-        &self,
-        req: reqwest::RequestBuilder,
-        client: Option<IpAddr>,
-    ) -> reqwest::RequestBuilder {
-        match client {
-            Some(ip) => req.header(
-                self.settings.client_address_header.clone(),
-                ip.to_canonical().to_string(),
-            ),
-            None => req,
-        }
-    }
-
-    /// Exchanges credentials for tokens on behalf of `client`.
+    /// Exchanges credentials for tokens on behalf of `client` (sent in
+    /// `backend.client_address_header`, so the backend's login limits key on the
+    /// client rather than on the gateway).
     pub async fn login(
         &self,
         username: &str,
@@ -90,98 +135,23 @@ impl Backend {
         now_s: u64,
         client: Option<IpAddr>,
     ) -> Result<Tokens, BackendError> {
-        let req = match self.settings.kind {
-            BackendKind::Json => {
-                let f = &self.settings.fields;
-                let mut body = Map::new();
-                body.insert(f.username.clone(), Value::from(username));
-                body.insert(f.password.clone(), Value::from(password));
-                self.http.post(&self.settings.login_url).json(&body)
-            }
-            BackendKind::OAuth2 => {
-                let mut form = vec![
-                    ("grant_type", "password"),
-                    ("username", username),
-                    ("password", password),
-                ];
-                if let Some(scope) = &self.settings.scope {
-                    form.push(("scope", scope));
-                }
-                self.oauth_request(&self.settings.login_url, form)
-            }
-        };
-        let resp = self
-            .for_client(req, client)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let status = resp.status();
-        if status.is_success() {
-            return self.tokens(resp, None, now_s).await;
-        }
-        Err(match status {
-            StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited(retry_after(&resp)),
-            s if s.is_server_error() => BackendError::Unavailable(format!("login: HTTP {s}")),
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                match error_code(resp).await.as_deref() {
-                    Some("invalid_client") => client_misconfigured(),
-                    _ => BackendError::InvalidCredentials,
-                }
-            }
-            s => BackendError::Unavailable(format!("login: unexpected HTTP {s}")),
-        })
+        let call = Call::at_unix_secs(now_s).for_client(client);
+        let grant = self.client.login(username, password, call).await?;
+        self.tokens(grant, None, now_s).await
     }
 
-    /// Redeems a refresh token. A backend that sends no new refresh token keeps the old one.
-    pub async fn refresh(&self, refresh_token: &str, now_s: u64) -> Result<Tokens, BackendError> {
-        self.refresh_for(refresh_token, now_s, None).await
-    }
-
-    /// [`Backend::refresh`] on behalf of `client` (sent in `backend.client_address_header`).
-    pub async fn refresh_for(
+    /// Redeems a refresh token on behalf of `client` (sent in
+    /// `backend.client_address_header`). A backend that sends no new refresh token keeps
+    /// the old one.
+    pub async fn refresh(
         &self,
         refresh_token: &str,
         now_s: u64,
         client: Option<IpAddr>,
     ) -> Result<Tokens, BackendError> {
-        let req = match self.settings.kind {
-            BackendKind::Json => {
-                let mut body = Map::new();
-                body.insert(
-                    self.settings.fields.refresh_request.clone(),
-                    Value::from(refresh_token),
-                );
-                self.http.post(&self.settings.refresh_url).json(&body)
-            }
-            BackendKind::OAuth2 => self.oauth_request(
-                &self.settings.refresh_url,
-                vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh_token),
-                ],
-            ),
-        };
-        let resp = self
-            .for_client(req, client)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let status = resp.status();
-        if status.is_success() {
-            return self.tokens(resp, Some(refresh_token), now_s).await;
-        }
-        Err(match status {
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                match error_code(resp).await {
-                    // The gateway's own credentials are wrong: an operator's problem, not
-                    // the user's, so nobody is logged out over it.
-                    Some(code) if code == "invalid_client" => client_misconfigured(),
-                    code => BackendError::Refused(code.unwrap_or_else(|| "invalid_grant".into())),
-                }
-            }
-            StatusCode::TOO_MANY_REQUESTS => BackendError::RateLimited(retry_after(&resp)),
-            s => BackendError::Unavailable(format!("refresh: HTTP {s}")),
-        })
+        let call = Call::at_unix_secs(now_s).for_client(client);
+        let grant = self.client.refresh(refresh_token, call).await?;
+        self.tokens(grant, Some(refresh_token), now_s).await
     }
 
     /// Revokes the session at the backend (json: logout URL; oauth2: RFC 7009).
@@ -189,125 +159,47 @@ impl Backend {
     pub async fn revoke(
         &self,
         refresh_token: &str,
+        now_s: u64,
         client: Option<IpAddr>,
     ) -> Result<(), BackendError> {
-        let Some(url) = &self.settings.logout_url else {
-            return Ok(());
-        };
-        let req = match self.settings.kind {
-            BackendKind::Json => {
-                let mut body = Map::new();
-                body.insert(
-                    self.settings.fields.refresh_request.clone(),
-                    Value::from(refresh_token),
-                );
-                self.http.post(url).json(&body)
-            }
-            BackendKind::OAuth2 => self.oauth_request(
-                url,
-                vec![
-                    ("token", refresh_token),
-                    ("token_type_hint", "refresh_token"),
-                ],
-            ),
-        };
-        let resp = self
-            .for_client(req, client)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(BackendError::Unavailable(format!(
-                "revoke: HTTP {}",
-                resp.status()
-            )))
-        }
+        let call = Call::at_unix_secs(now_s).for_client(client);
+        self.client.revoke(refresh_token, call).await?;
+        Ok(())
     }
 
     /// Readiness: any HTTP answer from the backend counts as reachable.
     pub async fn probe(&self) -> bool {
-        self.http
-            .get(&self.settings.health_url)
+        self.client
+            .http()
+            .get(&self.health_url)
             .send()
             .await
             .is_ok()
     }
 
-    fn oauth_request<'a>(
-        &'a self,
-        url: &str,
-        mut form: Vec<(&'a str, &'a str)>,
-    ) -> reqwest::RequestBuilder {
-        let id = self.settings.client_id.as_deref().unwrap_or_default();
-        let secret = self.settings.client_secret.as_deref();
-        let mut req = self.http.post(url);
-        if self.settings.client_auth_basic {
-            // RFC 6749 §2.3.1: form-urlencode id and secret before Basic encoding.
-            let enc = |s: &str| {
-                serde_urlencoded::to_string([("", s)])
-                    .map(|x| x.trim_start_matches('=').to_string())
-                    .unwrap_or_default()
-            };
-            req = req.basic_auth(enc(id), secret.map(enc));
-        } else {
-            form.push(("client_id", id));
-            if let Some(secret) = secret {
-                form.push(("client_secret", secret));
-            }
-        }
-        req.form(&form)
-    }
-
     async fn tokens(
         &self,
-        resp: reqwest::Response,
+        grant: sallyport_backend::Grant,
         old_refresh: Option<&str>,
         now_s: u64,
     ) -> Result<Tokens, BackendError> {
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("unreadable token response: {e}")))?;
-        let (at_field, rt_field, exp_field) = match self.settings.kind {
-            BackendKind::Json => {
-                let f = &self.settings.fields;
-                (
-                    f.access_token.as_str(),
-                    f.refresh_token.as_str(),
-                    f.expires_in.as_str(),
-                )
+        let refresh_token = match (grant.refresh_token, old_refresh) {
+            (Some(rt), _) => rt,
+            (None, Some(old)) => old.to_string(),
+            (None, None) => {
+                return Err(BackendError::Unavailable(
+                    "login response has no refresh token".into(),
+                ));
             }
-            BackendKind::OAuth2 => ("access_token", "refresh_token", "expires_in"),
         };
-        let access_token = body
-            .get(at_field)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                BackendError::Unavailable(format!("token response has no `{at_field}`"))
-            })?
-            .to_string();
-        let refresh_token = match body.get(rt_field).and_then(Value::as_str) {
-            Some(rt) if !rt.is_empty() => rt.to_string(),
-            _ => match old_refresh {
-                Some(old) => old.to_string(),
-                None => {
-                    return Err(BackendError::Unavailable(format!(
-                        "login response has no `{rt_field}`"
-                    )));
-                }
-            },
-        };
-        let expires_in = body.get(exp_field).and_then(Value::as_u64);
+        let access_token = grant.access_token;
         if let Some(v) = &self.verifier {
             v.verify(&access_token).await.map_err(|e| {
                 tracing::error!(error = %e, "access token from the backend failed verification");
                 BackendError::Unavailable(format!("token verification failed: {e}"))
             })?;
         }
-        let expires_at = crate::token::local_expiry(&access_token, expires_in, now_s);
+        let expires_at = crate::token::local_expiry(&access_token, grant.expires_in, now_s);
         let user = crate::token::user_of(&access_token);
         Ok(Tokens {
             access_token,
@@ -319,36 +211,69 @@ impl Backend {
     }
 }
 
-/// The `error` member of an error body, if there is one.
-async fn error_code(resp: reqwest::Response) -> Option<String> {
-    let body: Value = resp.json().await.ok()?;
-    body.get("error")?.as_str().map(str::to_string)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn client_misconfigured() -> BackendError {
-    tracing::error!(
-        "the backend rejected the gateway's client credentials (invalid_client); check backend.client_id / backend.client_secret"
-    );
-    BackendError::Unavailable("invalid_client".into())
-}
+    /// 2015-10-21T07:28:00Z.
+    const NOW_S: u64 = 1_445_412_480;
 
-fn unavailable(e: reqwest::Error) -> BackendError {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "unreachable"
-    } else {
-        "failed"
-    };
-    BackendError::Unavailable(format!("backend {kind}: {e}"))
-}
+    /// A json backend on loopback whose every answer is `head` followed, if `endless`,
+    /// by a chunked body that never ends.
+    async fn backend_answering(head: &'static str, endless: bool) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let _ = sock.read(&mut buf).await;
+                    if sock.write_all(head.as_bytes()).await.is_err() || !endless {
+                        return;
+                    }
+                    let chunk = format!("2000\r\n{}\r\n", "[".repeat(0x2000));
+                    while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+                });
+            }
+        });
+        let mut c = crate::config::Config::default();
+        c.session.secret = Some("x".repeat(32));
+        c.session.secure = false;
+        c.backend.login_url = Some(format!("http://{addr}/api/login"));
+        c.backend.refresh_url = Some(format!("http://{addr}/api/refresh-token"));
+        Backend::new(c.validate().unwrap().backend).unwrap()
+    }
 
-fn retry_after(resp: &reqwest::Response) -> Option<u64> {
-    resp.headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    /// Regression: the gateway read token answers unbounded (the whole of an endless
+    /// body, until the time bound, into memory). Now it stops at 64 KiB: a fault.
+    #[tokio::test]
+    async fn an_endless_token_answer_is_unavailable_not_read_whole() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                    transfer-encoding: chunked\r\n\r\n";
+        let b = backend_answering(head, true).await;
+        for outcome in [
+            b.login("u", "p", NOW_S, None).await,
+            b.refresh("rt", NOW_S, None).await,
+        ] {
+            match outcome {
+                Err(BackendError::Unavailable(why)) => {
+                    assert!(why.contains("larger than"), "{why}")
+                }
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
+    }
+
+    /// Regression: only the seconds form of `Retry-After` was read.
+    #[tokio::test]
+    async fn retry_after_as_an_http_date_is_honoured() {
+        let head = "HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0\r\n\
+                    retry-after: Wed, 21 Oct 2015 07:30:00 GMT\r\n\r\n";
+        let b = backend_answering(head, false).await;
+        assert_eq!(
+            b.login("u", "p", NOW_S, None).await.unwrap_err(),
+            BackendError::RateLimited(Some(120))
+        );
+    }
 }

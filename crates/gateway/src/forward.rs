@@ -76,7 +76,9 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         };
     }
 
-    let authn = inner.authenticate(req.headers(), now_ms).await;
+    let authn = inner
+        .authenticate(req.headers(), now_ms, client_addr.map(|a| a.ip()))
+        .await;
     let (mut data, mut write, renewed) = match authn {
         Authn::Session {
             data,
@@ -120,7 +122,15 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         && let Some(replay) = replay
     {
         let mut renewed_data = data.clone();
-        if inner.renew(&mut renewed_data, now_ms / 1000).await.is_ok() {
+        if inner
+            .renew(
+                &mut renewed_data,
+                now_ms / 1000,
+                client_addr.map(|a| a.ip()),
+            )
+            .await
+            .is_ok()
+        {
             inner.metrics.proxied("replayed");
             data = renewed_data;
             write = true;

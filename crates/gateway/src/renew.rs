@@ -45,6 +45,7 @@
 //! back-off, so recovery needs no restart.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -157,8 +158,15 @@ impl Renewer {
     }
 
     /// Renews the session holding `refresh_token`, sharing the call with every concurrent
-    /// (or recent) renewal of the same token.
-    pub(crate) async fn renew(&self, refresh_token: &str, now_ms: u64) -> Outcome {
+    /// (or recent) renewal of the same token. `client` is the address of the request that
+    /// starts the call (sent in `backend.client_address_header`); requests that join it
+    /// share its answer.
+    pub(crate) async fn renew(
+        &self,
+        refresh_token: &str,
+        now_ms: u64,
+        client: Option<IpAddr>,
+    ) -> Outcome {
         let key = token_key(refresh_token);
         let inner = &self.inner;
         if let Some(t) = inner.grace.get(&key) {
@@ -187,7 +195,7 @@ impl Renewer {
                 let rt = refresh_token.to_string();
                 // The task, not the caller, owns the call: see the module docs.
                 let task = tokio::spawn(async move {
-                    let outcome = task_inner.obtain(&rt, key, now_ms).await;
+                    let outcome = task_inner.obtain(&rt, key, now_ms, client).await;
                     if let Ok(t) = &outcome {
                         task_inner.grace.insert(key, t.clone());
                     }
@@ -219,18 +227,27 @@ impl Renewer {
 
 impl RenewerInner {
     /// The renewal result for `refresh_token`: another replica's, or one backend call.
-    async fn obtain(&self, refresh_token: &str, key: TokenKey, now_ms: u64) -> Outcome {
+    async fn obtain(
+        &self,
+        refresh_token: &str,
+        key: TokenKey,
+        now_ms: u64,
+        client: Option<IpAddr>,
+    ) -> Outcome {
         let Some(remote) = &self.remote else {
-            return self.call_backend(refresh_token, now_ms).await;
+            return self.call_backend(refresh_token, now_ms, client).await;
         };
-        match self.coordinate(remote, refresh_token, key, now_ms).await {
+        match self
+            .coordinate(remote, refresh_token, key, now_ms, client)
+            .await
+        {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Redis is an optimisation: renew on this replica alone.
                 self.metrics.renewal_fallback("redis_unavailable");
                 self.metrics.store_error("renewal");
                 remote.redis.log_unavailable("renewal", now_ms, &e);
-                self.call_backend(refresh_token, now_ms).await
+                self.call_backend(refresh_token, now_ms, client).await
             }
         }
     }
@@ -243,6 +260,7 @@ impl RenewerInner {
         refresh_token: &str,
         key: TokenKey,
         now_ms: u64,
+        client: Option<IpAddr>,
     ) -> Result<Outcome, String> {
         let redis = &remote.redis;
         let result_key = redis.key("renew", &key);
@@ -281,6 +299,7 @@ impl RenewerInner {
                         &lock_key,
                         &owner,
                         now_ms,
+                        client,
                     )
                     .await);
             }
@@ -301,6 +320,10 @@ impl RenewerInner {
     /// The lock is ours: check once more for a result (one may have been stored between
     /// our look and the lock), call the backend, publish the result, release the lock.
     /// Redis failures here no longer matter to this replica's answer.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the lock's three names and the call's inputs; a struct for one private call adds nothing"
+    )]
     async fn renew_holding_lock(
         &self,
         remote: &Remote,
@@ -309,6 +332,7 @@ impl RenewerInner {
         lock_key: &str,
         owner: &str,
         now_ms: u64,
+        client: Option<IpAddr>,
     ) -> Outcome {
         let redis = &remote.redis;
         let outcome = match self.remote_result(remote, result_key, now_ms).await {
@@ -317,7 +341,7 @@ impl RenewerInner {
                 outcome
             }
             _ => {
-                let outcome = self.call_backend(refresh_token, now_ms).await;
+                let outcome = self.call_backend(refresh_token, now_ms, client).await;
                 if let Some(sealed) = seal_outcome(remote, &outcome, now_ms) {
                     let mut set = redis::cmd("SET");
                     set.arg(result_key)
@@ -370,8 +394,16 @@ impl RenewerInner {
     }
 
     /// One backend call, counted by outcome.
-    async fn call_backend(&self, refresh_token: &str, now_ms: u64) -> Outcome {
-        let outcome = self.backend.refresh(refresh_token, now_ms / 1000).await;
+    async fn call_backend(
+        &self,
+        refresh_token: &str,
+        now_ms: u64,
+        client: Option<IpAddr>,
+    ) -> Outcome {
+        let outcome = self
+            .backend
+            .refresh(refresh_token, now_ms / 1000, client)
+            .await;
         self.metrics.renewal(match &outcome {
             Ok(_) => "ok",
             Err(BackendError::Refused(_)) => "refused",
@@ -460,16 +492,22 @@ pub(crate) enum RenewFailure {
 
 impl crate::Inner {
     /// Renews `data` in place through the single-flight renewer, and applies the policy:
-    /// a refusal ends the session, anything else is a fault that keeps it.
+    /// a refusal ends the session, anything else is a fault that keeps it. `client`: the
+    /// request's TCP peer, for `backend.client_address_header`.
     pub(crate) async fn renew(
         &self,
         data: &mut SessionData,
         now_s: u64,
+        client: Option<IpAddr>,
     ) -> Result<(), RenewFailure> {
         let Some(rt) = data.refresh_token.clone() else {
             return Err(RenewFailure::Refused);
         };
-        match self.renewer.renew(&rt, now_s.saturating_mul(1000)).await {
+        match self
+            .renewer
+            .renew(&rt, now_s.saturating_mul(1000), client)
+            .await
+        {
             Ok(tokens) => {
                 data.apply(&tokens);
                 Ok(())

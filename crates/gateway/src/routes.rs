@@ -287,7 +287,8 @@ pub(crate) async fn logout(
             let bound = backend.timeout();
             // Best effort and bounded: a slow backend must not keep the user signed in.
             let task = tokio::spawn(async move {
-                let outcome = tokio::time::timeout(bound, backend.revoke(&rt, client)).await;
+                let outcome =
+                    tokio::time::timeout(bound, backend.revoke(&rt, now_ms / 1000, client)).await;
                 match outcome {
                     Ok(Ok(())) => metrics.logout("ok"),
                     Ok(Err(e)) => {
@@ -323,8 +324,13 @@ pub(crate) async fn logout(
 }
 
 /// `POST {prefix}/refresh`: forces a renewal.
-pub(crate) async fn refresh(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+pub(crate) async fn refresh(
+    State(gw): State<Gateway>,
+    conn: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
     let inner = &*gw.inner;
+    let client = peer_ip(conn.as_ref().map(|c| &c.0));
     if guard::is_cross_site(&headers, inner.expected_origin()) {
         return inner.forbidden_cross_site();
     }
@@ -339,7 +345,7 @@ pub(crate) async fn refresh(State(gw): State<Gateway>, headers: HeaderMap) -> Re
         );
     };
     let mut data = loaded.value;
-    match inner.renew(&mut data, now_ms / 1000).await {
+    match inner.renew(&mut data, now_ms / 1000, client).await {
         Ok(()) => {
             let mut resp = axum::Json(data.view(
                 inner.settings.expose_access_token,
@@ -494,7 +500,8 @@ pub(crate) async fn verify(
             )
         };
     }
-    match inner.authenticate(&headers, now_ms).await {
+    // The peer here is the reverse proxy asking, not the client: no address is sent.
+    match inner.authenticate(&headers, now_ms, None).await {
         Authn::Session { data, write, .. } => {
             let mut resp = StatusCode::OK.into_response();
             verified_headers(inner, resp.headers_mut(), &data);

@@ -209,7 +209,7 @@ mod tests {
         let bad = headers(&tampered(&pair));
         assert!(g.inner.read_session(&bad, NOW).is_none());
         assert!(matches!(
-            g.inner.authenticate(&bad, NOW).await,
+            g.inner.authenticate(&bad, NOW, None).await,
             Authn::Anonymous { .. }
         ));
         assert_eq!(g.inner.sessions.len(), 1, "failures are not cached");
@@ -224,7 +224,7 @@ mod tests {
         let data = session("tok-b");
         let h = headers(&cookie_pair(&g, &data));
         assert!(matches!(
-            g.inner.authenticate(&h, NOW).await,
+            g.inner.authenticate(&h, NOW, None).await,
             Authn::Session { .. }
         ));
         assert_eq!(g.inner.sessions.len(), 1);
@@ -237,7 +237,7 @@ mod tests {
         );
         assert!(g.inner.read_session(&h, NOW + 1).is_none());
         assert!(matches!(
-            g.inner.authenticate(&h, NOW + 1).await,
+            g.inner.authenticate(&h, NOW + 1, None).await,
             Authn::Anonymous {
                 code: AuthErrorCode::SessionExpired,
                 ..

@@ -431,6 +431,74 @@ async fn login_errors_are_typed() {
     }
 }
 
+/// Regression: only the seconds form of `Retry-After` was read. The date form is
+/// measured from the client's clock (T0 + 90 s).
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let server = MockServer::start().await;
+    let clock = ManualClock::new(T0);
+    let date = "Tue, 14 Nov 2023 22:14:50 GMT";
+    Mock::given(path("/api/login"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", date))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/refresh-token"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", date))
+        .mount(&server)
+        .await;
+    let e = auth(&server, &clock).login("u", "p").await.unwrap_err();
+    assert!(
+        matches!(e, Error::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(90)),
+        "{e:?}"
+    );
+    let auth = seeded(&server, &clock, &jwt("u", T0 - 1), Some("r1"), T0 - 1);
+    let e = auth.access_token().await.unwrap_err();
+    assert!(
+        matches!(e, Error::BackendUnavailable { retry_after: Some(d), .. } if d == Duration::from_secs(90)),
+        "{e:?}"
+    );
+}
+
+/// A token answer of 10 MB is refused as unavailable (the session is kept), not read.
+#[tokio::test]
+async fn an_oversized_token_answer_is_unavailable() {
+    let server = MockServer::start().await;
+    let clock = ManualClock::new(T0);
+    let huge = format!(r#"{{"accessToken":"a","pad":"{}"}}"#, "x".repeat(10 << 20));
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(huge))
+        .mount(&server)
+        .await;
+    let e = auth(&server, &clock).login("u", "p").await.unwrap_err();
+    assert!(matches!(e, Error::BackendUnavailable { .. }), "{e:?}");
+    let current = jwt("u", T0 + 5);
+    let auth = seeded(&server, &clock, &current, Some("r1"), T0 + 5);
+    // Renewal due, the answer refused: the current token is kept.
+    assert_eq!(auth.access_token().await.unwrap(), current);
+    assert!(auth.is_logged_in().await.unwrap());
+}
+
+/// Regression: with a caller's own HTTP client (no timeout of its own), a backend that
+/// never answers held the call forever; `AuthBuilder::timeout` now bounds every call.
+#[tokio::test]
+async fn a_callers_http_client_is_bounded_by_the_timeout() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/login"))
+        .respond_with(grant("a", "r").set_delay(Duration::from_secs(3600)))
+        .mount(&server)
+        .await;
+    let auth = Auth::builder(Backend::issuer_json(&server.uri()).unwrap())
+        .http_client(reqwest::Client::new())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(60), auth.login("u", "p"))
+        .await
+        .expect("the backend call was not bounded")
+        .unwrap_err();
+    assert!(matches!(e, Error::BackendUnavailable { .. }), "{e:?}");
+}
+
 #[tokio::test]
 async fn refresh_response_without_refresh_token_keeps_the_old_one() {
     let server = MockServer::start().await;

@@ -5,13 +5,13 @@
 //! issuer saw every login as coming from the gateway, and the user got 429.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
 use serde_json::json;
 
-use crate::harness::{PASSWORD, SECRET, USER, start_gateway, start_upstream};
+use crate::harness::{PASSWORD, SECRET, USER, cookie_header, start_gateway, start_upstream};
 
 /// The real issuer with production login limits, trusting the gateway on 127.0.0.1.
 async fn start_issuer() -> (String, tempfile::TempDir) {
@@ -126,4 +126,63 @@ async fn wrong_logins_from_one_address_do_not_lock_out_the_user_through_the_gate
     background.await.unwrap();
     assert!(sent.load(Ordering::Relaxed) > 0);
     assert_eq!(ok, 20, "the user's correct password must always work");
+}
+
+/// Renewal tells the backend the client's address too (`backend.client_address_header`),
+/// the TCP peer and not what the client claims. Before, only logins did: a refresh looked
+/// as if the gateway had sent it on its own.
+#[tokio::test]
+async fn renewal_sends_the_client_address_to_the_backend() {
+    use axum::routing::post;
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let log = seen.clone();
+    let backend = axum::Router::new()
+        .route(
+            "/api/login",
+            post(|| async {
+                axum::Json(json!({"accessToken": "at-1", "refreshToken": "rt-1", "expiresIn": 60}))
+            }),
+        )
+        .route(
+            "/api/refresh-token",
+            post(move |headers: http::HeaderMap| async move {
+                let sent = headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                log.lock().unwrap().push(sent);
+                axum::Json(json!({"accessToken": "at-2", "refreshToken": "rt-2", "expiresIn": 60}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, backend).await.ok() });
+    let (_upstream, upstream_url) = start_upstream().await;
+    let mut c = sallyport_gateway::Config::default();
+    c.upstream = upstream_url;
+    c.session.secret = Some(SECRET.into());
+    c.session.secure = false;
+    c.backend.login_url = Some(format!("{backend_url}/api/login"));
+    c.backend.refresh_url = Some(format!("{backend_url}/api/refresh-token"));
+    let (gateway, _gw, clock) = start_gateway(c).await;
+
+    let user = client_from(Ipv4Addr::new(127, 0, 0, 3));
+    let resp = user
+        .post(format!("{gateway}/auth/login"))
+        .json(&json!({"username": USER, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = cookie_header(resp.headers()).unwrap();
+    clock.advance_ms(120_000);
+    let resp = user
+        .get(format!("{gateway}/app"))
+        .header("cookie", &cookie)
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(*seen.lock().unwrap(), vec![Some("127.0.0.3".to_owned())]);
 }
