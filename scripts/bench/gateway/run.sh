@@ -19,6 +19,8 @@
 #   scripts/bench/gateway/run.sh            # ROUNDS=5 DURATION=10 CONNECTIONS=32
 #   ROUNDS=3 DURATION=5 ...                 # a quick run
 #   PERF=1 ...                              # also a perf profile of the "gateway" target
+#                                           # (perf slows it: don't use that run's rows)
+#   SKIP_RENEW=1 ...                        # without the renew targets (their logins are slow)
 #   SALLYPORT_BIN=/path/to/sallyport ...    # benchmark that binary instead of building
 #   SALLYPORT_BIN_B=/other/sallyport ...    # A/B: also "gateway-B"/"public-B" (1 and 2
 #                                           # threads) from that binary, in the same rounds
@@ -156,12 +158,14 @@ run_one() { # name threads port cookies-file path pids...
   local name=$1 threads=$2 port=$3 cookies=$4 path=$5; shift 5
   local before after out
   if [ -n "${PERF:-}" ] && [ "$name" = gateway ]; then
-    perf record -F 999 -g -p "$1" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf record -F 999 -p "$1" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+    PERF_PID=$!
   fi
   before=$(cpu_ticks "$@")
   out=$(COOKIES_FILE=$cookies BENCH_PATH=$path wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
         -s "$HERE/cookie.lua" "http://127.0.0.1:$port$path" | grep '^RESULT')
   after=$(cpu_ticks "$@")
+  if [ -n "${PERF_PID:-}" ]; then wait "$PERF_PID" || true; PERF_PID=; fi
   local reqs; reqs=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
   local cpu; cpu=$(python3 -c "
 b=[int(x) for x in '$before'.split()]; a=[int(x) for x in '$after'.split()]; n=max($reqs,1)
@@ -177,13 +181,17 @@ for r in $(seq "$ROUNDS"); do
   run_one nginx "$THREADS" $P_NGX "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx")
   run_one gateway "$THREADS" $P_GW "$WORK/cookies-valid" / "$GW_PID"
   run_one public "$THREADS" $P_GW3 "$WORK/cookies-none" /pub/x "$GW3_PID"
-  renew_cookies $P_GW2
-  run_one renew "$RENEW_THREADS" $P_GW2 "$WORK/cookies-renew" / "$GW2_PID"
+  if [ -z "${SKIP_RENEW:-}" ]; then
+    renew_cookies $P_GW2
+    run_one renew "$RENEW_THREADS" $P_GW2 "$WORK/cookies-renew" / "$GW2_PID"
+  fi
   run_one nginx2 "$THREADS" $P_NGX2 "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx2")
   run_one gateway2 "$THREADS" $P_GWT2 "$WORK/cookies-valid" / "$GWT2_PID"
   run_one public2 "$THREADS" $P_PUBT2 "$WORK/cookies-none" /pub/x "$PUBT2_PID"
-  renew_cookies $P_RNT2
-  run_one renew2 "$RENEW_THREADS" $P_RNT2 "$WORK/cookies-renew" / "$RNT2_PID"
+  if [ -z "${SKIP_RENEW:-}" ]; then
+    renew_cookies $P_RNT2
+    run_one renew2 "$RENEW_THREADS" $P_RNT2 "$WORK/cookies-renew" / "$RNT2_PID"
+  fi
   if [ -n "${SALLYPORT_BIN_B:-}" ]; then
     run_one gateway-B "$THREADS" $P_GWB "$WORK/cookies-valid" / "$GWB_PID"
     run_one public-B "$THREADS" $P_PUBB "$WORK/cookies-none" /pub/x "$PUBB_PID"
@@ -192,7 +200,10 @@ for r in $(seq "$ROUNDS"); do
   fi
 done
 
-if [ -n "${PERF:-}" ]; then sleep 1; perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9]' | head -40; fi
+if [ -n "${PERF:-}" ]; then
+  echo "perf profile of the last \"gateway\" run (self time, symbols >= 1.5 %):"
+  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,sym --percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9]' | head -40
+fi
 rss() { awk '/VmHWM/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 RSS="gateway $(rss "$GW_PID") MB, gateway2 $(rss "$GWT2_PID") MB, renew $(rss "$GW2_PID") MB, renew2 $(rss "$RNT2_PID") MB"
 RENEWALS=$(( $(curl -s "http://127.0.0.1:$P_ADM/metrics" "http://127.0.0.1:$P_ADM2/metrics" \
@@ -232,7 +243,7 @@ for n in [n for n in order if n in rows and not n.startswith(("direct", "nginx")
           f"| {statistics.median(rps):.2f}x ({', '.join(f'{r:.2f}' for r in rps)}) |")
 sc = lambda a, b: statistics.median(x["rps"] / y["rps"] for x, y in zip(rows[a], rows[b]))
 print(f"\nScaling 1 -> 2 (req/s, median of rounds): nginx {sc('nginx2', 'nginx'):.2f}x, "
-      f"gateway {sc('gateway2', 'gateway'):.2f}x, public {sc('public2', 'public'):.2f}x, "
-      f"renew {sc('renew2', 'renew'):.2f}x")
+      f"gateway {sc('gateway2', 'gateway'):.2f}x, public {sc('public2', 'public'):.2f}x"
+      + (f", renew {sc('renew2', 'renew'):.2f}x" if "renew" in rows else ""))
 print(f"\nPeak RSS: {sys.argv[2]}; renewals during the renew runs: {sys.argv[3]}")
 PY
