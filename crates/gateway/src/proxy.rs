@@ -4,7 +4,9 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -33,7 +35,55 @@ static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
 struct Idle {
     pool: u64,
     sender: SendRequest<Body>,
+    usage: Arc<Usage>,
     since: Instant,
+}
+
+/// Shared by a connection's task and its requests, so that the task closes the connection
+/// once it has been unused for `IDLE_TIMEOUT` (as hyper-util's idle reaper did): idle
+/// upstream sockets must not outlive the traffic on a thread that no longer serves.
+struct Usage {
+    /// A request is using the connection: from checkout until its response body is done
+    /// or dropped (a long stream is never cut).
+    busy: AtomicBool,
+    /// When it was last released, in milliseconds since `epoch()`.
+    released_ms: AtomicU64,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Marks the connection unused again when dropped (held by the response body).
+struct Release(Arc<Usage>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.released_ms.store(now_ms(), Ordering::Relaxed);
+        self.0.busy.store(false, Ordering::Release);
+    }
+}
+
+/// Resolves once the connection has been unused for `IDLE_TIMEOUT`.
+async fn idle_expiry(usage: Arc<Usage>) {
+    let mut wait = IDLE_TIMEOUT;
+    loop {
+        tokio::time::sleep(wait).await;
+        let idle = Duration::from_millis(
+            now_ms().saturating_sub(usage.released_ms.load(Ordering::Relaxed)),
+        );
+        if !usage.busy.load(Ordering::Acquire) && idle >= IDLE_TIMEOUT {
+            return;
+        }
+        wait = IDLE_TIMEOUT
+            .saturating_sub(idle)
+            .max(Duration::from_secs(1));
+    }
 }
 
 thread_local! {
@@ -94,20 +144,22 @@ pub fn client(settings: &Settings) -> HttpClient {
 impl HttpClient {
     /// A ready keep-alive connection from this thread's pool; drops closed and expired
     /// ones on the way.
-    fn checkout(&self) -> Option<SendRequest<Body>> {
+    fn checkout(&self) -> Option<(SendRequest<Body>, Arc<Usage>)> {
         IDLE.with_borrow_mut(|idle| {
             let now = Instant::now();
             idle.retain(|e| !e.sender.is_closed() && now.duration_since(e.since) < IDLE_TIMEOUT);
             let i = idle
                 .iter()
                 .rposition(|e| e.pool == self.pool && e.sender.is_ready())?;
-            Some(idle.swap_remove(i).sender)
+            let e = idle.swap_remove(i);
+            e.usage.busy.store(true, Ordering::Release);
+            Some((e.sender, e.usage))
         })
     }
 
     /// Back into this thread's pool; it becomes ready again once upstream's response
     /// body has been read to its end.
-    fn checkin(&self, sender: SendRequest<Body>) {
+    fn checkin(&self, sender: SendRequest<Body>, usage: Arc<Usage>) {
         if sender.is_closed() {
             return;
         }
@@ -116,6 +168,7 @@ impl HttpClient {
                 idle.push(Idle {
                     pool: self.pool,
                     sender,
+                    usage,
                     since: Instant::now(),
                 });
             }
@@ -124,7 +177,7 @@ impl HttpClient {
 
     /// A new connection to upstream (`TCP_NODELAY`, upgrades allowed), driven by its
     /// own task.
-    async fn connect(&self) -> Result<SendRequest<Body>, String> {
+    async fn connect(&self) -> Result<(SendRequest<Body>, Arc<Usage>), String> {
         let (host, port) = &*self.connect_to;
         let stream = tokio::time::timeout(
             self.connect_timeout,
@@ -138,13 +191,25 @@ impl HttpClient {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
+        let usage = Arc::new(Usage {
+            busy: AtomicBool::new(true),
+            released_ms: AtomicU64::new(now_ms()),
+        });
+        let watch = usage.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection closed");
+            tokio::select! {
+                r = connection.with_upgrades() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "upstream connection closed");
+                    }
+                }
+                // Dropping the connection closes the socket; its sender then reports
+                // `is_closed` and leaves the pool.
+                () = idle_expiry(watch) => {}
             }
         });
         sender.ready().await.map_err(|e| e.to_string())?;
-        Ok(sender)
+        Ok((sender, usage))
     }
 
     /// Sends `req` (absolute URI) upstream in origin form on a pooled or new connection.
@@ -153,15 +218,16 @@ impl HttpClient {
     async fn request(
         &self,
         mut req: Request<Body>,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+    ) -> Result<(http::Response<hyper::body::Incoming>, Release), String> {
         if let Some(pq) = req.uri().path_and_query().cloned() {
             *req.uri_mut() = Uri::from(pq);
         }
-        if let Some(mut sender) = self.checkout() {
+        if let Some((mut sender, usage)) = self.checkout() {
+            let release = Release(usage.clone());
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    self.checkin(sender);
-                    return Ok(resp);
+                    self.checkin(sender, usage);
+                    return Ok((resp, release));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(r) => req = r,
@@ -169,10 +235,11 @@ impl HttpClient {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        let (mut sender, usage) = self.connect().await?;
+        let release = Release(usage.clone());
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        self.checkin(sender);
-        Ok(resp)
+        self.checkin(sender, usage);
+        Ok((resp, release))
     }
 
     /// The upstream URI for a request to `original`: the upstream base followed by the
@@ -1021,11 +1088,12 @@ pub async fn send(
     } else {
         None
     };
-    let resp = match tokio::time::timeout(settings.response_timeout, client.request(req)).await {
-        Err(_) => return Err(UpstreamError::Timeout),
-        Ok(Err(e)) => return Err(UpstreamError::Unreachable(e)),
-        Ok(Ok(r)) => r,
-    };
+    let (resp, release) =
+        match tokio::time::timeout(settings.response_timeout, client.request(req)).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e)),
+            Ok(Ok(r)) => r,
+        };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(splice(resp, client_upgrade));
     }
@@ -1033,6 +1101,11 @@ pub async fn send(
     strip_hop_by_hop(&mut parts.headers, false);
     // Upstream stalling mid-body must not hold the client for ever: the gap between two
     // chunks is bounded like the wait for the head (nginx's proxy_read_timeout).
+    // The connection counts as in use until this body is done or dropped.
+    let body = http_body_util::BodyExt::map_frame(body, move |f| {
+        let _ = &release;
+        f
+    });
     let body = sallyport_serve::TimeoutBody::new(
         body,
         sallyport_serve::BodyLimits::idle(settings.response_timeout),
