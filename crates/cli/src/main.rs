@@ -7,6 +7,13 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+/// mimalloc instead of the system allocator: the gateway allocates and frees small buffers
+/// (headers, bodies, futures) on every proxied request, and glibc malloc showed up at
+/// ≈ 7 % of its CPU under load (docs/benchmarks.md, "Gateway"). Declaring the static
+/// needs no `unsafe`; the crate implements `GlobalAlloc`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sealed-cookie authentication for web apps backed by short-lived JWT access tokens
 /// and rotating refresh tokens.
 #[derive(Debug, Parser)]

@@ -2,7 +2,12 @@
 //! trust, passes WebSocket upgrades through, and turns upstream failures into plain
 //! 502/504 pages within bounded time.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -10,18 +15,94 @@ use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{Request, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::client::conn::http1::{self as conn, SendRequest};
+use hyper_util::rt::TokioIo;
 
 use crate::config::Settings;
 use sallyport_proto::SessionUser;
 
-/// The pooled upstream client, with the parts of every upstream request that never
-/// change (scheme, authority, `Host`) parsed once at start-up instead of per request.
+/// How long an upstream connection may sit unused in a pool (as hyper-util's client had).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle upstream connections kept per thread; beyond this a connection is closed once
+/// its response is done.
+const MAX_IDLE_PER_THREAD: usize = 256;
+
+/// Distinguishes the pools of several gateways in one process (tests) in the
+/// thread-local idle lists.
+static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
+
+/// An idle (or finishing) keep-alive connection to upstream.
+struct Idle {
+    pool: u64,
+    sender: SendRequest<Body>,
+    usage: Arc<Usage>,
+    since: Instant,
+}
+
+/// Shared by a connection's task and its requests, so that the task closes the connection
+/// once it has been unused for `IDLE_TIMEOUT` (as hyper-util's idle reaper did): idle
+/// upstream sockets must not outlive the traffic on a thread that no longer serves.
+struct Usage {
+    /// A request is using the connection: from checkout until its response body is done
+    /// or dropped (a long stream is never cut).
+    busy: AtomicBool,
+    /// When it was last released, in milliseconds since `epoch()`.
+    released_ms: AtomicU64,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Marks the connection unused again when dropped (held by the response body).
+struct Release(Arc<Usage>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.released_ms.store(now_ms(), Ordering::Relaxed);
+        self.0.busy.store(false, Ordering::Release);
+    }
+}
+
+/// Resolves once the connection has been unused for `IDLE_TIMEOUT`.
+async fn idle_expiry(usage: Arc<Usage>) {
+    let mut wait = IDLE_TIMEOUT;
+    loop {
+        tokio::time::sleep(wait).await;
+        let idle = Duration::from_millis(
+            now_ms().saturating_sub(usage.released_ms.load(Ordering::Relaxed)),
+        );
+        if !usage.busy.load(Ordering::Acquire) && idle >= IDLE_TIMEOUT {
+            return;
+        }
+        wait = IDLE_TIMEOUT
+            .saturating_sub(idle)
+            .max(Duration::from_secs(1));
+    }
+}
+
+thread_local! {
+    /// Per-thread keep-alive pool: no lock and no cross-thread traffic on the request
+    /// path (hyper-util's legacy client keeps one `Mutex`-guarded pool for all threads,
+    /// and spawns a task per request to return a connection to it).
+    static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The upstream client (hyper's connection-level HTTP/1 client with a per-thread
+/// keep-alive pool), with the parts of every upstream request that never change
+/// (scheme, authority, `Host`) parsed once at start-up instead of per request.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpConnector, Body>,
+    /// This client's key in the thread-local pools.
+    pool: u64,
+    /// Where to connect: host (without IPv6 brackets) and port.
+    connect_to: std::sync::Arc<(String, u16)>,
+    connect_timeout: Duration,
     /// `Some` when the upstream URL has no path prefix: request URIs are then assembled
     /// from parts without formatting and re-parsing a string.
     scheme_authority: Option<(Scheme, Authority)>,
@@ -31,12 +112,6 @@ pub struct HttpClient {
 
 /// Builds the pooled upstream client.
 pub fn client(settings: &Settings) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(settings.connect_timeout));
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .build(connector);
     let up = &settings.upstream;
     let scheme_authority = match up.base.strip_prefix("http://") {
         Some(rest) if rest == up.authority => up
@@ -46,14 +121,127 @@ pub fn client(settings: &Settings) -> HttpClient {
             .map(|a| (Scheme::HTTP, a)),
         _ => None,
     };
+    let connect_to = match up.authority.parse::<Authority>() {
+        Ok(a) => (
+            a.host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            a.port_u16().unwrap_or(80),
+        ),
+        // Validated at start-up (config); an unusable value fails each request with 502.
+        Err(_) => (up.authority.clone(), 80),
+    };
     HttpClient {
-        client,
+        pool: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+        connect_to: std::sync::Arc::new(connect_to),
+        connect_timeout: settings.connect_timeout,
         scheme_authority,
         host: HeaderValue::from_str(&up.authority).ok(),
     }
 }
 
 impl HttpClient {
+    /// A ready keep-alive connection from this thread's pool; drops closed and expired
+    /// ones on the way.
+    fn checkout(&self) -> Option<(SendRequest<Body>, Arc<Usage>)> {
+        IDLE.with_borrow_mut(|idle| {
+            let now = Instant::now();
+            idle.retain(|e| !e.sender.is_closed() && now.duration_since(e.since) < IDLE_TIMEOUT);
+            let i = idle
+                .iter()
+                .rposition(|e| e.pool == self.pool && e.sender.is_ready())?;
+            let e = idle.swap_remove(i);
+            e.usage.busy.store(true, Ordering::Release);
+            Some((e.sender, e.usage))
+        })
+    }
+
+    /// Back into this thread's pool; it becomes ready again once upstream's response
+    /// body has been read to its end.
+    fn checkin(&self, sender: SendRequest<Body>, usage: Arc<Usage>) {
+        if sender.is_closed() {
+            return;
+        }
+        IDLE.with_borrow_mut(|idle| {
+            if idle.len() < MAX_IDLE_PER_THREAD {
+                idle.push(Idle {
+                    pool: self.pool,
+                    sender,
+                    usage,
+                    since: Instant::now(),
+                });
+            }
+        });
+    }
+
+    /// A new connection to upstream (`TCP_NODELAY`, upgrades allowed), driven by its
+    /// own task.
+    async fn connect(&self) -> Result<(SendRequest<Body>, Arc<Usage>), String> {
+        let (host, port) = &*self.connect_to;
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect((host.as_str(), *port)),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) = conn::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        let usage = Arc::new(Usage {
+            busy: AtomicBool::new(true),
+            released_ms: AtomicU64::new(now_ms()),
+        });
+        let watch = usage.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                r = connection.with_upgrades() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "upstream connection closed");
+                    }
+                }
+                // Dropping the connection closes the socket; its sender then reports
+                // `is_closed` and leaves the pool.
+                () = idle_expiry(watch) => {}
+            }
+        });
+        sender.ready().await.map_err(|e| e.to_string())?;
+        Ok((sender, usage))
+    }
+
+    /// Sends `req` (absolute URI) upstream in origin form on a pooled or new connection.
+    /// A request that a pooled connection closed before sending is retried once on a new
+    /// connection (as hyper-util's client does); one that was sent is never resent.
+    async fn request(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<(http::Response<hyper::body::Incoming>, Release), String> {
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = Uri::from(pq);
+        }
+        if let Some((mut sender, usage)) = self.checkout() {
+            let release = Release(usage.clone());
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.checkin(sender, usage);
+                    return Ok((resp, release));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(r) => req = r,
+                    None => return Err(e.into_error().to_string()),
+                },
+            }
+        }
+        let (mut sender, usage) = self.connect().await?;
+        let release = Release(usage.clone());
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        self.checkin(sender, usage);
+        Ok((resp, release))
+    }
+
     /// The upstream URI for a request to `original`: the upstream base followed by the
     /// request's path and query.
     fn upstream_uri(&self, base: &str, original: &Uri) -> Result<Uri, UpstreamError> {
@@ -900,10 +1088,10 @@ pub async fn send(
     } else {
         None
     };
-    let resp =
-        match tokio::time::timeout(settings.response_timeout, client.client.request(req)).await {
+    let (resp, release) =
+        match tokio::time::timeout(settings.response_timeout, client.request(req)).await {
             Err(_) => return Err(UpstreamError::Timeout),
-            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e.to_string())),
+            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e)),
             Ok(Ok(r)) => r,
         };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -913,6 +1101,11 @@ pub async fn send(
     strip_hop_by_hop(&mut parts.headers, false);
     // Upstream stalling mid-body must not hold the client for ever: the gap between two
     // chunks is bounded like the wait for the head (nginx's proxy_read_timeout).
+    // The connection counts as in use until this body is done or dropped.
+    let body = http_body_util::BodyExt::map_frame(body, move |f| {
+        let _ = &release;
+        f
+    });
     let body = sallyport_serve::TimeoutBody::new(
         body,
         sallyport_serve::BodyLimits::idle(settings.response_timeout),
@@ -983,7 +1176,9 @@ mod tests {
 
     fn test_client(base: &str, authority: &str) -> HttpClient {
         HttpClient {
-            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            pool: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+            connect_to: std::sync::Arc::new(("127.0.0.1".into(), 3000)),
+            connect_timeout: Duration::from_secs(1),
             scheme_authority: match base.strip_prefix("http://") {
                 Some(rest) if rest == authority => Some((Scheme::HTTP, authority.parse().unwrap())),
                 _ => None,

@@ -8,14 +8,22 @@
 #              session work sits on
 #   renew    - sallyport gateway with 32 sessions (one per connection and wrk thread) whose
 #              1 s access tokens need renewal every second; wrk adopts each renewed cookie
+# Each of nginx/gateway/public/renew runs twice: on one core (nginx with one worker process,
+# the gateway with one event loop, `--threads 1`: a current-thread tokio runtime) and on
+# both (suffix "2": nginx with 2 workers, the gateway with `--threads 2`).
 # Reports req/s, p50/p99 at 32 connections, server CPU per request (utime+stime from
 # /proc of the server processes only, also split into user and kernel time) and the
-# gateway's peak RSS; medians over rounds. Like for like: nginx runs one worker process,
-# the gateway one event loop (GATEWAY_THREADS=1, a current-thread tokio runtime).
+# gateways' peak RSS; medians over rounds, plus per-round ratios against the nginx of the
+# same width and round (the machine is shared and noisy: compare ratios, not absolutes).
 #
 #   scripts/bench/gateway/run.sh            # ROUNDS=5 DURATION=10 CONNECTIONS=32
+#   ROUNDS=3 DURATION=5 ...                 # a quick run
 #   PERF=1 ...                              # also a perf profile of the "gateway" target
+#                                           # (perf slows it: don't use that run's rows)
+#   SKIP_RENEW=1 ...                        # without the renew targets (their logins are slow)
 #   SALLYPORT_BIN=/path/to/sallyport ...    # benchmark that binary instead of building
+#   SALLYPORT_BIN_B=/other/sallyport ...    # A/B: also "gateway-B"/"public-B" (1 and 2
+#                                           # threads) from that binary, in the same rounds
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -27,12 +35,14 @@ ROOT=$(cd "$HERE/../../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/sallyport/target}
 WORK=$(mktemp -d /tmp/sallyport-gw-bench.XXXXXX)
 P_UP=18181 P_NGX=18182 P_GW=18183 P_ISS=18184 P_GW2=18185 P_ISS2=18186 P_GW3=18187
+P_NGX2=18188 P_GWT2=18189 P_RNT2=18190 P_PUBT2=18191 P_GWB=18192 P_PUBB=18193 P_GWB2=18194 P_PUBB2=18195 P_ADM=18196 P_ADM2=18197
 RENEW_THREADS=${RENEW_THREADS:-$CONNECTIONS}
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$WORK/up/nginx.pid" ] && kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true
   [ -f "$WORK/ngx/nginx.pid" ] && kill "$(cat "$WORK/ngx/nginx.pid")" 2>/dev/null || true
+  [ -f "$WORK/ngx2/nginx.pid" ] && kill "$(cat "$WORK/ngx2/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -52,10 +62,10 @@ else
   BIN="$CARGO_TARGET_DIR/release/sallyport"
 fi
 
-nginx_conf() { # dir port body
+nginx_conf() { # dir port body [workers]
   mkdir -p "$1"
   cat >"$1/nginx.conf" <<NGX
-worker_processes 1;
+worker_processes ${4:-1};
 pid $1/nginx.pid;
 error_log $1/error.log warn;
 daemon on;
@@ -70,7 +80,9 @@ NGX
   "$NGINX" -c "$1/nginx.conf" -p "$1"
 }
 nginx_conf "$WORK/up" $P_UP 'location / { default_type application/json; return 200 "{\"ok\":true}"; }'
-nginx_conf "$WORK/ngx" $P_NGX 'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }'
+PROXY='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }'
+nginx_conf "$WORK/ngx" $P_NGX "$PROXY" 1
+nginx_conf "$WORK/ngx2" $P_NGX2 "$PROXY" 2
 
 # Two issuers (own SQLite files): 15 min access tokens behind the "gateway" target,
 # 1 s access tokens behind the "renew" target, so its sessions need renewal every second.
@@ -88,7 +100,7 @@ start_issuer() { # port ttl dir
 start_issuer $P_ISS 900 "$WORK/iss1"
 start_issuer $P_ISS2 1 "$WORK/iss2"
 
-start_gateway() { # port issuer-port [public-paths]
+start_gateway() { # port issuer-port [public-paths] [threads] [binary] [admin-port]
   SALLYPORT_GATEWAY_PUBLIC_PATHS=${3:-[]} \
   SESSION_SECRET="bench-secret-bench-secret-bench-secret-0" \
   SALLYPORT_GATEWAY_LISTEN="127.0.0.1:$1" \
@@ -96,17 +108,29 @@ start_gateway() { # port issuer-port [public-paths]
   SALLYPORT_GATEWAY_SESSION__SECURE=false \
   SALLYPORT_GATEWAY_BACKEND__LOGIN_URL="http://127.0.0.1:$2/api/login" \
   SALLYPORT_GATEWAY_BACKEND__REFRESH_URL="http://127.0.0.1:$2/api/refresh-token" \
-  SALLYPORT_GATEWAY_THREADS=${GATEWAY_THREADS:-1} \
-  SALLYPORT_GATEWAY_ADMIN__ENABLED=false \
-  RUST_LOG=warn "$BIN" gateway >"$WORK/gateway-$1.log" 2>&1 &
+  SALLYPORT_GATEWAY_THREADS=${4:-1} \
+  SALLYPORT_GATEWAY_ADMIN__ENABLED=$([ -n "${6:-}" ] && echo true || echo false) \
+  SALLYPORT_GATEWAY_ADMIN__LISTEN="127.0.0.1:${6:-9}" \
+  RUST_LOG=warn "${5:-$BIN}" gateway >"$WORK/gateway-$1.log" 2>&1 &
   PIDS+=($!)
   LAST_PID=$!
 }
 start_gateway $P_GW $P_ISS; GW_PID=$LAST_PID
-start_gateway $P_GW2 $P_ISS2; GW2_PID=$LAST_PID
+start_gateway $P_GW2 $P_ISS2 '[]' 1 "$BIN" $P_ADM; GW2_PID=$LAST_PID
 start_gateway $P_GW3 $P_ISS '["/pub/**"]'; GW3_PID=$LAST_PID
+start_gateway $P_GWT2 $P_ISS '[]' 2; GWT2_PID=$LAST_PID
+start_gateway $P_RNT2 $P_ISS2 '[]' 2 "$BIN" $P_ADM2; RNT2_PID=$LAST_PID
+start_gateway $P_PUBT2 $P_ISS '["/pub/**"]' 2; PUBT2_PID=$LAST_PID
+PORTS="$P_ISS $P_ISS2 $P_GW $P_GW2 $P_GW3 $P_GWT2 $P_RNT2 $P_PUBT2 $P_UP $P_NGX $P_NGX2"
+if [ -n "${SALLYPORT_BIN_B:-}" ]; then
+  start_gateway $P_GWB $P_ISS '[]' 1 "$SALLYPORT_BIN_B"; GWB_PID=$LAST_PID
+  start_gateway $P_PUBB $P_ISS '["/pub/**"]' 1 "$SALLYPORT_BIN_B"; PUBB_PID=$LAST_PID
+  start_gateway $P_GWB2 $P_ISS '[]' 2 "$SALLYPORT_BIN_B"; GWB2_PID=$LAST_PID
+  start_gateway $P_PUBB2 $P_ISS '["/pub/**"]' 2 "$SALLYPORT_BIN_B"; PUBB2_PID=$LAST_PID
+  PORTS="$PORTS $P_GWB $P_PUBB $P_GWB2 $P_PUBB2"
+fi
 
-for p in $P_ISS $P_ISS2 $P_GW $P_GW2 $P_GW3 $P_UP $P_NGX; do
+for p in $PORTS; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
 done
 
@@ -118,7 +142,8 @@ login() { # port -> Cookie value
 login $P_GW >"$WORK/cookies-valid"
 # Fresh sessions for each "renew" run: a wrk run starts from the cookies in the file, and
 # those of the previous run were rotated long ago (replaying them would be reuse).
-renew_cookies() { : >"$WORK/cookies-renew"; for _ in $(seq "$RENEW_THREADS"); do login $P_GW2 >>"$WORK/cookies-renew"; done; }
+renew_cookies() { # gateway-port
+  : >"$WORK/cookies-renew"; for _ in $(seq "$RENEW_THREADS"); do login "$1" >>"$WORK/cookies-renew"; done; }
 [ -s "$WORK/cookies-valid" ] || { echo "login failed"; cat "$WORK"/gateway-*.log; exit 1; }
 
 cpu_ticks() { # pids... -> "utime stime" in clock ticks, summed over the processes
@@ -133,12 +158,14 @@ run_one() { # name threads port cookies-file path pids...
   local name=$1 threads=$2 port=$3 cookies=$4 path=$5; shift 5
   local before after out
   if [ -n "${PERF:-}" ] && [ "$name" = gateway ]; then
-    perf record -F 999 -g -p "$1" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf record -F 999 -p "$1" -o "$WORK/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+    PERF_PID=$!
   fi
   before=$(cpu_ticks "$@")
   out=$(COOKIES_FILE=$cookies BENCH_PATH=$path wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
         -s "$HERE/cookie.lua" "http://127.0.0.1:$port$path" | grep '^RESULT')
   after=$(cpu_ticks "$@")
+  if [ -n "${PERF_PID:-}" ]; then wait "$PERF_PID" || true; PERF_PID=; fi
   local reqs; reqs=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
   local cpu; cpu=$(python3 -c "
 b=[int(x) for x in '$before'.split()]; a=[int(x) for x in '$after'.split()]; n=max($reqs,1)
@@ -154,14 +181,35 @@ for r in $(seq "$ROUNDS"); do
   run_one nginx "$THREADS" $P_NGX "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx")
   run_one gateway "$THREADS" $P_GW "$WORK/cookies-valid" / "$GW_PID"
   run_one public "$THREADS" $P_GW3 "$WORK/cookies-none" /pub/x "$GW3_PID"
-  renew_cookies
-  run_one renew "$RENEW_THREADS" $P_GW2 "$WORK/cookies-renew" / "$GW2_PID"
+  if [ -z "${SKIP_RENEW:-}" ]; then
+    renew_cookies $P_GW2
+    run_one renew "$RENEW_THREADS" $P_GW2 "$WORK/cookies-renew" / "$GW2_PID"
+  fi
+  run_one nginx2 "$THREADS" $P_NGX2 "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx2")
+  run_one gateway2 "$THREADS" $P_GWT2 "$WORK/cookies-valid" / "$GWT2_PID"
+  run_one public2 "$THREADS" $P_PUBT2 "$WORK/cookies-none" /pub/x "$PUBT2_PID"
+  if [ -z "${SKIP_RENEW:-}" ]; then
+    renew_cookies $P_RNT2
+    run_one renew2 "$RENEW_THREADS" $P_RNT2 "$WORK/cookies-renew" / "$RNT2_PID"
+  fi
+  if [ -n "${SALLYPORT_BIN_B:-}" ]; then
+    run_one gateway-B "$THREADS" $P_GWB "$WORK/cookies-valid" / "$GWB_PID"
+    run_one public-B "$THREADS" $P_PUBB "$WORK/cookies-none" /pub/x "$PUBB_PID"
+    run_one gateway2-B "$THREADS" $P_GWB2 "$WORK/cookies-valid" / "$GWB2_PID"
+    run_one public2-B "$THREADS" $P_PUBB2 "$WORK/cookies-none" /pub/x "$PUBB2_PID"
+  fi
 done
 
-if [ -n "${PERF:-}" ]; then sleep 1; perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9]' | head -40; fi
-RSS_KB=$(awk '/VmHWM/{print $2}' "/proc/$GW_PID/status")
-RENEWALS=$(curl -s "http://127.0.0.1:$P_GW2/metrics" | awk '/^sallyport_gateway_renewals_total\{outcome="ok"\}/{print $2}')
-python3 - "$WORK/results" "$RSS_KB" "${RENEWALS:-0}" <<'PY'
+if [ -n "${PERF:-}" ]; then
+  echo "perf profile of the last \"gateway\" run (self time, symbols >= 1.5 %):"
+  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,sym --percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9]' | head -40
+fi
+rss() { awk '/VmHWM/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
+RSS="gateway $(rss "$GW_PID") MB, gateway2 $(rss "$GWT2_PID") MB, renew $(rss "$GW2_PID") MB, renew2 $(rss "$RNT2_PID") MB"
+RENEWALS=$(( $(curl -s "http://127.0.0.1:$P_ADM/metrics" "http://127.0.0.1:$P_ADM2/metrics" \
+  | awk '/^sallyport_gateway_renewals_total\{outcome="ok"\}/{s+=$2} END{printf "%d", s}') ))
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); load average $(cut -d' ' -f1-3 /proc/loadavg); ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS"
+python3 - "$WORK/results" "$RSS" "$RENEWALS" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -169,20 +217,33 @@ for line in open(sys.argv[1]):
     kv = dict(re.findall(r"(\w+)=([\d.]+)", line))
     rows.setdefault(name, []).append({k: float(v) for k, v in kv.items()})
 med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in rows.items()}
-base = med["nginx"]
-print("\n| target | req/s | p50 µs | p99 µs | CPU µs/req (user+sys) | req/s vs nginx | CPU vs nginx | errors |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for n in ["direct", "nginx", "gateway", "public", "renew"]:
-    m = med[n]
+# Each target is compared with the nginx proxy of the same width (1 worker / 2 workers).
+def base_of(n):
+    return "nginx2" if n.removesuffix("-B").endswith("2") else "nginx"
+order = ["direct", "nginx", "public", "gateway", "renew", "public-B", "gateway-B",
+         "nginx2", "public2", "gateway2", "renew2", "public2-B", "gateway2-B"]
+print("\n| target | req/s | p50 µs | p99 µs | CPU µs/req (user+sys) | req/s vs nginx | CPU vs nginx | p99 − nginx µs | errors |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for n in [n for n in order if n in med]:
+    m, b = med[n], med[base_of(n)]
     print(f"| {n} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
           f"| {m['cpu_us_per_req']:.1f} ({m['user_us']:.1f}+{m['sys_us']:.1f}) "
-          f"| {m['rps']/base['rps']:.2f}x | {m['cpu_us_per_req']/base['cpu_us_per_req']:.2f}x | {m['errors']:.0f} |")
+          f"| {m['rps']/b['rps']:.2f}x | {m['cpu_us_per_req']/b['cpu_us_per_req']:.2f}x "
+          f"| {m['p99_us']-b['p99_us']:+.0f} | {m['errors']:.0f} |")
 # Per-round ratios: each round's targets ran back to back, so the ratio of a round is
 # steadier than the ratio of medians when the machine's load drifts between rounds.
-ratios = [g["cpu_us_per_req"] / x["cpu_us_per_req"] for g, x in zip(rows["gateway"], rows["nginx"])]
-rps = [g["rps"] / x["rps"] for g, x in zip(rows["gateway"], rows["nginx"])]
-print(f"\ngateway/nginx per round: CPU {', '.join(f'{r:.2f}' for r in ratios)} "
-      f"(median {statistics.median(ratios):.2f}); req/s {', '.join(f'{r:.2f}' for r in rps)} "
-      f"(median {statistics.median(rps):.2f})")
-print(f"\ngateway peak RSS: {int(sys.argv[2])/1024:.1f} MB; renewals during the renew runs: {sys.argv[3]}")
+print("\nPer-round ratios against the nginx of the same width (median of rounds):")
+print("\n| target | CPU vs nginx | req/s vs nginx |")
+print("| --- | ---: | ---: |")
+for n in [n for n in order if n in rows and not n.startswith(("direct", "nginx"))]:
+    b = rows[base_of(n)]
+    cpu = [g["cpu_us_per_req"] / x["cpu_us_per_req"] for g, x in zip(rows[n], b)]
+    rps = [g["rps"] / x["rps"] for g, x in zip(rows[n], b)]
+    print(f"| {n} | {statistics.median(cpu):.2f}x ({', '.join(f'{r:.2f}' for r in cpu)}) "
+          f"| {statistics.median(rps):.2f}x ({', '.join(f'{r:.2f}' for r in rps)}) |")
+sc = lambda a, b: statistics.median(x["rps"] / y["rps"] for x, y in zip(rows[a], rows[b]))
+print(f"\nScaling 1 -> 2 (req/s, median of rounds): nginx {sc('nginx2', 'nginx'):.2f}x, "
+      f"gateway {sc('gateway2', 'gateway'):.2f}x, public {sc('public2', 'public'):.2f}x"
+      + (f", renew {sc('renew2', 'renew'):.2f}x" if "renew" in rows else ""))
+print(f"\nPeak RSS: {sys.argv[2]}; renewals during the renew runs: {sys.argv[3]}")
 PY
