@@ -7,12 +7,17 @@
 //! Either way the gateway still holds a refresh token the issuer honours: the old one (the
 //! rotation was rolled back, or it committed and its answer was lost — then the issuer's
 //! reuse interval replays the recorded answer) or the new one (the answer arrived).
+//! Every third round holds the issuer's answer after its transaction until the kill, so
+//! the "committed, answer lost" case is covered every run, not only by chance; the other
+//! rounds kill at a random point just after the first refresh arrived. (With
+//! `refresh_reuse_interval_secs = 0` the held rounds fail: the retried token is taken for
+//! theft and the family revoked.)
 //!
 //! PostgreSQL: `SALLYPORT_TEST_POSTGRES_URL` (required under `CI`; scripts/lib/postgres.sh).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -61,6 +66,19 @@ async fn fresh_database(admin: &str) -> String {
     format!("{prefix}/{name}{query}")
 }
 
+/// What the test sees of the issuer's refresh calls (shared by its incarnations).
+#[derive(Default)]
+struct Probe {
+    /// Refresh requests arrived (counted before the issuer handles them).
+    arrived: AtomicUsize,
+    /// Refresh requests the issuer has handled (its transaction over, the answer not yet
+    /// sent).
+    handled: AtomicUsize,
+    /// Hold each handled refresh's answer (until the kill): a crash between the commit
+    /// and the answer reaching the gateway.
+    hold_answers: AtomicBool,
+}
+
 /// The issuer on its own runtime, listening on `addr`.
 struct IssuerProc {
     runtime: Option<Runtime>,
@@ -70,13 +88,7 @@ struct IssuerProc {
 impl IssuerProc {
     /// Opens the issuer on `database_url` and serves it on `addr` (the same address on
     /// every restart; bound with `SO_REUSEADDR` and retried while the dead one lets go).
-    /// `refreshes` counts refresh requests as they arrive, before the issuer handles them.
-    async fn start(
-        database_url: &str,
-        addr: SocketAddr,
-        refreshes: Arc<AtomicUsize>,
-        first: bool,
-    ) -> Self {
+    async fn start(database_url: &str, addr: SocketAddr, probe: Arc<Probe>, first: bool) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -124,10 +136,21 @@ impl IssuerProc {
                 issuer
                     .router()
                     .layer(middleware::from_fn(move |req: Request, next: Next| {
-                        if req.uri().path() == "/api/refresh-token" {
-                            refreshes.fetch_add(1, Ordering::SeqCst);
+                        let probe = probe.clone();
+                        async move {
+                            let refresh = req.uri().path() == "/api/refresh-token";
+                            if refresh {
+                                probe.arrived.fetch_add(1, Ordering::SeqCst);
+                            }
+                            let resp = next.run(req).await;
+                            if refresh {
+                                probe.handled.fetch_add(1, Ordering::SeqCst);
+                                if probe.hold_answers.load(Ordering::SeqCst) {
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                            resp
                         }
-                        next.run(req)
                     }));
             ready_tx.send(issuer).ok();
             axum::serve(
@@ -219,7 +242,10 @@ async fn works_after_restart(url: &str, cookie: &str, what: &str) -> Option<Stri
         assert!(!cleared, "{what}: the gateway cleared the session cookie");
         match status {
             200 => return set,
-            503 => tokio::time::sleep(Duration::from_millis(100)).await,
+            503 => {
+                eprintln!("{what}: 503 just after the restart; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             other => panic!("{what}: {other} after the issuer's restart"),
         }
     }
@@ -242,8 +268,8 @@ async fn issuer_killed_mid_rotation_the_session_survives() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let refreshes = Arc::new(AtomicUsize::new(0));
-    let mut issuer = IssuerProc::start(&db, addr, refreshes.clone(), true).await;
+    let probe = Arc::new(Probe::default());
+    let mut issuer = IssuerProc::start(&db, addr, probe.clone(), true).await;
     let (_up, upstream) = crate::harness::start_upstream().await;
     let (gw, _gateway, clock) =
         start_gateway(gateway_config(&format!("http://{addr}"), &upstream)).await;
@@ -266,28 +292,41 @@ async fn issuer_killed_mid_rotation_the_session_survives() {
         let old = cookie.clone();
         let generation = issuer.sessions().await[0].2;
         clock.advance_ms(EXPIRE_MS);
-        let before = refreshes.load(Ordering::SeqCst);
+        // Every third round the kill lands between the commit and the answer for sure;
+        // the others kill at a random point after the first refresh arrived.
+        let hold = round % 3 == 2;
+        probe.hold_answers.store(hold, Ordering::SeqCst);
+        let before = probe.arrived.load(Ordering::SeqCst);
+        let handled_before = probe.handled.load(Ordering::SeqCst);
         let storm: Vec<_> = (0..STORM)
             .map(|_| {
                 let (gw, old) = (gw.clone(), old.clone());
                 tokio::spawn(async move { get(&gw, &old).await })
             })
             .collect();
-        // Kill the issuer once the first refresh has reached it, after a random delay of
-        // up to 4 ms so that, over the rounds, kills land before, inside and after the
-        // rotation's transaction.
+        // Kill the issuer once the first refresh has reached it (held rounds: once it
+        // has been handled), after a random delay of up to 4 ms so that, over the rounds,
+        // kills land before, inside and after the rotation's transaction.
+        let (counter, floor) = if hold {
+            (&probe.handled, handled_before)
+        } else {
+            (&probe.arrived, before)
+        };
         for _ in 0..1000 {
-            if refreshes.load(Ordering::SeqCst) > before {
+            if counter.load(Ordering::SeqCst) > floor {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(
-            refreshes.load(Ordering::SeqCst) > before,
+            counter.load(Ordering::SeqCst) > floor,
             "round {round}: no refresh reached the issuer"
         );
-        tokio::time::sleep(jitter(4_000)).await;
+        if !hold {
+            tokio::time::sleep(jitter(4_000)).await;
+        }
         issuer.kill();
+        probe.hold_answers.store(false, Ordering::SeqCst);
 
         let mut latest = None;
         let mut statuses = Vec::new();
@@ -309,8 +348,14 @@ async fn issuer_killed_mid_rotation_the_session_survives() {
         statuses.sort_unstable();
         statuses.dedup();
 
-        issuer = IssuerProc::start(&db, addr, refreshes.clone(), false).await;
+        issuer = IssuerProc::start(&db, addr, probe.clone(), false).await;
         let committed = issuer.sessions().await[0].2 > generation;
+        if hold {
+            assert!(
+                committed && latest.is_none(),
+                "round {round}: the held answer was not lost after a commit"
+            );
+        }
         match (latest.is_some(), committed) {
             (true, _) => answered += 1,
             (false, true) => answer_lost += 1,
