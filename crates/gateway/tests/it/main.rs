@@ -13,6 +13,7 @@ mod faults;
 mod flows;
 mod forward_auth;
 mod hardening;
+mod issuer_crash;
 mod proxying;
 mod renewal;
 mod renewal_rules;
