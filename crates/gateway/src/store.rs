@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -34,8 +34,13 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::state::SessionData;
 
-/// How long Redis is skipped after an error.
+/// How long Redis is skipped once it counts as down.
 const BACKOFF_MS: u64 = 5_000;
+/// Failed commands in a row (no success in between) before Redis counts as down. One slow
+/// command — a scheduling hiccup, a burst — must not switch cross-replica renewal off
+/// for every session of this replica for `BACKOFF_MS`: each such renewal would be
+/// redeemed on its own, which a single-use backend punishes.
+const FAILURES_TO_BACK_OFF: u32 = 3;
 /// At most one "Redis unavailable" log line per this many ms (per kind).
 const LOG_EVERY_MS: u64 = 10_000;
 /// The durable record's file names inside `store.state_dir`.
@@ -384,8 +389,8 @@ fn check_private(dir: &Path) {
 pub(crate) struct Redis {
     settings: StoreSettings,
     conn: OnceCell<ConnectionManager>,
-    /// Gateway-clock ms until which Redis is not asked (after an error).
-    down_until_ms: AtomicU64,
+    /// When Redis is skipped, after repeated errors.
+    breaker: Breaker,
     /// Last "unavailable" log line (ms), for rate limiting.
     last_log_ms: AtomicU64,
 }
@@ -395,7 +400,7 @@ impl Redis {
         Self {
             settings,
             conn: OnceCell::new(),
-            down_until_ms: AtomicU64::new(0),
+            breaker: Breaker::default(),
             last_log_ms: AtomicU64::new(0),
         }
     }
@@ -425,14 +430,15 @@ impl Redis {
         }
     }
 
-    /// Runs one command within `store.timeout_ms`; any error starts the back-off.
+    /// Runs one command within `store.timeout_ms`; [`FAILURES_TO_BACK_OFF`] errors in a
+    /// row start the back-off.
     pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
         now_ms: u64,
     ) -> Result<T, String> {
-        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
-            return Err("in back-off after an earlier error".into());
+        if !self.breaker.allows(now_ms) {
+            return Err("in back-off after repeated errors".into());
         }
         let result = tokio::time::timeout(self.settings.timeout, async {
             let conn = self
@@ -448,17 +454,62 @@ impl Redis {
         })
         .await
         .unwrap_or_else(|_| Err("timed out".into()));
-        if result.is_err() {
+        match &result {
+            Ok(_) => self.breaker.succeeded(),
+            Err(_) => self.breaker.failed(now_ms),
+        }
+        result
+    }
+}
+
+/// A small circuit breaker: Redis is skipped for [`BACKOFF_MS`] once
+/// [`FAILURES_TO_BACK_OFF`] commands failed with no success in between (a dead or stopped
+/// Redis trips it within a few requests; one slow command does not).
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Failures since the last success.
+    failures: AtomicU32,
+    /// Gateway-clock ms until which Redis is not asked.
+    down_until_ms: AtomicU64,
+}
+
+impl Breaker {
+    fn allows(&self, now_ms: u64) -> bool {
+        now_ms >= self.down_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn succeeded(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    fn failed(&self, now_ms: u64) {
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= FAILURES_TO_BACK_OFF {
+            self.failures.store(0, Ordering::Relaxed);
             self.down_until_ms
                 .store(now_ms.saturating_add(BACKOFF_MS), Ordering::Relaxed);
         }
-        result
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_slow_command_does_not_switch_redis_off_repeated_errors_do() {
+        let b = Breaker::default();
+        b.failed(1_000);
+        assert!(b.allows(1_001), "one failure");
+        b.failed(1_002);
+        b.succeeded();
+        b.failed(1_003);
+        b.failed(1_004);
+        assert!(b.allows(1_005), "a success in between resets the count");
+        b.failed(1_005);
+        assert!(!b.allows(1_006), "three in a row: back-off");
+        assert!(!b.allows(1_005 + BACKOFF_MS - 1));
+        assert!(b.allows(1_005 + BACKOFF_MS), "retried after the back-off");
+    }
 
     #[test]
     fn lines_round_trip_and_torn_lines_are_skipped() {
