@@ -469,8 +469,12 @@ fn seal_outcome(remote: &Remote, outcome: &Outcome, now_ms: u64) -> Option<Strin
             _ => return None,
         },
     };
-    let ttl_secs = remote.grace.as_secs().max(1);
-    match sallyport_iron::seal_value(&published, &remote.passwords, ttl_secs, now_ms) {
+    // No expiry inside the seal: Redis keeps the key for the grace window (`PX`), on the
+    // wall clock, and that is the only bound. A seal-level expiry counted from the
+    // sealing task's `now_ms` — taken when its request arrived, possibly seconds before
+    // it won the lock — made another replica ignore a fresh result as expired and redeem
+    // the used refresh token again (a reuse, which a single-use backend punishes).
+    match sallyport_iron::seal_value(&published, &remote.passwords, 0, now_ms) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot seal a renewal result for other replicas");

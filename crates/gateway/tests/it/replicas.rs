@@ -517,12 +517,10 @@ async fn replica_killed_mid_renewal_the_others_finish() {
 /// it lives; once it has expired the answer is 503 with `Retry-After`, never 401; and
 /// when the backend is fast again the session renews.
 ///
-/// Ignored in the test command: about one run in six, after the backend recovers, two
-/// replicas both redeem the session's refresh token (backend: refreshes 3, rotations 1,
-/// reuse revocations 1) and the session ends — a real race in cross-replica renewal after
-/// an abandoned call, not yet found; see the open replicas issue. Run it with `--ignored`.
+/// This test found a real bug (about one run in six): a result sealed with an expiry
+/// counted from the sealing task's stale `now_ms` was ignored as expired by the other
+/// replica, which then redeemed the used refresh token (fixed in `renew::seal_outcome`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known race after an abandoned renewal call (about 1 run in 6); see the doc comment"]
 async fn slow_backend_keeps_sessions_and_503_only_once_expired() {
     let Some(redis) = crate::store::redis_url() else {
         return;
