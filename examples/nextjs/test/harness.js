@@ -245,6 +245,8 @@ export class Gateway {
       SALLYPORT_GATEWAY_BACKEND__LOGIN_URL: `${i}/api/login`,
       SALLYPORT_GATEWAY_BACKEND__REFRESH_URL: `${i}/api/refresh-token`,
       SALLYPORT_GATEWAY_BACKEND__LOGOUT_URL: `${i}/api/logout`,
+      // Its own durable logout record, removed with the run (not the default under $HOME).
+      SALLYPORT_GATEWAY_STORE__STATE_DIR: path.join(this.dir, "state"),
       RUST_LOG: process.env.RUST_LOG ?? "info",
     };
     if (this.cookieName) env.SALLYPORT_GATEWAY_SESSION__COOKIE_NAME = this.cookieName;

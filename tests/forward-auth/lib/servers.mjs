@@ -102,6 +102,9 @@ export async function startGateway(proxy, { issuerPort, appPort, env: extraEnv =
   const log = path.join(dir, 'gateway.log');
   const env = { SESSION_SECRET: SECRET, RUST_LOG: process.env.RUST_LOG || 'info' };
   for (const k of Object.keys(process.env)) if (k.startsWith('SALLYPORT_GATEWAY_')) env[k] = undefined;
+  // Its own durable logout record, removed with the run: not the default under $HOME,
+  // which every test gateway (and a real one) on the machine would otherwise share.
+  env.SALLYPORT_GATEWAY_STORE__STATE_DIR = path.join(dir, 'state');
   Object.assign(env, extraEnv);
   const child = spawnLogged(BIN, ['gateway', '--config', file], { env, log });
   for (let i = 0; i < 300; i++) {
