@@ -24,6 +24,7 @@
 #   SALLYPORT_BIN=/path/to/sallyport ...    # benchmark that binary instead of building
 #   SALLYPORT_BIN_B=/other/sallyport ...    # A/B: also "gateway-B"/"public-B" (1 and 2
 #                                           # threads) from that binary, in the same rounds
+#   BENCH_KEEP=1 ...                        # keep the work dir (logs, databases, perf.data)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -44,6 +45,8 @@ cleanup() {
   [ -f "$WORK/ngx/nginx.pid" ] && kill "$(cat "$WORK/ngx/nginx.pid")" 2>/dev/null || true
   [ -f "$WORK/ngx2/nginx.pid" ] && kill "$(cat "$WORK/ngx2/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
+  # Databases, logs, perf.data: kept only when asked for (BENCH_KEEP=1 prints where).
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
