@@ -12,12 +12,11 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use sallyport_serve::testing::{BOUND, read_after_stall, trickle};
 use sallyport_serve::{BodyLimits, Options, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Long enough for any loaded CI machine, far shorter than "for ever".
-const BOUND: Duration = Duration::from_secs(30);
 const BIG: usize = 64 * 1024 * 1024;
 
 /// Reads the body like a handler that answers 400 on a failed read (axum's extractors).
@@ -109,21 +108,12 @@ async fn a_body_trickled_below_the_minimum_rate_is_cut_off() {
         ..Options::default()
     }))
     .await;
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (mut r, mut w) = s.into_split();
-    w.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-        .await
-        .unwrap();
-    let trickle = tokio::spawn(async move {
-        while w.write_all(b"x").await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(BOUND, r.read_to_end(&mut buf)).await;
-    trickle.abort();
-    assert!(read.is_ok(), "the trickle held the connection");
-    let out = String::from_utf8_lossy(&buf);
+    let out = trickle(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx",
+        Some(Duration::from_millis(100)),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
 }
 
@@ -158,27 +148,14 @@ async fn a_client_that_never_reads_is_disconnected() {
         ..Options::default()
     }))
     .await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let mut s = socket.connect(addr).await.unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
     // Not reading: the server's send buffer and our receive buffer fill, and its
     // writes stall.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut received = 0usize;
-    let mut chunk = vec![0u8; 256 * 1024];
-    let read = tokio::time::timeout(BOUND, async {
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received += n,
-            }
-        }
-    })
+    let received = read_after_stall(
+        addr,
+        b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
     .await;
-    assert!(read.is_ok(), "the connection was left open");
     assert!(
         received < BIG,
         "the whole response arrived ({received} bytes): the stalled connection was kept"
