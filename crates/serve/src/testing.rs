@@ -68,3 +68,49 @@ pub async fn read_after_stall(addr: SocketAddr, request: &[u8], stall: Duration)
     assert!(read.is_ok(), "the connection was left open");
     received
 }
+
+/// Sends `GET path` on the keep-alive connection `s` and reads the whole answer (its
+/// head, and its body by `Content-Length`, so the connection is ready for another
+/// request); whether it was a 200. `false` when the server closes the connection
+/// instead.
+///
+/// # Panics
+/// When neither an answer nor a close comes within [`BOUND`].
+pub async fn served(s: &mut TcpStream, path: &str) -> bool {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    if s.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let answered = tokio::time::timeout(BOUND, async {
+        loop {
+            if let Some(len) = response_len(&got)
+                && got.len() >= len
+            {
+                return true;
+            }
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "neither answered nor closed");
+    answered.unwrap_or(false) && got.starts_with(b"HTTP/1.1 200")
+}
+
+/// The length of the response that `got` begins with, once its head is complete: the
+/// head plus `Content-Length` (0 without one).
+fn response_len(got: &[u8]) -> Option<usize> {
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]);
+    let body = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    Some(head_end + body)
+}

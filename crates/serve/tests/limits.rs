@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use sallyport_serve::testing::{BOUND, read_after_stall, trickle};
+use sallyport_serve::testing::{BOUND, read_after_stall, served, trickle};
 use sallyport_serve::{BodyLimits, Options, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -182,34 +182,6 @@ async fn a_reading_client_gets_the_whole_response() {
     assert!(buf.len() > BIG, "{} bytes", buf.len());
 }
 
-/// Sends `GET /ok` on `s` (keep-alive) and tells whether a 200 came back.
-async fn served(s: &mut TcpStream) -> bool {
-    if s.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 1024];
-    let mut got = Vec::new();
-    let done = tokio::time::timeout(BOUND, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => {
-                    got.extend_from_slice(&buf[..n]);
-                    if got.ends_with(b"\r\n\r\nok") {
-                        return true;
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    assert!(done.is_ok(), "no answer and no close");
-    done.unwrap_or(false) && got.starts_with(b"HTTP/1.1 200")
-}
-
 /// Connection cap N: N connections are served, the extra ones are closed at once while
 /// the N keep being served, and once the N close new connections are served again.
 #[tokio::test]
@@ -221,21 +193,21 @@ async fn connections_past_the_cap_are_closed_and_the_others_served() {
     .await;
     let mut a = TcpStream::connect(addr).await.unwrap();
     let mut b = TcpStream::connect(addr).await.unwrap();
-    assert!(served(&mut a).await);
-    assert!(served(&mut b).await);
+    assert!(served(&mut a, "/ok").await);
+    assert!(served(&mut b, "/ok").await);
     for _ in 0..3 {
         let mut extra = TcpStream::connect(addr).await.unwrap();
         assert!(
-            !served(&mut extra).await,
+            !served(&mut extra, "/ok").await,
             "a connection past the cap was served"
         );
     }
     assert!(
-        served(&mut a).await,
+        served(&mut a, "/ok").await,
         "an open connection stopped being served"
     );
     assert!(
-        served(&mut b).await,
+        served(&mut b, "/ok").await,
         "an open connection stopped being served"
     );
     drop(a);
@@ -243,7 +215,7 @@ async fn connections_past_the_cap_are_closed_and_the_others_served() {
     // The server notices the closes on its own schedule: retry for a while.
     for _ in 0..100 {
         let mut again = TcpStream::connect(addr).await.unwrap();
-        if served(&mut again).await {
+        if served(&mut again, "/ok").await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -267,15 +239,18 @@ async fn the_per_address_cap_counts_each_address() {
     }))
     .await;
     let mut first = connect_from("127.0.0.1", addr).await;
-    assert!(served(&mut first).await);
+    assert!(served(&mut first, "/ok").await);
     let mut second = connect_from("127.0.0.1", addr).await;
     assert!(
-        !served(&mut second).await,
+        !served(&mut second, "/ok").await,
         "a second connection from one address"
     );
     let mut other = connect_from("127.0.0.2", addr).await;
-    assert!(served(&mut other).await, "another address was refused");
-    assert!(served(&mut first).await);
+    assert!(
+        served(&mut other, "/ok").await,
+        "another address was refused"
+    );
+    assert!(served(&mut first, "/ok").await);
 }
 
 /// hyper's header read timeout also ends a keep-alive connection idle between
@@ -288,7 +263,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
     })
     .await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    assert!(served(&mut s).await);
+    assert!(served(&mut s, "/ok").await);
     let rest = read_until_closed(&mut s).await;
     assert!(!rest.contains("200"), "{rest}");
 }
@@ -323,13 +298,13 @@ async fn an_upgraded_connection_counts_against_the_cap() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut extra = TcpStream::connect(addr).await.unwrap();
     assert!(
-        !served(&mut extra).await,
+        !served(&mut extra, "/ok").await,
         "served past the cap while a WebSocket is open"
     );
     drop(ws);
     for _ in 0..100 {
         let mut again = TcpStream::connect(addr).await.unwrap();
-        if served(&mut again).await {
+        if served(&mut again, "/ok").await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

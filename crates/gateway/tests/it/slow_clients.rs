@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::Harness;
-use sallyport_serve::testing::{BOUND, read_after_stall};
+use sallyport_serve::testing::{BOUND, read_after_stall, served};
 
 fn addr(h: &Harness) -> String {
     h.url.trim_start_matches("http://").to_string()
@@ -105,34 +104,6 @@ async fn issue8_an_upstream_stalling_mid_body_is_cut_off() {
     assert!(body.is_err(), "a truncated body must not look complete");
 }
 
-/// Sends `GET /healthz` on a keep-alive connection; whether a 200 came back.
-async fn served(s: &mut TcpStream) -> bool {
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let answered = tokio::time::timeout(BOUND, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => {
-                    got.extend_from_slice(&buf[..n]);
-                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        return true;
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    assert!(answered.is_ok(), "neither answered nor closed");
-    answered.unwrap_or(false) && got.starts_with(b"HTTP/1.1 200")
-}
-
 /// `server.max_connections`: connections past it are closed, the open ones still served.
 #[tokio::test]
 async fn issue8_connections_past_the_cap_are_refused() {
@@ -143,15 +114,15 @@ async fn issue8_connections_past_the_cap_are_refused() {
     .await;
     let mut a = TcpStream::connect(addr(&h)).await.unwrap();
     let mut b = TcpStream::connect(addr(&h)).await.unwrap();
-    assert!(served(&mut a).await);
-    assert!(served(&mut b).await);
+    assert!(served(&mut a, "/healthz").await);
+    assert!(served(&mut b, "/healthz").await);
     let mut extra = TcpStream::connect(addr(&h)).await.unwrap();
-    assert!(!served(&mut extra).await, "served past the cap");
-    assert!(served(&mut a).await);
+    assert!(!served(&mut extra, "/healthz").await, "served past the cap");
+    assert!(served(&mut a, "/healthz").await);
     drop(a);
     for _ in 0..100 {
         let mut again = TcpStream::connect(addr(&h)).await.unwrap();
-        if served(&mut again).await {
+        if served(&mut again, "/healthz").await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
