@@ -311,3 +311,32 @@ async fn an_upgraded_connection_counts_against_the_cap() {
     }
     panic!("the WebSocket's slot was not freed when it closed");
 }
+
+/// A request head is bounded in size as well as in time: hyper's limits (about 400 KiB
+/// of buffered head, 100 headers) answer 431 and close, rather than buffer on.
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let addr = start(quick(Options::default())).await;
+    let long = format!(
+        "GET /ok HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let many = format!(
+        "GET /ok HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("X-{i}: a\r\n"))
+            .collect::<String>()
+    );
+    for head in [long, many] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // The server may stop reading (and reset) before all of it is written.
+        let _ = s.write_all(head.as_bytes()).await;
+        let out = read_until_closed(&mut s).await;
+        assert!(
+            out.is_empty() || out.starts_with("HTTP/1.1 431"),
+            "{}",
+            &out[..out.len().min(200)]
+        );
+        assert!(!out.contains("200 OK"));
+    }
+}
