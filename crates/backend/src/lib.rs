@@ -34,18 +34,16 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue, StatusCode, header};
 pub use reqwest::Url;
+use sallyport_proto::{codes, grant_types};
 use serde_json::{Map, Value};
 
 /// Default for [`Config::max_body_bytes`]: token answers are a few KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// `error` codes this client interprets (RFC 6749 §5.2 and the JSON contract).
-mod codes {
-    pub(crate) const INVALID_CLIENT: &str = "invalid_client";
-    pub(crate) const INVALID_GRANT: &str = "invalid_grant";
-    pub(crate) const INVALID_CREDENTIALS: &str = "invalid_credentials";
-    pub(crate) const ACCOUNT_DISABLED: &str = "account_disabled";
-}
+/// Longest `Retry-After` passed on: a backend's "come back in a century" (a bug, or
+/// a hostile answer) is passed on as a day, never as a value a caller sleeps on or
+/// a browser is told verbatim.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Which protocol the backend speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +315,7 @@ impl Client {
             Protocol::Json(f) => self.json(url, [(&f.username, username), (&f.password, password)]),
             Protocol::OAuth2 { scope } => {
                 let mut form = vec![
-                    ("grant_type", "password"),
+                    ("grant_type", grant_types::PASSWORD),
                     ("username", username),
                     ("password", password),
                 ];
@@ -340,7 +338,7 @@ impl Client {
             Protocol::OAuth2 { .. } => self.oauth(
                 url,
                 vec![
-                    ("grant_type", "refresh_token"),
+                    ("grant_type", grant_types::REFRESH_TOKEN),
                     ("refresh_token", refresh_token),
                 ],
             ),
@@ -535,14 +533,18 @@ fn error_body(body: &[u8]) -> (String, String) {
 }
 
 /// `Retry-After` in either form of RFC 9110 §10.2.3: delay-seconds, or an
-/// HTTP-date measured from `now` (a date in the past means "now": zero).
+/// HTTP-date measured from `now` (a date in the past means "now": zero); at most
+/// [`MAX_RETRY_AFTER`]. `None` for anything else.
 pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     let value = value.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let after = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(after.min(MAX_RETRY_AFTER))
 }
 
 /// Reads at most `max` bytes of body; more is an error, and the rest is not read

@@ -374,4 +374,16 @@ fn retry_after_parses_both_forms() {
     );
     assert_eq!(parse_retry_after(&v("soon"), now), None);
     assert_eq!(parse_retry_after(&v("-1"), now), None);
+    assert_eq!(parse_retry_after(&v("1.5"), now), None);
+    // Past u64: not a number, not a date.
+    assert_eq!(parse_retry_after(&v("99999999999999999999999"), now), None);
+    // Far away, in either form: capped.
+    assert_eq!(
+        parse_retry_after(&v("18446744073709551615"), now),
+        Some(sallyport_backend::MAX_RETRY_AFTER)
+    );
+    assert_eq!(
+        parse_retry_after(&v("Fri, 31 Dec 9999 23:59:59 GMT"), now),
+        Some(sallyport_backend::MAX_RETRY_AFTER)
+    );
 }

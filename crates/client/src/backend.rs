@@ -1,4 +1,8 @@
-//! Which token backend to talk to: the article's JSON API or OAuth 2.0.\n//!\n//! The calls themselves (bounded in time and size, `Retry-After` in both forms) are\n//! the shared [`sallyport_backend::Client`], the same one the gateway uses; this\n//! module names the backend and says what its failures mean to this crate's [`Error`].
+//! Which token backend to talk to: the article's JSON API or OAuth 2.0.
+//!
+//! The calls themselves (bounded in time and size, `Retry-After` in both forms) are
+//! the shared [`sallyport_backend::Client`], the same one the gateway uses; this
+//! module names the backend and says what its failures mean to this crate's [`Error`].
 
 use std::time::Duration;
 
@@ -180,13 +184,7 @@ pub(crate) fn refresh_error(e: BackendError) -> Error {
             message: "rate limited (HTTP 429)".into(),
             retry_after,
         },
-        BackendError::Unavailable {
-            message,
-            retry_after,
-        } => Error::BackendUnavailable {
-            message,
-            retry_after,
-        },
+        e @ BackendError::Unavailable { .. } => login_error(e),
         BackendError::Refused { status, code, .. } => Error::ReauthRequired {
             code: if code.is_empty() {
                 format!("HTTP {status}")

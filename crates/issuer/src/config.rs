@@ -487,7 +487,6 @@ impl Config {
             idle_ttl_ms,
             max_lifetime_ms,
             key_cache_ms,
-            header_read_timeout: millis(header_read_timeout_ms),
             request_timeout: millis(request_timeout_ms),
             clients,
             server,
@@ -584,9 +583,6 @@ pub struct Settings {
     pub max_lifetime_ms: i64,
     /// Key ring reload period.
     pub key_cache_ms: i64,
-    /// Time allowed for a request head, from `header_read_timeout_secs` (the listener
-    /// uses `server.header_read_timeout`, which `server.header_read_timeout_ms` overrides).
-    pub header_read_timeout: std::time::Duration,
     /// Time allowed for a whole request.
     pub request_timeout: std::time::Duration,
     /// OAuth client authentication.
@@ -605,6 +601,33 @@ pub struct Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The head timeout has two keys: the issuer's own `header_read_timeout_secs`, and
+    /// the shared `server.header_read_timeout_ms`, which wins when set.
+    #[test]
+    fn header_read_timeout_secs_applies_unless_the_server_key_is_set() {
+        let c = Config {
+            header_read_timeout_secs: 3,
+            ..Config::default()
+        };
+        let s = c.validate().unwrap();
+        assert_eq!(
+            s.server.header_read_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        let c = Config {
+            server: sallyport_serve::ServerConfig {
+                header_read_timeout_ms: Some(1500),
+                ..Default::default()
+            },
+            ..c
+        };
+        let s = c.validate().unwrap();
+        assert_eq!(
+            s.server.header_read_timeout,
+            std::time::Duration::from_millis(1500)
+        );
+    }
 
     #[test]
     fn defaults_validate() {

@@ -35,6 +35,8 @@ mod body;
 mod config;
 mod io;
 mod limit;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -12,12 +12,11 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use sallyport_serve::testing::{BOUND, read_after_stall, served, trickle};
 use sallyport_serve::{BodyLimits, Options, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Long enough for any loaded CI machine, far shorter than "for ever".
-const BOUND: Duration = Duration::from_secs(30);
 const BIG: usize = 64 * 1024 * 1024;
 
 /// Reads the body like a handler that answers 400 on a failed read (axum's extractors).
@@ -109,21 +108,12 @@ async fn a_body_trickled_below_the_minimum_rate_is_cut_off() {
         ..Options::default()
     }))
     .await;
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (mut r, mut w) = s.into_split();
-    w.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-        .await
-        .unwrap();
-    let trickle = tokio::spawn(async move {
-        while w.write_all(b"x").await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(BOUND, r.read_to_end(&mut buf)).await;
-    trickle.abort();
-    assert!(read.is_ok(), "the trickle held the connection");
-    let out = String::from_utf8_lossy(&buf);
+    let out = trickle(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx",
+        Some(Duration::from_millis(100)),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
 }
 
@@ -158,27 +148,14 @@ async fn a_client_that_never_reads_is_disconnected() {
         ..Options::default()
     }))
     .await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let mut s = socket.connect(addr).await.unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
     // Not reading: the server's send buffer and our receive buffer fill, and its
     // writes stall.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut received = 0usize;
-    let mut chunk = vec![0u8; 256 * 1024];
-    let read = tokio::time::timeout(BOUND, async {
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received += n,
-            }
-        }
-    })
+    let received = read_after_stall(
+        addr,
+        b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
     .await;
-    assert!(read.is_ok(), "the connection was left open");
     assert!(
         received < BIG,
         "the whole response arrived ({received} bytes): the stalled connection was kept"
@@ -205,34 +182,6 @@ async fn a_reading_client_gets_the_whole_response() {
     assert!(buf.len() > BIG, "{} bytes", buf.len());
 }
 
-/// Sends `GET /ok` on `s` (keep-alive) and tells whether a 200 came back.
-async fn served(s: &mut TcpStream) -> bool {
-    if s.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 1024];
-    let mut got = Vec::new();
-    let done = tokio::time::timeout(BOUND, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => {
-                    got.extend_from_slice(&buf[..n]);
-                    if got.ends_with(b"\r\n\r\nok") {
-                        return true;
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    assert!(done.is_ok(), "no answer and no close");
-    done.unwrap_or(false) && got.starts_with(b"HTTP/1.1 200")
-}
-
 /// Connection cap N: N connections are served, the extra ones are closed at once while
 /// the N keep being served, and once the N close new connections are served again.
 #[tokio::test]
@@ -244,21 +193,21 @@ async fn connections_past_the_cap_are_closed_and_the_others_served() {
     .await;
     let mut a = TcpStream::connect(addr).await.unwrap();
     let mut b = TcpStream::connect(addr).await.unwrap();
-    assert!(served(&mut a).await);
-    assert!(served(&mut b).await);
+    assert!(served(&mut a, "/ok").await);
+    assert!(served(&mut b, "/ok").await);
     for _ in 0..3 {
         let mut extra = TcpStream::connect(addr).await.unwrap();
         assert!(
-            !served(&mut extra).await,
+            !served(&mut extra, "/ok").await,
             "a connection past the cap was served"
         );
     }
     assert!(
-        served(&mut a).await,
+        served(&mut a, "/ok").await,
         "an open connection stopped being served"
     );
     assert!(
-        served(&mut b).await,
+        served(&mut b, "/ok").await,
         "an open connection stopped being served"
     );
     drop(a);
@@ -266,7 +215,7 @@ async fn connections_past_the_cap_are_closed_and_the_others_served() {
     // The server notices the closes on its own schedule: retry for a while.
     for _ in 0..100 {
         let mut again = TcpStream::connect(addr).await.unwrap();
-        if served(&mut again).await {
+        if served(&mut again, "/ok").await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -290,15 +239,18 @@ async fn the_per_address_cap_counts_each_address() {
     }))
     .await;
     let mut first = connect_from("127.0.0.1", addr).await;
-    assert!(served(&mut first).await);
+    assert!(served(&mut first, "/ok").await);
     let mut second = connect_from("127.0.0.1", addr).await;
     assert!(
-        !served(&mut second).await,
+        !served(&mut second, "/ok").await,
         "a second connection from one address"
     );
     let mut other = connect_from("127.0.0.2", addr).await;
-    assert!(served(&mut other).await, "another address was refused");
-    assert!(served(&mut first).await);
+    assert!(
+        served(&mut other, "/ok").await,
+        "another address was refused"
+    );
+    assert!(served(&mut first, "/ok").await);
 }
 
 /// hyper's header read timeout also ends a keep-alive connection idle between
@@ -311,7 +263,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
     })
     .await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    assert!(served(&mut s).await);
+    assert!(served(&mut s, "/ok").await);
     let rest = read_until_closed(&mut s).await;
     assert!(!rest.contains("200"), "{rest}");
 }
@@ -346,16 +298,45 @@ async fn an_upgraded_connection_counts_against_the_cap() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut extra = TcpStream::connect(addr).await.unwrap();
     assert!(
-        !served(&mut extra).await,
+        !served(&mut extra, "/ok").await,
         "served past the cap while a WebSocket is open"
     );
     drop(ws);
     for _ in 0..100 {
         let mut again = TcpStream::connect(addr).await.unwrap();
-        if served(&mut again).await {
+        if served(&mut again, "/ok").await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the WebSocket's slot was not freed when it closed");
+}
+
+/// A request head is bounded in size as well as in time: hyper's limits (about 400 KiB
+/// of buffered head, 100 headers) answer 431 and close, rather than buffer on.
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let addr = start(quick(Options::default())).await;
+    let long = format!(
+        "GET /ok HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let many = format!(
+        "GET /ok HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("X-{i}: a\r\n"))
+            .collect::<String>()
+    );
+    for head in [long, many] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // The server may stop reading (and reset) before all of it is written.
+        let _ = s.write_all(head.as_bytes()).await;
+        let out = read_until_closed(&mut s).await;
+        assert!(
+            out.is_empty() || out.starts_with("HTTP/1.1 431"),
+            "{}",
+            &out[..out.len().min(200)]
+        );
+        assert!(!out.contains("200 OK"));
+    }
 }

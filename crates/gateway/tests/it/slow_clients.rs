@@ -5,14 +5,10 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::Harness;
-
-/// Far beyond every limit set here, far below "for ever" (and below the 60 s upstream
-/// response timeout that used to be the only bound on a proxied upload).
-const BOUND: Duration = Duration::from_secs(30);
+use sallyport_serve::testing::{BOUND, read_after_stall, served};
 
 fn addr(h: &Harness) -> String {
     h.url.trim_start_matches("http://").to_string()
@@ -21,34 +17,14 @@ fn addr(h: &Harness) -> String {
 /// Sends `head` and `first` body bytes, then `every` (if any) one more byte at that
 /// pace; returns what the gateway answers before it closes the connection.
 async fn trickle(h: &Harness, head: &str, first: &[u8], every: Option<Duration>) -> String {
-    let s = TcpStream::connect(addr(h)).await.unwrap();
-    let (mut r, mut w) = s.into_split();
-    w.write_all(head.as_bytes()).await.unwrap();
-    w.write_all(first).await.unwrap();
-    let writer = tokio::spawn(async move {
-        let Some(every) = every else {
-            // Keep the write half open without sending anything.
-            std::future::pending::<()>().await;
-            return;
-        };
-        loop {
-            tokio::time::sleep(every).await;
-            if w.write_all(b" ").await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(BOUND, r.read_to_end(&mut buf)).await;
-    writer.abort();
-    assert!(read.is_ok(), "the slow body held the connection open");
-    String::from_utf8_lossy(&buf).into_owned()
+    sallyport_serve::testing::trickle(addr(h), &[head.as_bytes(), first].concat(), every).await
 }
 
 fn limits(c: &mut sallyport_gateway::Config) {
     c.server.body_idle_timeout_ms = 300;
     c.server.header_read_timeout_ms = Some(20_000);
-    // The default: the wait for upstream must not be what ends the request.
+    // The default, and twice `BOUND`: the wait for upstream (once the only bound on a
+    // proxied upload) must not be what ends the request.
     c.proxy.response_timeout_ms = 60_000;
 }
 
@@ -128,34 +104,6 @@ async fn issue8_an_upstream_stalling_mid_body_is_cut_off() {
     assert!(body.is_err(), "a truncated body must not look complete");
 }
 
-/// Sends `GET /healthz` on a keep-alive connection; whether a 200 came back.
-async fn served(s: &mut TcpStream) -> bool {
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let answered = tokio::time::timeout(BOUND, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => {
-                    got.extend_from_slice(&buf[..n]);
-                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        return true;
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    assert!(answered.is_ok(), "neither answered nor closed");
-    answered.unwrap_or(false) && got.starts_with(b"HTTP/1.1 200")
-}
-
 /// `server.max_connections`: connections past it are closed, the open ones still served.
 #[tokio::test]
 async fn issue8_connections_past_the_cap_are_refused() {
@@ -166,15 +114,15 @@ async fn issue8_connections_past_the_cap_are_refused() {
     .await;
     let mut a = TcpStream::connect(addr(&h)).await.unwrap();
     let mut b = TcpStream::connect(addr(&h)).await.unwrap();
-    assert!(served(&mut a).await);
-    assert!(served(&mut b).await);
+    assert!(served(&mut a, "/healthz").await);
+    assert!(served(&mut b, "/healthz").await);
     let mut extra = TcpStream::connect(addr(&h)).await.unwrap();
-    assert!(!served(&mut extra).await, "served past the cap");
-    assert!(served(&mut a).await);
+    assert!(!served(&mut extra, "/healthz").await, "served past the cap");
+    assert!(served(&mut a, "/healthz").await);
     drop(a);
     for _ in 0..100 {
         let mut again = TcpStream::connect(addr(&h)).await.unwrap();
-        if served(&mut again).await {
+        if served(&mut again, "/healthz").await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -202,29 +150,13 @@ async fn issue8_a_client_that_never_reads_is_disconnected() {
     c.server.send_timeout_ms = 300;
     let (url, _gateway, _clock) = crate::harness::start_gateway(c).await;
 
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let mut s = socket
-        .connect(url.trim_start_matches("http://").parse().unwrap())
-        .await
-        .unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
     // Not reading: the gateway's writes to us stall.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut received = 0usize;
-    let mut chunk = vec![0u8; 256 * 1024];
-    let read = tokio::time::timeout(BOUND, async {
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received += n,
-            }
-        }
-    })
+    let received = read_after_stall(
+        url.trim_start_matches("http://").parse().unwrap(),
+        b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
     .await;
-    assert!(read.is_ok(), "the connection was left open");
     assert!(
         received < BIG,
         "the whole response arrived ({received} bytes): the stalled connection was kept"

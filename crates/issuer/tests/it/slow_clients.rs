@@ -8,9 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{Backend, start};
-
-/// Far beyond the limits set here, far below the request timeout set here.
-const BOUND: Duration = Duration::from_secs(30);
+use sallyport_serve::testing::{BOUND, trickle};
 
 fn limits(c: &mut sallyport_issuer::Config) {
     c.server.body_idle_timeout_ms = 300;
@@ -21,32 +19,12 @@ fn limits(c: &mut sallyport_issuer::Config) {
 /// Sends a login head and the start of its body, then one byte per `every` (or
 /// nothing); returns the answer the issuer gives before closing the connection.
 async fn trickle_login(base: &str, every: Option<Duration>) -> String {
-    let s = TcpStream::connect(base.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    let (mut r, mut w) = s.into_split();
-    w.write_all(
+    trickle(
+        base.trim_start_matches("http://"),
         b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{\"username\":",
+        every,
     )
     .await
-    .unwrap();
-    let writer = tokio::spawn(async move {
-        let Some(every) = every else {
-            std::future::pending::<()>().await;
-            return;
-        };
-        loop {
-            tokio::time::sleep(every).await;
-            if w.write_all(b" ").await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(BOUND, r.read_to_end(&mut buf)).await;
-    writer.abort();
-    assert!(read.is_ok(), "the slow body held the connection open");
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[tokio::test]
