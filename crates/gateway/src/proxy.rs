@@ -762,6 +762,8 @@ pub struct Rewrite<'a> {
     pub cookies: &'a sallyport_session::CookieCodec,
     /// Peer address.
     pub client_addr: Option<SocketAddr>,
+    /// The request asks for an allowed upgrade ([`is_upgrade`], decided once by the caller).
+    pub upgrade: bool,
     /// Token and identity, when there is a session.
     pub credentials: Option<Credentials<'a>>,
     /// Name/value pairs of a just-sealed cookie, for `forward_session_cookie`.
@@ -786,7 +788,6 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// `trust_forwarded_headers`.
 pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), UpstreamError> {
     let s = rw.settings;
-    let upgrade = is_upgrade(req.headers());
     let safe_method = crate::guard::is_safe_method(req.method());
     // HTTP/2 clients send `:authority` instead of `Host`.
     let uri_authority = req
@@ -848,7 +849,9 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
             }
         }
     }
-    if upgrade && let Some(u) = seen.upgrade {
+    if rw.upgrade
+        && let Some(u) = seen.upgrade
+    {
         headers.insert(header::UPGRADE, u);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -1082,8 +1085,8 @@ pub async fn send(
     settings: &Settings,
     mut req: Request<Body>,
 ) -> Result<Response, UpstreamError> {
-    let upgrade = is_upgrade(req.headers());
-    let client_upgrade = if upgrade {
+    // [`rewrite`] leaves `Upgrade` on the request exactly when it is an upgrade.
+    let client_upgrade = if req.headers().contains_key(header::UPGRADE) {
         req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>()
     } else {
         None
