@@ -344,17 +344,14 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Taken first: `Connection: upgrade` names it, and the loop below would drop it.
     let upgrade = headers.remove(header::UPGRADE);
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
+    // Usually only `keep-alive`/`close` (Node sends `Connection: keep-alive` on every
+    // response), which go below anyway: no name is parsed and nothing allocated for them.
+    let named: Vec<HeaderName> = connection_named(headers)
+        .iter()
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
     }
     for n in &HOP_BY_HOP {
         headers.remove(n);
@@ -442,19 +439,6 @@ const METHOD_OVERRIDE: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
-];
-
-/// Hop-by-hop headers (always removed; `Upgrade` is re-added for an allowed upgrade).
-const HOP_BY_HOP_NAMES: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
 ];
 
 /// What happens to one client request header on its way upstream.
@@ -584,7 +568,8 @@ impl HeaderPolicy {
 fn builtin_dropped(n: &str, safe_method: bool) -> bool {
     match n.as_bytes().first() {
         Some(b'c' | b'f' | b'h' | b'k' | b'p' | b'r' | b's' | b't' | b'u' | b'v' | b'x') => {
-            HOP_BY_HOP_NAMES.contains(&n)
+            HOP_BY_HOP.iter().any(|h| h == n)
+                || n == "upgrade"
                 || FORWARDING.contains(&n)
                 || DROPPED_PREFIXES.iter().any(|p| n.starts_with(p))
                 || (safe_method && METHOD_OVERRIDE.contains(&n))
@@ -1360,14 +1345,16 @@ mod tests {
 
     #[test]
     fn every_builtin_name_passes_the_first_byte_filter() {
-        for n in HOP_BY_HOP_NAMES
+        for n in HOP_BY_HOP
             .iter()
-            .chain(FORWARDING)
-            .chain(DROPPED_PREFIXES)
-            .chain(METHOD_OVERRIDE)
+            .map(HeaderName::as_str)
+            .chain(["upgrade"])
+            .chain(FORWARDING.iter().copied())
+            .chain(DROPPED_PREFIXES.iter().copied())
+            .chain(METHOD_OVERRIDE.iter().copied())
         {
             let probe = format!("{n}x");
-            let name = if DROPPED_PREFIXES.contains(n) {
+            let name = if DROPPED_PREFIXES.contains(&n) {
                 probe.as_str()
             } else {
                 n
