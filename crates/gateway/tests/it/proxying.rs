@@ -333,3 +333,110 @@ async fn oauth2_adapter_logs_in_renews_and_revokes() {
         .count();
     assert_eq!((sessions.len(), revoked), (2, 1));
 }
+
+/// A raw HTTP/1.1 upstream for the keep-alive pool: answers the first `answers`
+/// requests of each connection with a keep-alive 200, then closes the connection — at
+/// once, or (`read_next`) after reading one more request, which it leaves unanswered.
+/// Counts connections and request heads read.
+async fn raw_upstream(
+    answers: usize,
+    read_next: bool,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let conns = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(AtomicUsize::new(0));
+    let (c, r) = (conns.clone(), heads.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = 0;
+                loop {
+                    if answered == answers && !read_next {
+                        return;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(got) => buf.extend_from_slice(&chunk[..got]),
+                    }
+                    // GETs without bodies: a request is its head.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        r.fetch_add(1, Ordering::SeqCst);
+                        if answered == answers {
+                            return;
+                        }
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        answered += 1;
+                        if answered == answers && !read_next {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, conns, heads)
+}
+
+/// The keep-alive pool: connections are reused; a request upstream has read is never
+/// sent a second time (it may have had effects), even when the connection dies before
+/// the answer; a pooled connection upstream has closed is not used again.
+#[tokio::test]
+async fn pooled_connections_are_reused_and_a_sent_request_is_never_resent() {
+    use std::sync::atomic::Ordering;
+    let backend = start_backend(0).await;
+    let http = client();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+
+    let (up, conns, heads) = raw_upstream(usize::MAX, false).await;
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    for i in 0..3 {
+        assert_eq!(get(format!("{url}/public/{i}")).await, (200, "ok".into()));
+    }
+    assert_eq!(heads.load(Ordering::SeqCst), 3);
+    assert_eq!(conns.load(Ordering::SeqCst), 1, "the pool did not reuse");
+
+    // Upstream reads the second request on the connection and hangs up.
+    let (up, conns, heads) = raw_upstream(1, true).await;
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    assert_eq!(get(format!("{url}/public/1")).await, (200, "ok".into()));
+    assert_eq!(get(format!("{url}/public/2")).await.0, 502);
+    assert_eq!(
+        heads.load(Ordering::SeqCst),
+        2,
+        "the request was sent again"
+    );
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+
+    // Upstream closes each connection after one answer (as on its keep-alive timeout):
+    // the next request goes on a new connection, not on the dead one.
+    let (up, conns, heads) = raw_upstream(1, false).await;
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    for i in 0..3 {
+        assert_eq!(get(format!("{url}/public/{i}")).await, (200, "ok".into()));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(heads.load(Ordering::SeqCst), 3);
+    assert_eq!(conns.load(Ordering::SeqCst), 3);
+}
