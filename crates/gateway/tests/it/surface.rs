@@ -486,6 +486,24 @@ async fn path_parameters_do_not_defeat_extension_globs() {
         401
     );
     assert_eq!(verify("/a/../admin.css", None).await.status(), 400);
+    // Either header can carry the escape, and a value that is not text is no path.
+    assert_eq!(
+        verify("/a/b.css", Some("/a/%2e%2e/admin.css"))
+            .await
+            .status(),
+        400
+    );
+    let r = h
+        .http
+        .get(format!("{admin}/auth/verify"))
+        .header(
+            "x-original-uri",
+            HeaderValue::from_bytes(b"/a/\xff.css").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }
 
 fn token_free(what: &str, headers: &HeaderMap, body: &str, token: &str) {
