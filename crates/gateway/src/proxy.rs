@@ -470,6 +470,9 @@ pub struct HeaderPolicy {
     auth_header: String,
     /// `proxy.identity_header_prefix`, `_` read as `-`.
     identity_prefix: String,
+    /// The identity headers the gateway sets (`<prefix>user`, `name`, `roles`), built
+    /// once here rather than formatted and parsed per request.
+    identity_names: [Option<HeaderName>; 3],
     extra_exact: Vec<String>,
     extra_prefixes: Vec<String>,
     allow_underscores: bool,
@@ -509,6 +512,8 @@ impl HeaderPolicy {
         Self {
             auth_header: dashed(auth_header.as_str()).into_owned(),
             identity_prefix: dashed(identity_prefix).into_owned(),
+            identity_names: ["user", "name", "roles"]
+                .map(|n| HeaderName::from_bytes(format!("{identity_prefix}{n}").as_bytes()).ok()),
             extra_exact,
             extra_prefixes,
             allow_underscores,
@@ -798,7 +803,7 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
         if s.identity_headers
             && let Some(u) = c.user
         {
-            insert_identity(&mut headers, &s.identity_prefix, u);
+            insert_identity(&mut headers, &s.header_policy, u);
         }
     }
     let keep_session = s.forward_cookie && rw.new_cookie.is_none();
@@ -1045,21 +1050,19 @@ pub(crate) fn sets_session_cookie(
 }
 
 /// Identity headers: `<prefix>user` (sub), `<prefix>name`, `<prefix>roles` (comma-joined).
-pub fn insert_identity(headers: &mut HeaderMap, prefix: &str, u: &SessionUser) {
-    let mut put = |suffix: &str, value: &str| {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.insert(n, v);
+pub fn insert_identity(headers: &mut HeaderMap, policy: &HeaderPolicy, u: &SessionUser) {
+    let [user, name, roles] = &policy.identity_names;
+    let mut put = |n: &Option<HeaderName>, value: &str| {
+        if let (Some(n), Ok(v)) = (n, HeaderValue::from_str(value)) {
+            headers.insert(n.clone(), v);
         }
     };
-    put("user", &u.sub);
-    if let Some(name) = &u.name {
-        put("name", name);
+    put(user, &u.sub);
+    if let Some(v) = &u.name {
+        put(name, v);
     }
     if !u.roles.is_empty() {
-        put("roles", &u.roles.join(","));
+        put(roles, &u.roles.join(","));
     }
 }
 

@@ -527,7 +527,7 @@ fn verified_headers(inner: &Inner, h: &mut HeaderMap, data: &SessionData) {
         }
     }
     if let Some(u) = data.identity() {
-        crate::proxy::insert_identity(h, &inner.settings.identity_prefix, &u);
+        crate::proxy::insert_identity(h, &inner.settings.header_policy, &u);
     }
 }
 
