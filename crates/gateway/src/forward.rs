@@ -219,7 +219,6 @@ async fn forward(
             user: user.as_ref(),
         })
     });
-    let pairs = new_cookie.map(cookie_pairs);
     let rw = Rewrite {
         settings: &inner.settings,
         client: &inner.client,
@@ -227,7 +226,7 @@ async fn forward(
         client_addr,
         upgrade,
         credentials,
-        new_cookie: pairs.as_deref(),
+        new_cookie,
     };
     if let Err(e) = proxy::rewrite(&mut req, &rw) {
         inner.metrics.proxied("bad_gateway");
@@ -251,20 +250,6 @@ async fn forward(
             e.into_response()
         }
     }
-}
-
-/// `name=value` pairs of the non-expired cookies among `Set-Cookie` values.
-fn cookie_pairs(set_cookies: &[HeaderValue]) -> Vec<(String, String)> {
-    set_cookies
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter(|s| !s.contains("Max-Age=0"))
-        .filter_map(|s| {
-            let first = s.split(';').next()?;
-            let (n, v) = first.split_once('=')?;
-            Some((n.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
 }
 
 /// A copy of a request that can be sent again.

@@ -695,14 +695,16 @@ pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 /// Rewrites the client's `Cookie` headers for upstream, on bytes (a header may hold
 /// non-UTF-8 or non-ASCII bytes next to the session, and must not make us give up):
 /// every pair whose name `is_session` recognises is removed (unless `keep_session`),
-/// and `replacement` (the freshly sealed cookie of this request, PP-03) is appended.
+/// and the `name=value` of each live `replacement` (the `Set-Cookie` values of this
+/// request's freshly sealed cookie, PP-03; the `Max-Age=0` ones expire stale chunks and
+/// are skipped) is appended.
 /// Pairs are split on `;` — the only separator browsers write — and names trimmed of
 /// ASCII whitespace, whatever the spacing. Several headers are joined into one.
 fn rewrite_cookies(
     values: &[HeaderValue],
     is_session: impl Fn(&[u8]) -> bool,
     keep_session: bool,
-    replacement: Option<&[(String, String)]>,
+    replacement: Option<&[HeaderValue]>,
 ) -> Option<HeaderValue> {
     if values.is_empty() && replacement.is_none() {
         return None;
@@ -727,13 +729,23 @@ fn rewrite_cookies(
             }
         }
     }
-    for (n, v) in replacement.unwrap_or_default() {
+    for set_cookie in replacement.unwrap_or_default() {
+        let set_cookie = set_cookie.as_bytes();
+        if set_cookie.windows(9).any(|w| w == b"Max-Age=0") {
+            continue;
+        }
+        let pair = set_cookie
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if pair.is_empty() {
+            continue;
+        }
         if !out.is_empty() {
             out.put_slice(b"; ");
         }
-        out.put_slice(n.as_bytes());
-        out.put_u8(b'=');
-        out.put_slice(v.as_bytes());
+        out.put_slice(pair);
     }
     if out.is_empty() {
         return None;
@@ -756,8 +768,8 @@ pub struct Rewrite<'a> {
     pub upgrade: bool,
     /// Token and identity, when there is a session.
     pub credentials: Option<Credentials<'a>>,
-    /// Name/value pairs of a just-sealed cookie, for `forward_session_cookie`.
-    pub new_cookie: Option<&'a [(String, String)]>,
+    /// The `Set-Cookie` values of a just-sealed cookie, for `forward_session_cookie`.
+    pub new_cookie: Option<&'a [HeaderValue]>,
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -793,11 +805,7 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
     let original_host = seen.host.clone().or(uri_authority);
 
     if let Some(c) = &rw.credentials {
-        let mut bearer = BytesMut::with_capacity(7 + c.access_token.len());
-        bearer.put_slice(b"Bearer ");
-        bearer.put_slice(c.access_token.as_bytes());
-        // `from_maybe_shared` validates like `from_str` but takes the buffer without a copy.
-        if let Ok(v) = HeaderValue::from_maybe_shared(bearer.freeze()) {
+        if let Some(v) = bearer(c.access_token) {
             headers.insert(s.auth_header.clone(), v);
         }
         if s.identity_headers
@@ -849,6 +857,15 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
     Ok(())
 }
 
+/// `Bearer <token>`, for upstream and for verify's answer.
+pub(crate) fn bearer(token: &str) -> Option<HeaderValue> {
+    let mut v = BytesMut::with_capacity(7 + token.len());
+    v.put_slice(b"Bearer ");
+    v.put_slice(token.as_bytes());
+    // `from_maybe_shared` validates like `from_str` but takes the buffer without a copy.
+    HeaderValue::from_maybe_shared(v.freeze()).ok()
+}
+
 /// `X-Forwarded-For/-Proto/-Host/-Port` and `Forwarded`: from the gateway's own view,
 /// or a trusted proxy's values extended by this hop.
 fn forwarding_headers(
@@ -869,16 +886,21 @@ fn forwarding_headers(
             }
         }
     }
-    let ip_text = ip.map(|ip| ip.to_string());
-    let mut xff = chain.join(&b", "[..]);
-    if let Some(ip) = &ip_text {
+    let mut xff = BytesMut::with_capacity(chain.iter().map(|p| p.len() + 2).sum::<usize>() + 46);
+    for part in &chain {
         if !xff.is_empty() {
-            xff.extend_from_slice(b", ");
+            xff.put_slice(b", ");
         }
-        xff.extend_from_slice(ip.as_bytes());
+        xff.put_slice(part);
     }
-    if let Ok(v) = HeaderValue::from_bytes(&xff)
-        && !xff.is_empty()
+    if let Some(ip) = ip {
+        if !xff.is_empty() {
+            xff.put_slice(b", ");
+        }
+        let _ = std::fmt::Write::write_fmt(&mut xff, format_args!("{ip}"));
+    }
+    if !xff.is_empty()
+        && let Ok(v) = HeaderValue::from_maybe_shared(xff.freeze())
     {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
@@ -912,7 +934,7 @@ fn forwarding_headers(
 
     // Forwarded (RFC 7239): the trusted proxy's elements, or its X-Forwarded-For chain
     // turned into elements, then this hop's.
-    let mut fwd = String::new();
+    let mut fwd = String::with_capacity(96);
     if !seen.forwarded.is_empty() {
         for v in &seen.forwarded {
             if let Ok(t) = v.to_str() {
@@ -1217,11 +1239,7 @@ mod tests {
             || (n.starts_with(b"sp.") && n.len() > 3 && n[3..].iter().all(u8::is_ascii_digit))
     }
 
-    fn rewritten(
-        values: &[&[u8]],
-        keep: bool,
-        rep: Option<&[(String, String)]>,
-    ) -> Option<Vec<u8>> {
+    fn rewritten(values: &[&[u8]], keep: bool, rep: Option<&[HeaderValue]>) -> Option<Vec<u8>> {
         let values: Vec<HeaderValue> = values
             .iter()
             .map(|v| HeaderValue::from_bytes(v).unwrap())
@@ -1261,9 +1279,12 @@ mod tests {
             rewritten(&[b"a=1; sp=old"], true, None).unwrap(),
             b"a=1; sp=old"
         );
-        let rep = vec![("sp".to_string(), "new".to_string())];
+        let rep = [
+            HeaderValue::from_static("sp=new; Path=/; HttpOnly"),
+            HeaderValue::from_static("sp.0=; Path=/; Max-Age=0"),
+        ];
         assert_eq!(
-            rewritten(&[b"a=\xe9; sp=old"], false, Some(&rep)).unwrap(),
+            rewritten(&[b"a=\xe9; sp=old"], false, Some(&rep[..])).unwrap(),
             b"a=\xe9; sp=new"
         );
     }

@@ -514,7 +514,7 @@ fn answer_as(inner: &Inner, state_changing: bool) -> Method {
 /// The token and identity headers of a 200 from verify.
 fn verified_headers(inner: &Inner, h: &mut HeaderMap, data: &SessionData) {
     if let Some(at) = &data.access_token {
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {at}")) {
+        if let Some(v) = crate::proxy::bearer(at) {
             h.insert(inner.settings.auth_header.clone(), v);
         }
         if inner.settings.expose_access_token
