@@ -255,23 +255,13 @@ async fn oauth2_adapter_logs_in_renews_and_revokes() {
     let mut bad = c.clone();
     bad.backend.client_secret = Some("wrong".into());
     let (bad_url, _, _) = start_gateway(bad).await;
-    let resp = client()
-        .post(format!("{bad_url}/auth/login"))
-        .json(&json!({"username": USER, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let resp = login_at(&client(), &bad_url).await;
     assert_eq!(resp.status(), 503);
     // client_secret_post works as well as Basic.
     let mut post = c.clone();
     post.backend.client_auth = sallyport_gateway::ClientAuth::ClientSecretPost;
     let (post_url, _, _) = start_gateway(post).await;
-    let resp = client()
-        .post(format!("{post_url}/auth/login"))
-        .json(&json!({"username": USER, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let resp = login_at(&client(), &post_url).await;
     assert_eq!(resp.status(), 200);
 
     let (url, _, clock) = start_gateway(c).await;

@@ -337,44 +337,29 @@ async fn cdn_cache_headers_never_accompany_the_session_cookie() {
     let up = cdn_upstream().await;
     let (url, _gw, clock) = start_gateway(config(&backend, &up)).await;
     let http = client();
-    let login = http
-        .post(format!("{url}/auth/login"))
-        .json(&json!({"username": USER, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = login_at(&http, &url).await;
     assert_uncacheable(login.headers(), "login");
     let cookie = cookie_header(login.headers()).unwrap();
+    let get = |path: &str, cookie: &str| {
+        http.get(format!("{url}{path}"))
+            .header("cookie", cookie)
+            .send()
+    };
 
     // Without a cookie to set, upstream's caching headers are upstream's business.
-    let plain = http
-        .get(format!("{url}/cdn"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let plain = get("/cdn", &cookie).await.unwrap();
     assert!(plain.headers().get("set-cookie").is_none());
     assert!(plain.headers().get("cdn-cache-control").is_some());
 
     // Renewal: the new cookie rides on upstream's response.
     clock.advance_ms(16 * 60 * 1000);
-    let renewed = http
-        .get(format!("{url}/cdn"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let renewed = get("/cdn", &cookie).await.unwrap();
     assert!(renewed.headers().get("set-cookie").is_some());
     assert_uncacheable(renewed.headers(), "renewal");
     let cookie = cookie_header(renewed.headers()).unwrap();
 
     // The app writes the session cookie itself.
-    let app = http
-        .get(format!("{url}/app-session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let app = get("/app-session", &cookie).await.unwrap();
     assert_uncacheable(app.headers(), "app-written session cookie");
 
     let logout = http
