@@ -31,12 +31,12 @@ const MAX_IDLE_PER_THREAD: usize = 256;
 /// thread-local idle lists.
 static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
 
-/// An idle (or finishing) keep-alive connection to upstream.
+/// An idle (or finishing) keep-alive connection to upstream. It leaves the pool once
+/// closed: by upstream, or by its task after `IDLE_TIMEOUT` unused ([`Usage`]).
 struct Idle {
     pool: u64,
     sender: SendRequest<Body>,
     usage: Arc<Usage>,
-    since: Instant,
 }
 
 /// Shared by a connection's task and its requests, so that the task closes the connection
@@ -142,12 +142,11 @@ pub fn client(settings: &Settings) -> HttpClient {
 }
 
 impl HttpClient {
-    /// A ready keep-alive connection from this thread's pool; drops closed and expired
-    /// ones on the way.
+    /// A ready keep-alive connection from this thread's pool; drops closed ones (also
+    /// those closed for being idle too long) on the way.
     fn checkout(&self) -> Option<(SendRequest<Body>, Arc<Usage>)> {
         IDLE.with_borrow_mut(|idle| {
-            let now = Instant::now();
-            idle.retain(|e| !e.sender.is_closed() && now.duration_since(e.since) < IDLE_TIMEOUT);
+            idle.retain(|e| !e.sender.is_closed());
             let i = idle
                 .iter()
                 .rposition(|e| e.pool == self.pool && e.sender.is_ready())?;
@@ -169,7 +168,6 @@ impl HttpClient {
                     pool: self.pool,
                     sender,
                     usage,
-                    since: Instant::now(),
                 });
             }
         });
