@@ -185,6 +185,8 @@ impl HttpClient {
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
+        // hyper's defaults bound upstream's response head: at most ~400 KiB buffered and
+        // 100 header fields, else a parse error (502); its time is `response_timeout`.
         let (mut sender, connection) = conn::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

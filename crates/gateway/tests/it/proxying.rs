@@ -430,3 +430,44 @@ async fn pooled_connections_are_reused_and_a_sent_request_is_never_resent() {
     assert_eq!(heads.load(Ordering::SeqCst), 3);
     assert_eq!(conns.load(Ordering::SeqCst), 3);
 }
+
+/// Upstream's response head is bounded (hyper's limits: 100 header fields, ~400 KiB):
+/// an endless or oversized head is a 502, not memory held for ever.
+#[tokio::test]
+async fn an_oversized_upstream_response_head_is_a_502() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = start_backend(0).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let mut head = String::from("HTTP/1.1 200 OK\r\n");
+                for i in 0..200 {
+                    head.push_str(&format!("x-many-{i}: 1\r\n"));
+                }
+                let _ = s.write_all(head.as_bytes()).await;
+                // One long header line, never finished.
+                let line = vec![b'a'; 64 * 1024];
+                let _ = s.write_all(b"x-long: ").await;
+                for _ in 0..16 {
+                    if s.write_all(&line).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    let started = std::time::Instant::now();
+    let resp = client()
+        .get(format!("{url}/public/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    // Refused on the limit, not by the response timeout (2 s in the harness).
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+}
