@@ -513,7 +513,6 @@ pub struct Settings {
     pub(crate) auth_header: HeaderName,
     pub(crate) forward_cookie: bool,
     pub(crate) identity_headers: bool,
-    pub(crate) identity_prefix: String,
     pub(crate) preserve_host: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
@@ -614,7 +613,8 @@ impl Settings {
 
         let cookies = session_cookie(c, passwords)?;
         let backend = backend_settings(&c.backend)?;
-        let (auth_header, identity_prefix) = proxy_headers(&c.proxy)?;
+        // The identity header names live in `header_policy` (built once).
+        let (auth_header, _identity_prefix) = proxy_headers(&c.proxy)?;
         let public_origin = c.public_origin.as_deref().map(public_origin).transpose()?;
         let replay_body_limit = replay_body_limit(&c.proxy)?;
         let store = store_settings(&c.store)?;
@@ -649,7 +649,6 @@ impl Settings {
             auth_header,
             forward_cookie: c.proxy.forward_session_cookie,
             identity_headers: c.proxy.identity_headers,
-            identity_prefix,
             preserve_host: c.proxy.preserve_host,
             connect_timeout: Duration::from_millis(c.proxy.connect_timeout_ms),
             response_timeout: Duration::from_millis(c.proxy.response_timeout_ms),

@@ -34,9 +34,8 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     };
     // Only the configured upgrade protocols (WebSocket by default) reach upstream;
     // `h2c` and the like are refused before anything else happens.
-    if proxy::is_upgrade(req.headers())
-        && !proxy::upgrade_allowed(req.headers(), &inner.settings.allowed_upgrades)
-    {
+    let upgrade = proxy::is_upgrade(req.headers());
+    if upgrade && !proxy::upgrade_allowed(req.headers(), &inner.settings.allowed_upgrades) {
         inner.metrics.rejected("upgrade");
         return crate::auth::json_error(
             StatusCode::BAD_REQUEST,
@@ -46,34 +45,19 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     }
     // Step 7 for upgrades: a WebSocket handshake is a GET, but a cross-site page opening
     // one with the user's cookie is the same attack as a forged POST (CSWSH).
-    let state_changing = !guard::is_safe_method(req.method()) || proxy::is_upgrade(req.headers());
-    let cross_site = guard::is_cross_site(req.headers(), inner.expected_origin());
+    let forged = (upgrade || !guard::is_safe_method(req.method()))
+        && guard::is_cross_site(req.headers(), inner.expected_origin());
 
     if public {
-        return forward_public(
-            inner,
-            req,
-            client_addr,
-            now_ms,
-            state_changing && cross_site,
-        )
-        .await;
+        let session = public_session(inner, req.headers(), now_ms, forged).await;
+        return forward(inner, req, client_addr, upgrade, session.as_ref(), None).await;
     }
 
     // Step 7 (CSRF) is decided before anything can renew: a refused request must not
     // spend the refresh token, since its response would not carry the new cookie.
-    if state_changing && cross_site {
-        return if inner.has_session(req.headers(), now_ms).await {
-            inner.forbidden_cross_site()
-        } else {
-            inner.unauthenticated(
-                req.method(),
-                req.headers(),
-                req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-                sallyport_proto::AuthErrorCode::SessionExpired,
-                false,
-            )
-        };
+    if forged {
+        let next = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        return refuse_cross_site(inner, req.method(), req.headers(), next, now_ms).await;
     }
 
     let authn = inner
@@ -104,7 +88,8 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     } else {
         None
     };
-    let (req, replay) = match Replay::prepare(req, inner.settings.replay_body_limit).await {
+    let (req, replay) = match Replay::prepare(req, upgrade, inner.settings.replay_body_limit).await
+    {
         Ok(pair) => pair,
         Err(mut resp) => {
             // Still deliver a renewal this request made.
@@ -114,7 +99,15 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
             return resp;
         }
     };
-    let mut resp = forward(inner, req, client_addr, Some(&data), cookies.as_deref()).await;
+    let mut resp = forward(
+        inner,
+        req,
+        client_addr,
+        upgrade,
+        Some(&data),
+        cookies.as_deref(),
+    )
+    .await;
 
     // Step 6: upstream says the token is not good although we thought it was.
     if resp.status() == StatusCode::UNAUTHORIZED
@@ -139,6 +132,7 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
                 inner,
                 replay.into_request(),
                 client_addr,
+                false,
                 Some(&data),
                 cookies.as_deref(),
             )
@@ -158,31 +152,51 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     resp
 }
 
-/// Step 1: a public path passes with or without a session. An existing session's token
-/// is attached while it is still valid, but nothing is renewed or written here: public
-/// paths are typically static assets, and a response that sets the session cookie must
-/// not be cacheable (PP-16). A cross-site state-changing request gets no token (CSRF).
-async fn forward_public(
+/// Step 1: the session a request to a public path takes upstream. An existing
+/// session's token is attached while it is still valid, but nothing is renewed or written
+/// here: public paths are typically static assets, and a response that sets the session
+/// cookie must not be cacheable (PP-16). A forged (cross-site state-changing) request
+/// gets none (CSRF). Shared by the proxy and `/verify`.
+pub(crate) async fn public_session(
     inner: &Inner,
-    req: Request<Body>,
-    client_addr: Option<SocketAddr>,
+    headers: &HeaderMap,
     now_ms: u64,
     forged: bool,
-) -> Response {
-    let mut session = if forged {
-        None
-    } else {
-        inner
-            .read_session(req.headers(), now_ms)
-            .map(|l| l.value)
-            .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))
-    };
-    if let Some(d) = &session
-        && inner.logged_out.is_logged_out(d, now_ms).await
-    {
-        session = None;
+) -> Option<SessionData> {
+    if forged {
+        return None;
     }
-    forward(inner, req, client_addr, session.as_ref(), None).await
+    let data = inner
+        .read_session(headers, now_ms)
+        .map(|l| l.value)
+        .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))?;
+    if inner.logged_out.is_logged_out(&data, now_ms).await {
+        return None;
+    }
+    Some(data)
+}
+
+/// Step 7's refusal of a forged request to a protected path, decided without renewing:
+/// 403 for a session, else the answer for no session (`next`: where the login returns).
+/// Shared by the proxy and `/verify`.
+pub(crate) async fn refuse_cross_site(
+    inner: &Inner,
+    method: &Method,
+    headers: &HeaderMap,
+    next: &str,
+    now_ms: u64,
+) -> Response {
+    if inner.has_session(headers, now_ms).await {
+        inner.forbidden_cross_site()
+    } else {
+        inner.unauthenticated(
+            method,
+            headers,
+            next,
+            sallyport_proto::AuthErrorCode::SessionExpired,
+            false,
+        )
+    }
 }
 
 /// Rewrites and sends one request; upstream failures become plain 502/504 pages.
@@ -190,6 +204,7 @@ async fn forward(
     inner: &Inner,
     mut req: Request<Body>,
     client_addr: Option<SocketAddr>,
+    upgrade: bool,
     data: Option<&SessionData>,
     new_cookie: Option<&[HeaderValue]>,
 ) -> Response {
@@ -204,14 +219,14 @@ async fn forward(
             user: user.as_ref(),
         })
     });
-    let pairs = new_cookie.map(cookie_pairs);
     let rw = Rewrite {
         settings: &inner.settings,
         client: &inner.client,
         cookies: &inner.cookies,
         client_addr,
+        upgrade,
         credentials,
-        new_cookie: pairs.as_deref(),
+        new_cookie,
     };
     if let Err(e) = proxy::rewrite(&mut req, &rw) {
         inner.metrics.proxied("bad_gateway");
@@ -237,20 +252,6 @@ async fn forward(
     }
 }
 
-/// `name=value` pairs of the non-expired cookies among `Set-Cookie` values.
-fn cookie_pairs(set_cookies: &[HeaderValue]) -> Vec<(String, String)> {
-    set_cookies
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter(|s| !s.contains("Max-Age=0"))
-        .filter_map(|s| {
-            let first = s.split(';').next()?;
-            let (n, v) = first.split_once('=')?;
-            Some((n.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
-}
-
 /// A copy of a request that can be sent again.
 struct Replay {
     method: Method,
@@ -262,16 +263,17 @@ struct Replay {
 
 impl Replay {
     /// Splits off a replayable copy when the request is idempotent (GET/HEAD/OPTIONS or
-    /// `Idempotency-Key`) and not an upgrade. A body is buffered (chunked or not) up to
+    /// `Idempotency-Key`) and not an `upgrade`. A body is buffered (chunked or not) up to
     /// `limit` bytes; a larger one — declared or discovered while reading — streams on
     /// untouched (the part already read goes first) and the request is not replayed.
     async fn prepare(
         req: Request<Body>,
+        upgrade: bool,
         limit: usize,
     ) -> Result<(Request<Body>, Option<Replay>), Response> {
         let idempotent =
             guard::is_safe_method(req.method()) || req.headers().contains_key("idempotency-key");
-        if !idempotent || proxy::is_upgrade(req.headers()) {
+        if !idempotent || upgrade {
             return Ok((req, None));
         }
         if http_body::Body::is_end_stream(req.body()) {

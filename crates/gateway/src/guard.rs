@@ -165,6 +165,12 @@ const MAX_PATH_DECODE_ROUNDS: usize = 3;
 /// Rejecting beats normalizing: the request then reaches upstream byte-for-byte as the
 /// client sent it *and* as the gateway judged it, whatever normalization upstream does.
 pub fn canonical_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    examine(path).map(|(once, _)| once)
+}
+
+/// [`canonical_path`], plus whether `;` appears in any reading it looked through (the
+/// path raw or after each round of percent-decoding): one decoding pass for both.
+fn examine(path: &str) -> Option<(std::borrow::Cow<'_, str>, bool)> {
     use std::borrow::Cow;
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') || bytes.get(1) == Some(&b'/') {
@@ -177,14 +183,16 @@ pub fn canonical_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
         .iter()
         .any(|b| matches!(b, b'%' | b'.' | b'\\' | b';') || b.is_ascii_control() || !b.is_ascii())
     {
-        return Some(Cow::Borrowed(path));
+        return Some((Cow::Borrowed(path), false));
     }
     let mut current: Cow<'_, str> = Cow::Borrowed(path);
     let mut once: Option<String> = None;
+    let mut parameters = false;
     for round in 0..=MAX_PATH_DECODE_ROUNDS {
         if !segments_are_plain(&current) {
             return None;
         }
+        parameters |= current.contains(';');
         if !current.contains('%') {
             break;
         }
@@ -202,10 +210,11 @@ pub fn canonical_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
         }
         current = Cow::Owned(decoded);
     }
-    Some(match once {
+    let once = match once {
         Some(d) => Cow::Owned(d),
         None => Cow::Borrowed(path),
-    })
+    };
+    Some((once, parameters))
 }
 
 /// Whether a request path is public: `None` when [`canonical_path`] refuses it (400),
@@ -216,39 +225,11 @@ pub fn canonical_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// decoding depth (`;`, `%3B`, `%253B`) is never public: its `;`-free reading is
 /// another path than the one the glob saw. Such paths still work with a session.
 pub fn public_path(path: &str, public: &globset::GlobSet) -> Option<bool> {
-    let decoded = canonical_path(path)?;
-    if public.is_empty() {
-        return Some(false);
-    }
-    if has_path_parameters(path) {
+    let (decoded, parameters) = examine(path)?;
+    if public.is_empty() || parameters {
         return Some(false);
     }
     Some(public.is_match(path) && (*decoded == *path || public.is_match(&*decoded)))
-}
-
-/// Whether `;` appears in `path` raw or after up to [`MAX_PATH_DECODE_ROUNDS`] rounds
-/// of percent-decoding.
-fn has_path_parameters(path: &str) -> bool {
-    if path.contains(';') {
-        return true;
-    }
-    let mut current = std::borrow::Cow::Borrowed(path);
-    for _ in 0..MAX_PATH_DECODE_ROUNDS {
-        if !current.contains('%') {
-            return false;
-        }
-        let decoded = percent_encoding::percent_decode_str(&current)
-            .decode_utf8_lossy()
-            .into_owned();
-        if decoded.contains(';') {
-            return true;
-        }
-        if decoded == *current {
-            return false;
-        }
-        current = std::borrow::Cow::Owned(decoded);
-    }
-    false
 }
 
 fn segments_are_plain(p: &str) -> bool {

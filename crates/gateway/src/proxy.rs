@@ -31,12 +31,12 @@ const MAX_IDLE_PER_THREAD: usize = 256;
 /// thread-local idle lists.
 static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
 
-/// An idle (or finishing) keep-alive connection to upstream.
+/// An idle (or finishing) keep-alive connection to upstream. It leaves the pool once
+/// closed: by upstream, or by its task after `IDLE_TIMEOUT` unused ([`Usage`]).
 struct Idle {
     pool: u64,
     sender: SendRequest<Body>,
     usage: Arc<Usage>,
-    since: Instant,
 }
 
 /// Shared by a connection's task and its requests, so that the task closes the connection
@@ -142,12 +142,11 @@ pub fn client(settings: &Settings) -> HttpClient {
 }
 
 impl HttpClient {
-    /// A ready keep-alive connection from this thread's pool; drops closed and expired
-    /// ones on the way.
+    /// A ready keep-alive connection from this thread's pool; drops closed ones (also
+    /// those closed for being idle too long) on the way.
     fn checkout(&self) -> Option<(SendRequest<Body>, Arc<Usage>)> {
         IDLE.with_borrow_mut(|idle| {
-            let now = Instant::now();
-            idle.retain(|e| !e.sender.is_closed() && now.duration_since(e.since) < IDLE_TIMEOUT);
+            idle.retain(|e| !e.sender.is_closed());
             let i = idle
                 .iter()
                 .rposition(|e| e.pool == self.pool && e.sender.is_ready())?;
@@ -169,7 +168,6 @@ impl HttpClient {
                     pool: self.pool,
                     sender,
                     usage,
-                    since: Instant::now(),
                 });
             }
         });
@@ -187,6 +185,8 @@ impl HttpClient {
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
+        // hyper's defaults bound upstream's response head: at most ~400 KiB buffered and
+        // 100 header fields, else a parse error (502); its time is `response_timeout`.
         let (mut sender, connection) = conn::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -344,17 +344,14 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Taken first: `Connection: upgrade` names it, and the loop below would drop it.
     let upgrade = headers.remove(header::UPGRADE);
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
+    // Usually only `keep-alive`/`close` (Node sends `Connection: keep-alive` on every
+    // response), which go below anyway: no name is parsed and nothing allocated for them.
+    let named: Vec<HeaderName> = connection_named(headers)
+        .iter()
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
     }
     for n in &HOP_BY_HOP {
         headers.remove(n);
@@ -444,19 +441,6 @@ const METHOD_OVERRIDE: &[&str] = &[
     "x-method-override",
 ];
 
-/// Hop-by-hop headers (always removed; `Upgrade` is re-added for an allowed upgrade).
-const HOP_BY_HOP_NAMES: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// What happens to one client request header on its way upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -486,6 +470,9 @@ pub struct HeaderPolicy {
     auth_header: String,
     /// `proxy.identity_header_prefix`, `_` read as `-`.
     identity_prefix: String,
+    /// The identity headers the gateway sets (`<prefix>user`, `name`, `roles`), built
+    /// once here rather than formatted and parsed per request.
+    identity_names: [Option<HeaderName>; 3],
     extra_exact: Vec<String>,
     extra_prefixes: Vec<String>,
     allow_underscores: bool,
@@ -525,6 +512,8 @@ impl HeaderPolicy {
         Self {
             auth_header: dashed(auth_header.as_str()).into_owned(),
             identity_prefix: dashed(identity_prefix).into_owned(),
+            identity_names: ["user", "name", "roles"]
+                .map(|n| HeaderName::from_bytes(format!("{identity_prefix}{n}").as_bytes()).ok()),
             extra_exact,
             extra_prefixes,
             allow_underscores,
@@ -584,7 +573,8 @@ impl HeaderPolicy {
 fn builtin_dropped(n: &str, safe_method: bool) -> bool {
     match n.as_bytes().first() {
         Some(b'c' | b'f' | b'h' | b'k' | b'p' | b'r' | b's' | b't' | b'u' | b'v' | b'x') => {
-            HOP_BY_HOP_NAMES.contains(&n)
+            HOP_BY_HOP.iter().any(|h| h == n)
+                || n == "upgrade"
                 || FORWARDING.contains(&n)
                 || DROPPED_PREFIXES.iter().any(|p| n.starts_with(p))
                 || (safe_method && METHOD_OVERRIDE.contains(&n))
@@ -705,14 +695,16 @@ pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 /// Rewrites the client's `Cookie` headers for upstream, on bytes (a header may hold
 /// non-UTF-8 or non-ASCII bytes next to the session, and must not make us give up):
 /// every pair whose name `is_session` recognises is removed (unless `keep_session`),
-/// and `replacement` (the freshly sealed cookie of this request, PP-03) is appended.
+/// and the `name=value` of each live `replacement` (the `Set-Cookie` values of this
+/// request's freshly sealed cookie, PP-03; the `Max-Age=0` ones expire stale chunks and
+/// are skipped) is appended.
 /// Pairs are split on `;` — the only separator browsers write — and names trimmed of
 /// ASCII whitespace, whatever the spacing. Several headers are joined into one.
 fn rewrite_cookies(
     values: &[HeaderValue],
     is_session: impl Fn(&[u8]) -> bool,
     keep_session: bool,
-    replacement: Option<&[(String, String)]>,
+    replacement: Option<&[HeaderValue]>,
 ) -> Option<HeaderValue> {
     if values.is_empty() && replacement.is_none() {
         return None;
@@ -737,13 +729,23 @@ fn rewrite_cookies(
             }
         }
     }
-    for (n, v) in replacement.unwrap_or_default() {
+    for set_cookie in replacement.unwrap_or_default() {
+        let set_cookie = set_cookie.as_bytes();
+        if set_cookie.windows(9).any(|w| w == b"Max-Age=0") {
+            continue;
+        }
+        let pair = set_cookie
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if pair.is_empty() {
+            continue;
+        }
         if !out.is_empty() {
             out.put_slice(b"; ");
         }
-        out.put_slice(n.as_bytes());
-        out.put_u8(b'=');
-        out.put_slice(v.as_bytes());
+        out.put_slice(pair);
     }
     if out.is_empty() {
         return None;
@@ -762,10 +764,12 @@ pub struct Rewrite<'a> {
     pub cookies: &'a sallyport_session::CookieCodec,
     /// Peer address.
     pub client_addr: Option<SocketAddr>,
+    /// The request asks for an allowed upgrade ([`is_upgrade`], decided once by the caller).
+    pub upgrade: bool,
     /// Token and identity, when there is a session.
     pub credentials: Option<Credentials<'a>>,
-    /// Name/value pairs of a just-sealed cookie, for `forward_session_cookie`.
-    pub new_cookie: Option<&'a [(String, String)]>,
+    /// The `Set-Cookie` values of a just-sealed cookie, for `forward_session_cookie`.
+    pub new_cookie: Option<&'a [HeaderValue]>,
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -786,7 +790,6 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// `trust_forwarded_headers`.
 pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), UpstreamError> {
     let s = rw.settings;
-    let upgrade = is_upgrade(req.headers());
     let safe_method = crate::guard::is_safe_method(req.method());
     // HTTP/2 clients send `:authority` instead of `Host`.
     let uri_authority = req
@@ -802,17 +805,13 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
     let original_host = seen.host.clone().or(uri_authority);
 
     if let Some(c) = &rw.credentials {
-        let mut bearer = BytesMut::with_capacity(7 + c.access_token.len());
-        bearer.put_slice(b"Bearer ");
-        bearer.put_slice(c.access_token.as_bytes());
-        // `from_maybe_shared` validates like `from_str` but takes the buffer without a copy.
-        if let Ok(v) = HeaderValue::from_maybe_shared(bearer.freeze()) {
+        if let Some(v) = bearer(c.access_token) {
             headers.insert(s.auth_header.clone(), v);
         }
         if s.identity_headers
             && let Some(u) = c.user
         {
-            insert_identity(&mut headers, &s.identity_prefix, u);
+            insert_identity(&mut headers, &s.header_policy, u);
         }
     }
     let keep_session = s.forward_cookie && rw.new_cookie.is_none();
@@ -848,12 +847,23 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
             }
         }
     }
-    if upgrade && let Some(u) = seen.upgrade {
+    if rw.upgrade
+        && let Some(u) = seen.upgrade
+    {
         headers.insert(header::UPGRADE, u);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     *req.headers_mut() = headers;
     Ok(())
+}
+
+/// `Bearer <token>`, for upstream and for verify's answer.
+pub(crate) fn bearer(token: &str) -> Option<HeaderValue> {
+    let mut v = BytesMut::with_capacity(7 + token.len());
+    v.put_slice(b"Bearer ");
+    v.put_slice(token.as_bytes());
+    // `from_maybe_shared` validates like `from_str` but takes the buffer without a copy.
+    HeaderValue::from_maybe_shared(v.freeze()).ok()
 }
 
 /// `X-Forwarded-For/-Proto/-Host/-Port` and `Forwarded`: from the gateway's own view,
@@ -876,16 +886,21 @@ fn forwarding_headers(
             }
         }
     }
-    let ip_text = ip.map(|ip| ip.to_string());
-    let mut xff = chain.join(&b", "[..]);
-    if let Some(ip) = &ip_text {
+    let mut xff = BytesMut::with_capacity(chain.iter().map(|p| p.len() + 2).sum::<usize>() + 46);
+    for part in &chain {
         if !xff.is_empty() {
-            xff.extend_from_slice(b", ");
+            xff.put_slice(b", ");
         }
-        xff.extend_from_slice(ip.as_bytes());
+        xff.put_slice(part);
     }
-    if let Ok(v) = HeaderValue::from_bytes(&xff)
-        && !xff.is_empty()
+    if let Some(ip) = ip {
+        if !xff.is_empty() {
+            xff.put_slice(b", ");
+        }
+        let _ = std::fmt::Write::write_fmt(&mut xff, format_args!("{ip}"));
+    }
+    if !xff.is_empty()
+        && let Ok(v) = HeaderValue::from_maybe_shared(xff.freeze())
     {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
@@ -919,7 +934,7 @@ fn forwarding_headers(
 
     // Forwarded (RFC 7239): the trusted proxy's elements, or its X-Forwarded-For chain
     // turned into elements, then this hop's.
-    let mut fwd = String::new();
+    let mut fwd = String::with_capacity(96);
     if !seen.forwarded.is_empty() {
         for v in &seen.forwarded {
             if let Ok(t) = v.to_str() {
@@ -1057,21 +1072,19 @@ pub(crate) fn sets_session_cookie(
 }
 
 /// Identity headers: `<prefix>user` (sub), `<prefix>name`, `<prefix>roles` (comma-joined).
-pub fn insert_identity(headers: &mut HeaderMap, prefix: &str, u: &SessionUser) {
-    let mut put = |suffix: &str, value: &str| {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.insert(n, v);
+pub fn insert_identity(headers: &mut HeaderMap, policy: &HeaderPolicy, u: &SessionUser) {
+    let [user, name, roles] = &policy.identity_names;
+    let mut put = |n: &Option<HeaderName>, value: &str| {
+        if let (Some(n), Ok(v)) = (n, HeaderValue::from_str(value)) {
+            headers.insert(n.clone(), v);
         }
     };
-    put("user", &u.sub);
-    if let Some(name) = &u.name {
-        put("name", name);
+    put(user, &u.sub);
+    if let Some(v) = &u.name {
+        put(name, v);
     }
     if !u.roles.is_empty() {
-        put("roles", &u.roles.join(","));
+        put(roles, &u.roles.join(","));
     }
 }
 
@@ -1082,8 +1095,8 @@ pub async fn send(
     settings: &Settings,
     mut req: Request<Body>,
 ) -> Result<Response, UpstreamError> {
-    let upgrade = is_upgrade(req.headers());
-    let client_upgrade = if upgrade {
+    // [`rewrite`] leaves `Upgrade` on the request exactly when it is an upgrade.
+    let client_upgrade = if req.headers().contains_key(header::UPGRADE) {
         req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>()
     } else {
         None
@@ -1226,11 +1239,7 @@ mod tests {
             || (n.starts_with(b"sp.") && n.len() > 3 && n[3..].iter().all(u8::is_ascii_digit))
     }
 
-    fn rewritten(
-        values: &[&[u8]],
-        keep: bool,
-        rep: Option<&[(String, String)]>,
-    ) -> Option<Vec<u8>> {
+    fn rewritten(values: &[&[u8]], keep: bool, rep: Option<&[HeaderValue]>) -> Option<Vec<u8>> {
         let values: Vec<HeaderValue> = values
             .iter()
             .map(|v| HeaderValue::from_bytes(v).unwrap())
@@ -1270,9 +1279,12 @@ mod tests {
             rewritten(&[b"a=1; sp=old"], true, None).unwrap(),
             b"a=1; sp=old"
         );
-        let rep = vec![("sp".to_string(), "new".to_string())];
+        let rep = [
+            HeaderValue::from_static("sp=new; Path=/; HttpOnly"),
+            HeaderValue::from_static("sp.0=; Path=/; Max-Age=0"),
+        ];
         assert_eq!(
-            rewritten(&[b"a=\xe9; sp=old"], false, Some(&rep)).unwrap(),
+            rewritten(&[b"a=\xe9; sp=old"], false, Some(&rep[..])).unwrap(),
             b"a=\xe9; sp=new"
         );
     }
@@ -1357,14 +1369,16 @@ mod tests {
 
     #[test]
     fn every_builtin_name_passes_the_first_byte_filter() {
-        for n in HOP_BY_HOP_NAMES
+        for n in HOP_BY_HOP
             .iter()
-            .chain(FORWARDING)
-            .chain(DROPPED_PREFIXES)
-            .chain(METHOD_OVERRIDE)
+            .map(HeaderName::as_str)
+            .chain(["upgrade"])
+            .chain(FORWARDING.iter().copied())
+            .chain(DROPPED_PREFIXES.iter().copied())
+            .chain(METHOD_OVERRIDE.iter().copied())
         {
             let probe = format!("{n}x");
-            let name = if DROPPED_PREFIXES.contains(n) {
+            let name = if DROPPED_PREFIXES.contains(&n) {
                 probe.as_str()
             } else {
                 n

@@ -434,13 +434,11 @@ pub(crate) async fn verify(
             .iter()
             .flatten()
             .any(|v| Method::from_bytes(v.as_bytes()).map_or(true, |m| !guard::is_safe_method(&m)));
-    let uris: Vec<&str> = ["x-original-uri", "x-forwarded-uri"]
-        .iter()
-        .filter_map(|n| headers.get(*n))
-        .map(|v| v.to_str().unwrap_or("\\invalid"))
-        .collect();
-    let mut public = !uris.is_empty();
-    for uri in &uris {
+    // A value that is not text is no path (`\` is refused by `public_path`).
+    let uris = ["x-original-uri", "x-forwarded-uri"]
+        .map(|n| headers.get(n).map(|v| v.to_str().unwrap_or("\\invalid")));
+    let mut public = uris.iter().any(Option::is_some);
+    for uri in uris.iter().flatten() {
         let path = uri.split(['?', '#']).next().unwrap_or_default();
         match guard::public_path(path, &inner.settings.public) {
             Some(p) => public &= p,
@@ -457,27 +455,14 @@ pub(crate) async fn verify(
     let original = headers
         .get(own)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| uris.first().copied())
-        .unwrap_or("/")
-        .to_string();
+        .or_else(|| uris.into_iter().flatten().next())
+        .unwrap_or("/");
     let cross_site = state_changing && guard::is_cross_site(&headers, inner.expected_origin());
 
     if public {
         // As on the public listener: a session's still-valid token is attached,
         // nothing is renewed, a forged request gets no token.
-        let mut session = if cross_site {
-            None
-        } else {
-            inner
-                .read_session(&headers, now_ms)
-                .map(|l| l.value)
-                .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))
-        };
-        if let Some(d) = &session
-            && inner.logged_out.is_logged_out(d, now_ms).await
-        {
-            session = None;
-        }
+        let session = crate::forward::public_session(inner, &headers, now_ms, cross_site).await;
         let mut resp = StatusCode::OK.into_response();
         if let Some(d) = &session {
             verified_headers(inner, resp.headers_mut(), d);
@@ -488,17 +473,8 @@ pub(crate) async fn verify(
 
     // Refusals first: a refused sub-request must not renew (see crate::renew).
     if cross_site {
-        return if inner.has_session(&headers, now_ms).await {
-            inner.forbidden_cross_site()
-        } else {
-            inner.unauthenticated(
-                &Method::POST,
-                &headers,
-                &original,
-                AuthErrorCode::SessionExpired,
-                false,
-            )
-        };
+        return crate::forward::refuse_cross_site(inner, &Method::POST, &headers, original, now_ms)
+            .await;
     }
     // The peer here is the reverse proxy asking, not the client: no address is sent.
     match inner.authenticate(&headers, now_ms, None).await {
@@ -517,7 +493,7 @@ pub(crate) async fn verify(
         // login page. A request any header calls state-changing never does.
         Authn::Anonymous { code, clear } => {
             let as_method = answer_as(inner, state_changing);
-            inner.unauthenticated(&as_method, &headers, &original, code, clear)
+            inner.unauthenticated(&as_method, &headers, original, code, clear)
         }
         Authn::Unavailable { retry_after } => {
             inner.unavailable(&answer_as(inner, state_changing), &headers, retry_after)
@@ -538,7 +514,7 @@ fn answer_as(inner: &Inner, state_changing: bool) -> Method {
 /// The token and identity headers of a 200 from verify.
 fn verified_headers(inner: &Inner, h: &mut HeaderMap, data: &SessionData) {
     if let Some(at) = &data.access_token {
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {at}")) {
+        if let Some(v) = crate::proxy::bearer(at) {
             h.insert(inner.settings.auth_header.clone(), v);
         }
         if inner.settings.expose_access_token
@@ -551,7 +527,7 @@ fn verified_headers(inner: &Inner, h: &mut HeaderMap, data: &SessionData) {
         }
     }
     if let Some(u) = data.identity() {
-        crate::proxy::insert_identity(h, &inner.settings.identity_prefix, &u);
+        crate::proxy::insert_identity(h, &inner.settings.header_policy, &u);
     }
 }
 

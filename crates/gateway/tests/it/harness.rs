@@ -360,13 +360,7 @@ impl Harness {
 
     /// Logs in with JSON and returns the `Cookie` header value for the session.
     pub async fn login(&self) -> String {
-        let resp = self
-            .http
-            .post(format!("{}/auth/login", self.url))
-            .json(&json!({"username": USER, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let resp = login_at(&self.http, &self.url).await;
         assert_eq!(resp.status(), 200, "login failed");
         cookie_header(resp.headers()).expect("login sets a cookie")
     }
@@ -423,6 +417,15 @@ impl Harness {
             .check_session(&h, sallyport_gateway::Clock::now_ms(&*self.clock))
             .is_some()
     }
+}
+
+/// `POST {url}/auth/login` with [`USER`]'s JSON credentials.
+pub async fn login_at(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    http.post(format!("{url}/auth/login"))
+        .json(&json!({"username": USER, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Builds a `Cookie` header from a response's non-expired `Set-Cookie` values.

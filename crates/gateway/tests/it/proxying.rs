@@ -255,23 +255,13 @@ async fn oauth2_adapter_logs_in_renews_and_revokes() {
     let mut bad = c.clone();
     bad.backend.client_secret = Some("wrong".into());
     let (bad_url, _, _) = start_gateway(bad).await;
-    let resp = client()
-        .post(format!("{bad_url}/auth/login"))
-        .json(&json!({"username": USER, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let resp = login_at(&client(), &bad_url).await;
     assert_eq!(resp.status(), 503);
     // client_secret_post works as well as Basic.
     let mut post = c.clone();
     post.backend.client_auth = sallyport_gateway::ClientAuth::ClientSecretPost;
     let (post_url, _, _) = start_gateway(post).await;
-    let resp = client()
-        .post(format!("{post_url}/auth/login"))
-        .json(&json!({"username": USER, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let resp = login_at(&client(), &post_url).await;
     assert_eq!(resp.status(), 200);
 
     let (url, _, clock) = start_gateway(c).await;
@@ -332,4 +322,152 @@ async fn oauth2_adapter_logs_in_renews_and_revokes() {
         .filter(|s| s.revoked_at_ms.is_some())
         .count();
     assert_eq!((sessions.len(), revoked), (2, 1));
+}
+
+/// A raw HTTP/1.1 upstream for the keep-alive pool: answers the first `answers`
+/// requests of each connection with a keep-alive 200, then closes the connection — at
+/// once, or (`read_next`) after reading one more request, which it leaves unanswered.
+/// Counts connections and request heads read.
+async fn raw_upstream(
+    answers: usize,
+    read_next: bool,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let conns = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(AtomicUsize::new(0));
+    let (c, r) = (conns.clone(), heads.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = 0;
+                loop {
+                    if answered == answers && !read_next {
+                        return;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(got) => buf.extend_from_slice(&chunk[..got]),
+                    }
+                    // GETs without bodies: a request is its head.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        r.fetch_add(1, Ordering::SeqCst);
+                        if answered == answers {
+                            return;
+                        }
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        answered += 1;
+                        if answered == answers && !read_next {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, conns, heads)
+}
+
+/// The keep-alive pool: connections are reused; a request upstream has read is never
+/// sent a second time (it may have had effects), even when the connection dies before
+/// the answer; a pooled connection upstream has closed is not used again.
+#[tokio::test]
+async fn pooled_connections_are_reused_and_a_sent_request_is_never_resent() {
+    use std::sync::atomic::Ordering;
+    let backend = start_backend(0).await;
+    let http = client();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+
+    let (up, conns, heads) = raw_upstream(usize::MAX, false).await;
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    for i in 0..3 {
+        assert_eq!(get(format!("{url}/public/{i}")).await, (200, "ok".into()));
+    }
+    assert_eq!(heads.load(Ordering::SeqCst), 3);
+    assert_eq!(conns.load(Ordering::SeqCst), 1, "the pool did not reuse");
+
+    // Upstream reads the second request on the connection and hangs up.
+    let (up, conns, heads) = raw_upstream(1, true).await;
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    assert_eq!(get(format!("{url}/public/1")).await, (200, "ok".into()));
+    assert_eq!(get(format!("{url}/public/2")).await.0, 502);
+    assert_eq!(
+        heads.load(Ordering::SeqCst),
+        2,
+        "the request was sent again"
+    );
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+
+    // Upstream closes each connection after one answer (as on its keep-alive timeout):
+    // the next request goes on a new connection, not on the dead one.
+    let (up, conns, heads) = raw_upstream(1, false).await;
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    for i in 0..3 {
+        assert_eq!(get(format!("{url}/public/{i}")).await, (200, "ok".into()));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(heads.load(Ordering::SeqCst), 3);
+    assert_eq!(conns.load(Ordering::SeqCst), 3);
+}
+
+/// Upstream's response head is bounded (hyper's limits: 100 header fields, ~400 KiB):
+/// an endless or oversized head is a 502, not memory held for ever.
+#[tokio::test]
+async fn an_oversized_upstream_response_head_is_a_502() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = start_backend(0).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let mut head = String::from("HTTP/1.1 200 OK\r\n");
+                for i in 0..200 {
+                    head.push_str(&format!("x-many-{i}: 1\r\n"));
+                }
+                let _ = s.write_all(head.as_bytes()).await;
+                // One long header line, never finished.
+                let line = vec![b'a'; 64 * 1024];
+                let _ = s.write_all(b"x-long: ").await;
+                for _ in 0..16 {
+                    if s.write_all(&line).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    let started = std::time::Instant::now();
+    let resp = client()
+        .get(format!("{url}/public/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    // Refused on the limit, not by the response timeout (2 s in the harness).
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
 }

@@ -337,44 +337,29 @@ async fn cdn_cache_headers_never_accompany_the_session_cookie() {
     let up = cdn_upstream().await;
     let (url, _gw, clock) = start_gateway(config(&backend, &up)).await;
     let http = client();
-    let login = http
-        .post(format!("{url}/auth/login"))
-        .json(&json!({"username": USER, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = login_at(&http, &url).await;
     assert_uncacheable(login.headers(), "login");
     let cookie = cookie_header(login.headers()).unwrap();
+    let get = |path: &str, cookie: &str| {
+        http.get(format!("{url}{path}"))
+            .header("cookie", cookie)
+            .send()
+    };
 
     // Without a cookie to set, upstream's caching headers are upstream's business.
-    let plain = http
-        .get(format!("{url}/cdn"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let plain = get("/cdn", &cookie).await.unwrap();
     assert!(plain.headers().get("set-cookie").is_none());
     assert!(plain.headers().get("cdn-cache-control").is_some());
 
     // Renewal: the new cookie rides on upstream's response.
     clock.advance_ms(16 * 60 * 1000);
-    let renewed = http
-        .get(format!("{url}/cdn"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let renewed = get("/cdn", &cookie).await.unwrap();
     assert!(renewed.headers().get("set-cookie").is_some());
     assert_uncacheable(renewed.headers(), "renewal");
     let cookie = cookie_header(renewed.headers()).unwrap();
 
     // The app writes the session cookie itself.
-    let app = http
-        .get(format!("{url}/app-session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let app = get("/app-session", &cookie).await.unwrap();
     assert_uncacheable(app.headers(), "app-written session cookie");
 
     let logout = http
@@ -486,6 +471,24 @@ async fn path_parameters_do_not_defeat_extension_globs() {
         401
     );
     assert_eq!(verify("/a/../admin.css", None).await.status(), 400);
+    // Either header can carry the escape, and a value that is not text is no path.
+    assert_eq!(
+        verify("/a/b.css", Some("/a/%2e%2e/admin.css"))
+            .await
+            .status(),
+        400
+    );
+    let r = h
+        .http
+        .get(format!("{admin}/auth/verify"))
+        .header(
+            "x-original-uri",
+            HeaderValue::from_bytes(b"/a/\xff.css").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }
 
 fn token_free(what: &str, headers: &HeaderMap, body: &str, token: &str) {
