@@ -91,7 +91,7 @@ impl Inner {
                 renewed: false,
             },
             Freshness::RenewDue { still_valid } => {
-                match self.renew(&mut data, now_s, client).await {
+                match self.renew(&mut data, client).await {
                     Ok(()) => Authn::Session {
                         data: Box::new(data),
                         write: true,

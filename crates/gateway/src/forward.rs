@@ -123,11 +123,7 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     {
         let mut renewed_data = data.clone();
         if inner
-            .renew(
-                &mut renewed_data,
-                now_ms / 1000,
-                client_addr.map(|a| a.ip()),
-            )
+            .renew(&mut renewed_data, client_addr.map(|a| a.ip()))
             .await
             .is_ok()
         {

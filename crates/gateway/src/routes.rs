@@ -345,7 +345,7 @@ pub(crate) async fn refresh(
         );
     };
     let mut data = loaded.value;
-    match inner.renew(&mut data, now_ms / 1000, client).await {
+    match inner.renew(&mut data, client).await {
         Ok(()) => {
             let mut resp = axum::Json(data.view(
                 inner.settings.expose_access_token,

@@ -29,6 +29,7 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use crate::Clock;
 use crate::config::StoreSettings;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -137,7 +138,7 @@ impl LogoutStore {
         let d = digest(&key);
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(shared.key("logout", &d));
-        match shared.run::<u64>(&cmd, now_ms).await {
+        match shared.run::<u64>(&cmd).await {
             Ok(n) if n > 0 => {
                 // Cache the positive answer: a logged-out id never comes back.
                 self.insert_local(d, now_ms);
@@ -146,7 +147,7 @@ impl LogoutStore {
             Ok(_) => false,
             Err(e) => {
                 self.metrics.store_error("read");
-                shared.log_unavailable("logout-read", now_ms, &e);
+                shared.log_unavailable("logout-read", &e);
                 false
             }
         }
@@ -190,7 +191,7 @@ impl LogoutStore {
                 .arg(1)
                 .arg("EX")
                 .arg(self.ttl.as_secs().max(1));
-            if let Err(e) = shared.run::<()>(&cmd, now_ms).await {
+            if let Err(e) = shared.run::<()>(&cmd).await {
                 ok = false;
                 self.metrics.store_error("write");
                 tracing::error!(error = %e, durable = self.durable.is_some(),
@@ -389,6 +390,10 @@ fn check_private(dir: &Path) {
 pub(crate) struct Redis {
     settings: StoreSettings,
     conn: OnceCell<ConnectionManager>,
+    /// The gateway's clock, read as each command ends: callers' request-time "now" can
+    /// be seconds old (a renewal task polling for a lock), which would shorten the
+    /// back-off or keep Redis switched off after it ended.
+    clock: Arc<dyn Clock>,
     /// When Redis is skipped, after repeated errors.
     breaker: Breaker,
     /// Last "unavailable" log line (ms), for rate limiting.
@@ -396,10 +401,11 @@ pub(crate) struct Redis {
 }
 
 impl Redis {
-    pub(crate) fn new(settings: StoreSettings) -> Self {
+    pub(crate) fn new(settings: StoreSettings, clock: Arc<dyn Clock>) -> Self {
         Self {
             settings,
             conn: OnceCell::new(),
+            clock,
             breaker: Breaker::default(),
             last_log_ms: AtomicU64::new(0),
         }
@@ -417,7 +423,8 @@ impl Redis {
     }
 
     /// Logs that Redis is unavailable, at most once per [`LOG_EVERY_MS`].
-    pub(crate) fn log_unavailable(&self, what: &'static str, now_ms: u64, error: &str) {
+    pub(crate) fn log_unavailable(&self, what: &'static str, error: &str) {
+        let now_ms = self.clock.now_ms();
         let last = self.last_log_ms.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) >= LOG_EVERY_MS
             && self
@@ -435,9 +442,8 @@ impl Redis {
     pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
-        now_ms: u64,
     ) -> Result<T, String> {
-        if !self.breaker.allows(now_ms) {
+        if !self.breaker.allows(self.clock.now_ms()) {
             return Err("in back-off after repeated errors".into());
         }
         let result = tokio::time::timeout(self.settings.timeout, async {
@@ -456,7 +462,7 @@ impl Redis {
         .unwrap_or_else(|_| Err("timed out".into()));
         match &result {
             Ok(_) => self.breaker.succeeded(),
-            Err(_) => self.breaker.failed(now_ms),
+            Err(_) => self.breaker.failed(self.clock.now_ms()),
         }
         result
     }
