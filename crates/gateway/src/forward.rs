@@ -165,19 +165,11 @@ async fn forward_public(
     now_ms: u64,
     forged: bool,
 ) -> Response {
-    let mut session = if forged {
+    let session = if forged {
         None
     } else {
-        inner
-            .read_session(req.headers(), now_ms)
-            .map(|l| l.value)
-            .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))
+        inner.unexpired_session(req.headers(), now_ms).await
     };
-    if let Some(d) = &session
-        && inner.logged_out.is_logged_out(d, now_ms).await
-    {
-        session = None;
-    }
     forward(inner, req, client_addr, session.as_ref(), None).await
 }
 

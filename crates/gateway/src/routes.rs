@@ -335,7 +335,8 @@ pub(crate) async fn refresh(
         return inner.forbidden_cross_site();
     }
     let now_ms = inner.clock.now_ms();
-    let Some(loaded) = inner.read_session(&headers, now_ms) else {
+    // Logged out on another replica: no renewal (and no cookie) for it.
+    let Some(loaded) = inner.live_session(&headers, now_ms).await else {
         return inner.unauthenticated(
             &Method::POST,
             &headers,
@@ -375,12 +376,7 @@ pub(crate) async fn refresh(
 pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
     let inner = &*gw.inner;
     let now_ms = inner.clock.now_ms();
-    let mut loaded = inner.read_session(&headers, now_ms);
-    if let Some(l) = &loaded
-        && inner.logged_out.is_logged_out(&l.value, now_ms).await
-    {
-        loaded = None;
-    }
+    let loaded = inner.live_session(&headers, now_ms).await;
     let view = match loaded {
         Some(l) => l.value.view(
             inner.settings.expose_access_token,
@@ -465,19 +461,11 @@ pub(crate) async fn verify(
     if public {
         // As on the public listener: a session's still-valid token is attached,
         // nothing is renewed, a forged request gets no token.
-        let mut session = if cross_site {
+        let session = if cross_site {
             None
         } else {
-            inner
-                .read_session(&headers, now_ms)
-                .map(|l| l.value)
-                .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))
+            inner.unexpired_session(&headers, now_ms).await
         };
-        if let Some(d) = &session
-            && inner.logged_out.is_logged_out(d, now_ms).await
-        {
-            session = None;
-        }
         let mut resp = StatusCode::OK.into_response();
         if let Some(d) = &session {
             verified_headers(inner, resp.headers_mut(), d);

@@ -126,12 +126,10 @@ impl LogoutStore {
         m.get(&digest(&key)).is_some_and(|&exp| exp > now_ms)
     }
 
-    /// Whether `data`'s session was logged out here or, with Redis, on any replica.
-    /// An unreachable Redis answers "no" (see the module docs).
-    pub(crate) async fn is_logged_out(&self, data: &SessionData, now_ms: u64) -> bool {
-        if self.seen_here(data, now_ms) {
-            return true;
-        }
+    /// Whether, with Redis, another replica logged `data`'s session out. Asked after
+    /// [`Self::seen_here`] (through `Inner::live_session`), which it does not repeat. An
+    /// unreachable Redis answers "no" (see the module docs).
+    pub(crate) async fn logged_out_elsewhere(&self, data: &SessionData, now_ms: u64) -> bool {
         let (Some(shared), Some(key)) = (&self.shared, data.logout_key()) else {
             return false;
         };

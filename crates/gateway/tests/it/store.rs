@@ -107,6 +107,17 @@ async fn logout_on_one_replica_is_refused_on_another() {
         .await
         .unwrap();
     assert!(header_of(&echo, "authorization").is_none(), "{echo}");
+    // `{prefix}/refresh` does not renew it either: the backend is not even asked.
+    let refreshes = h.refreshes();
+    let refreshed = client()
+        .post(format!("{url2}/auth/refresh"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 401);
+    assert!(refreshed.headers().get("set-cookie").is_none());
+    assert_eq!(h.refreshes(), refreshes, "a logged-out session was renewed");
     // Another user's session is untouched.
     assert_eq!(
         get(&url2, "/echo", &other, "application/json")
