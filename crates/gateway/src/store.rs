@@ -311,21 +311,11 @@ fn compact(dir: &Path, max_entries: usize, now_ms: u64) -> std::io::Result<HashM
     let lock = lock_file(dir)?;
     lock.lock()?;
     let path = dir.join(LOG_FILE);
-    let mut entries = HashMap::new();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            for line in text.lines() {
-                if let Some((d, exp)) = parse_line(line)
-                    && exp > now_ms
-                {
-                    let e = entries.entry(d).or_insert(exp);
-                    *e = (*e).max(exp);
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let mut entries = match std::fs::File::open(&path) {
+        Ok(f) => read_entries(std::io::BufReader::new(f), max_entries, now_ms)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
         Err(e) => return Err(e),
-    }
+    };
     evict_soonest(&mut entries, max_entries, &Metrics::new());
     let tmp = dir.join(format!("{LOG_FILE}.tmp"));
     {
@@ -345,6 +335,45 @@ fn compact(dir: &Path, max_entries: usize, now_ms: u64) -> std::io::Result<HashM
     std::fs::rename(&tmp, &path)?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
+    }
+    Ok(entries)
+}
+
+/// The longest line [`format_line`] writes, with room to spare.
+const MAX_LINE: usize = 128;
+
+/// The live records of a durable file, streamed: a line that is torn, too long or not
+/// UTF-8 is skipped (it never stops start-up), and memory stays within twice
+/// `max_entries` however large the file has grown.
+fn read_entries(
+    mut r: impl std::io::BufRead,
+    max_entries: usize,
+    now_ms: u64,
+) -> std::io::Result<HashMap<Digest32, u64>> {
+    use std::io::{BufRead as _, Read as _};
+    let mut entries = HashMap::new();
+    let mut line = Vec::with_capacity(MAX_LINE + 1);
+    loop {
+        line.clear();
+        let n = (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') && n > MAX_LINE {
+            r.skip_until(b'\n')?;
+            continue;
+        }
+        if let Some((d, exp)) = std::str::from_utf8(&line).ok().and_then(parse_line)
+            && exp > now_ms
+        {
+            let e = entries.entry(d).or_insert(exp);
+            *e = (*e).max(exp);
+            if entries.len() > max_entries.saturating_mul(2) {
+                evict_soonest(&mut entries, max_entries, &Metrics::new());
+            }
+        }
     }
     Ok(entries)
 }
@@ -522,6 +551,29 @@ mod tests {
         assert_eq!(parse_line(line.trim_end()), Some((d, 42)));
         assert_eq!(parse_line(&line[..20]), None);
         assert_eq!(parse_line("zz 1"), None);
+    }
+
+    #[test]
+    fn reading_skips_bad_lines_and_stays_bounded() {
+        let (a, b) = (digest("a"), digest("b"));
+        let mut file = Vec::new();
+        file.extend_from_slice(format_line(&a, 50).as_bytes());
+        file.extend_from_slice(b"\xff\xfe not utf-8\n");
+        file.extend_from_slice(&[b'7'; 10_000]);
+        file.push(b'\n');
+        file.extend_from_slice(format_line(&b, 5).as_bytes()); // expired
+        file.extend_from_slice(format_line(&a, 60).as_bytes());
+        file.extend_from_slice(&format_line(&b, 70).as_bytes()[..30]); // torn, no newline
+        let got = read_entries(&file[..], 10, 10).unwrap();
+        assert_eq!(got, HashMap::from([(a, 60)]));
+
+        let mut many = Vec::new();
+        for i in 0..1_000u64 {
+            many.extend_from_slice(format_line(&digest(&i.to_string()), 100 + i).as_bytes());
+        }
+        let got = read_entries(&many[..], 10, 0).unwrap();
+        assert!(got.len() <= 20, "{}", got.len());
+        assert!(got.values().all(|&e| e >= 100 + 1_000 - 20));
     }
 
     #[test]
