@@ -23,17 +23,6 @@ pub fn redis_url() -> Option<String> {
     }
 }
 
-async fn logout(url: &str, cookie: &str) -> u16 {
-    client()
-        .post(format!("{url}/auth/logout"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 async fn get(url: &str, path: &str, cookie: &str, accept: &str) -> reqwest::Response {
     client()
         .get(format!("{url}{path}"))
