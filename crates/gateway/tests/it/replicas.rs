@@ -791,6 +791,23 @@ async fn soak() {
         rotations > 0,
         "nothing renewed: the soak did not exercise renewal"
     );
+    // Answers other than 200/401 (502, 503, transport errors) are neither forced logouts
+    // nor successes: a soak where most requests failed must not pass.
+    let (requests, other) = (
+        requests.load(Ordering::SeqCst),
+        other.load(Ordering::SeqCst),
+    );
+    assert!(
+        requests > sessions && other * 100 <= requests,
+        "{other} of {requests} requests were neither 200 nor 401"
+    );
+    // Tokens live 4 s and are renewed 2 s before expiry: in 10 s every session renews.
+    if secs >= 10 {
+        assert!(
+            rotations >= sessions,
+            "{rotations} rotations for {sessions} sessions: not every session was exercised"
+        );
+    }
     // Every refresh call rotated a token (a second call for the same token would have
     // been a reuse, which this backend punishes).
     assert_eq!(refreshes, rotations);
