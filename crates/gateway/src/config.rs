@@ -509,7 +509,6 @@ pub struct Settings {
     pub(crate) upstream: Upstream,
     pub(crate) prefix: String,
     pub(crate) public: GlobSet,
-    pub(crate) public_origin: Option<String>,
     pub(crate) origin_policy: crate::guard::OriginPolicy,
     pub(crate) replay_body_limit: usize,
     /// The session cookie, validated by sallyport-session (and its passwords by iron)
@@ -644,11 +643,10 @@ impl Settings {
             prefix,
             public,
             origin_policy: crate::guard::OriginPolicy {
-                public_origin: public_origin.clone(),
+                public_origin,
                 trust_forwarded: c.trust_forwarded_headers,
                 secure: c.session.secure,
             },
-            public_origin,
             replay_body_limit,
             cookies,
             ttl: Duration::from_secs(c.session.ttl_secs),
