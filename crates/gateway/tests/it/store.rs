@@ -62,6 +62,18 @@ async fn logout_on_one_replica_is_refused_on_another() {
     assert_eq!(logout(&h.url, &cookie).await, 204);
 
     // The captured cookie, replayed on the other replica: refused everywhere it counts.
+    // First `{prefix}/refresh` (before any other request lets the replica remember the
+    // logout locally): it does not renew the session, the backend is not even asked.
+    let refreshes = h.refreshes();
+    let refreshed = client()
+        .post(format!("{url2}/auth/refresh"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 401);
+    assert!(refreshed.headers().get("set-cookie").is_none());
+    assert_eq!(h.refreshes(), refreshes, "a logged-out session was renewed");
     assert_eq!(
         get(&url2, "/echo", &cookie, "application/json")
             .await
@@ -96,17 +108,6 @@ async fn logout_on_one_replica_is_refused_on_another() {
         .await
         .unwrap();
     assert!(header_of(&echo, "authorization").is_none(), "{echo}");
-    // `{prefix}/refresh` does not renew it either: the backend is not even asked.
-    let refreshes = h.refreshes();
-    let refreshed = client()
-        .post(format!("{url2}/auth/refresh"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refreshed.status(), 401);
-    assert!(refreshed.headers().get("set-cookie").is_none());
-    assert_eq!(h.refreshes(), refreshes, "a logged-out session was renewed");
     // Another user's session is untouched.
     assert_eq!(
         get(&url2, "/echo", &other, "application/json")
