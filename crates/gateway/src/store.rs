@@ -577,6 +577,20 @@ mod tests {
     }
 
     #[test]
+    fn a_garbage_line_in_the_file_does_not_stop_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = digest("sid");
+        let mut file = b"\xff garbage from a crash\n".to_vec();
+        file.extend_from_slice(format_line(&d, 99).as_bytes());
+        std::fs::write(dir.path().join(LOG_FILE), file).unwrap();
+        let (_, entries) = Durable::open(dir.path(), 10, 1).expect("start-up");
+        assert_eq!(entries, HashMap::from([(d, 99)]));
+        // Compaction rewrote the file without the garbage.
+        let text = std::fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        assert_eq!(text, format_line(&d, 99));
+    }
+
+    #[test]
     fn eviction_keeps_the_latest_expiries() {
         let mut m = HashMap::new();
         for i in 0..10u64 {
