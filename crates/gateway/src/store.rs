@@ -71,7 +71,6 @@ impl LogoutStore {
     /// An unusable directory stops start-up when it was configured (`explicit`); the
     /// default directory only warns, so that a host without a writable home (a read-only
     /// container) still starts, with logouts kept in memory (and Redis).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         ttl: Duration,
         state_dir: Option<&Path>,
