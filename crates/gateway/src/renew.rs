@@ -38,11 +38,14 @@
 //! answers as for a backend fault (session kept; 503 only once the token has expired)
 //! rather than calling the backend while another replica may be doing so.
 //!
-//! Redis is an optimisation, never a single point of failure: when a command fails or
-//! exceeds `store.timeout_ms`, the replica renews on its own (local single-flight, as
-//! without Redis), counts `sallyport_gateway_renewal_fallbacks_total{reason=
+//! Redis is an optimisation, never a single point of failure: once Redis counts as down
+//! (commands failing or exceeding `store.timeout_ms` several times in a row; one failed
+//! command is retried at the next poll), the replica renews on its own (local
+//! single-flight, as without Redis), counts `sallyport_gateway_renewal_fallbacks_total{reason=
 //! "redis_unavailable"}` and logs at most every 10 s; Redis is asked again after a short
-//! back-off, so recovery needs no restart.
+//! back-off, so recovery needs no restart. Taking the lock is idempotent (a lock that
+//! already holds our owner id is ours), so a `SET` that timed out but was applied does not
+//! leave the replica waiting for its own lock.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -266,7 +269,9 @@ impl RenewerInner {
         let started = Instant::now();
         let mut waited = false;
         loop {
-            if let Some(outcome) = self.remote_result(remote, &result_key).await? {
+            if let Some(Some(outcome)) =
+                tolerate(redis, self.remote_result(remote, &result_key).await)?
+            {
                 if waited {
                     self.metrics
                         .renewal_lock_wait(started.elapsed().as_secs_f64());
@@ -274,14 +279,17 @@ impl RenewerInner {
                 self.metrics.renewal_joined("replica");
                 return Ok(outcome);
             }
-            let mut set = redis::cmd("SET");
-            set.arg(&lock_key)
-                .arg(&owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(lock_ttl.as_millis() as u64);
-            let acquired: Option<String> = redis.run(&set).await?;
-            if acquired.is_some() {
+            // Taken, or already ours: a SET that timed out here may have been applied.
+            let mut lock = redis::cmd("EVAL");
+            lock.arg(
+                "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 \
+                 elseif redis.call('GET', KEYS[1]) == ARGV[1] then return 1 else return 0 end",
+            )
+            .arg(1)
+            .arg(&lock_key)
+            .arg(&owner)
+            .arg(lock_ttl.as_millis() as u64);
+            if tolerate(redis, redis.run::<i64>(&lock).await)? == Some(1) {
                 if waited {
                     self.metrics
                         .renewal_lock_wait(started.elapsed().as_secs_f64());
@@ -399,6 +407,19 @@ impl RenewerInner {
             Err(_) => "unavailable",
         });
         outcome.map(Arc::new).map_err(Arc::new)
+    }
+}
+
+/// A coordination command's result: `Ok(None)` for a failure to retry at the next poll.
+/// Only a Redis that counts as down (several failures in a row, see
+/// `store::Redis::run`) sends the replica off to renew alone: renewing alone after one
+/// failed or slow command, while another replica may be redeeming the same token, is a
+/// reuse, which a single-use backend punishes.
+fn tolerate<T>(redis: &Redis, r: Result<T, String>) -> Result<Option<T>, String> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if redis.is_down() => Err(e),
+        Err(_) => Ok(None),
     }
 }
 

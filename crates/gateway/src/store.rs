@@ -463,6 +463,11 @@ impl Redis {
         }
     }
 
+    /// Whether Redis counts as down (in the back-off after repeated errors).
+    pub(crate) fn is_down(&self) -> bool {
+        !self.breaker.allows(self.clock.now_ms())
+    }
+
     /// Runs one command within `store.timeout_ms`; [`FAILURES_TO_BACK_OFF`] errors in a
     /// row start the back-off.
     pub(crate) async fn run<T: redis::FromRedisValue>(
