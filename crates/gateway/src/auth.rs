@@ -46,14 +46,45 @@ impl Inner {
         Some(loaded)
     }
 
-    /// Step 2 in full, read-only: a usable session that was not logged out on any
-    /// replica. Never renews — this is what a request that will be refused anyway (CSRF)
+    /// Step 2 in full: a usable session that was not logged out here or (with Redis) on
+    /// any replica. The one answer to "was this session logged out?" before a session is
+    /// used; never renews.
+    pub(crate) async fn live_session(
+        &self,
+        headers: &HeaderMap,
+        now_ms: u64,
+    ) -> Option<Loaded<SessionData>> {
+        let loaded = self.read_session(headers, now_ms)?;
+        if self
+            .logged_out
+            .logged_out_elsewhere(&loaded.value, now_ms)
+            .await
+        {
+            return None;
+        }
+        Some(loaded)
+    }
+
+    /// A live session whose access token has not expired, for a public path (nothing is
+    /// renewed there).
+    pub(crate) async fn unexpired_session(
+        &self,
+        headers: &HeaderMap,
+        now_ms: u64,
+    ) -> Option<SessionData> {
+        let l = self.read_session(headers, now_ms)?;
+        if l.value.expires_at().is_some_and(|exp| now_ms / 1000 >= exp)
+            || self.logged_out.logged_out_elsewhere(&l.value, now_ms).await
+        {
+            return None;
+        }
+        Some(l.value)
+    }
+
+    /// Read-only [`Self::live_session`]: what a request that will be refused anyway (CSRF)
     /// may ask, so that it does not spend the refresh token (see [`crate::renew`]).
     pub(crate) async fn has_session(&self, headers: &HeaderMap, now_ms: u64) -> bool {
-        match self.read_session(headers, now_ms) {
-            Some(l) => !self.logged_out.is_logged_out(&l.value, now_ms).await,
-            None => false,
-        }
+        self.live_session(headers, now_ms).await.is_some()
     }
 
     /// Whether the request carries a session cookie at all (usable or not).
@@ -70,18 +101,12 @@ impl Inner {
         now_ms: u64,
         client: Option<IpAddr>,
     ) -> Authn {
-        let Some(loaded) = self.read_session(headers, now_ms) else {
+        let Some(loaded) = self.live_session(headers, now_ms).await else {
             return Authn::Anonymous {
                 code: AuthErrorCode::SessionExpired,
                 clear: false,
             };
         };
-        if self.logged_out.is_logged_out(&loaded.value, now_ms).await {
-            return Authn::Anonymous {
-                code: AuthErrorCode::SessionExpired,
-                clear: false,
-            };
-        }
         let mut data = loaded.value;
         let now_s = now_ms / 1000;
         match data.freshness(now_s, self.settings.leeway_secs) {
@@ -91,7 +116,7 @@ impl Inner {
                 renewed: false,
             },
             Freshness::RenewDue { still_valid } => {
-                match self.renew(&mut data, now_s, client).await {
+                match self.renew(&mut data, client).await {
                     Ok(()) => Authn::Session {
                         data: Box::new(data),
                         write: true,

@@ -109,15 +109,17 @@ impl Default for AdminSection {
     }
 }
 
-/// `[store]`: state shared by several gateway replicas. Today that is the set of
-/// logged-out session ids, so that a cookie logged out on one replica is refused by all.
+/// `[store]`: the gateway's state: the record of logged-out sessions (kept in
+/// `state_dir` across restarts) and, with `redis_url`, what replicas share — that record,
+/// so a cookie logged out on one replica is refused by all, and single-flight renewal.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     /// `redis://[user:password@]host[:port][/db]`; unset keeps the record per process.
     pub redis_url: Option<String>,
-    /// Longest wait for one Redis command, in milliseconds; past it the store counts as
-    /// unreachable (see docs/gateway.md for what the gateway does then).
+    /// Longest wait for one Redis command, in milliseconds; past it the command fails, and
+    /// three failures in a row switch Redis off for a short back-off (see docs/gateway.md
+    /// for what the gateway does then).
     pub timeout_ms: u64,
     /// Prefix of every key the gateway writes.
     pub key_prefix: String,
@@ -383,14 +385,23 @@ impl Default for BackendSection {
 }
 
 impl Default for FieldNames {
+    /// The backend client's own defaults (the issuer's contract), not a second copy.
     fn default() -> Self {
+        let sallyport_backend::JsonFields {
+            username,
+            password,
+            refresh_request,
+            access_token,
+            refresh_token,
+            expires_in,
+        } = sallyport_backend::JsonFields::default();
         Self {
-            username: "username".into(),
-            password: "password".into(),
-            refresh_request: "refresh_token".into(),
-            access_token: "accessToken".into(),
-            refresh_token: "refreshToken".into(),
-            expires_in: "expiresIn".into(),
+            username,
+            password,
+            refresh_request,
+            access_token,
+            refresh_token,
+            expires_in,
         }
     }
 }
@@ -498,7 +509,6 @@ pub struct Settings {
     pub(crate) upstream: Upstream,
     pub(crate) prefix: String,
     pub(crate) public: GlobSet,
-    pub(crate) public_origin: Option<String>,
     pub(crate) origin_policy: crate::guard::OriginPolicy,
     pub(crate) replay_body_limit: usize,
     /// The session cookie, validated by sallyport-session (and its passwords by iron)
@@ -633,11 +643,10 @@ impl Settings {
             prefix,
             public,
             origin_policy: crate::guard::OriginPolicy {
-                public_origin: public_origin.clone(),
+                public_origin,
                 trust_forwarded: c.trust_forwarded_headers,
                 secure: c.session.secure,
             },
-            public_origin,
             replay_body_limit,
             cookies,
             ttl: Duration::from_secs(c.session.ttl_secs),

@@ -116,11 +116,7 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     {
         let mut renewed_data = data.clone();
         if inner
-            .renew(
-                &mut renewed_data,
-                now_ms / 1000,
-                client_addr.map(|a| a.ip()),
-            )
+            .renew(&mut renewed_data, client_addr.map(|a| a.ip()))
             .await
             .is_ok()
         {
@@ -166,14 +162,7 @@ pub(crate) async fn public_session(
     if forged {
         return None;
     }
-    let data = inner
-        .read_session(headers, now_ms)
-        .map(|l| l.value)
-        .filter(|d| d.expires_at().is_none_or(|exp| now_ms / 1000 < exp))?;
-    if inner.logged_out.is_logged_out(&data, now_ms).await {
-        return None;
-    }
-    Some(data)
+    inner.unexpired_session(headers, now_ms).await
 }
 
 /// Step 7's refusal of a forged request to a protected path, decided without renewing:

@@ -131,7 +131,7 @@ impl Gateway {
         let redis = settings
             .store
             .clone()
-            .map(|s| Arc::new(store::Redis::new(s)));
+            .map(|s| Arc::new(store::Redis::new(s, clock.clone())));
         let call_bound = renew::call_bound(backend.timeout(), settings.renew_grace);
         let remote = redis.clone().map(|redis| renew::Remote {
             redis,
@@ -149,6 +149,7 @@ impl Gateway {
             backend.timeout(),
             metrics.clone(),
             remote,
+            clock.clone(),
         );
         let logged_out = store::LogoutStore::open(
             settings.ttl,

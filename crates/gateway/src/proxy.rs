@@ -906,6 +906,7 @@ fn forwarding_headers(
     }
 
     let origin_https = s
+        .origin_policy
         .public_origin
         .as_deref()
         .is_some_and(|o| o.starts_with("https:"));

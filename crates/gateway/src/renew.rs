@@ -38,11 +38,14 @@
 //! answers as for a backend fault (session kept; 503 only once the token has expired)
 //! rather than calling the backend while another replica may be doing so.
 //!
-//! Redis is an optimisation, never a single point of failure: when a command fails or
-//! exceeds `store.timeout_ms`, the replica renews on its own (local single-flight, as
-//! without Redis), counts `sallyport_gateway_renewal_fallbacks_total{reason=
+//! Redis is an optimisation, never a single point of failure: once Redis counts as down
+//! (commands failing or exceeding `store.timeout_ms` several times in a row; one failed
+//! command is retried at the next poll), the replica renews on its own (local
+//! single-flight, as without Redis), counts `sallyport_gateway_renewal_fallbacks_total{reason=
 //! "redis_unavailable"}` and logs at most every 10 s; Redis is asked again after a short
-//! back-off, so recovery needs no restart.
+//! back-off, so recovery needs no restart. Taking the lock is idempotent (a lock that
+//! already holds our owner id is ours), so a `SET` that timed out but was applied does not
+//! leave the replica waiting for its own lock.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -55,6 +58,7 @@ use sha2::{Digest, Sha256};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Clock;
 use crate::backend::{Backend, BackendError};
 use crate::metrics::Metrics;
 use crate::state::{SessionData, Tokens};
@@ -62,6 +66,10 @@ use crate::store::Redis;
 
 /// How often a replica waiting for another replica's renewal looks for its result.
 pub(crate) const POLL: Duration = Duration::from_millis(15);
+
+/// The most of a renewal result read from Redis. A sealed result is a cookie's tokens and
+/// user (a cookie holds 4 KiB), so this is ample.
+const MAX_RESULT_LEN: usize = 64 * 1024;
 
 /// A renewal's outcome, shared by every request that joined it.
 pub(crate) type Outcome = Result<Arc<Tokens>, Arc<BackendError>>;
@@ -105,6 +113,9 @@ struct RenewerInner {
     metrics: Metrics,
     /// Cross-replica single-flight, with `store.redis_url`.
     remote: Option<Remote>,
+    /// The gateway's clock, read when a time is used: a renewal task outlives the request
+    /// that started it (lock waits, a slow backend), so that request's "now" goes stale.
+    clock: Arc<dyn Clock>,
 }
 
 /// What cross-replica renewal needs.
@@ -141,6 +152,7 @@ impl Renewer {
         caller_wait: Duration,
         metrics: Metrics,
         remote: Option<Remote>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             inner: Arc::new(RenewerInner {
@@ -153,6 +165,7 @@ impl Renewer {
                 in_flight: Mutex::new(HashMap::new()),
                 metrics,
                 remote,
+                clock,
             }),
         }
     }
@@ -161,12 +174,7 @@ impl Renewer {
     /// (or recent) renewal of the same token. `client` is the address of the request that
     /// starts the call (sent in `backend.client_address_header`); requests that join it
     /// share its answer.
-    pub(crate) async fn renew(
-        &self,
-        refresh_token: &str,
-        now_ms: u64,
-        client: Option<IpAddr>,
-    ) -> Outcome {
+    pub(crate) async fn renew(&self, refresh_token: &str, client: Option<IpAddr>) -> Outcome {
         let key = token_key(refresh_token);
         let inner = &self.inner;
         if let Some(t) = inner.grace.get(&key) {
@@ -195,7 +203,7 @@ impl Renewer {
                 let rt = refresh_token.to_string();
                 // The task, not the caller, owns the call: see the module docs.
                 let task = tokio::spawn(async move {
-                    let outcome = task_inner.obtain(&rt, key, now_ms, client).await;
+                    let outcome = task_inner.obtain(&rt, key, client).await;
                     if let Ok(t) = &outcome {
                         task_inner.grace.insert(key, t.clone());
                     }
@@ -227,27 +235,18 @@ impl Renewer {
 
 impl RenewerInner {
     /// The renewal result for `refresh_token`: another replica's, or one backend call.
-    async fn obtain(
-        &self,
-        refresh_token: &str,
-        key: TokenKey,
-        now_ms: u64,
-        client: Option<IpAddr>,
-    ) -> Outcome {
+    async fn obtain(&self, refresh_token: &str, key: TokenKey, client: Option<IpAddr>) -> Outcome {
         let Some(remote) = &self.remote else {
-            return self.call_backend(refresh_token, now_ms, client).await;
+            return self.call_backend(refresh_token, client).await;
         };
-        match self
-            .coordinate(remote, refresh_token, key, now_ms, client)
-            .await
-        {
+        match self.coordinate(remote, refresh_token, key, client).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Redis is an optimisation: renew on this replica alone.
                 self.metrics.renewal_fallback("redis_unavailable");
                 self.metrics.store_error("renewal");
-                remote.redis.log_unavailable("renewal", now_ms, &e);
-                self.call_backend(refresh_token, now_ms, client).await
+                remote.redis.log_unavailable("renewal", &e);
+                self.call_backend(refresh_token, client).await
             }
         }
     }
@@ -259,7 +258,6 @@ impl RenewerInner {
         remote: &Remote,
         refresh_token: &str,
         key: TokenKey,
-        now_ms: u64,
         client: Option<IpAddr>,
     ) -> Result<Outcome, String> {
         let redis = &remote.redis;
@@ -271,7 +269,9 @@ impl RenewerInner {
         let started = Instant::now();
         let mut waited = false;
         loop {
-            if let Some(outcome) = self.remote_result(remote, &result_key, now_ms).await? {
+            if let Some(Some(outcome)) =
+                tolerate(redis, self.remote_result(remote, &result_key).await)?
+            {
                 if waited {
                     self.metrics
                         .renewal_lock_wait(started.elapsed().as_secs_f64());
@@ -279,14 +279,17 @@ impl RenewerInner {
                 self.metrics.renewal_joined("replica");
                 return Ok(outcome);
             }
-            let mut set = redis::cmd("SET");
-            set.arg(&lock_key)
-                .arg(&owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(lock_ttl.as_millis() as u64);
-            let acquired: Option<String> = redis.run(&set, now_ms).await?;
-            if acquired.is_some() {
+            // Taken, or already ours: a SET that timed out here may have been applied.
+            let mut lock = redis::cmd("EVAL");
+            lock.arg(
+                "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 \
+                 elseif redis.call('GET', KEYS[1]) == ARGV[1] then return 1 else return 0 end",
+            )
+            .arg(1)
+            .arg(&lock_key)
+            .arg(&owner)
+            .arg(lock_ttl.as_millis() as u64);
+            if tolerate(redis, redis.run::<i64>(&lock).await)? == Some(1) {
                 if waited {
                     self.metrics
                         .renewal_lock_wait(started.elapsed().as_secs_f64());
@@ -298,7 +301,6 @@ impl RenewerInner {
                         &result_key,
                         &lock_key,
                         &owner,
-                        now_ms,
                         client,
                     )
                     .await);
@@ -320,10 +322,6 @@ impl RenewerInner {
     /// The lock is ours: check once more for a result (one may have been stored between
     /// our look and the lock), call the backend, publish the result, release the lock.
     /// Redis failures here no longer matter to this replica's answer.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the lock's three names and the call's inputs; a struct for one private call adds nothing"
-    )]
     async fn renew_holding_lock(
         &self,
         remote: &Remote,
@@ -331,26 +329,25 @@ impl RenewerInner {
         result_key: &str,
         lock_key: &str,
         owner: &str,
-        now_ms: u64,
         client: Option<IpAddr>,
     ) -> Outcome {
         let redis = &remote.redis;
-        let outcome = match self.remote_result(remote, result_key, now_ms).await {
+        let outcome = match self.remote_result(remote, result_key).await {
             Ok(Some(outcome)) => {
                 self.metrics.renewal_joined("replica");
                 outcome
             }
             _ => {
-                let outcome = self.call_backend(refresh_token, now_ms, client).await;
-                if let Some(sealed) = seal_outcome(remote, &outcome, now_ms) {
+                let outcome = self.call_backend(refresh_token, client).await;
+                if let Some(sealed) = seal_outcome(remote, &outcome, self.clock.now_ms()) {
                     let mut set = redis::cmd("SET");
                     set.arg(result_key)
                         .arg(sealed)
                         .arg("PX")
                         .arg(remote.grace.as_millis().max(1) as u64);
-                    if let Err(e) = redis.run::<()>(&set, now_ms).await {
+                    if let Err(e) = redis.run::<()>(&set).await {
                         self.metrics.store_error("renewal");
-                        redis.log_unavailable("renewal-publish", now_ms, &e);
+                        redis.log_unavailable("renewal-publish", &e);
                     }
                 }
                 outcome
@@ -364,26 +361,32 @@ impl RenewerInner {
         .arg(1)
         .arg(lock_key)
         .arg(owner);
-        if let Err(e) = redis.run::<i64>(&del, now_ms).await {
-            redis.log_unavailable("renewal-unlock", now_ms, &e);
+        if let Err(e) = redis.run::<i64>(&del).await {
+            redis.log_unavailable("renewal-unlock", &e);
         }
         outcome
     }
 
-    /// Another replica's result, if one is stored and opens with our secrets.
+    /// Another replica's result, if one is stored and opens with our secrets. At most
+    /// [`MAX_RESULT_LEN`] bytes are read: a longer value (a buggy or hostile writer)
+    /// comes back cut, does not open, and is ignored.
     async fn remote_result(
         &self,
         remote: &Remote,
         result_key: &str,
-        now_ms: u64,
     ) -> Result<Option<Outcome>, String> {
-        let mut get = redis::cmd("GET");
-        get.arg(result_key);
-        let sealed: Option<String> = remote.redis.run(&get, now_ms).await?;
-        let Some(sealed) = sealed else {
+        let mut get = redis::cmd("GETRANGE");
+        get.arg(result_key).arg(0).arg(MAX_RESULT_LEN - 1);
+        // A missing key reads as "".
+        let sealed: String = remote.redis.run(&get).await?;
+        if sealed.is_empty() {
             return Ok(None);
-        };
-        match sallyport_iron::unseal_value::<Published>(&sealed, &remote.passwords, now_ms) {
+        }
+        match sallyport_iron::unseal_value::<Published>(
+            &sealed,
+            &remote.passwords,
+            self.clock.now_ms(),
+        ) {
             Ok((p, _)) => Ok(Some(p.into_outcome())),
             Err(e) => {
                 // A replica with other secrets, or an expired seal: not ours to use.
@@ -394,22 +397,29 @@ impl RenewerInner {
     }
 
     /// One backend call, counted by outcome.
-    async fn call_backend(
-        &self,
-        refresh_token: &str,
-        now_ms: u64,
-        client: Option<IpAddr>,
-    ) -> Outcome {
-        let outcome = self
-            .backend
-            .refresh(refresh_token, now_ms / 1000, client)
-            .await;
+    /// The expiry is dated on the clock as the call starts, not when the request came.
+    async fn call_backend(&self, refresh_token: &str, client: Option<IpAddr>) -> Outcome {
+        let now_s = self.clock.now_ms() / 1000;
+        let outcome = self.backend.refresh(refresh_token, now_s, client).await;
         self.metrics.renewal(match &outcome {
             Ok(_) => "ok",
             Err(BackendError::Refused(_)) => "refused",
             Err(_) => "unavailable",
         });
         outcome.map(Arc::new).map_err(Arc::new)
+    }
+}
+
+/// A coordination command's result: `Ok(None)` for a failure to retry at the next poll.
+/// Only a Redis that counts as down (several failures in a row, see
+/// `store::Redis::run`) sends the replica off to renew alone: renewing alone after one
+/// failed or slow command, while another replica may be redeeming the same token, is a
+/// reuse, which a single-use backend punishes.
+fn tolerate<T>(redis: &Redis, r: Result<T, String>) -> Result<Option<T>, String> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if redis.is_down() => Err(e),
+        Err(_) => Ok(None),
     }
 }
 
@@ -501,17 +511,12 @@ impl crate::Inner {
     pub(crate) async fn renew(
         &self,
         data: &mut SessionData,
-        now_s: u64,
         client: Option<IpAddr>,
     ) -> Result<(), RenewFailure> {
         let Some(rt) = data.refresh_token.clone() else {
             return Err(RenewFailure::Refused);
         };
-        match self
-            .renewer
-            .renew(&rt, now_s.saturating_mul(1000), client)
-            .await
-        {
+        match self.renewer.renew(&rt, client).await {
             Ok(tokens) => {
                 data.apply(&tokens);
                 Ok(())

@@ -335,7 +335,8 @@ pub(crate) async fn refresh(
         return inner.forbidden_cross_site();
     }
     let now_ms = inner.clock.now_ms();
-    let Some(loaded) = inner.read_session(&headers, now_ms) else {
+    // Logged out on another replica: no renewal (and no cookie) for it.
+    let Some(loaded) = inner.live_session(&headers, now_ms).await else {
         return inner.unauthenticated(
             &Method::POST,
             &headers,
@@ -345,7 +346,7 @@ pub(crate) async fn refresh(
         );
     };
     let mut data = loaded.value;
-    match inner.renew(&mut data, now_ms / 1000, client).await {
+    match inner.renew(&mut data, client).await {
         Ok(()) => {
             let mut resp = axum::Json(data.view(
                 inner.settings.expose_access_token,
@@ -375,12 +376,7 @@ pub(crate) async fn refresh(
 pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
     let inner = &*gw.inner;
     let now_ms = inner.clock.now_ms();
-    let mut loaded = inner.read_session(&headers, now_ms);
-    if let Some(l) = &loaded
-        && inner.logged_out.is_logged_out(&l.value, now_ms).await
-    {
-        loaded = None;
-    }
+    let loaded = inner.live_session(&headers, now_ms).await;
     let view = match loaded {
         Some(l) => l.value.view(
             inner.settings.expose_access_token,

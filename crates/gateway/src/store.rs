@@ -29,6 +29,7 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use crate::Clock;
 use crate::config::StoreSettings;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -70,7 +71,6 @@ impl LogoutStore {
     /// An unusable directory stops start-up when it was configured (`explicit`); the
     /// default directory only warns, so that a host without a writable home (a read-only
     /// container) still starts, with logouts kept in memory (and Redis).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         ttl: Duration,
         state_dir: Option<&Path>,
@@ -125,19 +125,17 @@ impl LogoutStore {
         m.get(&digest(&key)).is_some_and(|&exp| exp > now_ms)
     }
 
-    /// Whether `data`'s session was logged out here or, with Redis, on any replica.
-    /// An unreachable Redis answers "no" (see the module docs).
-    pub(crate) async fn is_logged_out(&self, data: &SessionData, now_ms: u64) -> bool {
-        if self.seen_here(data, now_ms) {
-            return true;
-        }
+    /// Whether, with Redis, another replica logged `data`'s session out. Asked after
+    /// [`Self::seen_here`] (through `Inner::live_session`), which it does not repeat. An
+    /// unreachable Redis answers "no" (see the module docs).
+    pub(crate) async fn logged_out_elsewhere(&self, data: &SessionData, now_ms: u64) -> bool {
         let (Some(shared), Some(key)) = (&self.shared, data.logout_key()) else {
             return false;
         };
         let d = digest(&key);
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(shared.key("logout", &d));
-        match shared.run::<u64>(&cmd, now_ms).await {
+        match shared.run::<u64>(&cmd).await {
             Ok(n) if n > 0 => {
                 // Cache the positive answer: a logged-out id never comes back.
                 self.insert_local(d, now_ms);
@@ -146,7 +144,7 @@ impl LogoutStore {
             Ok(_) => false,
             Err(e) => {
                 self.metrics.store_error("read");
-                shared.log_unavailable("logout-read", now_ms, &e);
+                shared.log_unavailable("logout-read", &e);
                 false
             }
         }
@@ -190,7 +188,7 @@ impl LogoutStore {
                 .arg(1)
                 .arg("EX")
                 .arg(self.ttl.as_secs().max(1));
-            if let Err(e) = shared.run::<()>(&cmd, now_ms).await {
+            if let Err(e) = shared.run::<()>(&cmd).await {
                 ok = false;
                 self.metrics.store_error("write");
                 tracing::error!(error = %e, durable = self.durable.is_some(),
@@ -312,21 +310,11 @@ fn compact(dir: &Path, max_entries: usize, now_ms: u64) -> std::io::Result<HashM
     let lock = lock_file(dir)?;
     lock.lock()?;
     let path = dir.join(LOG_FILE);
-    let mut entries = HashMap::new();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            for line in text.lines() {
-                if let Some((d, exp)) = parse_line(line)
-                    && exp > now_ms
-                {
-                    let e = entries.entry(d).or_insert(exp);
-                    *e = (*e).max(exp);
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let mut entries = match std::fs::File::open(&path) {
+        Ok(f) => read_entries(std::io::BufReader::new(f), max_entries, now_ms)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
         Err(e) => return Err(e),
-    }
+    };
     evict_soonest(&mut entries, max_entries, &Metrics::new());
     let tmp = dir.join(format!("{LOG_FILE}.tmp"));
     {
@@ -346,6 +334,45 @@ fn compact(dir: &Path, max_entries: usize, now_ms: u64) -> std::io::Result<HashM
     std::fs::rename(&tmp, &path)?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
+    }
+    Ok(entries)
+}
+
+/// The longest line [`format_line`] writes, with room to spare.
+const MAX_LINE: usize = 128;
+
+/// The live records of a durable file, streamed: a line that is torn, too long or not
+/// UTF-8 is skipped (it never stops start-up), and memory stays within twice
+/// `max_entries` however large the file has grown.
+fn read_entries(
+    mut r: impl std::io::BufRead,
+    max_entries: usize,
+    now_ms: u64,
+) -> std::io::Result<HashMap<Digest32, u64>> {
+    use std::io::{BufRead as _, Read as _};
+    let mut entries = HashMap::new();
+    let mut line = Vec::with_capacity(MAX_LINE + 1);
+    loop {
+        line.clear();
+        let n = (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') && n > MAX_LINE {
+            r.skip_until(b'\n')?;
+            continue;
+        }
+        if let Some((d, exp)) = std::str::from_utf8(&line).ok().and_then(parse_line)
+            && exp > now_ms
+        {
+            let e = entries.entry(d).or_insert(exp);
+            *e = (*e).max(exp);
+            if entries.len() > max_entries.saturating_mul(2) {
+                evict_soonest(&mut entries, max_entries, &Metrics::new());
+            }
+        }
     }
     Ok(entries)
 }
@@ -389,6 +416,10 @@ fn check_private(dir: &Path) {
 pub(crate) struct Redis {
     settings: StoreSettings,
     conn: OnceCell<ConnectionManager>,
+    /// The gateway's clock, read as each command ends: callers' request-time "now" can
+    /// be seconds old (a renewal task polling for a lock), which would shorten the
+    /// back-off or keep Redis switched off after it ended.
+    clock: Arc<dyn Clock>,
     /// When Redis is skipped, after repeated errors.
     breaker: Breaker,
     /// Last "unavailable" log line (ms), for rate limiting.
@@ -396,10 +427,11 @@ pub(crate) struct Redis {
 }
 
 impl Redis {
-    pub(crate) fn new(settings: StoreSettings) -> Self {
+    pub(crate) fn new(settings: StoreSettings, clock: Arc<dyn Clock>) -> Self {
         Self {
             settings,
             conn: OnceCell::new(),
+            clock,
             breaker: Breaker::default(),
             last_log_ms: AtomicU64::new(0),
         }
@@ -417,7 +449,8 @@ impl Redis {
     }
 
     /// Logs that Redis is unavailable, at most once per [`LOG_EVERY_MS`].
-    pub(crate) fn log_unavailable(&self, what: &'static str, now_ms: u64, error: &str) {
+    pub(crate) fn log_unavailable(&self, what: &'static str, error: &str) {
+        let now_ms = self.clock.now_ms();
         let last = self.last_log_ms.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) >= LOG_EVERY_MS
             && self
@@ -430,14 +463,18 @@ impl Redis {
         }
     }
 
+    /// Whether Redis counts as down (in the back-off after repeated errors).
+    pub(crate) fn is_down(&self) -> bool {
+        !self.breaker.allows(self.clock.now_ms())
+    }
+
     /// Runs one command within `store.timeout_ms`; [`FAILURES_TO_BACK_OFF`] errors in a
     /// row start the back-off.
     pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
-        now_ms: u64,
     ) -> Result<T, String> {
-        if !self.breaker.allows(now_ms) {
+        if !self.breaker.allows(self.clock.now_ms()) {
             return Err("in back-off after repeated errors".into());
         }
         let result = tokio::time::timeout(self.settings.timeout, async {
@@ -456,7 +493,7 @@ impl Redis {
         .unwrap_or_else(|_| Err("timed out".into()));
         match &result {
             Ok(_) => self.breaker.succeeded(),
-            Err(_) => self.breaker.failed(now_ms),
+            Err(_) => self.breaker.failed(self.clock.now_ms()),
         }
         result
     }
@@ -518,6 +555,43 @@ mod tests {
         assert_eq!(parse_line(line.trim_end()), Some((d, 42)));
         assert_eq!(parse_line(&line[..20]), None);
         assert_eq!(parse_line("zz 1"), None);
+    }
+
+    #[test]
+    fn reading_skips_bad_lines_and_stays_bounded() {
+        let (a, b) = (digest("a"), digest("b"));
+        let mut file = Vec::new();
+        file.extend_from_slice(format_line(&a, 50).as_bytes());
+        file.extend_from_slice(b"\xff\xfe not utf-8\n");
+        file.extend_from_slice(&[b'7'; 10_000]);
+        file.push(b'\n');
+        file.extend_from_slice(format_line(&b, 5).as_bytes()); // expired
+        file.extend_from_slice(format_line(&a, 60).as_bytes());
+        file.extend_from_slice(&format_line(&b, 70).as_bytes()[..30]); // torn, no newline
+        let got = read_entries(&file[..], 10, 10).unwrap();
+        assert_eq!(got, HashMap::from([(a, 60)]));
+
+        let mut many = Vec::new();
+        for i in 0..1_000u64 {
+            many.extend_from_slice(format_line(&digest(&i.to_string()), 100 + i).as_bytes());
+        }
+        let got = read_entries(&many[..], 10, 0).unwrap();
+        assert!(got.len() <= 20, "{}", got.len());
+        assert!(got.values().all(|&e| e >= 100 + 1_000 - 20));
+    }
+
+    #[test]
+    fn a_garbage_line_in_the_file_does_not_stop_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = digest("sid");
+        let mut file = b"\xff garbage from a crash\n".to_vec();
+        file.extend_from_slice(format_line(&d, 99).as_bytes());
+        std::fs::write(dir.path().join(LOG_FILE), file).unwrap();
+        let (_, entries) = Durable::open(dir.path(), 10, 1).expect("start-up");
+        assert_eq!(entries, HashMap::from([(d, 99)]));
+        // Compaction rewrote the file without the garbage.
+        let text = std::fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        assert_eq!(text, format_line(&d, 99));
     }
 
     #[test]

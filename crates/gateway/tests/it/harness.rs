@@ -336,6 +336,18 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `POST {url}/auth/logout` with `cookie`; the status.
+pub async fn logout(url: &str, cookie: &str) -> u16 {
+    client()
+        .post(format!("{url}/auth/logout"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 impl Harness {
     pub async fn start() -> Self {
         Self::start_with(0, |_| {}).await

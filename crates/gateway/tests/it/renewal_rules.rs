@@ -9,7 +9,7 @@ use http::HeaderMap;
 use sallyport_gateway::{Clock, SessionData};
 use serde_json::{Value, json};
 
-use crate::harness::{client, cookie_header, start_gateway};
+use crate::harness::{client, cookie_header, logout, start_gateway};
 use crate::single_use::{self, SingleUse, start_checking_upstream, start_single_use};
 
 const EXPIRE_MS: i64 = 16 * 60 * 1000;
@@ -22,17 +22,6 @@ async fn get(url: &str, cookie: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-async fn logout(url: &str, cookie: &str) -> u16 {
-    client()
-        .post(format!("{url}/auth/logout"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// Waits (bounded) until the backend has answered `n` refresh calls.

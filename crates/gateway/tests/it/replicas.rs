@@ -131,6 +131,22 @@ fn redis_config(
     c
 }
 
+/// [`redis_config`] with `backend.timeout_ms` and a 2 s grace window, which bounds a
+/// renewal call (and a dead holder's lock).
+fn short_call_config(
+    b: &SingleUse,
+    upstream: &str,
+    redis: &str,
+    prefix: &str,
+    store_timeout_ms: u64,
+    backend_timeout_ms: u64,
+) -> Config {
+    let mut c = redis_config(b, upstream, redis, prefix, store_timeout_ms);
+    c.backend.timeout_ms = backend_timeout_ms;
+    c.session.renew_grace_secs = 2;
+    c
+}
+
 fn prefix() -> String {
     format!("sallyport-test-{}:", uuid::Uuid::new_v4())
 }
@@ -449,11 +465,8 @@ async fn replica_killed_mid_renewal_the_others_finish() {
     let p = prefix();
     let mut replicas: Vec<Replica> = (0..3)
         .map(|_| {
-            let mut c = redis_config(&b, &up, &redis, &p, 500);
-            c.backend.timeout_ms = 300;
             // The call bound (and so the dead holder's lock) follows the grace window.
-            c.session.renew_grace_secs = 2;
-            Replica::start(c)
+            Replica::start(short_call_config(&b, &up, &redis, &p, 500, 300))
         })
         .collect();
     // The balancer sends to the two survivors only.
@@ -530,11 +543,8 @@ async fn slow_backend_keeps_sessions_and_503_only_once_expired() {
     let p = prefix();
     let replicas: Vec<Replica> = (0..2)
         .map(|_| {
-            let mut c = redis_config(&b, &up, &redis, &p, 2000);
-            c.backend.timeout_ms = 200;
             // Hung calls are abandoned after the grace window.
-            c.session.renew_grace_secs = 2;
-            Replica::start(c)
+            Replica::start(short_call_config(&b, &up, &redis, &p, 2000, 200))
         })
         .collect();
     let lb = start_balancer(replicas.iter().map(|r| r.url.clone()).collect()).await;
@@ -781,6 +791,23 @@ async fn soak() {
         rotations > 0,
         "nothing renewed: the soak did not exercise renewal"
     );
+    // Answers other than 200/401 (502, 503, transport errors) are neither forced logouts
+    // nor successes: a soak where most requests failed must not pass.
+    let (requests, other) = (
+        requests.load(Ordering::SeqCst),
+        other.load(Ordering::SeqCst),
+    );
+    assert!(
+        requests > sessions && other * 100 <= requests,
+        "{other} of {requests} requests were neither 200 nor 401"
+    );
+    // Tokens live 4 s and are renewed 2 s before expiry: in 10 s every session renews.
+    if secs >= 10 {
+        assert!(
+            rotations >= sessions,
+            "{rotations} rotations for {sessions} sessions: not every session was exercised"
+        );
+    }
     // Every refresh call rotated a token (a second call for the same token would have
     // been a reuse, which this backend punishes).
     assert_eq!(refreshes, rotations);

@@ -23,17 +23,6 @@ pub fn redis_url() -> Option<String> {
     }
 }
 
-async fn logout(url: &str, cookie: &str) -> u16 {
-    client()
-        .post(format!("{url}/auth/logout"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 async fn get(url: &str, path: &str, cookie: &str, accept: &str) -> reqwest::Response {
     client()
         .get(format!("{url}{path}"))
@@ -73,6 +62,18 @@ async fn logout_on_one_replica_is_refused_on_another() {
     assert_eq!(logout(&h.url, &cookie).await, 204);
 
     // The captured cookie, replayed on the other replica: refused everywhere it counts.
+    // First `{prefix}/refresh` (before any other request lets the replica remember the
+    // logout locally): it does not renew the session, the backend is not even asked.
+    let refreshes = h.refreshes();
+    let refreshed = client()
+        .post(format!("{url2}/auth/refresh"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 401);
+    assert!(refreshed.headers().get("set-cookie").is_none());
+    assert_eq!(h.refreshes(), refreshes, "a logged-out session was renewed");
     assert_eq!(
         get(&url2, "/echo", &cookie, "application/json")
             .await
