@@ -61,6 +61,7 @@ pub struct Config {
     /// A connection must send its complete request head (request line and headers)
     /// within this many seconds of connecting or of its previous response, or it is
     /// closed: a client trickling headers (slowloris) cannot hold a connection (default 10).
+    /// `server.header_read_timeout_ms`, when set, takes precedence.
     pub header_read_timeout_secs: u64,
     /// A request not answered within this many seconds (e.g. a body that never
     /// completes) gets 408 `timeout` (default 30).
@@ -487,7 +488,6 @@ impl Config {
             idle_ttl_ms,
             max_lifetime_ms,
             key_cache_ms,
-            header_read_timeout: millis(header_read_timeout_ms),
             request_timeout: millis(request_timeout_ms),
             clients,
             server,
@@ -584,15 +584,13 @@ pub struct Settings {
     pub max_lifetime_ms: i64,
     /// Key ring reload period.
     pub key_cache_ms: i64,
-    /// Time allowed for a request head, from `header_read_timeout_secs` (the listener
-    /// uses `server.header_read_timeout`, which `server.header_read_timeout_ms` overrides).
-    pub header_read_timeout: std::time::Duration,
     /// Time allowed for a whole request.
     pub request_timeout: std::time::Duration,
     /// OAuth client authentication.
     pub clients: ClientRegistry,
-    /// How the listener treats client connections (`[server]`); its drain timeout is
-    /// replaced by `request_timeout` + 1 s when serving.
+    /// How the listener treats client connections (`[server]`); its header read timeout
+    /// is `server.header_read_timeout_ms` if set, else `header_read_timeout_secs`; its
+    /// drain timeout is replaced by `request_timeout` + 1 s when serving.
     pub server: sallyport_serve::Options,
     /// Leeway for `exp`/`nbf` on `/api/me`.
     pub access_token_leeway: std::time::Duration,

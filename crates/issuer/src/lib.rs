@@ -603,9 +603,9 @@ pub async fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> Result<
 ///
 /// Through [`sallyport_serve`], not `axum::serve`, which has no header read timeout: a
 /// client trickling a request head (slowloris) would hold its connection forever. Every
-/// connection must deliver a complete head within `header_read_timeout_secs`, and the
-/// `[server]` limits apply (request body idle timeout and minimum rate, send timeout,
-/// connection caps).
+/// connection must deliver a complete head within `header_read_timeout_secs` (or
+/// `server.header_read_timeout_ms`), and the `[server]` limits apply (request body
+/// idle timeout and minimum rate, send timeout, connection caps).
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     issuer: Issuer,
