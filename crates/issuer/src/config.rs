@@ -612,6 +612,31 @@ mod tests {
         assert_eq!(s.backend, DatabaseKind::Sqlite);
     }
 
+    /// Two settings reach the listener's header read timeout: `server.header_read_timeout_ms`
+    /// (shared with the gateway) wins over `header_read_timeout_secs` when set.
+    #[test]
+    fn header_read_timeout_comes_from_server_ms_else_secs() {
+        let secs_only = Config {
+            header_read_timeout_secs: 7,
+            ..Config::default()
+        };
+        assert_eq!(
+            secs_only.validate().unwrap().server.header_read_timeout,
+            std::time::Duration::from_secs(7)
+        );
+        let both = Config {
+            server: sallyport_serve::ServerConfig {
+                header_read_timeout_ms: Some(1_500),
+                ..Default::default()
+            },
+            ..secs_only
+        };
+        assert_eq!(
+            both.validate().unwrap().server.header_read_timeout,
+            std::time::Duration::from_millis(1_500)
+        );
+    }
+
     #[test]
     fn bad_values_name_the_setting() {
         let cases: Vec<(Config, &str)> = vec![
