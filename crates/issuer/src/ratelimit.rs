@@ -377,4 +377,34 @@ mod tests {
             assert!(n <= cap, "{name}: {n} entries > cap {cap}");
         }
     }
+
+    /// The cap must not forgive a real attacker: with every map full of one-off keys, a
+    /// key that keeps failing is still admitted (TinyLFU favours the repeated key) and
+    /// blocked once over its burst.
+    #[test]
+    fn a_full_map_still_blocks_a_repeatedly_failing_key() {
+        let l = LoginLimiter::new(&RateLimitConfig {
+            max_tracked_keys: 100,
+            address_burst: 1_000_000,
+            ..config()
+        });
+        let flood = |from: u32| {
+            for i in from..from + 500 {
+                let addr = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff);
+                l.failure(&format!("random-user-{i}"), Some(&addr), T0);
+            }
+        };
+        flood(0);
+        let mut blocked = false;
+        for round in 0..10u32 {
+            // The attacker's failures interleave with more flooding.
+            blocked |= l.failure("bob", Some("192.0.2.7"), T0).is_some();
+            flood(10_000 * (round + 1));
+        }
+        assert!(
+            blocked,
+            "bob's failures from 192.0.2.7 never exhausted the limit"
+        );
+        assert!(l.check("bob", Some("192.0.2.7"), T0).is_some());
+    }
 }
