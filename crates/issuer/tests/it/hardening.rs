@@ -346,6 +346,9 @@ async fn signing_keys_are_encrypted_at_rest_with_a_key_from_the_environment() {
             .unwrap()
             .starts_with("-----BEGIN PRIVATE KEY-----\n")
     );
+    let events = issuer.admin().audit_events(1).await.unwrap();
+    assert_eq!(events[0].kind, "signing_keys_exported");
+    assert_eq!(events[0].detail.as_deref(), Some(kid.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
