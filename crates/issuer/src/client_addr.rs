@@ -16,7 +16,7 @@ use ipnet::IpNet;
 const MAX_HOPS: usize = 64;
 
 /// Parses a CIDR (`10.0.0.0/8`, `::1/128`) or a single address (as a /32 or /128).
-pub fn parse_cidr(s: &str) -> Option<IpNet> {
+pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
     let s = s.trim();
     s.parse::<IpNet>()
         .ok()

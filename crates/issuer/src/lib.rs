@@ -18,9 +18,10 @@
 //! ```
 //!
 //! Refresh semantics (see `docs/design.md`, "The issuer"): each refresh token is single-use.
-//! Presented again within `refresh_reuse_interval_secs` of its use, it is answered with
-//! the same tokens the first use received (retries and concurrent tabs keep the
-//! session); presented later, the whole session is revoked and the event audited.
+//! Presented again within `refresh_reuse_interval_secs` of its use, it is answered as
+//! the first use was, with the session's current refresh token (retries and concurrent
+//! tabs keep the session; see [`store::policy`]); presented later, the whole session is
+//! revoked and the event audited.
 
 mod admin;
 pub mod client_addr;
