@@ -191,60 +191,39 @@ impl LoginLimiter {
         }
     }
 
-    /// Whether the address has failed recently (for any account, or for this one).
-    fn address_has_failed(&self, k: &Keys, now: i64) -> bool {
-        self.address
-            .as_ref()
-            .is_some_and(|l| l.has_failed(&k.address, now))
-            || self
-                .account_address
-                .as_ref()
-                .is_some_and(|l| l.has_failed(&k.account_address, now))
+    /// Each limit with the key an attempt has in it: address, account+address, account.
+    fn limits<'a>(&'a self, k: &'a Keys) -> [(Option<&'a Limiter>, &'a Key); 3] {
+        [
+            (self.address.as_ref(), &k.address),
+            (self.account_address.as_ref(), &k.account_address),
+            (self.account.as_ref(), &k.account),
+        ]
     }
 
     /// `Some(wait)` when an attempt for `username` from `address` is refused at `now`.
     pub fn check(&self, username: &str, address: Option<&str>, now: i64) -> Option<Duration> {
         let k = Keys::new(username, address);
-        let by_address = self
-            .address
-            .as_ref()
-            .and_then(|l| l.blocked_for(&k.address, now));
-        let by_pair = self
-            .account_address
-            .as_ref()
-            .and_then(|l| l.blocked_for(&k.account_address, now));
-        // The account-wide limit never refuses an address that has not failed.
-        let by_account = self
-            .account
-            .as_ref()
-            .and_then(|l| l.blocked_for(&k.account, now))
-            .filter(|_| self.address_has_failed(&k, now));
-        [by_address, by_pair, by_account]
+        let [by_address, by_pair, by_account] = self.limits(&k);
+        let blocked = |(l, key): (Option<&Limiter>, &Key)| l?.blocked_for(key, now);
+        let has_failed =
+            |(l, key): (Option<&Limiter>, &Key)| l.is_some_and(|l| l.has_failed(key, now));
+        // The account-wide limit never refuses an address that has not failed (for any
+        // account, or for this one).
+        let account = blocked(by_account).filter(|_| has_failed(by_address) || has_failed(by_pair));
+        [blocked(by_address), blocked(by_pair), account]
             .into_iter()
             .flatten()
             .max()
     }
 
-    /// Counts a failed attempt at `now`; `Some(wait)` when it exhausted a limit that
-    /// now refuses this account from this address.
+    /// Counts a failed attempt at `now` in every limit; `Some(wait)` when it exhausted a
+    /// limit that now refuses this account from this address (this address has just
+    /// failed, so an exhausted account limit applies to it).
     pub fn failure(&self, username: &str, address: Option<&str>, now: i64) -> Option<Duration> {
         let k = Keys::new(username, address);
-        let by_address = self
-            .address
-            .as_ref()
-            .and_then(|l| l.failure(k.address, now));
-        let by_pair = self
-            .account_address
-            .as_ref()
-            .and_then(|l| l.failure(k.account_address, now));
-        // This address has just failed, so an exhausted account limit applies to it.
-        let by_account = self
-            .account
-            .as_ref()
-            .and_then(|l| l.failure(k.account, now));
-        [by_address, by_pair, by_account]
+        self.limits(&k)
             .into_iter()
-            .flatten()
+            .filter_map(|(l, key)| l?.failure(*key, now))
             .max()
     }
 
