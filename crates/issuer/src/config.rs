@@ -728,6 +728,53 @@ mod tests {
             ),
             (
                 Config {
+                    rate_limit: RateLimitConfig {
+                        account_address_replenish_secs: 0,
+                        ..RateLimitConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "rate_limit.account_address_replenish_secs",
+            ),
+            (
+                Config {
+                    rate_limit: RateLimitConfig {
+                        max_tracked_keys: 0,
+                        ..RateLimitConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "rate_limit.max_tracked_keys",
+            ),
+            (
+                Config {
+                    argon2: Argon2Config {
+                        max_concurrent: 1025,
+                        ..Argon2Config::default()
+                    },
+                    ..Config::default()
+                },
+                "argon2.max_concurrent",
+            ),
+            (
+                Config {
+                    argon2: Argon2Config {
+                        max_queued: 1_000_001,
+                        ..Argon2Config::default()
+                    },
+                    ..Config::default()
+                },
+                "argon2.max_queued",
+            ),
+            (
+                Config {
+                    key_encryption_key: Some("c2hvcnQ=".into()),
+                    ..Config::default()
+                },
+                "SALLYPORT_KEY_ENCRYPTION_KEY",
+            ),
+            (
+                Config {
                     clients: vec![ClientConfig {
                         id: "gw".into(),
                         secret: Some("too-short".into()),
