@@ -339,10 +339,14 @@ impl Issuer {
         }
         let addr = ctx.client_addr.as_deref();
         let m = self.metrics();
-        if let Some(wait) = self.inner.limiter.check(username, addr, self.now_ms()) {
-            m.login("rate_limited");
-            return Err(LoginError::RateLimited(ceil_secs(duration_ms(wait)).max(1)));
-        }
+        // Counted as a failure until the password proves otherwise (see `attempt`).
+        let attempt = match self.inner.limiter.attempt(username, addr, self.now_ms()) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                m.login("rate_limited");
+                return Err(LoginError::RateLimited(ceil_secs(duration_ms(wait)).max(1)));
+            }
+        };
         let user = self.inner.store.user_by_name(username).await?;
         let verified = self
             .hasher()
@@ -361,7 +365,7 @@ impl Issuer {
         };
         let now = self.now_ms();
         let Some(user) = user.filter(|_| ok) else {
-            let blocked = self.inner.limiter.failure(username, addr, now);
+            let blocked = attempt.failed();
             m.login("invalid_credentials");
             self.audit(AuditEvent {
                 username: Some(truncate(username, 64)),
