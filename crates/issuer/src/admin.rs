@@ -398,12 +398,14 @@ impl Admin {
     }
 
     /// Every stored signing key with its **private** key in clear (PKCS#8 PEM), for a
-    /// backup. Decrypted when stored encrypted. Handle the output like the keys.
+    /// backup. Decrypted when stored encrypted. Handle the output like the keys. Audited
+    /// (`signing_keys_exported`, with the key ids).
     pub async fn export_private_keys(&self) -> Result<serde_json::Value> {
-        let keys: Vec<serde_json::Value> = self
-            .issuer
-            .key_records()
-            .await?
+        let records = self.issuer.key_records().await?;
+        let kids: Vec<&str> = records.iter().map(|k| k.kid.as_str()).collect();
+        self.audit("signing_keys_exported", None, None, Some(kids.join(" ")))
+            .await;
+        let keys: Vec<serde_json::Value> = records
             .into_iter()
             .map(|k| {
                 serde_json::json!({

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 const MAX_HOPS: usize = 64;
 
 /// Parses a CIDR (`10.0.0.0/8`, `::1/128`) or a single address (as a /32 or /128).
-pub fn parse_cidr(s: &str) -> Option<IpNet> {
+pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
     let s = s.trim();
     s.parse::<IpNet>()
         .ok()
@@ -170,6 +170,35 @@ mod tests {
         assert_eq!(p.client(peer, &headers(&["1.2.3.4, , 5.6.7.8"])), peer);
         let long = vec!["1.1.1.1"; MAX_HOPS + 1].join(",");
         assert_eq!(p.client(peer, &headers(&[&long])), peer);
+        // The hop limit counts over all occurrences of the header.
+        assert_eq!(
+            p.client(peer, &headers(&vec!["1.1.1.1"; MAX_HOPS + 1])),
+            peer
+        );
+        assert_eq!(
+            p.client(peer, &headers(&vec!["1.1.1.1"; MAX_HOPS])),
+            ip("1.1.1.1")
+        );
+        for garbled in [
+            "",
+            " ",
+            "1.2.3.4,",
+            "1.2.3.4:",
+            "[1.2.3.4",
+            "fe80::1%eth0",
+            "1.2.3.4 5.6.7.8",
+        ] {
+            assert_eq!(p.client(peer, &headers(&[garbled])), peer, "{garbled:?}");
+        }
+        // A value that is not visible ASCII.
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"198.51.100.1\xff").unwrap(),
+        );
+        assert_eq!(p.client(peer, &h), peer);
+        // A garbled occurrence spoils the whole chain, even after a good one.
+        assert_eq!(p.client(peer, &headers(&["198.51.100.1", "bogus"])), peer);
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub struct Config {
     /// A connection must send its complete request head (request line and headers)
     /// within this many seconds of connecting or of its previous response, or it is
     /// closed: a client trickling headers (slowloris) cannot hold a connection (default 10).
+    /// `server.header_read_timeout_ms`, when set, takes precedence.
     pub header_read_timeout_secs: u64,
     /// A request not answered within this many seconds (e.g. a body that never
     /// completes) gets 408 `timeout` (default 30).
@@ -587,8 +588,9 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// OAuth client authentication.
     pub clients: ClientRegistry,
-    /// How the listener treats client connections (`[server]`); its drain timeout is
-    /// replaced by `request_timeout` + 1 s when serving.
+    /// How the listener treats client connections (`[server]`); its header read timeout
+    /// is `server.header_read_timeout_ms` if set, else `header_read_timeout_secs`; its
+    /// drain timeout is replaced by `request_timeout` + 1 s when serving.
     pub server: sallyport_serve::Options,
     /// Leeway for `exp`/`nbf` on `/api/me`.
     pub access_token_leeway: std::time::Duration,
@@ -635,6 +637,31 @@ mod tests {
         assert_eq!(s.access_ttl_ms, 900_000);
         assert_eq!(s.reuse_interval_ms, 10_000);
         assert_eq!(s.backend, DatabaseKind::Sqlite);
+    }
+
+    /// Two settings reach the listener's header read timeout: `server.header_read_timeout_ms`
+    /// (shared with the gateway) wins over `header_read_timeout_secs` when set.
+    #[test]
+    fn header_read_timeout_comes_from_server_ms_else_secs() {
+        let secs_only = Config {
+            header_read_timeout_secs: 7,
+            ..Config::default()
+        };
+        assert_eq!(
+            secs_only.validate().unwrap().server.header_read_timeout,
+            std::time::Duration::from_secs(7)
+        );
+        let both = Config {
+            server: sallyport_serve::ServerConfig {
+                header_read_timeout_ms: Some(1_500),
+                ..Default::default()
+            },
+            ..secs_only
+        };
+        assert_eq!(
+            both.validate().unwrap().server.header_read_timeout,
+            std::time::Duration::from_millis(1_500)
+        );
     }
 
     #[test]
@@ -725,6 +752,53 @@ mod tests {
                     ..Config::default()
                 },
                 "access_token_leeway_secs",
+            ),
+            (
+                Config {
+                    rate_limit: RateLimitConfig {
+                        account_address_replenish_secs: 0,
+                        ..RateLimitConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "rate_limit.account_address_replenish_secs",
+            ),
+            (
+                Config {
+                    rate_limit: RateLimitConfig {
+                        max_tracked_keys: 0,
+                        ..RateLimitConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "rate_limit.max_tracked_keys",
+            ),
+            (
+                Config {
+                    argon2: Argon2Config {
+                        max_concurrent: 1025,
+                        ..Argon2Config::default()
+                    },
+                    ..Config::default()
+                },
+                "argon2.max_concurrent",
+            ),
+            (
+                Config {
+                    argon2: Argon2Config {
+                        max_queued: 1_000_001,
+                        ..Argon2Config::default()
+                    },
+                    ..Config::default()
+                },
+                "argon2.max_queued",
+            ),
+            (
+                Config {
+                    key_encryption_key: Some("c2hvcnQ=".into()),
+                    ..Config::default()
+                },
+                "SALLYPORT_KEY_ENCRYPTION_KEY",
             ),
             (
                 Config {

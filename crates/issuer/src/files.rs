@@ -17,7 +17,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use crate::error::{Error, Result};
 
 /// The database file behind a `sqlite:` URL; `None` for in-memory databases.
-pub fn sqlite_path(url: &str) -> Result<Option<PathBuf>> {
+pub(crate) fn sqlite_path(url: &str) -> Result<Option<PathBuf>> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| Error::config("database_url", e.to_string()))?;
     let path = options.get_filename();
@@ -43,7 +43,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Prepares the database file of a `sqlite:` URL: a missing directory is created 0700,
 /// a missing file 0600 (empty: SQLite initialises an empty file as a new database).
 /// Returns warnings about existing files or directories readable by others.
-pub fn prepare_sqlite(url: &str) -> Result<Vec<String>> {
+pub(crate) fn prepare_sqlite(url: &str) -> Result<Vec<String>> {
     let Some(path) = sqlite_path(url)? else {
         return Ok(Vec::new());
     };
@@ -84,7 +84,7 @@ pub fn prepare_sqlite(url: &str) -> Result<Vec<String>> {
 
 /// Warnings for the database, its `-wal`/`-shm` files and its directory when group or
 /// others have any access.
-pub fn loose_permissions(db: &Path, dir: &Path) -> Vec<String> {
+pub(crate) fn loose_permissions(db: &Path, dir: &Path) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut files = vec![db.to_path_buf()];
     for suffix in ["-wal", "-shm"] {

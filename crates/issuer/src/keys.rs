@@ -457,4 +457,121 @@ mod tests {
         let rec = generate(SigningAlgorithm::Es256, 0).unwrap();
         assert!(!format!("{rec:?}").contains(&format!("{:?}", &rec.private_der[..8])));
     }
+
+    const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn kek() -> KeyEncryptionKey {
+        KeyEncryptionKey::from_base64(KEK).unwrap()
+    }
+
+    #[test]
+    fn key_encryption_key_parsing() {
+        // Standard, unpadded, URL-safe, surrounding whitespace: the same 32 bytes.
+        for text in [
+            KEK,
+            KEK.trim_end_matches('='),
+            " AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",
+            "_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-8",
+        ] {
+            assert!(KeyEncryptionKey::from_base64(text).is_ok(), "{text:?}");
+        }
+        for (text, why) in [
+            ("not base64!", "is not base64"),
+            ("", "got 0 bytes"),
+            ("c2hvcnQ=", "got 5 bytes"),
+            (&format!("{KEK}{KEK}"), "is not base64"),
+            (
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gIQ==",
+                "got 34 bytes",
+            ),
+        ] {
+            let err = KeyEncryptionKey::from_base64(text).unwrap_err().to_string();
+            assert!(
+                err.contains(KEY_ENCRYPTION_ENV) && err.contains(why),
+                "{text:?}: {err}"
+            );
+        }
+        assert_eq!(format!("{:?}", kek()), "KeyEncryptionKey([redacted])");
+    }
+
+    #[test]
+    fn sealed_keys_open_only_unchanged_under_their_kid_algorithm_and_key() {
+        let rec = generate(SigningAlgorithm::Es256, 0).unwrap();
+        let plain = rec.private_der.clone();
+        let sealed = seal_record(rec.clone(), Some(&kek())).unwrap();
+        assert!(is_encrypted(&sealed));
+        assert!(!is_encrypted(&rec));
+        assert_ne!(sealed.private_der, plain);
+        // Sealing is idempotent and fresh nonces make two seals differ.
+        assert_eq!(
+            seal_record(sealed.clone(), Some(&kek()))
+                .unwrap()
+                .private_der,
+            sealed.private_der
+        );
+        assert_ne!(
+            seal_record(rec.clone(), Some(&kek())).unwrap().private_der,
+            sealed.private_der
+        );
+        let open = |r: &KeyRecord, k: Option<&KeyEncryptionKey>| open_records(vec![r.clone()], k);
+        assert_eq!(open(&sealed, Some(&kek())).unwrap()[0].private_der, plain);
+        // Plain records pass through, with or without a key.
+        assert_eq!(open(&rec, None).unwrap()[0].private_der, plain);
+        assert_eq!(open(&rec, Some(&kek())).unwrap()[0].private_der, plain);
+
+        let refused = |r: KeyRecord, k: Option<&KeyEncryptionKey>, why: &str| {
+            let err = open(&r, k).unwrap_err().to_string();
+            assert!(err.contains(&rec.kid) && err.contains(why), "{err}");
+        };
+        refused(sealed.clone(), None, "is encrypted");
+        let other =
+            KeyEncryptionKey::from_base64("HxwdHhscGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=").unwrap();
+        refused(sealed.clone(), Some(&other), "does not decrypt");
+        // The key id and algorithm are bound (AAD): a sealed key moved to another
+        // record does not open.
+        let mut moved = sealed.clone();
+        moved.kid = format!("{}x", sealed.kid);
+        let err = open(&moved, Some(&kek())).unwrap_err().to_string();
+        assert!(err.contains("does not decrypt"), "{err}");
+        refused(
+            KeyRecord {
+                algorithm: "EdDSA".into(),
+                ..sealed.clone()
+            },
+            Some(&kek()),
+            "does not decrypt",
+        );
+        // Any flipped byte after the prefix (nonce, ciphertext, tag), or truncation.
+        for i in ENCRYPTED_MAGIC.len()..sealed.private_der.len() {
+            let mut tampered = sealed.clone();
+            tampered.private_der[i] ^= 0x01;
+            refused(tampered, Some(&kek()), "does not decrypt");
+        }
+        for len in [
+            ENCRYPTED_MAGIC.len(),
+            ENCRYPTED_MAGIC.len() + NONCE_LEN - 1,
+            ENCRYPTED_MAGIC.len() + NONCE_LEN,
+            sealed.private_der.len() - 1,
+        ] {
+            let mut cut = sealed.clone();
+            cut.private_der.truncate(len);
+            refused(cut, Some(&kek()), "does not decrypt");
+        }
+    }
+
+    #[test]
+    fn pem_wraps_at_64_columns() {
+        let pem = pkcs8_pem(&[0xab; 100]);
+        let lines: Vec<&str> = pem.lines().collect();
+        assert_eq!(lines[0], "-----BEGIN PRIVATE KEY-----");
+        assert_eq!(lines[1].len(), 64);
+        assert_eq!(lines.last(), Some(&"-----END PRIVATE KEY-----"));
+        let body: String = lines[1..lines.len() - 1].concat();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap(),
+            vec![0xab; 100]
+        );
+    }
 }

@@ -18,9 +18,10 @@
 //! ```
 //!
 //! Refresh semantics (see `docs/design.md`, "The issuer"): each refresh token is single-use.
-//! Presented again within `refresh_reuse_interval_secs` of its use, it is answered with
-//! the same tokens the first use received (retries and concurrent tabs keep the
-//! session); presented later, the whole session is revoked and the event audited.
+//! Presented again within `refresh_reuse_interval_secs` of its use, it is answered as
+//! the first use was, with the session's current refresh token (retries and concurrent
+//! tabs keep the session; see [`store::policy`]); presented later, the whole session is
+//! revoked and the event audited.
 
 mod admin;
 pub mod client_addr;
@@ -338,10 +339,14 @@ impl Issuer {
         }
         let addr = ctx.client_addr.as_deref();
         let m = self.metrics();
-        if let Some(wait) = self.inner.limiter.check(username, addr, self.now_ms()) {
-            m.login("rate_limited");
-            return Err(LoginError::RateLimited(ceil_secs(duration_ms(wait)).max(1)));
-        }
+        // Counted as a failure until the password proves otherwise (see `attempt`).
+        let attempt = match self.inner.limiter.attempt(username, addr, self.now_ms()) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                m.login("rate_limited");
+                return Err(LoginError::RateLimited(ceil_secs(duration_ms(wait)).max(1)));
+            }
+        };
         let user = self.inner.store.user_by_name(username).await?;
         let verified = self
             .hasher()
@@ -360,7 +365,7 @@ impl Issuer {
         };
         let now = self.now_ms();
         let Some(user) = user.filter(|_| ok) else {
-            let blocked = self.inner.limiter.failure(username, addr, now);
+            let blocked = attempt.failed();
             m.login("invalid_credentials");
             self.audit(AuditEvent {
                 username: Some(truncate(username, 64)),
@@ -603,9 +608,9 @@ pub async fn serve(listener: tokio::net::TcpListener, issuer: Issuer) -> Result<
 ///
 /// Through [`sallyport_serve`], not `axum::serve`, which has no header read timeout: a
 /// client trickling a request head (slowloris) would hold its connection forever. Every
-/// connection must deliver a complete head within `header_read_timeout_secs`, and the
-/// `[server]` limits apply (request body idle timeout and minimum rate, send timeout,
-/// connection caps).
+/// connection must deliver a complete head within `header_read_timeout_secs` (or
+/// `server.header_read_timeout_ms`), and the `[server]` limits apply (request body
+/// idle timeout and minimum rate, send timeout, connection caps).
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     issuer: Issuer,

@@ -14,7 +14,9 @@
 //!   still try. A user with the right password on a clean address always gets in; a
 //!   botnet gets one guess per address per replenish period.
 //!
-//! A blocked attempt is refused with 429 before any password work.
+//! A blocked attempt is refused with 429 before any password work. An attempt that is
+//! let in counts as a failure from then on until its password proves right
+//! ([`LoginLimiter::attempt`]), so guesses sent all at once cannot overshoot a burst.
 //!
 //! Why hand-written instead of governor: the limiter must take `now` as a parameter
 //! (tests cross replenish boundaries without sleeping) and its maps must be bounded.
@@ -83,23 +85,14 @@ impl Limiter {
         })
     }
 
-    fn tat(&self, key: &Key) -> Option<i64> {
-        self.map.get(key).map(|cell| cell.load(Ordering::SeqCst))
+    /// How long a key whose arrival time is `tat` stays blocked, if blocked at `now`.
+    fn blocked_at(&self, tat: i64, now: i64) -> Option<Duration> {
+        wait(tat.saturating_sub(self.limit_ms), now)
     }
 
-    /// How long `key` stays blocked, if it is blocked at `now`.
-    fn blocked_for(&self, key: &Key, now: i64) -> Option<Duration> {
-        self.tat(key)
-            .and_then(|tat| wait(tat.saturating_sub(self.limit_ms), now))
-    }
-
-    /// Whether `key` has a failure that has not yet replenished at `now`.
-    fn has_failed(&self, key: &Key, now: i64) -> bool {
-        self.tat(key).is_some_and(|tat| tat > now)
-    }
-
-    /// Counts a failure at `now`; `Some(wait)` when the key is now blocked.
-    fn failure(&self, key: Key, now: i64) -> Option<Duration> {
+    /// Counts a failure at `now`, atomically; returns the key's arrival time before
+    /// it (`None`: the key had none).
+    fn charge(&self, key: Key, now: i64) -> Option<i64> {
         let cell = self
             .map
             .get_with(key, || Arc::new(AtomicI64::new(i64::MIN)));
@@ -109,8 +102,33 @@ impl Limiter {
                 Some(tat.max(now).saturating_add(period))
             })
             .unwrap_or_else(|t| t);
-        let tat = previous.max(now).saturating_add(period);
-        wait(tat.saturating_sub(self.limit_ms), now)
+        (previous != i64::MIN).then_some(previous)
+    }
+
+    /// The arrival time after a failure at `now` on a key that had `previous`.
+    fn after(&self, previous: Option<i64>, now: i64) -> i64 {
+        previous
+            .unwrap_or(i64::MIN)
+            .max(now)
+            .saturating_add(self.period_ms)
+    }
+
+    /// Counts a failure at `now`; `Some(wait)` when the key is now blocked.
+    #[cfg(test)]
+    fn failure(&self, key: Key, now: i64) -> Option<Duration> {
+        let previous = self.charge(key, now);
+        self.blocked_at(self.after(previous, now), now)
+    }
+
+    /// Takes back one failure counted by [`Limiter::charge`] (the attempt turned out
+    /// not to be one).
+    fn refund(&self, key: &Key) {
+        if let Some(cell) = self.map.get(key) {
+            let period = self.period_ms;
+            let _ = cell.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |tat| {
+                Some(tat.saturating_sub(period))
+            });
+        }
     }
 
     fn entries(&self) -> u64 {
@@ -191,67 +209,116 @@ impl LoginLimiter {
         }
     }
 
-    /// Whether the address has failed recently (for any account, or for this one).
-    fn address_has_failed(&self, k: &Keys, now: i64) -> bool {
-        self.address
-            .as_ref()
-            .is_some_and(|l| l.has_failed(&k.address, now))
-            || self
-                .account_address
-                .as_ref()
-                .is_some_and(|l| l.has_failed(&k.account_address, now))
+    /// Each limit with the key an attempt has in it: address, account+address, account.
+    fn limits<'a>(&'a self, k: &'a Keys) -> [(Option<&'a Limiter>, &'a Key); 3] {
+        [
+            (self.address.as_ref(), &k.address),
+            (self.account_address.as_ref(), &k.account_address),
+            (self.account.as_ref(), &k.account),
+        ]
     }
 
-    /// `Some(wait)` when an attempt for `username` from `address` is refused at `now`.
-    pub fn check(&self, username: &str, address: Option<&str>, now: i64) -> Option<Duration> {
+    /// `Some(wait)` when an attempt for `username` from `address` is refused at `now`
+    /// (an attempt that is dropped at once).
+    #[cfg(test)]
+    fn check(&self, username: &str, address: Option<&str>, now: i64) -> Option<Duration> {
+        self.attempt(username, address, now).err()
+    }
+
+    /// Counts a failed attempt at `now` in every limit; `Some(wait)` when it exhausted a
+    /// limit that now refuses this account from this address (this address has just
+    /// failed, so an exhausted account limit applies to it).
+    #[cfg(test)]
+    fn failure(&self, username: &str, address: Option<&str>, now: i64) -> Option<Duration> {
         let k = Keys::new(username, address);
-        let by_address = self
-            .address
-            .as_ref()
-            .and_then(|l| l.blocked_for(&k.address, now));
-        let by_pair = self
-            .account_address
-            .as_ref()
-            .and_then(|l| l.blocked_for(&k.account_address, now));
-        // The account-wide limit never refuses an address that has not failed.
-        let by_account = self
-            .account
-            .as_ref()
-            .and_then(|l| l.blocked_for(&k.account, now))
-            .filter(|_| self.address_has_failed(&k, now));
-        [by_address, by_pair, by_account]
+        self.limits(&k)
             .into_iter()
-            .flatten()
+            .filter_map(|(l, key)| l?.failure(*key, now))
             .max()
     }
 
-    /// Counts a failed attempt at `now`; `Some(wait)` when it exhausted a limit that
-    /// now refuses this account from this address.
-    pub fn failure(&self, username: &str, address: Option<&str>, now: i64) -> Option<Duration> {
-        let k = Keys::new(username, address);
-        let by_address = self
-            .address
-            .as_ref()
-            .and_then(|l| l.failure(k.address, now));
-        let by_pair = self
-            .account_address
-            .as_ref()
-            .and_then(|l| l.failure(k.account_address, now));
-        // This address has just failed, so an exhausted account limit applies to it.
-        let by_account = self
-            .account
-            .as_ref()
-            .and_then(|l| l.failure(k.account, now));
-        [by_address, by_pair, by_account]
+    /// Starts a login attempt: `Err(wait)` when it is refused — by the address or the
+    /// (account, address) limit, or by the account limit if this address has failed
+    /// recently (see the module documentation); otherwise it is counted as a failure *now*,
+    /// before the password work, so that concurrent attempts see it — else a client
+    /// firing many guesses at once would have every one hashed before the first failure
+    /// was counted, far past the burst. Counting and deciding are one atomic step per
+    /// limit (the decision reads the state the count replaced), so no two attempts can
+    /// both take the last place in a burst. The count is taken back when the returned
+    /// [`Attempt`] is dropped without [`Attempt::failed`] (right password, disabled
+    /// account, error, cancelled request) and at once when the attempt is refused.
+    pub fn attempt(
+        &self,
+        username: &str,
+        address: Option<&str>,
+        now: i64,
+    ) -> Result<Attempt<'_>, Duration> {
+        let keys = Keys::new(username, address);
+        let [by_address, by_pair, by_account] = self
+            .limits(&keys)
+            .map(|(l, key)| l.map(|l| (l, l.charge(*key, now))));
+        let blocked = |c: Option<(&Limiter, Option<i64>)>| {
+            let (l, previous) = c?;
+            l.blocked_at(previous?, now)
+        };
+        let had_failed = |c: Option<(&Limiter, Option<i64>)>| {
+            c.is_some_and(|(_, previous)| previous.is_some_and(|tat| tat > now))
+        };
+        let account = blocked(by_account).filter(|_| had_failed(by_address) || had_failed(by_pair));
+        let refused = [blocked(by_address), blocked(by_pair), account]
             .into_iter()
             .flatten()
-            .max()
+            .max();
+        let attempt = Attempt {
+            limiter: self,
+            blocked: [by_address, by_pair, by_account]
+                .into_iter()
+                .flatten()
+                .filter_map(|(l, previous)| l.blocked_at(l.after(previous, now), now))
+                .max(),
+            keys,
+            failed: false,
+        };
+        match refused {
+            // Dropping `attempt` takes the count back.
+            Some(wait) => Err(wait),
+            None => Ok(attempt),
+        }
     }
 
     /// Entries per limit (address, account+address, account), after pending evictions.
     pub fn tracked_keys(&self) -> [u64; 3] {
         let n = |l: &Option<Limiter>| l.as_ref().map_or(0, Limiter::entries);
         [n(&self.address), n(&self.account_address), n(&self.account)]
+    }
+}
+
+/// A login attempt counted as a failure in advance ([`LoginLimiter::attempt`]).
+pub struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    keys: Keys,
+    blocked: Option<Duration>,
+    failed: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was wrong: the failure stays counted. `Some(wait)` when it
+    /// exhausted a limit that now refuses this account from this address.
+    pub fn failed(mut self) -> Option<Duration> {
+        self.failed = true;
+        self.blocked
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.failed {
+            for (l, key) in self.limiter.limits(&self.keys) {
+                if let Some(l) = l {
+                    l.refund(key);
+                }
+            }
+        }
     }
 }
 
@@ -287,6 +354,52 @@ mod tests {
             "another address may still log in as bob"
         );
         assert!(l.check("carol", Some("10.0.0.1"), T0).is_none());
+    }
+
+    #[test]
+    fn attempts_count_as_failures_while_in_flight_and_only_failures_stay() {
+        let l = LoginLimiter::new(&config());
+        // Held at once (concurrent requests): the pair burst (2) plus the attempt that
+        // exhausts it get through, then attempts are refused before any password work.
+        let held: Vec<_> = (0..3)
+            .map(|_| l.attempt("bob", Some("10.0.0.1"), T0).unwrap())
+            .collect();
+        assert!(l.attempt("bob", Some("10.0.0.1"), T0).is_err());
+        // They succeed: nothing stays counted.
+        drop(held);
+        assert!(l.check("bob", Some("10.0.0.1"), T0).is_none());
+        for _ in 0..100 {
+            drop(l.attempt("bob", Some("10.0.0.1"), T0).unwrap());
+        }
+        assert!(l.check("bob", Some("10.0.0.1"), T0).is_none());
+        // Failed attempts stay counted, like `failure`.
+        assert!(
+            l.attempt("bob", Some("10.0.0.1"), T0)
+                .unwrap()
+                .failed()
+                .is_none()
+        );
+        assert!(
+            l.attempt("bob", Some("10.0.0.1"), T0)
+                .unwrap()
+                .failed()
+                .is_none()
+        );
+        assert!(
+            l.attempt("bob", Some("10.0.0.1"), T0)
+                .unwrap()
+                .failed()
+                .is_some()
+        );
+        assert!(l.attempt("bob", Some("10.0.0.1"), T0).is_err());
+        // A clean address is still let in by the account limit; its in-flight
+        // attempt counts for that address only until it is dropped.
+        for i in 0..10 {
+            l.failure("alice", Some(&format!("192.0.2.{i}")), T0);
+        }
+        let clean = l.attempt("alice", Some("198.51.100.7"), T0).unwrap();
+        drop(clean);
+        assert!(l.check("alice", Some("198.51.100.7"), T0).is_none());
     }
 
     #[test]
@@ -376,5 +489,35 @@ mod tests {
         {
             assert!(n <= cap, "{name}: {n} entries > cap {cap}");
         }
+    }
+
+    /// The cap must not forgive a real attacker: with every map full of one-off keys, a
+    /// key that keeps failing is still admitted (TinyLFU favours the repeated key) and
+    /// blocked once over its burst.
+    #[test]
+    fn a_full_map_still_blocks_a_repeatedly_failing_key() {
+        let l = LoginLimiter::new(&RateLimitConfig {
+            max_tracked_keys: 100,
+            address_burst: 1_000_000,
+            ..config()
+        });
+        let flood = |from: u32| {
+            for i in from..from + 500 {
+                let addr = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff);
+                l.failure(&format!("random-user-{i}"), Some(&addr), T0);
+            }
+        };
+        flood(0);
+        let mut blocked = false;
+        for round in 0..10u32 {
+            // The attacker's failures interleave with more flooding.
+            blocked |= l.failure("bob", Some("192.0.2.7"), T0).is_some();
+            flood(10_000 * (round + 1));
+        }
+        assert!(
+            blocked,
+            "bob's failures from 192.0.2.7 never exhausted the limit"
+        );
+        assert!(l.check("bob", Some("192.0.2.7"), T0).is_some());
     }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Fires CONCURRENCY failed logins at once, ROUNDS times per connection, and counts the
-answers. Standard library only (asyncio, raw HTTP/1.1), so it needs no install.
+"""Fires CONCURRENCY failed logins at once, each on its own connection, ROUNDS rounds
+in a row, and counts the answers. Standard library only (asyncio, raw HTTP/1.1), so it needs no install.
 
     login_flood.py http://127.0.0.1:18301 500 4
 """

@@ -305,6 +305,16 @@ const TOKEN_BY_HASH: &str = "SELECT token_hash, session_id, generation, created_
 const LATER_TOKENS: &str = "SELECT token_hash, session_id, generation, created_at, expires_at, used_at, successor_hash, successor_box \
                             FROM refresh_tokens WHERE session_id = $1 AND generation > $2 ORDER BY generation LIMIT $3";
 
+/// `SELECT <every SessionRecord column> FROM sessions`, as a literal for `concat!`
+/// (the row-locking suffix differs per backend).
+macro_rules! session_select {
+    () => {
+        "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
+         FROM sessions"
+    };
+}
+pub(crate) use session_select;
+
 fn map_unique(err: sqlx::Error, username: &str) -> Error {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -458,11 +468,7 @@ macro_rules! sql_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                 let session = match &found {
-                    Some(t) => sqlx::query_as::<$db, SessionRecord>(concat!(
-                        "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
-                         FROM sessions WHERE id = $1",
-                        $lock
-                    ))
+                    Some(t) => sqlx::query_as::<$db, SessionRecord>(concat!($crate::store::session_select!(), " WHERE id = $1", $lock))
                     .bind(&t.session_id)
                     .fetch_optional(&mut *tx)
                     .await?,
@@ -516,10 +522,10 @@ macro_rules! sql_store {
                     return Ok(None);
                 };
                 Self::mark_revoked(&mut *tx, &session_id, now_ms, reason).await?;
-                let session = sqlx::query_as::<$db, $crate::store::SessionRecord>(
-                    "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
-                     FROM sessions WHERE id = $1",
-                )
+                let session = sqlx::query_as::<$db, $crate::store::SessionRecord>(concat!(
+                    $crate::store::session_select!(),
+                    " WHERE id = $1"
+                ))
                 .bind(&session_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -545,10 +551,10 @@ macro_rules! sql_store {
             }
 
             async fn list_sessions(&self, user_id: Option<&str>) -> $crate::error::Result<Vec<$crate::store::SessionRecord>> {
-                Ok(sqlx::query_as::<$db, $crate::store::SessionRecord>(
-                    "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr \
-                     FROM sessions WHERE ($1 IS NULL OR user_id = $1) ORDER BY created_at DESC, id DESC LIMIT 10000",
-                )
+                Ok(sqlx::query_as::<$db, $crate::store::SessionRecord>(concat!(
+                    $crate::store::session_select!(),
+                    " WHERE ($1 IS NULL OR user_id = $1) ORDER BY created_at DESC, id DESC LIMIT 10000"
+                ))
                 .bind(user_id)
                 .fetch_all(&self.pool)
                 .await?)

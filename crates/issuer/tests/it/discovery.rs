@@ -7,12 +7,7 @@ pub(crate) async fn discovery_health_metrics_openapi(b: Backend) {
         return;
     };
     let get = |p: &str| s.http.get(s.url(p)).send();
-    let d: Value = get("/.well-known/openid-configuration")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = s.get_json("/.well-known/openid-configuration").await;
     assert_eq!(d["issuer"], "http://issuer.test");
     assert_eq!(d["jwks_uri"], "http://issuer.test/.well-known/jwks.json");
     assert_eq!(d["token_endpoint"], "http://issuer.test/oauth/token");
@@ -21,12 +16,7 @@ pub(crate) async fn discovery_health_metrics_openapi(b: Backend) {
         d["grant_types_supported"],
         json!(["password", "refresh_token"])
     );
-    let jwks: Value = get("/.well-known/jwks.json")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "EC");
     assert_eq!(key["alg"], "ES256");
@@ -50,7 +40,7 @@ pub(crate) async fn discovery_health_metrics_openapi(b: Backend) {
         m.contains("sallyport_issuer_request_duration_seconds_bucket"),
         "{m}"
     );
-    let api: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    let api: Value = s.get_json("/openapi.json").await;
     for p in [
         "/api/login",
         "/api/refresh-token",
@@ -127,13 +117,7 @@ async fn discovery_and_openapi_are_accurate() {
     let Some(s) = start(Backend::Sqlite, |_| {}).await else {
         return;
     };
-    let get = |p: &str| s.http.get(s.url(p)).send();
-    let d: Value = get("/.well-known/openid-configuration")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = s.get_json("/.well-known/openid-configuration").await;
     assert!(
         d.get("id_token_signing_alg_values_supported").is_none(),
         "{d}"
@@ -144,7 +128,7 @@ async fn discovery_and_openapi_are_accurate() {
     );
     assert_eq!(d["userinfo_endpoint"], "http://issuer.test/api/me");
 
-    let api: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    let api: Value = s.get_json("/openapi.json").await;
     let broken = unresolved_references(&api);
     assert!(broken.is_empty(), "unresolved: {broken:?}");
     // The checker itself catches a dangling reference of either kind.

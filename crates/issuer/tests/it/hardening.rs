@@ -104,6 +104,73 @@ async fn an_attack_from_one_address_does_not_lock_out_the_user_elsewhere() {
     assert_eq!(ok, 20, "the user's correct password must always work");
 }
 
+/// Concurrent guesses from one address: each attempt counts before its password is
+/// hashed, so the (account, address) burst bounds them too. Before, all 40 were hashed
+/// (checked against alice's real hash) because none had failed yet when each was let in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_from_one_address_stay_within_the_burst() {
+    let s = start(Backend::Sqlite, |c| {
+        real_limits(c);
+        // Slow, one at a time, so that the guesses overlap.
+        c.argon2.memory_kib = 8 * 1024;
+        c.argon2.iterations = 2;
+        c.argon2.max_concurrent = 1;
+        c.argon2.max_queued = 64;
+    })
+    .await
+    .unwrap();
+    s.add_alice().await;
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let http = s.http.clone();
+            let url = s.url("/api/login");
+            tokio::spawn(async move {
+                http.post(url)
+                    .json(&json!({"username": "alice", "password": "wrong-password"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&status),
+            "{status}"
+        );
+    }
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hashed: u32 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sallyport_issuer_logins_total{outcome=\"invalid_credentials\"} ")
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    let burst = RateLimitConfig::default().account_address_burst;
+    assert!(
+        hashed <= burst + 1,
+        "{hashed} guesses were checked against the password, burst {burst}"
+    );
+    // The right password from another address still works.
+    let user = client_from(Ipv4Addr::new(127, 0, 0, 3));
+    assert_eq!(
+        login_as(&user, &s, "alice", "alice-password", None).await,
+        StatusCode::OK
+    );
+}
+
 /// The same attack relayed by a trusted proxy: addresses come from its header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn behind_a_trusted_proxy_limits_key_on_the_forwarded_address() {
@@ -346,6 +413,9 @@ async fn signing_keys_are_encrypted_at_rest_with_a_key_from_the_environment() {
             .unwrap()
             .starts_with("-----BEGIN PRIVATE KEY-----\n")
     );
+    let events = issuer.admin().audit_events(1).await.unwrap();
+    assert_eq!(events[0].kind, "signing_keys_exported");
+    assert_eq!(events[0].detail.as_deref(), Some(kid.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -142,6 +142,18 @@ impl Server {
             .expect("request")
     }
 
+    /// GETs `path` and parses the body as JSON (whatever the status).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
         self.post_json(
             "/api/login",

@@ -193,15 +193,7 @@ pub(crate) async fn client_authentication(b: Backend) {
             assert_eq!(r.status(), StatusCode::OK, "{what}");
         }
     }
-    let d: Value = s
-        .http
-        .get(s.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = s.get_json("/.well-known/openid-configuration").await;
     assert_eq!(
         d["token_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post", "none"])

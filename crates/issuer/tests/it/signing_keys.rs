@@ -17,15 +17,7 @@ pub(crate) async fn key_rotation_keeps_old_tokens_valid(b: Backend) {
         new.kid,
         "new tokens use the new kid"
     );
-    let jwks: Value = s
-        .http
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -60,15 +52,7 @@ pub(crate) async fn key_rotation_keeps_old_tokens_valid(b: Backend) {
     s.clock.advance_secs(900 + 30 + 61);
     let keys = s.issuer.admin().list_keys().await.unwrap();
     assert!(keys.iter().any(|k| k.kid == kid1 && !k.published));
-    let jwks: Value = s
-        .http
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
 }
 
@@ -84,15 +68,7 @@ async fn eddsa_keys() {
         jsonwebtoken::decode_header(&at).unwrap().alg,
         jsonwebtoken::Algorithm::EdDSA
     );
-    let jwks: Value = s
-        .http
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
     assert_eq!(
