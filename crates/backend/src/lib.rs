@@ -57,8 +57,10 @@ pub enum Protocol {
     },
 }
 
-/// Field names of the JSON protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Field names of the JSON protocol. Deserializable, so a configuration (the gateway's
+/// `[backend.fields]`) can take it as it is; missing keys keep their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct JsonFields {
     /// Login request: username field.
     pub username: String,

@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use sallyport_backend::{Call, ClientAuth, JsonFields, Protocol, Url};
+use sallyport_backend::{Call, ClientAuth, Protocol, Url};
 
 use crate::config::{BackendKind, BackendSettings};
 use crate::error::Error;
@@ -64,17 +64,7 @@ impl Backend {
             Url::parse(u).map_err(|e| Error::config(setting, format!("{u:?}: {e}")))
         };
         let protocol = match settings.kind {
-            BackendKind::Json => {
-                let f = settings.fields.clone();
-                Protocol::Json(JsonFields {
-                    username: f.username,
-                    password: f.password,
-                    refresh_request: f.refresh_request,
-                    access_token: f.access_token,
-                    refresh_token: f.refresh_token,
-                    expires_in: f.expires_in,
-                })
-            }
+            BackendKind::Json => Protocol::Json(settings.fields.clone()),
             BackendKind::OAuth2 => Protocol::OAuth2 {
                 scope: settings.scope.clone(),
             },

@@ -257,23 +257,9 @@ pub struct BackendSection {
     pub client_address_header: String,
 }
 
-/// Field names of the json adapter.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FieldNames {
-    /// Login request: username field.
-    pub username: String,
-    /// Login request: password field.
-    pub password: String,
-    /// Refresh/logout request: refresh-token field.
-    pub refresh_request: String,
-    /// Responses: access-token field.
-    pub access_token: String,
-    /// Responses: refresh-token field.
-    pub refresh_token: String,
-    /// Responses: lifetime field (seconds).
-    pub expires_in: String,
-}
+/// Field names of the json adapter (`[backend.fields]`): the backend client's own type, so
+/// the names and their defaults are written once.
+pub type FieldNames = sallyport_backend::JsonFields;
 
 /// `[proxy]`
 #[derive(Clone, Serialize, Deserialize)]
@@ -380,28 +366,6 @@ impl Default for BackendSection {
             jwt_issuer: None,
             jwt_audience: None,
             client_address_header: "X-Forwarded-For".into(),
-        }
-    }
-}
-
-impl Default for FieldNames {
-    /// The backend client's own defaults (the issuer's contract), not a second copy.
-    fn default() -> Self {
-        let sallyport_backend::JsonFields {
-            username,
-            password,
-            refresh_request,
-            access_token,
-            refresh_token,
-            expires_in,
-        } = sallyport_backend::JsonFields::default();
-        Self {
-            username,
-            password,
-            refresh_request,
-            access_token,
-            refresh_token,
-            expires_in,
         }
     }
 }
@@ -1268,6 +1232,18 @@ mod tests {
         assert!(err.contains("`backend.kind`"), "{err}");
         let err = load_toml("[backend]\nclient_auth = \"private_key_jwt\"\n").unwrap_err();
         assert!(err.contains("`backend.client_auth`"), "{err}");
+    }
+
+    #[test]
+    fn backend_fields_keep_the_clients_defaults_and_refuse_unknown_keys() {
+        let c = load_toml("[backend.fields]\naccess_token = \"access_token\"\n").unwrap();
+        assert_eq!(c.backend.fields.access_token, "access_token");
+        assert_eq!(
+            c.backend.fields.refresh_token,
+            sallyport_backend::JsonFields::default().refresh_token
+        );
+        let err = load_toml("[backend.fields]\nacess_token = \"x\"\n").unwrap_err();
+        assert!(err.contains("backend.fields"), "{err}");
     }
 
     #[test]
