@@ -293,3 +293,42 @@ fn man_without_options_prints_the_main_page() {
     std::fs::write(&file, &page).unwrap();
     check_page(&file, &[]);
 }
+
+/// The configuration files the Debian package installs in /etc/sallyport are valid: the
+/// gateway's passes `--check`, the issuer's opens a database (here a fresh one: the
+/// packaged path is /var/lib/sallyport). packaging/test-deb checks the installed files
+/// the same way, as the service user.
+#[test]
+fn the_packaged_configuration_files_are_valid() {
+    let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/etc");
+    let out = Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .args(["gateway", "--check", "--config"])
+        .arg(packaging.join("gateway.toml"))
+        .env("SESSION_SECRET", "a-test-secret-that-is-at-least-32-chars")
+        .env_remove("SALLYPORT_GATEWAY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+
+    let db = fresh_dir("packaged-issuer").join("issuer.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .args(["keys", "list", "--config"])
+        .arg(packaging.join("issuer.toml"))
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .env_remove("SALLYPORT_ISSUER_DATABASE_URL")
+        .env_remove("SALLYPORT_KEY_ENCRYPTION_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signing"));
+}
