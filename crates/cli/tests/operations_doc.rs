@@ -14,7 +14,9 @@ const OLD_SECRET: &str = "the-old-session-secret-of-32-chars-at-least";
 const NEW_SECRET: &str = "the-new-session-secret-of-32-chars-at-least";
 
 fn repo_file(path: &str) -> String {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
     std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
@@ -189,10 +191,7 @@ fn the_command_splitter_reads_the_shapes_the_page_uses() {
         commands_in("sallyport-admin keys export --private > keys.json"),
         vec![vec!["keys", "export", "--private"]]
     );
-    assert_eq!(
-        commands_in("sallyport man | man -l -"),
-        vec![vec!["man"]]
-    );
+    assert_eq!(commands_in("sallyport man | man -l -"), vec![vec!["man"]]);
     assert!(commands_in("install -d -o sallyport -g sallyport -m 0700 /x").is_empty());
     assert!(commands_in("runuser -u sallyport -- sqlite3 db '.backup x'").is_empty());
 }
@@ -300,7 +299,11 @@ fn keys(db: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn signing_key_rotation_as_documented() {
     let db = fresh_dir("keys").join("issuer.db");
-    admin(&db, &["user", "add", "alice", "--password-stdin"], "a-long-password\n");
+    admin(
+        &db,
+        &["user", "add", "alice", "--password-stdin"],
+        "a-long-password\n",
+    );
     let table = admin(&db, &["keys", "list"], "");
     assert_eq!(table.lines().count(), 1);
     assert!(table.contains("signing published"), "{table}");
@@ -322,14 +325,15 @@ fn signing_key_rotation_as_documented() {
     assert_eq!(old["published"], true);
     let table = admin(&db, &["keys", "list"], "");
     assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with(&old_kid) && !l.contains("retired=-") && l.ends_with("published")),
+        table.lines().any(|l| l.starts_with(&old_kid)
+            && !l.contains("retired=-")
+            && l.ends_with("published")),
         "{table}"
     );
 
     // Both keys are in the JWKS, and in the private export.
-    let jwks: serde_json::Value = serde_json::from_str(&admin(&db, &["keys", "export"], "")).unwrap();
+    let jwks: serde_json::Value =
+        serde_json::from_str(&admin(&db, &["keys", "export"], "")).unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     let private: serde_json::Value =
         serde_json::from_str(&admin(&db, &["keys", "export", "--private"], "")).unwrap();
@@ -359,7 +363,11 @@ fn sqlite_backup_and_restore_as_documented() {
     }
     let dir = fresh_dir("backup");
     let db = dir.join("issuer.db");
-    admin(&db, &["user", "add", "alice", "--password-stdin"], "a-long-password\n");
+    admin(
+        &db,
+        &["user", "add", "alice", "--password-stdin"],
+        "a-long-password\n",
+    );
     admin(&db, &["keys", "rotate"], "");
     let kids_at_backup: Vec<String> = keys(&db)
         .iter()
@@ -376,7 +384,11 @@ fn sqlite_backup_and_restore_as_documented() {
     }
 
     // Life goes on after the backup.
-    admin(&db, &["user", "add", "bob", "--password-stdin"], "another-password\n");
+    admin(
+        &db,
+        &["user", "add", "bob", "--password-stdin"],
+        "another-password\n",
+    );
     admin(&db, &["keys", "rotate"], "");
 
     // Restore as the page says: the database's -wal and -shm go, the copy takes its place.
