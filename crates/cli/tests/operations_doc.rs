@@ -248,27 +248,34 @@ fn session_secret_rotation_as_documented() {
     let old_cookie = seal_with(OLD_SECRET, json);
     assert!(old_cookie.starts_with("Fe26.2*1*"), "{old_cookie}");
 
-    // Step 1: the map {1 = old, 2 = new} opens the old cookie (the doc's check) and seals
-    // new ones with id 2.
+    // Step 1: the map {1 = old, 2 = new} opens the old cookie (the doc's check); unpinned
+    // it seals new ones with id 2...
     let both = format!(r#"{{"1":"{OLD_SECRET}","2":"{NEW_SECRET}"}}"#);
     assert!(ok(&unseal_with(&both, &old_cookie)).contains("isLoggedIn"));
     let new_cookie = seal_with(&both, json);
     assert!(new_cookie.starts_with("Fe26.2*2*"), "{new_cookie}");
-    // A replica still on the old secret cannot open it (the rollout window).
+    // ...which a replica still on the old secret cannot open: why step 1 pins id 1.
     assert!(!unseal_with(OLD_SECRET, &new_cookie).status.success());
 
-    // The gateway accepts the map in the form the page writes into gateway.env, without
-    // SESSION_SECRET.
+    // The gateway accepts the map and the pin in the form the page writes into
+    // gateway.env, without SESSION_SECRET; a pin outside the set stops it, naming it.
     let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/etc/gateway.toml");
-    let mut gateway = sallyport();
-    gateway
-        .args(["gateway", "--check", "--config"])
-        .arg(&packaged)
-        .env(
-            "SALLYPORT_GATEWAY_SESSION__SECRETS",
-            format!(r#"{{1="{OLD_SECRET}",2="{NEW_SECRET}"}}"#),
-        );
-    assert!(ok(&run(gateway, "")).contains("configuration OK"));
+    let check = |seal_id: &str| {
+        let mut gateway = sallyport();
+        gateway
+            .args(["gateway", "--check", "--config"])
+            .arg(&packaged)
+            .env(
+                "SALLYPORT_GATEWAY_SESSION__SECRETS",
+                format!(r#"{{1="{OLD_SECRET}",2="{NEW_SECRET}"}}"#),
+            )
+            .env("SALLYPORT_GATEWAY_SESSION__SEAL_ID", seal_id);
+        run(gateway, "")
+    };
+    assert!(ok(&check("1")).contains("configuration OK"));
+    let refused = check("3");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("session.seal_id"));
 
     // Step 4: {2 = new} only — the new cookie opens, the old one no longer does.
     let new_only = format!(r#"{{"2":"{NEW_SECRET}"}}"#);

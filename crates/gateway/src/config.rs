@@ -190,6 +190,12 @@ pub struct SessionSection {
     pub secret: Option<String>,
     /// Secrets by numeric id for rotation; the highest id seals, all unseal.
     pub secrets: BTreeMap<String, String>,
+    /// Seal with this id of `secrets` instead of the highest: the first step of
+    /// rolling a new secret out to several replicas (every replica learns to open the
+    /// new id before any seals with it). See docs/operations.md. Written as a number
+    /// (`seal_id = 1`, as an environment variable reads) or a string.
+    #[serde(deserialize_with = "secret_id")]
+    pub seal_id: Option<String>,
     /// Cookie name; defaults to `__Host-sallyport` when `secure`, else `sallyport`.
     pub cookie_name: Option<String>,
     /// `Secure` attribute; may be off only when listening on a loopback address.
@@ -332,6 +338,7 @@ impl Default for SessionSection {
         Self {
             secret: None,
             secrets: BTreeMap::new(),
+            seal_id: None,
             cookie_name: None,
             secure: true,
             same_site: SameSite::Lax,
@@ -861,9 +868,40 @@ fn load_error(e: figment::Error) -> Error {
     Error::Load(message)
 }
 
+/// A secret id as TOML or an environment variable gives it: `1` is a number there, `"1"`
+/// a string; iron's ids are their decimal text either way.
+fn secret_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(u64),
+        Text(String),
+    }
+    Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
+        Id::Number(n) => n.to_string(),
+        Id::Text(s) => s,
+    }))
+}
+
 /// Iron's password set, checked by iron (length in UTF-16 code units, ids); the error
 /// names the setting the secret came from.
 fn passwords(s: &SessionSection) -> Result<Passwords, Error> {
+    let set = secret_set(s)?;
+    match &s.seal_id {
+        None => Ok(set),
+        Some(id) => {
+            let ids = set.ids().collect::<Vec<_>>().join(", ");
+            set.sealing_with(id).map_err(|_| {
+                Error::config(
+                    "session.seal_id",
+                    format!("no secret with id {id:?} (the configured ids are {ids})"),
+                )
+            })
+        }
+    }
+}
+
+fn secret_set(s: &SessionSection) -> Result<Passwords, Error> {
     if !s.secrets.is_empty() {
         return Passwords::from_pairs(s.secrets.clone()).map_err(|e| {
             let id = s
@@ -1171,6 +1209,34 @@ mod tests {
                 }
                 other => panic!("{:?}", other.map(|_| ())),
             }
+        }
+    }
+
+    #[test]
+    fn seal_id_pins_the_sealing_secret_and_must_name_one_of_the_set() {
+        let mut c = base();
+        c.session.secret = None;
+        c.session.secrets.insert("1".into(), "a".repeat(32));
+        c.session.secrets.insert("2".into(), "b".repeat(32));
+        let sealing = |c: &Config| {
+            c.validate()
+                .map(|s| s.cookies.config().passwords().current_id().to_owned())
+        };
+        assert_eq!(sealing(&c).unwrap(), "2", "unpinned: the highest id seals");
+        // TOML and the environment give a number; a string is read the same.
+        for text in ["[session]\nseal_id = 1\n", "[session]\nseal_id = \"1\"\n"] {
+            let loaded = load_toml(text).expect(text);
+            assert_eq!(loaded.session.seal_id.as_deref(), Some("1"), "{text}");
+        }
+        c.session.seal_id = Some("1".into());
+        assert_eq!(sealing(&c).unwrap(), "1");
+        c.session.seal_id = Some("3".into());
+        match c.validate() {
+            Err(Error::Config { setting, message }) => {
+                assert_eq!(setting, "session.seal_id");
+                assert!(message.contains("1, 2"), "{message}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
         }
     }
 

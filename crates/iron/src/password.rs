@@ -63,8 +63,9 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// A set of passwords keyed by id, for rotation: seal with the highest numeric id,
-/// unseal with whichever id the seal names.
+/// A set of passwords keyed by id, for rotation: seal with the highest numeric id
+/// (or the one chosen with [`Passwords::sealing_with`]), unseal with whichever id the
+/// seal names.
 ///
 /// Ids are decimal integers without leading zeros (`"1"`, `"2"`, `"10"`), exactly the
 /// ids iron-session can seal under, at most 15 digits so that JavaScript reads them
@@ -72,7 +73,8 @@ impl std::fmt::Debug for Password {
 /// opens only with a password added through [`Passwords::with_default`].
 #[derive(Clone)]
 pub struct Passwords {
-    /// The highest id: the one that seals. Kept apart so "there is one" is a type fact.
+    /// The id that seals: the highest, unless [`Passwords::sealing_with`] chose another.
+    /// Kept apart so "there is one" is a type fact.
     newest: (String, Password),
     /// Every entry (including the newest), sorted by numeric id, for lookups.
     entries: Vec<(String, u64, Password)>,
@@ -123,7 +125,25 @@ impl Passwords {
         Ok(self)
     }
 
-    /// The id new seals are made with: the highest numeric id.
+    /// Seals with `id` (one of the set) instead of the highest id; every id still unseals.
+    ///
+    /// This is the first step of rolling a new secret out to several processes that
+    /// share cookies: each gets the new id to *open* seals while all still *seal* with
+    /// the old one; once every process has the new set, the pin is dropped and the
+    /// highest id seals. Without it, the first process restarted would seal cookies the
+    /// others cannot open yet.
+    pub fn sealing_with(mut self, id: &str) -> Result<Self, Error> {
+        let (known, _, password) = self
+            .entries
+            .iter()
+            .find(|(known, _, _)| known == id)
+            .ok_or_else(|| Error::UnknownPasswordId(crate::error::echo_id(id)))?;
+        self.newest = (known.clone(), password.clone());
+        Ok(self)
+    }
+
+    /// The id new seals are made with: the highest numeric id, unless
+    /// [`Passwords::sealing_with`] chose another.
     pub fn current_id(&self) -> &str {
         self.current().0
     }

@@ -117,6 +117,34 @@ fn rotation_seals_with_highest_id_and_opens_older() {
 }
 
 #[test]
+fn a_pinned_id_seals_while_every_id_still_opens() {
+    // Step one of a rollout across processes: the new id 2 opens, the old id 1 seals.
+    let pinned = Passwords::from_pairs([("1", PW1), ("2", PW2)])
+        .unwrap()
+        .sealing_with("1")
+        .unwrap();
+    assert_eq!(pinned.current_id(), "1");
+    let cookie = seal("{}", &pinned, 0, NOW).unwrap();
+    assert!(cookie.starts_with("Fe26.2*1*"), "{cookie}");
+    // A process still on the old set (id 1 only) opens it...
+    let old = Passwords::single(PW1).unwrap();
+    assert_eq!(unseal(&cookie, &old, NOW).unwrap().password_id, "1");
+    // ...and the pinned set opens what an unpinned process (sealing with 2) wrote.
+    let unpinned = Passwords::from_pairs([("1", PW1), ("2", PW2)]).unwrap();
+    let newer = seal("{}", &unpinned, 0, NOW).unwrap();
+    assert_eq!(unseal(&newer, &pinned, NOW).unwrap().password_id, "2");
+    // Only an id of the set can be pinned.
+    let err = Passwords::single(PW1)
+        .unwrap()
+        .sealing_with("3")
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownPasswordId(id) if id == "3"),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn same_id_other_password_is_bad_mac() {
     let a = Passwords::single(PW1).unwrap();
     let b = Passwords::single(PW2).unwrap();
