@@ -132,10 +132,7 @@ impl Gateway {
             }
             Err(error) => {
                 current.metrics.config_reload(false, now_ms);
-                tracing::error!(
-                    %error,
-                    "configuration reload refused; the previous configuration keeps serving"
-                );
+                log_refusal(error);
             }
         }
         result
@@ -161,6 +158,23 @@ impl Gateway {
             upstream_changed,
         })
     }
+}
+
+/// The one log line of a refused reload. A TOML error spans several lines (the
+/// offending line and a caret): joined here, so that the refusal stays one line that
+/// names the setting or the file position.
+fn log_refusal(error: &Error) {
+    let error = error
+        .to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    tracing::error!(
+        %error,
+        "configuration reload refused; the previous configuration keeps serving"
+    );
 }
 
 /// The new configuration's [`Inner`], sharing with `old` what outlives a configuration
@@ -295,10 +309,7 @@ where
                     current
                         .metrics
                         .config_reload(false, current.clock.now_ms());
-                    tracing::error!(
-                        %error,
-                        "configuration reload refused; the previous configuration keeps serving"
-                    );
+                    log_refusal(&error);
                 }
             })
             .await;
