@@ -3,12 +3,14 @@
 //! requests, held connections and renewals are not disturbed; an invalid configuration
 //! is refused and the old one keeps serving.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
@@ -287,4 +289,73 @@ async fn a_renewal_in_flight_across_a_reload_calls_the_backend_once() {
     let (a, b): (Value, Value) = (first.json().await.unwrap(), second.json().await.unwrap());
     assert_eq!(token(&a), token(&b), "both got the one renewal's token");
     assert_eq!(backend.refreshes.load(Ordering::SeqCst), 1);
+}
+
+/// A minimal keep-alive HTTP/1.1 upstream that answers `name` and counts the
+/// connections it has seen closed by the gateway.
+async fn counting_upstream(
+    name: &'static str,
+) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (o, c) = (opened.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            o.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.is_empty() {
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
+                            name.len()
+                        );
+                        if write.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (url, opened, closed)
+}
+
+#[tokio::test]
+async fn the_old_upstreams_idle_connections_are_closed_after_a_move() {
+    let backend = start_backend(0).await;
+    let (a_url, a_opened, a_closed) = counting_upstream("a").await;
+    let (b_url, _, _) = counting_upstream("b").await;
+    let c1 = config(&backend, &a_url);
+    let (url, gateway, _) = start_gateway(c1.clone()).await;
+    let body = |r: reqwest::Response| async move { r.text().await.unwrap() };
+    assert_eq!(body(get(&url, "/public/1", "").await).await, "a");
+    assert_eq!(a_opened.load(Ordering::SeqCst), 1);
+    assert_eq!(a_closed.load(Ordering::SeqCst), 0, "kept alive in the pool");
+
+    // A reload that keeps the upstream keeps its warm connection.
+    let mut same = c1.clone();
+    same.public_paths.push("/open/**".into());
+    gateway.reload(same.clone()).unwrap();
+    assert_eq!(body(get(&url, "/public/2", "").await).await, "a");
+    assert_eq!(a_opened.load(Ordering::SeqCst), 1, "the pool survived");
+
+    let mut moved = same;
+    moved.upstream = b_url;
+    gateway.reload(moved).unwrap();
+    assert_eq!(body(get(&url, "/public/3", "").await).await, "b");
+    // The old pool's idle connection is closed (not left to its 60 s idle timeout).
+    let start = std::time::Instant::now();
+    while a_closed.load(Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the old upstream's idle connection is still open"
+        );
+        assert_eq!(body(get(&url, "/public/4", "").await).await, "b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
