@@ -243,7 +243,10 @@ fn sighup_reloads_the_configuration_without_dropping_connections() {
         .find(|l| l.contains("configuration reload refused"))
         .unwrap();
     assert!(refusal.contains("`upstream`"), "{refusal}");
-    assert!(gw.alive(), "an invalid configuration does not end the process");
+    assert!(
+        gw.alive(),
+        "an invalid configuration does not end the process"
+    );
     assert_eq!(held.get("/private/x"), (200, "upstream-b".into()));
     assert_eq!(get(listen, "/private/y"), (200, "upstream-b".into()));
 

@@ -53,10 +53,10 @@ pub use config::{
     LoginSection, MIN_SECRET_LEN, ProxySection, SessionSection, Settings, StoreSection,
 };
 pub use error::{ConfigError, Error};
+pub use guard::{OriginPolicy, canonical_path, is_cross_site, public_path, safe_next};
 pub use reload::Reloaded;
 #[cfg(unix)]
 pub use reload::reload_on_sighup;
-pub use guard::{OriginPolicy, canonical_path, is_cross_site, public_path, safe_next};
 /// `session.same_site`'s type: the session layer's own enum, so the configuration holds
 /// exactly what the cookie is written with.
 pub use sallyport_session::SameSite;

@@ -150,8 +150,16 @@ impl Gateway {
         let settings = config.validate()?;
         let secrets_changed = secrets(&old.settings.source) != secrets(&config);
         let upstream_changed = old.settings.upstream.base != settings.upstream.base;
+        let durable = old.logged_out.is_durable();
+        let warnings = crate::logout_finality_warnings(&settings, durable);
+        let warn = warnings != crate::logout_finality_warnings(&old.settings, durable);
         let inner = rebuild(&old, settings, secrets_changed)?;
         self.live.current.store(Arc::new(inner));
+        // Start-up's warnings about logout finality, again if the backend's revocation
+        // settings changed what they say.
+        for w in warnings.iter().filter(|_| warn) {
+            tracing::warn!("{w}");
+        }
         Ok(Reloaded {
             kept,
             secrets_changed,
@@ -306,9 +314,7 @@ where
                 }
                 Err(error) => {
                     let current = gateway.current();
-                    current
-                        .metrics
-                        .config_reload(false, current.clock.now_ms());
+                    current.metrics.config_reload(false, current.clock.now_ms());
                     log_refusal(&error);
                 }
             })
@@ -327,7 +333,7 @@ mod tests {
     #[test]
     fn restart_only_settings_are_named_and_kept() {
         let old = Config::default();
-        let mut new = Config::default();
+        let mut new = old.clone();
         new.listen = "127.0.0.1:1".parse().unwrap();
         new.store.redis_url = Some("redis://:hunter2@127.0.0.1:1".into());
         new.server.max_connections = old.server.max_connections + 1;

@@ -214,7 +214,10 @@ mod tests {
         ));
         assert_eq!(g.current().sessions.len(), 1, "failures are not cached");
         // The genuine cookie is unaffected.
-        let hit = g.current().read_session(&good, NOW).expect("cached session");
+        let hit = g
+            .current()
+            .read_session(&good, NOW)
+            .expect("cached session");
         assert_eq!(hit.value.access_token.as_deref(), Some("tok-a"));
     }
 
@@ -254,7 +257,11 @@ mod tests {
 
         let expires = NOW + TTL_SECS * 1000;
         // Within the 60 s skew the seal is still good, served from the cache.
-        assert!(g.current().read_session(&h, expires + SKEW_MS - 1).is_some());
+        assert!(
+            g.current()
+                .read_session(&h, expires + SKEW_MS - 1)
+                .is_some()
+        );
         assert_eq!(g.current().sessions.len(), 1);
         // From expiration + skew on it is refused although it is cached, and dropped.
         assert!(g.current().read_session(&h, expires + SKEW_MS).is_none());

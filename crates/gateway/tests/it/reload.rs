@@ -116,7 +116,11 @@ async fn public_paths_follow_a_reload() {
     let mut c2 = c1.clone();
     c2.public_paths = vec!["/open/**".into()];
     gateway.reload(c2).unwrap();
-    assert_eq!(get(&url, "/open/a", "").await.status(), 200, "new public path");
+    assert_eq!(
+        get(&url, "/open/a", "").await.status(),
+        200,
+        "new public path"
+    );
     assert_eq!(
         get(&url, "/public/a", "").await.status(),
         401,
@@ -135,11 +139,10 @@ async fn new_upstream_receives_the_traffic_and_a_held_connection_survives() {
     // One keep-alive connection, opened before the reload and used on both sides of it.
     let addr = url.trim_start_matches("http://").to_string();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut held, conn) = hyper::client::conn::http1::handshake::<_, String>(
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
+    let (mut held, conn) =
+        hyper::client::conn::http1::handshake::<_, String>(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     let conn_task = tokio::spawn(conn);
     let request = || {
         http::Request::get("/public/held")
@@ -158,16 +161,25 @@ async fn new_upstream_receives_the_traffic_and_a_held_connection_survives() {
     assert!(done.upstream_changed);
 
     // The same connection, next request: served, by the new upstream.
-    held.ready().await.expect("the held connection is still open");
+    held.ready()
+        .await
+        .expect("the held connection is still open");
     let resp = held.send_request(request()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     resp.into_body().collect().await.unwrap();
-    assert!(!conn_task.is_finished(), "the held connection was not closed");
+    assert!(
+        !conn_task.is_finished(),
+        "the held connection was not closed"
+    );
     assert_eq!(up2.hits.load(Ordering::SeqCst), 1);
     // New connections too.
     assert_eq!(get(&url, "/public/x", "").await.status(), 200);
     assert_eq!(up2.hits.load(Ordering::SeqCst), 2);
-    assert_eq!(up1.hits.load(Ordering::SeqCst), 1, "nothing more to the old one");
+    assert_eq!(
+        up1.hits.load(Ordering::SeqCst),
+        1,
+        "nothing more to the old one"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +205,11 @@ async fn a_slow_request_in_flight_completes_across_a_reload() {
     gateway.reload(c2).unwrap();
     up1.release.notify_one();
     let resp = slow.await.unwrap();
-    assert_eq!(resp.status(), 200, "finished on the configuration it began with");
+    assert_eq!(
+        resp.status(),
+        200,
+        "finished on the configuration it began with"
+    );
     let echo: Value = resp.json().await.unwrap();
     assert_eq!(echo["uri"], "/hold");
     assert_eq!(up2.hits.load(Ordering::SeqCst), 0);
@@ -293,9 +309,7 @@ async fn a_renewal_in_flight_across_a_reload_calls_the_backend_once() {
 
 /// A minimal keep-alive HTTP/1.1 upstream that answers `name` and counts the
 /// connections it has seen closed by the gateway.
-async fn counting_upstream(
-    name: &'static str,
-) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+async fn counting_upstream(name: &'static str) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
