@@ -1,8 +1,11 @@
 //! Configuration reload (`SIGHUP`) of a running issuer.
 //!
 //! The settings live in an `ArcSwap`: a reload validates the new configuration whole and
-//! swaps it in with one atomic store, so readers never lock and never see a half-applied
-//! configuration. Connections, the database pool, the signing keys, the login limiter's
+//! swaps it in with one atomic store, so readers never lock and each read sees one whole
+//! configuration. (Unlike the gateway, an issuer request may read the settings more than
+//! once; what reloads here — the client registry, proxies, lifetimes, limits — are
+//! independent values, so a request that straddles a reload sees each of them either old
+//! or new, never a mixture within one value.) Connections, the database pool, the signing keys, the login limiter's
 //! state and the metrics are untouched.
 //!
 //! What changes: the OAuth client registry (`clients`, `allow_public_clients`), who is a
