@@ -273,37 +273,106 @@ async fn settings_that_need_a_restart_keep_their_value_and_the_rest_applies() {
     assert_eq!(get(&url, "/open/a", "").await.status(), 200);
 }
 
+/// A stand-in for the backend's refresh endpoint that holds every call until the test
+/// releases it, then forwards it to the real backend: the test knows, without sleeping,
+/// that a renewal is under way.
+struct RefreshGate {
+    url: String,
+    entered: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+async fn refresh_gate(target: String) -> RefreshGate {
+    use axum::body::Bytes;
+    let entered = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = {
+        let (entered, release) = (entered.clone(), release.clone());
+        move |headers: http::HeaderMap, body: Bytes| async move {
+            entered.fetch_add(1, Ordering::SeqCst);
+            release.acquire().await.unwrap().forget();
+            let mut forward = client().post(&target).body(body);
+            for name in [http::header::CONTENT_TYPE, http::header::AUTHORIZATION] {
+                if let Some(v) = headers.get(&name) {
+                    forward = forward.header(name, v);
+                }
+            }
+            let resp = forward.send().await.unwrap();
+            let status = resp.status();
+            let content_type = resp.headers()[http::header::CONTENT_TYPE].clone();
+            let body = resp.bytes().await.unwrap();
+            (status, [(http::header::CONTENT_TYPE, content_type)], body)
+        }
+    };
+    let app = axum::Router::new().route("/api/refresh-token", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    RefreshGate {
+        url,
+        entered,
+        release,
+    }
+}
+
+/// Polls `check` (every 20 ms, for at most 10 s: a bound against hanging, not a speed
+/// requirement).
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_renewal_in_flight_across_a_reload_calls_the_backend_once() {
     // Reuse interval 0: a second redemption of the refresh token would revoke the session.
     let backend = start_backend(0).await;
+    let gate = refresh_gate(format!("{}/api/refresh-token", backend.url)).await;
     let (_up, up_url) = start_upstream().await;
     let mut c1 = config(&backend, &up_url);
-    // Requests wait for the (slow) renewal instead of giving up after 500 ms.
+    c1.backend.refresh_url = Some(format!("{}/api/refresh-token", gate.url));
+    // Requests wait for the held renewal instead of giving up after 500 ms.
     c1.backend.timeout_ms = 15_000;
     let (url, gateway, clock) = start_gateway(c1.clone()).await;
     let cookie = login(&url).await;
     clock.advance_ms(16 * 60 * 1000);
-    backend.mode.store(MODE_SLOW, Ordering::SeqCst);
 
     let first = {
         let (url, cookie) = (url.clone(), cookie.clone());
         tokio::spawn(async move { get(&url, "/echo", &cookie).await })
     };
-    // The first request's renewal is under way (the backend holds it for 5 s).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the first request's renewal is under way", async || {
+        gate.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let mut c2 = c1.clone();
     c2.public_paths = vec!["/open/**".into()];
     gateway.reload(c2).unwrap();
-    backend.mode.store(MODE_OK, Ordering::SeqCst);
-    let second = get(&url, "/echo", &cookie).await;
+    let second = {
+        let (url, cookie) = (url.clone(), cookie.clone());
+        tokio::spawn(async move { get(&url, "/echo", &cookie).await })
+    };
+    // The second request either joins the renewal begun before the reload (right) or
+    // starts its own (wrong: a second backend call); wait for one or the other.
+    let joined = "sallyport_gateway_renewals_joined_total{via=\"local\"}";
+    until("the second request joins or renews", async || {
+        metric(&metrics(&url).await, joined) == 1.0 || gate.entered.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    gate.release.add_permits(2);
 
-    let first = first.await.unwrap();
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
     assert_eq!(first.status(), 200);
     assert_eq!(second.status(), 200, "joined the renewal in flight");
     let token = |v: &Value| header_of(v, "authorization");
     let (a, b): (Value, Value) = (first.json().await.unwrap(), second.json().await.unwrap());
     assert_eq!(token(&a), token(&b), "both got the one renewal's token");
+    assert_eq!(gate.entered.load(Ordering::SeqCst), 1);
     assert_eq!(backend.refreshes.load(Ordering::SeqCst), 1);
 }
 
