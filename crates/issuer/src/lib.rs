@@ -75,6 +75,9 @@ pub struct Issuer {
 struct Inner {
     /// Replaced whole by a reload ([`Issuer::reload`]); read without a lock.
     settings: arc_swap::ArcSwap<Settings>,
+    /// Serialises reloads (never requests): each compares against the settings the
+    /// previous one stored.
+    reloading: std::sync::Mutex<()>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     keys: RwLock<Arc<KeyRing>>,
@@ -220,6 +223,7 @@ impl Issuer {
         Ok(Issuer {
             inner: Arc::new(Inner {
                 settings: arc_swap::ArcSwap::from_pointee(settings),
+                reloading: std::sync::Mutex::new(()),
                 store,
                 clock,
                 keys: RwLock::new(Arc::new(ring)),
@@ -249,6 +253,15 @@ impl Issuer {
     /// Swaps in reloaded settings (see `reload.rs`).
     pub(crate) fn swap_settings(&self, settings: Settings) {
         self.inner.settings.store(Arc::new(settings));
+    }
+
+    /// Held by a reload from reading the running settings to storing the new ones.
+    pub(crate) fn reload_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A poisoned lock only means an earlier reload panicked; it guards no data.
+        self.inner
+            .reloading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The storage backend.

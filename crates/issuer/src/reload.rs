@@ -5,15 +5,18 @@
 //! configuration. (Unlike the gateway, an issuer request may read the settings more than
 //! once; what reloads here — the client registry, proxies, lifetimes, limits — are
 //! independent values, so a request that straddles a reload sees each of them either old
-//! or new, never a mixture within one value.) Connections, the database pool, the signing keys, the login limiter's
-//! state and the metrics are untouched.
+//! or new, never a mixture within one value.) Connections, the database pool, the
+//! signing keys, the login limiter's state and the metrics are untouched. Reloads run
+//! one at a time.
 //!
 //! What changes: the OAuth client registry (`clients`, `allow_public_clients`), who is a
 //! trusted proxy and which header it sets (`[http]`), token and session lifetimes
 //! (`access_token_ttl_secs`, `refresh_reuse_interval_secs`, `refresh_idle_ttl_secs`,
 //! `session_max_lifetime_secs`), `key_cache_secs`, `max_body_bytes` and
 //! `request_timeout_secs`. New values apply to requests that start after the reload;
-//! lifetimes apply to tokens and sessions issued from then on.
+//! lifetimes apply to tokens and sessions issued from then on. (How long a shutdown
+//! waits for requests in flight was derived from `request_timeout_secs` at start-up and
+//! stays so.)
 //!
 //! What needs a restart, because something built at start-up holds it: the database
 //! (`database_url`, `database_max_connections`), the socket and its limits (`listen`,
@@ -66,6 +69,7 @@ impl Issuer {
     }
 
     fn try_reload(&self, mut config: Config) -> Result<Reloaded> {
+        let _one_at_a_time = self.reload_lock();
         let old = self.settings();
         let kept = keep_restart_only(&old.raw, &mut config);
         let settings = config.validate()?;
