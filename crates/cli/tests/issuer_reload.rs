@@ -269,3 +269,60 @@ fn sighup_reloads_the_issuer_configuration_without_dropping_connections() {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
 }
+
+/// A `SIGHUP` that arrives while the issuer is still opening its database (sent from
+/// `systemctl reload` during a slow start, say) does not end the process: the handler
+/// is installed first thing. The database here is a TCP listener that accepts the
+/// issuer's connection — proof that start-up has reached the database — and closes it
+/// after the signal, so start-up then fails on its own terms: an error exit, not death
+/// by signal.
+#[test]
+fn sighup_during_start_up_does_not_end_the_issuer() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("issuer-reload-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("issuer.toml");
+    let fake_db = TcpListener::bind("127.0.0.1:0").unwrap();
+    let db_addr = fake_db.local_addr().unwrap();
+    let listen = free_addr();
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"postgres://sallyport@{db_addr}/issuer\"\nlisten = \"{listen}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .args(["issuer", "--config"])
+        .arg(&config)
+        .env_remove("SALLYPORT_ISSUER_CONFIG")
+        .env_remove("SALLYPORT_ISSUER_DATABASE_URL")
+        .env_remove("SALLYPORT_ISSUER_LISTEN")
+        .env_remove("SALLYPORT_KEY_ENCRYPTION_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (first, _) = fake_db.accept().unwrap();
+    hangup(&child);
+    drop(first);
+    // Any further attempt is refused the same way.
+    std::thread::spawn(move || {
+        for stream in fake_db.incoming() {
+            drop(stream);
+        }
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), None, "ended by SIGHUP: {stderr}");
+    assert!(!status.success());
+    assert!(stderr.contains("opening postgres://"), "{stderr}");
+}

@@ -284,24 +284,26 @@ fn changed_keys(section: &str, old: &impl Serialize, new: &impl Serialize) -> Ve
     }
 }
 
-/// Reloads `gateway` on every `SIGHUP` until the process ends: `load` reads the
-/// configuration again exactly as at start-up (same file, the process's environment,
-/// the same command-line overrides). A configuration that does not load is refused like
-/// one that does not validate (see [`Gateway::reload`]).
+/// Reloads `gateway` on every signal `hangups` receives (`SIGHUP`) until the process
+/// ends: `load` reads the configuration again exactly as at start-up (same file, the
+/// process's environment, the same command-line overrides). A configuration that does
+/// not load is refused like one that does not validate (see [`Gateway::reload`]).
 ///
-/// Returns an error only if the signal handler cannot be installed.
+/// The caller creates `hangups` (`tokio::signal::unix::signal(SignalKind::hangup())`)
+/// before the slow parts of start-up: from then on `SIGHUP` no longer ends the process
+/// (its default action), and one received before this runs is applied as soon as it
+/// does.
 #[cfg(unix)]
 pub fn reload_on_sighup<F>(
+    mut hangups: tokio::signal::unix::Signal,
     gateway: Gateway,
     load: F,
-) -> std::io::Result<tokio::task::JoinHandle<()>>
+) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Result<Config, Error> + Send + Sync + 'static,
 {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup())?;
     let load = Arc::new(load);
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration");
             let gateway = gateway.clone();
@@ -323,7 +325,7 @@ where
                 tracing::error!(error = %e, "configuration reload failed");
             }
         }
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -129,18 +129,25 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
     kept
 }
 
-/// Reloads `issuer` on every `SIGHUP`: `load` reads the configuration as at start-up.
-/// A configuration that does not load is refused like one that does not validate.
-/// Returns an error only if the signal handler cannot be installed.
+/// Reloads `issuer` on every signal `hangups` receives (`SIGHUP`): `load` reads the
+/// configuration as at start-up. A configuration that does not load is refused like one
+/// that does not validate.
+///
+/// The caller creates `hangups` (`tokio::signal::unix::signal(SignalKind::hangup())`)
+/// first thing at start-up: from then on `SIGHUP` no longer ends the process (its default
+/// action), and one received while the database is still being opened is applied as
+/// soon as this runs.
 #[cfg(unix)]
-pub fn reload_on_sighup<F>(issuer: Issuer, load: F) -> std::io::Result<tokio::task::JoinHandle<()>>
+pub fn reload_on_sighup<F>(
+    mut hangups: tokio::signal::unix::Signal,
+    issuer: Issuer,
+    load: F,
+) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Result<Config> + Send + Sync + 'static,
 {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup())?;
     let load = Arc::new(load);
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration");
             let issuer = issuer.clone();
@@ -160,7 +167,7 @@ where
                 tracing::error!(error = %e, "configuration reload failed");
             }
         }
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -108,6 +108,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(settings: sallyport_gateway::Settings, source: Source) -> anyhow::Result<()> {
+    // First, on the runtime that serves: from here on SIGHUP no longer ends the process
+    // (its default action); one received during start-up is applied once it serves.
+    #[cfg(unix)]
+    let hangups = super::hangups()?;
     let listener = tokio::net::TcpListener::bind(settings.listen())
         .await
         .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen()))?;
@@ -120,10 +124,9 @@ async fn serve(settings: sallyport_gateway::Settings, source: Source) -> anyhow:
         None => None,
     };
     let gateway = sallyport_gateway::Gateway::new(settings).await?;
-    // Before the first request: from here on SIGHUP reloads instead of ending the process.
     #[cfg(unix)]
-    let reloader = sallyport_gateway::reload_on_sighup(gateway.clone(), move || source.load())
-        .context("cannot install the SIGHUP handler (configuration reload)")?;
+    let reloader =
+        sallyport_gateway::reload_on_sighup(hangups, gateway.clone(), move || source.load());
     #[cfg(not(unix))]
     drop(source);
     tracing::info!(addr = %listener.local_addr()?, "sallyport gateway listening");

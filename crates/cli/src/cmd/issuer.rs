@@ -20,6 +20,10 @@ pub struct Args {
 /// key), listens and serves until SIGINT/SIGTERM; `SIGHUP` reloads the configuration.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::init_tracing();
+    // First of all: from here on SIGHUP no longer ends the process (its default action);
+    // one received while the database is opened is applied once the issuer serves.
+    #[cfg(unix)]
+    let hangups = super::hangups()?;
     let path = args.config;
     let config = Config::load(path.as_deref())?;
     let settings = config.validate()?;
@@ -30,11 +34,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("invalid setting `listen`: cannot bind {}", settings.listen))?;
-    // Before the first request: from here on SIGHUP reloads instead of ending the process.
     #[cfg(unix)]
-    let reloader =
-        sallyport_issuer::reload_on_sighup(issuer.clone(), move || Config::load(path.as_deref()))
-            .context("cannot install the SIGHUP handler (configuration reload)")?;
+    let reloader = sallyport_issuer::reload_on_sighup(hangups, issuer.clone(), move || {
+        Config::load(path.as_deref())
+    });
     tracing::info!(addr = %listener.local_addr()?, database = %db, issuer = %settings.issuer, "sallyport issuer listening");
     let served = sallyport_issuer::serve(listener, issuer.clone()).await;
     #[cfg(unix)]
