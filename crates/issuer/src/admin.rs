@@ -349,7 +349,7 @@ impl Admin {
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let ring = self.issuer.reload_keys().await?;
         let now = self.issuer.now_ms();
-        let retention = crate::key_retention_ms(&self.issuer.settings());
+        let retention = self.issuer.key_retention_ms();
         Ok(self
             .issuer
             .store()

@@ -40,6 +40,7 @@ pub mod store;
 pub mod token;
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 pub use admin::{Admin, KeyInfo, SessionInfo, User};
@@ -78,6 +79,10 @@ struct Inner {
     /// Serialises reloads (never requests): each compares against the settings the
     /// previous one stored.
     reloading: std::sync::Mutex<()>,
+    /// How long a retired key stays published: the longest [`key_retention_ms`] of any
+    /// settings in force since start-up, so that a reload shortening the token lifetime
+    /// does not unpublish a key whose tokens, issued before it, still live.
+    key_retention_ms: std::sync::atomic::AtomicI64,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     keys: RwLock<Arc<KeyRing>>,
@@ -216,7 +221,8 @@ impl Issuer {
             }
         }
         let records = keys::open_records(stored, kek)?;
-        let ring = KeyRing::from_records(&records, now, key_retention_ms(&settings))?;
+        let retention_ms = key_retention_ms(&settings);
+        let ring = KeyRing::from_records(&records, now, retention_ms)?;
         let verifier = access_token_verifier(&settings, ring.jwks().clone());
         let hasher = Hasher::new(&settings.raw.argon2).await?;
         let limiter = LoginLimiter::new(&settings.raw.rate_limit);
@@ -224,6 +230,7 @@ impl Issuer {
             inner: Arc::new(Inner {
                 settings: arc_swap::ArcSwap::from_pointee(settings),
                 reloading: std::sync::Mutex::new(()),
+                key_retention_ms: std::sync::atomic::AtomicI64::new(retention_ms),
                 store,
                 clock,
                 keys: RwLock::new(Arc::new(ring)),
@@ -252,7 +259,15 @@ impl Issuer {
 
     /// Swaps in reloaded settings (see `reload.rs`).
     pub(crate) fn swap_settings(&self, settings: Settings) {
+        self.inner
+            .key_retention_ms
+            .fetch_max(key_retention_ms(&settings), Ordering::SeqCst);
         self.inner.settings.store(Arc::new(settings));
+    }
+
+    /// How long a retired signing key stays published (see [`Inner::key_retention_ms`]).
+    pub(crate) fn key_retention_ms(&self) -> i64 {
+        self.inner.key_retention_ms.load(Ordering::SeqCst)
     }
 
     /// Held by a reload from reading the running settings to storing the new ones.
@@ -324,7 +339,7 @@ impl Issuer {
         let ring = Arc::new(KeyRing::from_records(
             &records,
             now,
-            key_retention_ms(&self.inner.settings.load()),
+            self.key_retention_ms(),
         )?);
         self.inner.verifier.set_jwks(ring.jwks());
         *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = ring.clone();

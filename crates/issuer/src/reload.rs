@@ -14,9 +14,11 @@
 //! (`access_token_ttl_secs`, `refresh_reuse_interval_secs`, `refresh_idle_ttl_secs`,
 //! `session_max_lifetime_secs`), `key_cache_secs`, `max_body_bytes` and
 //! `request_timeout_secs`. New values apply to requests that start after the reload;
-//! lifetimes apply to tokens and sessions issued from then on. (How long a shutdown
-//! waits for requests in flight was derived from `request_timeout_secs` at start-up and
-//! stays so.)
+//! lifetimes apply to tokens and sessions issued from then on. A retired signing key stays
+//! published for the longest access-token lifetime (plus key cache) in force since
+//! start-up, so a shorter `access_token_ttl_secs` never unpublishes the key of a token
+//! issued before the reload. (How long a shutdown waits for requests in flight was
+//! derived from `request_timeout_secs` at start-up and stays so.)
 //!
 //! What needs a restart, because something built at start-up holds it: the database
 //! (`database_url`, `database_max_connections`), the socket and its limits (`listen`,

@@ -92,6 +92,39 @@ async fn the_client_registry_changes_on_reload() {
 }
 
 #[tokio::test]
+async fn public_clients_are_shut_out_by_a_reload() {
+    let s = start(Backend::Sqlite, |_| {}).await.unwrap();
+    s.add_alice().await;
+    // No client authentication at all: a public client.
+    let public_grant = || async {
+        s.http
+            .post(s.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "alice-password"),
+            ])
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(public_grant().await.status(), StatusCode::OK);
+
+    let mut config = s.issuer.settings().raw.clone();
+    config.allow_public_clients = false;
+    config.clients = vec![client("gateway", GW_SECRET)];
+    s.issuer.reload(config).unwrap();
+    assert_eq!(
+        error_code(public_grant().await).await,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
+    assert_eq!(
+        password_grant(&s, "gateway", GW_SECRET).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn trusted_proxies_change_on_reload() {
     let s = start(Backend::Sqlite, |_| {}).await.unwrap();
     s.add_alice().await;
@@ -168,6 +201,43 @@ async fn the_body_limit_follows_a_reload_both_ways() {
         StatusCode::PAYLOAD_TOO_LARGE,
         "lowered again"
     );
+}
+
+/// A retired signing key stays published as long as the tokens it signed live: a reload
+/// that shortens `access_token_ttl_secs` must not cut short the tokens issued before it.
+#[tokio::test]
+async fn a_shorter_token_lifetime_keeps_earlier_tokens_verifiable() {
+    let s = start(Backend::Sqlite, |_| {}).await.unwrap();
+    s.add_alice().await;
+    let before = str_field(&s.login_alice().await, "accessToken");
+    let kid = jsonwebtoken::decode_header(&before).unwrap().kid.unwrap();
+    s.issuer.admin().rotate_keys().await.unwrap();
+
+    let mut config = s.issuer.settings().raw.clone();
+    config.access_token_ttl_secs = 60;
+    s.issuer.reload(config).unwrap();
+    // Past what the new lifetime would keep the retired key for (60 s + key cache 30 s +
+    // 1 min), well within the 900 s the token was issued with.
+    s.clock.advance_secs(300);
+    let me = s
+        .http
+        .get(s.url("/api/me"))
+        .bearer_auth(&before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        StatusCode::OK,
+        "the earlier token still verifies"
+    );
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
+    assert!(jwks.to_string().contains(&kid), "{jwks}");
+
+    // And it leaves once that token has expired.
+    s.clock.advance_secs(900 + 30 + 61 - 300);
+    let jwks: Value = s.get_json("/.well-known/jwks.json").await;
+    assert!(!jwks.to_string().contains(&kid), "{jwks}");
 }
 
 #[tokio::test]
