@@ -477,6 +477,9 @@ pub enum ClientAuth {
 #[derive(Clone)]
 pub struct Settings {
     pub(crate) listen: SocketAddr,
+    /// The configuration these settings were validated from: a reload compares the new
+    /// one with it (settings that need a restart) and keeps what must not change.
+    pub(crate) source: std::sync::Arc<Config>,
     pub(crate) upstream: Upstream,
     pub(crate) prefix: String,
     pub(crate) public: GlobSet,
@@ -610,6 +613,7 @@ impl Settings {
 
         Ok(Self {
             listen: c.listen,
+            source: std::sync::Arc::new(c.clone()),
             upstream,
             prefix,
             public,

@@ -19,7 +19,8 @@ use crate::{Gateway, Inner, guard};
 
 /// The fallback handler.
 pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
-    let inner = &*gw.inner;
+    let current = gw.current();
+    let inner = &*current;
     let now_ms = inner.clock.now_ms();
     let client_addr = req
         .extensions()

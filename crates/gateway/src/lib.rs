@@ -38,6 +38,7 @@ mod guard;
 mod metrics;
 mod page;
 mod proxy;
+mod reload;
 mod renew;
 mod routes;
 mod session_cache;
@@ -53,6 +54,9 @@ pub use config::{
 };
 pub use error::{ConfigError, Error};
 pub use guard::{OriginPolicy, canonical_path, is_cross_site, public_path, safe_next};
+pub use reload::Reloaded;
+#[cfg(unix)]
+pub use reload::reload_on_sighup;
 /// `session.same_site`'s type: the session layer's own enum, so the configuration holds
 /// exactly what the cookie is written with.
 pub use sallyport_session::SameSite;
@@ -95,22 +99,26 @@ impl Clock for OffsetClock {
     }
 }
 
-/// A configured gateway; cheap to clone.
+/// A configured gateway; cheap to clone. Its configuration can be replaced while it
+/// serves ([`Gateway::reload`]).
 #[derive(Clone)]
 pub struct Gateway {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) live: Arc<reload::Live>,
 }
 
+/// One configuration and what it runs with. A request takes the current one once
+/// ([`Gateway::current`]) and uses it from start to end; a reload swaps in a new one that
+/// shares the state that outlives configurations (see `reload.rs`).
 pub(crate) struct Inner {
     pub(crate) settings: Settings,
     pub(crate) cookies: sallyport_session::CookieCodec,
     /// Unsealed sessions by sealed-cookie digest (decrypt + parse only; see the module).
-    pub(crate) sessions: session_cache::SessionCache,
+    pub(crate) sessions: Arc<session_cache::SessionCache>,
     pub(crate) backend: backend::Backend,
     pub(crate) renewer: renew::Renewer,
     /// Logged-out session ids, remembered for the cookie's lifetime (PP-05, PP-06),
     /// shared through Redis when `store.redis_url` is set.
-    pub(crate) logged_out: store::LogoutStore,
+    pub(crate) logged_out: Arc<store::LogoutStore>,
     pub(crate) client: proxy::HttpClient,
     pub(crate) page: page::LoginPage,
     pub(crate) metrics: metrics::Metrics,
@@ -169,32 +177,45 @@ impl Gateway {
             settings.login_title.clone(),
         )?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                sessions: session_cache::SessionCache::new(settings.session_cache_entries),
+            live: Arc::new(reload::Live::new(Inner {
+                sessions: Arc::new(session_cache::SessionCache::new(
+                    settings.session_cache_entries,
+                )),
                 settings,
                 cookies,
                 backend,
                 renewer,
-                logged_out,
+                logged_out: Arc::new(logged_out),
                 client,
                 page,
                 metrics,
                 clock,
-            }),
+            })),
         })
     }
 
-    /// The validated settings.
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
+    /// The configuration in force now: lock-free (an atomic load and a reference
+    /// count), taken once per request so that the request sees one configuration from
+    /// start to end, even across a reload.
+    pub(crate) fn current(&self) -> Arc<Inner> {
+        self.live.current()
+    }
+
+    /// The validated settings in force now (a copy: a reload may replace them).
+    pub fn settings(&self) -> Settings {
+        self.current().settings.clone()
     }
 
     /// The public listener's routes: `{prefix}/login`, `logout`, `refresh`, `session`,
     /// `client.js` (anything else under the prefix is a 404, `{prefix}/verify`
     /// included), `/healthz` and `/readyz` only with `admin.health_on_public_listener`,
     /// and the proxy for everything else.
+    ///
+    /// The routes are fixed when the router is built: `prefix` and
+    /// `admin.health_on_public_listener` need a restart to change.
     pub fn router(&self) -> Router {
-        let p = &self.inner.settings.prefix;
+        let inner = self.current();
+        let p = &inner.settings.prefix;
         let mut router = Router::new()
             .route(
                 &format!("{p}/login"),
@@ -205,7 +226,7 @@ impl Gateway {
             .route(&format!("{p}/session"), get(routes::session))
             .route(&format!("{p}/client.js"), get(routes::client_js))
             .route(&format!("{p}/{{*rest}}"), any(routes::not_found));
-        if self.inner.settings.health_on_public {
+        if inner.settings.health_on_public {
             router = router
                 .route("/healthz", get(routes::healthz))
                 .route("/readyz", get(routes::readyz));
@@ -217,7 +238,8 @@ impl Gateway {
     /// Caddy: it answers with the access token, so it must never be reachable by a
     /// browser), `/healthz`, `/readyz` and `/metrics`. Nothing else; nothing is proxied.
     pub fn admin_router(&self) -> Router {
-        let p = &self.inner.settings.prefix;
+        let inner = self.current();
+        let p = &inner.settings.prefix;
         Router::new()
             .route(&format!("{p}/verify"), any(routes::verify))
             .route("/healthz", get(routes::healthz))
@@ -230,11 +252,12 @@ impl Gateway {
     /// The per-request session check (unseal + expiry decision) on its own, for the
     /// benchmark: returns the decision, or `None` when there is no usable session.
     pub fn check_session(&self, headers: &http::HeaderMap, now_ms: u64) -> Option<Freshness> {
-        let loaded = self.inner.read_session(headers, now_ms)?;
+        let inner = self.current();
+        let loaded = inner.read_session(headers, now_ms)?;
         Some(
             loaded
                 .value
-                .freshness(now_ms / 1000, self.inner.settings.leeway_secs),
+                .freshness(now_ms / 1000, inner.settings.leeway_secs),
         )
     }
 
@@ -244,7 +267,7 @@ impl Gateway {
         session: &SessionData,
         now_ms: u64,
     ) -> Result<Vec<http::HeaderValue>, Error> {
-        self.inner
+        self.current()
             .cookies
             .encode(session, &http::HeaderMap::new(), now_ms)
             .map_err(|e| Error::Cookie(e.to_string()))

@@ -123,6 +123,32 @@ impl Metrics {
         self.counter("sallyport_gateway_proxied_total", "result", result);
     }
 
+    /// A configuration reload: `ok` (applied) or `refused` (invalid: the previous
+    /// configuration keeps serving), with [`Self::config_state`].
+    pub fn config_reload(&self, applied: bool, now_ms: u64) {
+        self.counter(
+            "sallyport_gateway_config_reloads_total",
+            "result",
+            if applied { "ok" } else { "refused" },
+        );
+        self.config_state(applied, now_ms);
+    }
+
+    /// `sallyport_gateway_config_last_reload_successful` (1 or 0: the gauge to alert on)
+    /// and, when the configuration was applied (at start-up too), the time it was.
+    pub fn config_state(&self, applied: bool, now_ms: u64) {
+        let gauge = |name: &'static str| self.recorder.register_gauge(&Key::from_name(name), &META);
+        gauge("sallyport_gateway_config_last_reload_successful").set(if applied {
+            1.0
+        } else {
+            0.0
+        });
+        if applied {
+            gauge("sallyport_gateway_config_last_reload_success_timestamp_seconds")
+                .set(now_ms as f64 / 1000.0);
+        }
+    }
+
     /// Prometheus text format.
     pub fn render(&self) -> String {
         self.handle.render()

@@ -35,6 +35,10 @@ static NEXT_POOL: AtomicU64 = AtomicU64::new(0);
 /// closed: by upstream, or by its task after `IDLE_TIMEOUT` unused ([`Usage`]).
 struct Idle {
     pool: u64,
+    /// Gone once every copy of the client that made it is dropped (a reload moved to
+    /// another upstream and the requests still using the old one finished): the
+    /// connection then leaves the pool, which closes it, at the thread's next checkout.
+    live: std::sync::Weak<()>,
     sender: SendRequest<Body>,
     usage: Arc<Usage>,
 }
@@ -100,6 +104,9 @@ thread_local! {
 pub struct HttpClient {
     /// This client's key in the thread-local pools.
     pool: u64,
+    /// Held by every copy of this client; its idle connections hold a `Weak` (see
+    /// [`Idle::live`]).
+    live: Arc<()>,
     /// Where to connect: host (without IPv6 brackets) and port.
     connect_to: std::sync::Arc<(String, u16)>,
     connect_timeout: Duration,
@@ -134,6 +141,7 @@ pub fn client(settings: &Settings) -> HttpClient {
     };
     HttpClient {
         pool: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+        live: Arc::new(()),
         connect_to: std::sync::Arc::new(connect_to),
         connect_timeout: settings.connect_timeout,
         scheme_authority,
@@ -142,11 +150,25 @@ pub fn client(settings: &Settings) -> HttpClient {
 }
 
 impl HttpClient {
+    /// The client for `settings` after a reload: this one (its pool of warm connections
+    /// kept) when the upstream is the same, with the new connect timeout; otherwise a new
+    /// client with a pool of its own, and this one's idle connections are closed once the
+    /// requests still using it are done (see [`Idle::live`]).
+    pub(crate) fn reconfigured(&self, old: &Settings, new: &Settings) -> HttpClient {
+        if old.upstream.base != new.upstream.base {
+            return client(new);
+        }
+        HttpClient {
+            connect_timeout: new.connect_timeout,
+            ..self.clone()
+        }
+    }
+
     /// A ready keep-alive connection from this thread's pool; drops closed ones (also
     /// those closed for being idle too long) on the way.
     fn checkout(&self) -> Option<(SendRequest<Body>, Arc<Usage>)> {
         IDLE.with_borrow_mut(|idle| {
-            idle.retain(|e| !e.sender.is_closed());
+            idle.retain(|e| !e.sender.is_closed() && e.live.strong_count() > 0);
             let i = idle
                 .iter()
                 .rposition(|e| e.pool == self.pool && e.sender.is_ready())?;
@@ -166,6 +188,7 @@ impl HttpClient {
             if idle.len() < MAX_IDLE_PER_THREAD {
                 idle.push(Idle {
                     pool: self.pool,
+                    live: Arc::downgrade(&self.live),
                     sender,
                     usage,
                 });
@@ -1191,6 +1214,7 @@ mod tests {
     fn test_client(base: &str, authority: &str) -> HttpClient {
         HttpClient {
             pool: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+            live: Arc::new(()),
             connect_to: std::sync::Arc::new(("127.0.0.1".into(), 3000)),
             connect_timeout: Duration::from_secs(1),
             scheme_authority: match base.strip_prefix("http://") {

@@ -103,13 +103,18 @@ struct RenewerInner {
     backend: Backend,
     /// How long a request waits for a renewal (`backend.timeout_ms`).
     caller_wait: Duration,
-    /// Old refresh token → its renewal's result, for the grace window.
+    /// Old refresh token → its renewal's result, for the grace window. Shared with every
+    /// reconfigured copy of this renewer ([`Renewer::reconfigure`]; moka's handle is one
+    /// cache).
     grace: moka::sync::Cache<TokenKey, Arc<Tokens>>,
     /// Renewals in flight. Hand-written rather than moka's `try_get_with`: there, the
     /// init future belongs to the first caller, and when that caller goes away (client
     /// disconnect) another waiter starts a *second* backend call with the same token.
     /// Here the call is a spawned task that owns its entry and removes it when done.
-    in_flight: Mutex<HashMap<TokenKey, Shared<BoxFuture<'static, Outcome>>>>,
+    ///
+    /// Shared with every reconfigured copy of this renewer, so a renewal started before a
+    /// configuration reload is joined, not repeated, by requests served after it.
+    in_flight: Arc<InFlight>,
     metrics: Metrics,
     /// Cross-replica single-flight, with `store.redis_url`.
     remote: Option<Remote>,
@@ -117,6 +122,9 @@ struct RenewerInner {
     /// that started it (lock waits, a slow backend), so that request's "now" goes stale.
     clock: Arc<dyn Clock>,
 }
+
+/// Renewals in flight, by refresh-token digest.
+type InFlight = Mutex<HashMap<TokenKey, Shared<BoxFuture<'static, Outcome>>>>;
 
 /// What cross-replica renewal needs.
 pub(crate) struct Remote {
@@ -162,10 +170,43 @@ impl Renewer {
                     .max_capacity(1_000_000)
                     .time_to_live(grace)
                     .build(),
-                in_flight: Mutex::new(HashMap::new()),
+                in_flight: Arc::new(Mutex::new(HashMap::new())),
                 metrics,
                 remote,
                 clock,
+            }),
+        }
+    }
+
+    /// The same renewer with a new configuration (a reload): a new backend client (for
+    /// new URLs, credentials or timeout), caller wait, and the cross-replica result seal
+    /// (`passwords`, the bound on one call), sharing this one's in-flight renewals, grace
+    /// map, metrics, clock and Redis connection. A renewal already running finishes with
+    /// the configuration it started with, and its result reaches requests served by
+    /// either copy.
+    pub(crate) fn reconfigure(
+        &self,
+        backend: Backend,
+        caller_wait: Duration,
+        passwords: sallyport_iron::Passwords,
+        call_bound: Duration,
+    ) -> Self {
+        let old = &self.inner;
+        let remote = old.remote.as_ref().map(|r| Remote {
+            redis: r.redis.clone(),
+            passwords,
+            grace: r.grace,
+            call_bound,
+        });
+        Self {
+            inner: Arc::new(RenewerInner {
+                backend,
+                caller_wait,
+                grace: old.grace.clone(),
+                in_flight: old.in_flight.clone(),
+                metrics: old.metrics.clone(),
+                remote,
+                clock: old.clock.clone(),
             }),
         }
     }

@@ -37,7 +37,7 @@ pub(crate) async fn login_page(State(gw): State<Gateway>, Query(q): Query<NextQu
         .as_deref()
         .and_then(guard::safe_next)
         .unwrap_or_else(|| "/".into());
-    render_login(&gw.inner, StatusCode::OK, &next, "", None)
+    render_login(&gw.current(), StatusCode::OK, &next, "", None)
 }
 
 fn render_login(
@@ -120,7 +120,8 @@ fn peer_ip(conn: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
 
 /// `POST {prefix}/login`
 pub(crate) async fn login_submit(State(gw): State<Gateway>, req: Request<Body>) -> Response {
-    let inner = &*gw.inner;
+    let current = gw.current();
+    let inner = &*current;
     let headers = req.headers().clone();
     let client = peer_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
     // Login CSRF: a cross-site form must not log the victim into the attacker's account.
@@ -269,7 +270,8 @@ pub(crate) async fn logout(
     conn: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
-    let inner = &*gw.inner;
+    let current = gw.current();
+    let inner = &*current;
     let client = peer_ip(conn.as_ref().map(|c| &c.0));
     if guard::is_cross_site(&headers, inner.expected_origin()) {
         return inner.forbidden_cross_site();
@@ -329,7 +331,8 @@ pub(crate) async fn refresh(
     conn: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
-    let inner = &*gw.inner;
+    let current = gw.current();
+    let inner = &*current;
     let client = peer_ip(conn.as_ref().map(|c| &c.0));
     if guard::is_cross_site(&headers, inner.expected_origin()) {
         return inner.forbidden_cross_site();
@@ -374,7 +377,8 @@ pub(crate) async fn refresh(
 
 /// `GET {prefix}/session`: read-only, never extends or re-seals the session.
 pub(crate) async fn session(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
-    let inner = &*gw.inner;
+    let current = gw.current();
+    let inner = &*current;
     let now_ms = inner.clock.now_ms();
     let loaded = inner.live_session(&headers, now_ms).await;
     let view = match loaded {
@@ -421,7 +425,8 @@ pub(crate) async fn verify(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let inner = &*gw.inner;
+    let current = gw.current();
+    let inner = &*current;
     let now_ms = inner.clock.now_ms();
     let claimed_methods = ["x-original-method", "x-forwarded-method"].map(|n| headers.get(n));
     let state_changing = !guard::is_safe_method(&method)
@@ -543,7 +548,7 @@ pub(crate) async fn client_js() -> Response {
 /// the same 400 as in the middleware, so no path-based decision differs by route.
 pub(crate) async fn not_found(State(gw): State<Gateway>, uri: http::Uri) -> Response {
     if guard::canonical_path(uri.path()).is_none() {
-        return gw.inner.bad_path();
+        return gw.current().bad_path();
     }
     json_error(StatusCode::NOT_FOUND, "not_found", "no such gateway route")
 }
@@ -560,7 +565,7 @@ pub(crate) async fn healthz() -> Response {
 
 /// `/readyz`: the backend answers.
 pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
-    if gw.inner.backend.probe().await {
+    if gw.current().backend.probe().await {
         ([(header::CACHE_CONTROL, "no-store")], "ready\n").into_response()
     } else {
         (
@@ -579,7 +584,7 @@ pub(crate) async fn metrics(State(gw): State<Gateway>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        gw.inner.metrics.render(),
+        gw.current().metrics.render(),
     )
         .into_response()
 }

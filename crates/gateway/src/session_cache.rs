@@ -19,8 +19,8 @@
 //!
 //! The key is a SHA-256 digest rather than the cookie text: 32 bytes per entry instead of
 //! ≈ 1 KB, and lookups compare digests, not secret cookie bytes. The passwords are fixed
-//! for the process's lifetime (`needs_reseal` is cached with the entry); a change of
-//! passwords means a new [`crate::Gateway`] and so a new, empty cache.
+//! for the cache's lifetime (`needs_reseal` is cached with the entry); a reload that
+//! changes the passwords starts a new, empty cache (see `reload.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -203,18 +203,21 @@ mod tests {
         let g = gateway(100).await;
         let pair = cookie_pair(&g, &session("tok-a"));
         let good = headers(&pair);
-        assert!(g.inner.read_session(&good, NOW).is_some());
-        assert_eq!(g.inner.sessions.len(), 1, "the good cookie is cached");
+        assert!(g.current().read_session(&good, NOW).is_some());
+        assert_eq!(g.current().sessions.len(), 1, "the good cookie is cached");
 
         let bad = headers(&tampered(&pair));
-        assert!(g.inner.read_session(&bad, NOW).is_none());
+        assert!(g.current().read_session(&bad, NOW).is_none());
         assert!(matches!(
-            g.inner.authenticate(&bad, NOW, None).await,
+            g.current().authenticate(&bad, NOW, None).await,
             Authn::Anonymous { .. }
         ));
-        assert_eq!(g.inner.sessions.len(), 1, "failures are not cached");
+        assert_eq!(g.current().sessions.len(), 1, "failures are not cached");
         // The genuine cookie is unaffected.
-        let hit = g.inner.read_session(&good, NOW).expect("cached session");
+        let hit = g
+            .current()
+            .read_session(&good, NOW)
+            .expect("cached session");
         assert_eq!(hit.value.access_token.as_deref(), Some("tok-a"));
     }
 
@@ -224,20 +227,20 @@ mod tests {
         let data = session("tok-b");
         let h = headers(&cookie_pair(&g, &data));
         assert!(matches!(
-            g.inner.authenticate(&h, NOW, None).await,
+            g.current().authenticate(&h, NOW, None).await,
             Authn::Session { .. }
         ));
-        assert_eq!(g.inner.sessions.len(), 1);
+        assert_eq!(g.current().sessions.len(), 1);
 
-        g.inner.logged_out.remember(&data, NOW).await;
+        g.current().logged_out.remember(&data, NOW).await;
         assert_eq!(
-            g.inner.sessions.len(),
+            g.current().sessions.len(),
             1,
             "still cached: the refusal is the logout check"
         );
-        assert!(g.inner.read_session(&h, NOW + 1).is_none());
+        assert!(g.current().read_session(&h, NOW + 1).is_none());
         assert!(matches!(
-            g.inner.authenticate(&h, NOW + 1, None).await,
+            g.current().authenticate(&h, NOW + 1, None).await,
             Authn::Anonymous {
                 code: AuthErrorCode::SessionExpired,
                 ..
@@ -249,17 +252,21 @@ mod tests {
     async fn expiry_still_applies_to_a_cached_entry() {
         let g = gateway(100).await;
         let h = headers(&cookie_pair(&g, &session("tok-c")));
-        assert!(g.inner.read_session(&h, NOW).is_some());
-        assert_eq!(g.inner.sessions.len(), 1);
+        assert!(g.current().read_session(&h, NOW).is_some());
+        assert_eq!(g.current().sessions.len(), 1);
 
         let expires = NOW + TTL_SECS * 1000;
         // Within the 60 s skew the seal is still good, served from the cache.
-        assert!(g.inner.read_session(&h, expires + SKEW_MS - 1).is_some());
-        assert_eq!(g.inner.sessions.len(), 1);
+        assert!(
+            g.current()
+                .read_session(&h, expires + SKEW_MS - 1)
+                .is_some()
+        );
+        assert_eq!(g.current().sessions.len(), 1);
         // From expiration + skew on it is refused although it is cached, and dropped.
-        assert!(g.inner.read_session(&h, expires + SKEW_MS).is_none());
-        assert_eq!(g.inner.sessions.len(), 0);
-        assert!(g.inner.read_session(&h, expires + SKEW_MS).is_none());
+        assert!(g.current().read_session(&h, expires + SKEW_MS).is_none());
+        assert_eq!(g.current().sessions.len(), 0);
+        assert!(g.current().read_session(&h, expires + SKEW_MS).is_none());
     }
 
     #[tokio::test]
@@ -267,24 +274,24 @@ mod tests {
         let g = gateway(100).await;
         let old = headers(&cookie_pair(&g, &session("tok-old")));
         let new = headers(&cookie_pair(&g, &session("tok-new")));
-        let a = g.inner.read_session(&old, NOW).expect("old");
-        let b = g.inner.read_session(&new, NOW).expect("new");
+        let a = g.current().read_session(&old, NOW).expect("old");
+        let b = g.current().read_session(&new, NOW).expect("new");
         assert_eq!(a.value.access_token.as_deref(), Some("tok-old"));
         assert_eq!(b.value.access_token.as_deref(), Some("tok-new"));
-        assert_eq!(g.inner.sessions.len(), 2);
+        assert_eq!(g.current().sessions.len(), 2);
     }
 
     #[tokio::test]
     async fn zero_entries_disables_the_cache() {
         let g = gateway(0).await;
         let pair = cookie_pair(&g, &session("tok-d"));
-        assert!(g.inner.read_session(&headers(&pair), NOW).is_some());
+        assert!(g.current().read_session(&headers(&pair), NOW).is_some());
         assert!(
-            g.inner
+            g.current()
                 .read_session(&headers(&tampered(&pair)), NOW)
                 .is_none()
         );
-        assert_eq!(g.inner.sessions.len(), 0);
+        assert_eq!(g.current().sessions.len(), 0);
     }
 
     #[test]

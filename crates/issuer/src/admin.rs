@@ -349,7 +349,7 @@ impl Admin {
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let ring = self.issuer.reload_keys().await?;
         let now = self.issuer.now_ms();
-        let retention = crate::key_retention_ms(self.issuer.settings());
+        let retention = self.issuer.key_retention_ms();
         Ok(self
             .issuer
             .store()
@@ -372,9 +372,9 @@ impl Admin {
     /// until the tokens it signed have expired). Returns the new key.
     pub async fn rotate_keys(&self) -> Result<KeyInfo> {
         let now = self.issuer.now_ms();
-        let kek = self.issuer.settings().key_encryption.as_deref();
-        let record =
-            keys::seal_record(keys::generate(self.issuer.settings().algorithm, now)?, kek)?;
+        let settings = self.issuer.settings();
+        let kek = settings.key_encryption.as_deref();
+        let record = keys::seal_record(keys::generate(settings.algorithm, now)?, kek)?;
         self.issuer.store().add_signing_key(&record, true).await?;
         self.issuer.reload_keys().await?;
         self.audit("signing_key_rotated", None, None, Some(record.kid.clone()))

@@ -17,6 +17,10 @@ use crate::error::{Error, Result};
 /// Environment prefix for issuer settings.
 pub const ENV_PREFIX: &str = "SALLYPORT_ISSUER_";
 
+/// Largest `max_body_bytes` the validation accepts (1 MiB): request bodies here are small
+/// forms and JSON objects.
+pub(crate) const MAX_BODY_BYTES_CEILING: usize = 1024 * 1024;
+
 /// Raw issuer configuration, as written in `config/issuer.example.toml`.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -386,7 +390,7 @@ impl Config {
             TEN_YEARS,
         )?;
         let key_cache_ms = secs("key_cache_secs", self.key_cache_secs, 0, 3600)?;
-        if self.max_body_bytes < 256 || self.max_body_bytes > 1024 * 1024 {
+        if self.max_body_bytes < 256 || self.max_body_bytes > MAX_BODY_BYTES_CEILING {
             return Err(Error::config(
                 "max_body_bytes",
                 "must be between 256 and 1048576",

@@ -35,10 +35,12 @@ pub mod keys;
 mod metrics;
 mod password;
 mod ratelimit;
+mod reload;
 pub mod store;
 pub mod token;
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 pub use admin::{Admin, KeyInfo, SessionInfo, User};
@@ -47,6 +49,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Settings};
 pub use error::{Error, Result};
 pub use http::ApiDoc;
+pub use reload::Reloaded;
+#[cfg(unix)]
+pub use reload::reload_on_sighup;
 
 use crate::keys::{KeyRing, claims_for};
 use crate::metrics::Metrics;
@@ -69,7 +74,15 @@ pub struct Issuer {
 
 #[derive(Debug)]
 struct Inner {
-    settings: Settings,
+    /// Replaced whole by a reload ([`Issuer::reload`]); read without a lock.
+    settings: arc_swap::ArcSwap<Settings>,
+    /// Serialises reloads (never requests): each compares against the settings the
+    /// previous one stored.
+    reloading: std::sync::Mutex<()>,
+    /// How long a retired key stays published: the longest [`key_retention_ms`] of any
+    /// settings in force since start-up, so that a reload shortening the token lifetime
+    /// does not unpublish a key whose tokens, issued before it, still live.
+    key_retention_ms: std::sync::atomic::AtomicI64,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     keys: RwLock<Arc<KeyRing>>,
@@ -208,13 +221,16 @@ impl Issuer {
             }
         }
         let records = keys::open_records(stored, kek)?;
-        let ring = KeyRing::from_records(&records, now, key_retention_ms(&settings))?;
+        let retention_ms = key_retention_ms(&settings);
+        let ring = KeyRing::from_records(&records, now, retention_ms)?;
         let verifier = access_token_verifier(&settings, ring.jwks().clone());
         let hasher = Hasher::new(&settings.raw.argon2).await?;
         let limiter = LoginLimiter::new(&settings.raw.rate_limit);
         Ok(Issuer {
             inner: Arc::new(Inner {
-                settings,
+                settings: arc_swap::ArcSwap::from_pointee(settings),
+                reloading: std::sync::Mutex::new(()),
+                key_retention_ms: std::sync::atomic::AtomicI64::new(retention_ms),
                 store,
                 clock,
                 keys: RwLock::new(Arc::new(ring)),
@@ -236,9 +252,31 @@ impl Issuer {
         Admin::new(self.clone())
     }
 
-    /// The validated settings.
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
+    /// The validated settings in force now (a reload may replace them).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.settings.load_full()
+    }
+
+    /// Swaps in reloaded settings (see `reload.rs`).
+    pub(crate) fn swap_settings(&self, settings: Settings) {
+        self.inner
+            .key_retention_ms
+            .fetch_max(key_retention_ms(&settings), Ordering::SeqCst);
+        self.inner.settings.store(Arc::new(settings));
+    }
+
+    /// How long a retired signing key stays published (see [`Inner::key_retention_ms`]).
+    pub(crate) fn key_retention_ms(&self) -> i64 {
+        self.inner.key_retention_ms.load(Ordering::SeqCst)
+    }
+
+    /// Held by a reload from reading the running settings to storing the new ones.
+    pub(crate) fn reload_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A poisoned lock only means an earlier reload panicked; it guards no data.
+        self.inner
+            .reloading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The storage backend.
@@ -281,7 +319,7 @@ impl Issuer {
     pub async fn keys(&self) -> Result<Arc<KeyRing>> {
         let now = self.now_ms();
         let current = self.cached_keys();
-        if now.saturating_sub(current.loaded_at_ms) < self.inner.settings.key_cache_ms {
+        if now.saturating_sub(current.loaded_at_ms) < self.inner.settings.load().key_cache_ms {
             return Ok(current);
         }
         self.reload_keys().await
@@ -301,7 +339,7 @@ impl Issuer {
         let ring = Arc::new(KeyRing::from_records(
             &records,
             now,
-            key_retention_ms(&self.inner.settings),
+            self.key_retention_ms(),
         )?);
         self.inner.verifier.set_jwks(ring.jwks());
         *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = ring.clone();
@@ -311,7 +349,7 @@ impl Issuer {
     /// Every stored signing key, decrypted (see [`keys::open_records`]).
     pub(crate) async fn key_records(&self) -> Result<Vec<store::KeyRecord>> {
         let stored = self.inner.store.signing_keys().await?;
-        keys::open_records(stored, self.inner.settings.key_encryption.as_deref())
+        keys::open_records(stored, self.inner.settings.load().key_encryption.as_deref())
     }
 
     async fn audit(&self, event: AuditEvent) {
@@ -389,7 +427,7 @@ impl Issuer {
             .await;
             return Err(LoginError::Disabled);
         }
-        let s = &self.inner.settings;
+        let s = self.inner.settings.load_full();
         let session = SessionRecord {
             id: uuid::Uuid::now_v7().to_string(),
             user_id: user.id.clone(),
@@ -440,7 +478,7 @@ impl Issuer {
         now: i64,
     ) -> Result<(String, i64)> {
         let ring = self.keys().await?;
-        mint_with(&ring, &self.inner.settings, user, session, now)
+        mint_with(&ring, &self.inner.settings.load(), user, session, now)
     }
 
     /// `POST /api/refresh-token` and the OAuth refresh grant.
@@ -455,7 +493,8 @@ impl Issuer {
             return Err(RefreshError::InvalidGrant(Rejection::Unknown.as_str()));
         };
         let ring = self.keys().await?;
-        let settings = &self.inner.settings;
+        let settings = self.inner.settings.load_full();
+        let settings = &*settings;
         let mint = |user: &UserRecord, session: &SessionRecord, now: i64| {
             mint_with(&ring, settings, user, session, now)
         };

@@ -87,6 +87,21 @@ impl Metrics {
         });
     }
 
+    /// `sallyport_issuer_config_reloads_total{result=ok|refused}` and
+    /// `sallyport_issuer_config_last_reload_successful` (1 or 0).
+    pub fn config_reload(&self, applied: bool) {
+        let result = if applied { "ok" } else { "refused" };
+        self.with(|| {
+            metrics::counter!("sallyport_issuer_config_reloads_total", "result" => result)
+                .increment(1);
+            metrics::gauge!("sallyport_issuer_config_last_reload_successful").set(if applied {
+                1.0
+            } else {
+                0.0
+            });
+        });
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         self.handle.render()

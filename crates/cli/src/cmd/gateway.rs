@@ -10,7 +10,9 @@ use anyhow::Context;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// TOML configuration file (see config/gateway.example.toml). Environment variables
-    /// `SALLYPORT_GATEWAY_*` and `SESSION_SECRET` override it.
+    /// `SALLYPORT_GATEWAY_*` and `SESSION_SECRET` override it. `SIGHUP` reads it again and
+    /// applies it without dropping connections (docs/operations.md, "Reloading the
+    /// configuration").
     #[arg(short, long, env = "SALLYPORT_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Validate the configuration, print a summary and exit (status 0 when valid).
@@ -32,19 +34,42 @@ pub struct Args {
     pub threads: Option<usize>,
 }
 
-/// Runs the gateway until Ctrl-C / SIGTERM.
+/// Where the configuration comes from: read at start-up and again on every `SIGHUP`, so
+/// a reload sees the same file, environment and command-line overrides.
+#[derive(Clone)]
+struct Source {
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    admin_listen: Option<std::net::SocketAddr>,
+    upstream: Option<String>,
+}
+
+impl Source {
+    fn load(&self) -> Result<sallyport_gateway::Config, sallyport_gateway::Error> {
+        let mut config = sallyport_gateway::Config::load(self.config.as_deref())?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(admin) = self.admin_listen {
+            config.admin.listen = admin;
+        }
+        if let Some(upstream) = &self.upstream {
+            config.upstream.clone_from(upstream);
+        }
+        Ok(config)
+    }
+}
+
+/// Runs the gateway until Ctrl-C / SIGTERM; `SIGHUP` reloads the configuration.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::init_tracing();
-    let mut config = sallyport_gateway::Config::load(args.config.as_deref())?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(admin) = args.admin_listen {
-        config.admin.listen = admin;
-    }
-    if let Some(upstream) = args.upstream {
-        config.upstream = upstream;
-    }
+    let source = Source {
+        config: args.config,
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        upstream: args.upstream,
+    };
+    let config = source.load()?;
     let settings = config.validate()?;
     if args.check {
         let admin = settings
@@ -59,7 +84,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match args.threads {
-        None | Some(0) => serve(settings).await?,
+        None | Some(0) => serve(settings, source).await?,
         Some(n) => {
             // A runtime of its own, sized by the operator, on a blocking thread so that
             // the CLI's runtime is not blocked.
@@ -74,7 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         .enable_all()
                         .build()?
                 };
-                rt.block_on(serve(settings))
+                rt.block_on(serve(settings, source))
             })
             .await??;
         }
@@ -82,7 +107,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(settings: sallyport_gateway::Settings) -> anyhow::Result<()> {
+async fn serve(settings: sallyport_gateway::Settings, source: Source) -> anyhow::Result<()> {
+    // First, on the runtime that serves: from here on SIGHUP no longer ends the process
+    // (its default action); one received during start-up is applied once it serves.
+    #[cfg(unix)]
+    let hangups = super::hangups()?;
     let listener = tokio::net::TcpListener::bind(settings.listen())
         .await
         .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen()))?;
@@ -95,6 +124,11 @@ async fn serve(settings: sallyport_gateway::Settings) -> anyhow::Result<()> {
         None => None,
     };
     let gateway = sallyport_gateway::Gateway::new(settings).await?;
+    #[cfg(unix)]
+    let reloader =
+        sallyport_gateway::reload_on_sighup(hangups, gateway.clone(), move || source.load());
+    #[cfg(not(unix))]
+    drop(source);
     tracing::info!(addr = %listener.local_addr()?, "sallyport gateway listening");
     if let Some(admin) = &admin {
         let addr = admin.local_addr()?;
@@ -107,6 +141,9 @@ async fn serve(settings: sallyport_gateway::Settings) -> anyhow::Result<()> {
             );
         }
     }
-    sallyport_gateway::serve(listener, admin, gateway).await?;
+    let served = sallyport_gateway::serve(listener, admin, gateway).await;
+    #[cfg(unix)]
+    reloader.abort();
+    served?;
     Ok(())
 }

@@ -22,6 +22,15 @@ where
     rt.block_on(fut)
 }
 
+/// The `SIGHUP` stream that `sallyport gateway` and `sallyport issuer` reload on. Created
+/// first thing at start-up: once it exists the signal no longer ends the process.
+#[cfg(unix)]
+pub fn hangups() -> anyhow::Result<tokio::signal::unix::Signal> {
+    use anyhow::Context as _;
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler (configuration reload)")
+}
+
 /// Logs through `tracing`; `RUST_LOG` filters, `SALLYPORT_LOG_FORMAT=json` for JSON lines.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;

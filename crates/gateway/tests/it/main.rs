@@ -15,6 +15,7 @@ mod forward_auth;
 mod hardening;
 mod issuer_crash;
 mod proxying;
+mod reload;
 mod renewal;
 mod renewal_rules;
 mod replicas;

@@ -92,7 +92,6 @@ impl utoipa::Modify for BearerScheme {
 }
 
 pub(crate) fn router(issuer: Issuer) -> Router {
-    let max_body = issuer.settings().raw.max_body_bytes;
     Router::new()
         .route("/api/login", post(login))
         .route("/api/refresh-token", post(refresh))
@@ -111,7 +110,11 @@ pub(crate) fn router(issuer: Issuer) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
+        // `observe` (outside this layer) has already read the body, bounded by the
+        // running `max_body_bytes`, which a reload may raise or lower; a limit fixed here
+        // at start-up would silently cap a raised one. The extractors' own limit is
+        // only the ceiling validation allows.
+        .layer(DefaultBodyLimit::max(crate::config::MAX_BODY_BYTES_CEILING))
         .layer(middleware::from_fn_with_state(issuer.clone(), observe))
         .with_state(issuer)
 }

@@ -31,6 +31,7 @@ use signing_keys::*;
 use harness::{Backend, Server, error_code, start, str_field};
 
 mod hardening;
+mod reload;
 mod slow_clients;
 
 /// Runs each listed async fn once per backend.

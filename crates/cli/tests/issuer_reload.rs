@@ -1,0 +1,328 @@
+//! `sallyport issuer` reloads its configuration file on `SIGHUP`, through the real
+//! binary: a client added to the file is accepted without the process or a held client
+//! connection dropping, a setting that needs a restart is kept with a warning, and an
+//! invalid edit is refused with one log line while the old configuration keeps serving.
+
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GATEWAY_SECRET: &str = "gateway-client-secret-0001";
+const SECOND_SECRET: &str = "second-client-secret-0002";
+
+/// Reads one message head; returns its lines (first the start line), or `None` at EOF.
+fn read_head(reader: &mut impl BufRead) -> Option<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end().to_owned();
+        if line.is_empty() {
+            return Some(lines);
+        }
+        lines.push(line);
+    }
+}
+
+/// A held HTTP/1.1 keep-alive connection to the issuer.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        }
+    }
+
+    /// Sends a request (`body` empty: a GET); returns (status, body).
+    fn send(&mut self, path: &str, body: &str) -> (u16, String) {
+        if body.is_empty() {
+            write!(
+                self.stream,
+                "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+            )
+            .unwrap();
+        } else {
+            write!(
+                self.stream,
+                "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+                 content-type: application/x-www-form-urlencoded\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        }
+        let head = read_head(&mut self.reader).expect("the connection is still open");
+        let status = head[0].split(' ').nth(1).unwrap().parse().unwrap();
+        let len: usize = head
+            .iter()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .expect("content-length");
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A refresh grant with a made-up token, authenticated as `client`
+    /// (client_secret_post): 401 when the issuer does not know the client, 400
+    /// `invalid_grant` when it does (no password hashing involved).
+    fn token_as(&mut self, client: &str, secret: &str) -> u16 {
+        let body = format!(
+            "grant_type=refresh_token&refresh_token=made-up&client_id={client}&client_secret={secret}"
+        );
+        self.send("/oauth/token", &body).0
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn write_config(path: &Path, db: &Path, listen: SocketAddr, body: &str) {
+    let text = format!(
+        r#"database_url = "sqlite://{db}"
+listen = "{listen}"
+issuer = "http://{listen}"
+allow_public_clients = false
+{body}
+
+[[clients]]
+id = "gateway"
+secret = "{GATEWAY_SECRET}"
+"#,
+        db = db.display()
+    );
+    // Written whole, then renamed: the issuer never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn second_client() -> String {
+    format!("[[clients]]\nid = \"second\"\nsecret = \"{SECOND_SECRET}\"")
+}
+
+fn hangup(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -HUP");
+}
+
+/// Polls `check` for up to 60 s (the first start migrates and creates a signing key).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Issuer {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Issuer {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The log lines containing `what`.
+    fn lines_with(&self, what: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[test]
+fn sighup_reloads_the_issuer_configuration_without_dropping_connections() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("issuer-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("issuer.toml");
+    let db = dir.join("issuer.db");
+    let log = dir.join("issuer.log");
+    let listen = free_addr();
+    write_config(&config, &db, listen, "");
+    let child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .args(["issuer", "--config"])
+        .arg(&config)
+        .env_remove("SALLYPORT_ISSUER_CONFIG")
+        .env_remove("SALLYPORT_ISSUER_DATABASE_URL")
+        .env_remove("SALLYPORT_ISSUER_LISTEN")
+        .env_remove("SALLYPORT_ISSUER_AUDIENCE")
+        .env_remove("SALLYPORT_KEY_ENCRYPTION_KEY")
+        .env_remove("SALLYPORT_LOG_FORMAT")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut issuer = Issuer { child, log };
+    eventually("the issuer serves", || TcpStream::connect(listen).is_ok());
+
+    let mut held = Conn::open(listen);
+    assert_eq!(held.token_as("gateway", GATEWAY_SECRET), 400);
+    assert_eq!(held.token_as("second", SECOND_SECRET), 401);
+
+    // A valid edit: a second client, and `audience`, which needs a restart.
+    write_config(
+        &config,
+        &db,
+        listen,
+        &format!("audience = \"elsewhere\"\n{}", second_client()),
+    );
+    hangup(&issuer.child);
+    eventually("the new client is accepted", || {
+        Conn::open(listen).token_as("second", SECOND_SECRET) == 400
+    });
+    assert!(issuer.alive(), "SIGHUP does not end the process");
+    assert!(
+        !issuer.lines_with("configuration reloaded").is_empty(),
+        "{}",
+        issuer.log()
+    );
+    let kept = issuer.lines_with("needs a restart");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].contains("`audience`"), "{}", kept[0]);
+    // The connection opened before the reload carries on, under the new configuration.
+    assert_eq!(held.token_as("second", SECOND_SECRET), 400);
+    assert_eq!(held.token_as("gateway", GATEWAY_SECRET), 400);
+
+    // An invalid edit (which would also remove the second client): refused with one log
+    // line naming the setting; nothing changes.
+    write_config(
+        &config,
+        &db,
+        listen,
+        "[http]\ntrusted_proxies = [\"not-a-network\"]",
+    );
+    hangup(&issuer.child);
+    eventually("the refusal is logged", || {
+        !issuer.lines_with("configuration reload refused").is_empty()
+    });
+    let refusal = &issuer.lines_with("configuration reload refused")[0];
+    assert!(refusal.contains("http.trusted_proxies"), "{refusal}");
+    assert!(issuer.alive(), "an invalid configuration does not end it");
+    assert_eq!(held.token_as("second", SECOND_SECRET), 400, "still known");
+
+    // An unparsable file is refused the same way, on one line.
+    std::fs::write(&config, "listen = [").unwrap();
+    hangup(&issuer.child);
+    eventually("the second refusal is logged", || {
+        issuer.lines_with("configuration reload refused").len() == 2
+    });
+    assert!(issuer.alive());
+    let refusal = &issuer.lines_with("configuration reload refused")[1];
+    assert!(refusal.contains("TOML parse error"), "one line: {refusal}");
+    assert_eq!(held.token_as("second", SECOND_SECRET), 400);
+
+    let metrics = held.send("/metrics", "").1;
+    for line in [
+        "sallyport_issuer_config_reloads_total{result=\"ok\"} 1",
+        "sallyport_issuer_config_reloads_total{result=\"refused\"} 2",
+        "sallyport_issuer_config_last_reload_successful 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
+
+/// A `SIGHUP` that arrives while the issuer is still opening its database (sent from
+/// `systemctl reload` during a slow start, say) does not end the process: the handler
+/// is installed first thing. The database here is a TCP listener that accepts the
+/// issuer's connection — proof that start-up has reached the database — and closes it
+/// after the signal, so start-up then fails on its own terms: an error exit, not death
+/// by signal.
+#[test]
+fn sighup_during_start_up_does_not_end_the_issuer() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("issuer-reload-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("issuer.toml");
+    let fake_db = TcpListener::bind("127.0.0.1:0").unwrap();
+    let db_addr = fake_db.local_addr().unwrap();
+    let listen = free_addr();
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"postgres://sallyport@{db_addr}/issuer\"\nlisten = \"{listen}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .args(["issuer", "--config"])
+        .arg(&config)
+        .env_remove("SALLYPORT_ISSUER_CONFIG")
+        .env_remove("SALLYPORT_ISSUER_DATABASE_URL")
+        .env_remove("SALLYPORT_ISSUER_LISTEN")
+        .env_remove("SALLYPORT_KEY_ENCRYPTION_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (first, _) = fake_db.accept().unwrap();
+    hangup(&child);
+    drop(first);
+    // Any further attempt is refused the same way.
+    std::thread::spawn(move || {
+        for stream in fake_db.incoming() {
+            drop(stream);
+        }
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), None, "ended by SIGHUP: {stderr}");
+    assert!(!status.success());
+    assert!(stderr.contains("opening postgres://"), "{stderr}");
+}
