@@ -305,7 +305,8 @@ impl Admin {
     }
 
     /// Revokes one session (its refresh tokens stop working; access tokens already
-    /// issued live until they expire).
+    /// issued live until they expire). A code-flow session's client is told over the
+    /// back channel (queued; see [`Issuer::flush_logout_notifications`]).
     pub async fn revoke_session(&self, session_id: &str) -> Result<()> {
         let now = self.issuer.now_ms();
         if !self
@@ -324,6 +325,7 @@ impl Admin {
             Some("admin".into()),
         )
         .await;
+        self.issuer.notify_session_ended(session_id).await;
         Ok(())
     }
 
