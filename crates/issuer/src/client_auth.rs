@@ -67,7 +67,9 @@ fn check_client_uri(uri: &str) -> std::result::Result<(), &'static str> {
     if parsed.as_str() != uri && format!("{}/", uri) != parsed.as_str() {
         // Exact matching is done on the configured text; refuse forms a browser or
         // client would normalise differently (e.g. upper-case host, default port).
-        return Err("must be written in normalised form (lower-case scheme and host, no default port)");
+        return Err(
+            "must be written in normalised form (lower-case scheme and host, no default port)",
+        );
     }
     match (parsed.scheme(), parsed.host()) {
         ("https", Some(_)) => Ok(()),

@@ -221,7 +221,8 @@ impl Issuer {
         let hasher = Hasher::new(&settings.raw.argon2).await?;
         let limiter = LoginLimiter::new(&settings.raw.rate_limit);
         let metrics = Metrics::new();
-        let notifier = backchannel::Notifier::start(&settings.raw.backchannel_logout, metrics.clone());
+        let notifier =
+            backchannel::Notifier::start(&settings.raw.backchannel_logout, metrics.clone());
         Ok(Issuer {
             inner: Arc::new(Inner {
                 settings,

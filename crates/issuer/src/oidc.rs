@@ -142,7 +142,11 @@ fn has_scope(scope: &str, wanted: &str) -> bool {
 impl Issuer {
     /// After a successful login at `/oauth/authorize`: stores and returns a fresh
     /// single-use code bound to the request and a new session id.
-    pub async fn issue_code(&self, req: &AuthorizationRequest, user: &UserRecord) -> Result<String> {
+    pub async fn issue_code(
+        &self,
+        req: &AuthorizationRequest,
+        user: &UserRecord,
+    ) -> Result<String> {
         let now = self.now_ms();
         let secret = RefreshSecret::generate()?;
         let record = CodeRecord {
@@ -243,7 +247,11 @@ impl Issuer {
                     CodeRejection::Unknown => "code_unknown",
                     _ => "code_rejected",
                 });
-                tracing::info!(reason = reason.as_str(), client_id, "authorization code refused");
+                tracing::info!(
+                    reason = reason.as_str(),
+                    client_id,
+                    "authorization code refused"
+                );
                 Err(CodeError::Rejected(reason))
             }
             RedeemOutcome::Reused {
@@ -275,7 +283,10 @@ impl Issuer {
                     scope: code.scope.clone(),
                 };
                 let id_token = if has_scope(&code.scope, "openid") {
-                    Some(self.sign_id_token(&oidc, Some(&user), code.nonce.clone(), now).await?)
+                    Some(
+                        self.sign_id_token(&oidc, Some(&user), code.nonce.clone(), now)
+                            .await?,
+                    )
                 } else {
                     None
                 };
@@ -317,7 +328,9 @@ impl Issuer {
         } else {
             None
         };
-        Ok(Some(self.sign_id_token(oidc, user.as_ref(), None, now).await?))
+        Ok(Some(
+            self.sign_id_token(oidc, user.as_ref(), None, now).await?,
+        ))
     }
 
     async fn sign_id_token(

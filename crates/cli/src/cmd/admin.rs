@@ -273,6 +273,16 @@ pub async fn session(c: SessionCommand) -> anyhow::Result<ExitCode> {
                 (Some(id), _) => {
                     issuer.admin().revoke_session(&id).await?;
                     println!("revoked session {id}");
+                    // A code-flow session's client is told over the back channel;
+                    // the process must not exit before that was tried.
+                    if !issuer
+                        .flush_logout_notifications(std::time::Duration::from_secs(60))
+                        .await
+                    {
+                        eprintln!(
+                            "warning: back-channel logout still pending after 60 s; given up"
+                        );
+                    }
                 }
                 (None, Some(user)) => {
                     let n = issuer.admin().revoke_user_sessions(&user).await?;

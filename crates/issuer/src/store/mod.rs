@@ -428,8 +428,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The code-flow record of a session, if it is one.
     async fn oidc_session(&self, session_id: &str) -> Result<Option<OidcSessionRecord>>;
     /// The code-flow record of the session a refresh token belongs to, if any.
-    async fn oidc_session_by_token(&self, token_hash: &str)
-    -> Result<Option<OidcSessionRecord>>;
+    async fn oidc_session_by_token(&self, token_hash: &str) -> Result<Option<OidcSessionRecord>>;
     /// Appends to the audit trail.
     async fn audit(&self, event: &AuditEvent) -> Result<()>;
     /// The newest `limit` audit events, newest first.

@@ -14,7 +14,7 @@ pub(crate) async fn discovery_health_metrics_openapi(b: Backend) {
     assert_eq!(d["revocation_endpoint"], "http://issuer.test/oauth/revoke");
     assert_eq!(
         d["grant_types_supported"],
-        json!(["password", "refresh_token"])
+        json!(["authorization_code", "refresh_token", "password"])
     );
     let jwks: Value = s.get_json("/.well-known/jwks.json").await;
     let key = &jwks["keys"][0];
