@@ -479,6 +479,66 @@ mod tests {
     }
 
     #[test]
+    fn client_uris_must_be_exact_https_or_loopback() {
+        let with = |field: &str, uri: &str| {
+            let mut c = ClientConfig {
+                id: "app".into(),
+                ..ClientConfig::default()
+            };
+            match field {
+                "redirect_uris" => c.redirect_uris = vec![uri.into()],
+                "post_logout_redirect_uris" => c.post_logout_redirect_uris = vec![uri.into()],
+                _ => c.backchannel_logout_uri = Some(uri.into()),
+            }
+            ClientRegistry::from_config(&[c], false)
+        };
+        for field in [
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "backchannel_logout_uri",
+        ] {
+            for good in [
+                "https://app.example/cb",
+                "https://app.example/cb?x=1",
+                "http://127.0.0.1:3000/cb",
+                "http://localhost:3000/cb",
+                "http://[::1]:3000/cb",
+            ] {
+                assert!(with(field, good).is_ok(), "{field} {good}");
+            }
+            for bad in [
+                "/cb",
+                "http://app.example/cb",
+                "https://app.example/cb#frag",
+                "https://APP.example/cb",
+                "https://app.example:443/cb",
+                "javascript:alert(1)",
+                "ftp://app.example/cb",
+            ] {
+                let err = with(field, bad).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("clients[0].{field}")),
+                    "{field} {bad}: {err}"
+                );
+            }
+        }
+        let r = ClientRegistry::from_config(
+            &[ClientConfig {
+                id: "app".into(),
+                redirect_uris: vec!["https://app.example/cb".into()],
+                backchannel_logout_uri: Some("https://app.example/bc".into()),
+                ..ClientConfig::default()
+            }],
+            false,
+        )
+        .unwrap();
+        let c = r.client("app").unwrap();
+        assert_eq!(c.redirect_uris, ["https://app.example/cb"]);
+        assert!(!c.is_confidential());
+        assert!(r.client("other").is_none());
+    }
+
+    #[test]
     fn debug_shows_no_secrets() {
         let dbg = format!("{:?}", registry(true));
         assert!(!dbg.contains(&hex::encode(digest(SECRET))));

@@ -920,6 +920,51 @@ mod tests {
                 },
                 "clients[0].secret",
             ),
+            (
+                Config {
+                    authorization_code_ttl_secs: 601,
+                    ..Config::default()
+                },
+                "authorization_code_ttl_secs",
+            ),
+            (
+                Config {
+                    id_token_ttl_secs: 0,
+                    ..Config::default()
+                },
+                "id_token_ttl_secs",
+            ),
+            (
+                Config {
+                    backchannel_logout: BackchannelLogoutConfig {
+                        max_attempts: 0,
+                        ..BackchannelLogoutConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "backchannel_logout.max_attempts",
+            ),
+            (
+                Config {
+                    backchannel_logout: BackchannelLogoutConfig {
+                        max_concurrent: 0,
+                        ..BackchannelLogoutConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "backchannel_logout.max_concurrent",
+            ),
+            (
+                Config {
+                    clients: vec![ClientConfig {
+                        id: "app".into(),
+                        redirect_uris: vec!["http://app.example/cb".into()],
+                        ..ClientConfig::default()
+                    }],
+                    ..Config::default()
+                },
+                "clients[0].redirect_uris[0]",
+            ),
         ];
         for (config, setting) in cases {
             let err = config.validate().unwrap_err().to_string();

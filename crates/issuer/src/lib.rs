@@ -570,6 +570,28 @@ impl Issuer {
         }
     }
 
+    /// `POST /oauth/revoke` (RFC 7009): like [`Issuer::logout`], but a code-flow
+    /// session's token is revoked only by its own client (§2.1); `Ok(None)` when it
+    /// belongs to another one (nothing revoked).
+    pub async fn revoke_for_client(
+        &self,
+        token: &str,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Option<bool>> {
+        if let Some(presented) = RefreshSecret::parse(token)
+            && let Some(o) = self
+                .inner
+                .store
+                .oidc_session_by_token(&presented.hash())
+                .await?
+            && client_id != Some(o.client_id.as_str())
+        {
+            return Ok(None);
+        }
+        self.logout(token, ctx).await.map(Some)
+    }
+
     /// `POST /api/logout` and `POST /oauth/revoke`: revokes the token's whole family.
     /// Unknown tokens are not an error (RFC 7009: nothing to revoke).
     pub async fn logout(&self, refresh_token: &str, ctx: &RequestContext) -> Result<bool> {

@@ -687,7 +687,7 @@ fn authenticate_client(
     request_body(content = OAuthRevokeRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked (or nothing to revoke)"),
-        (status = 400, description = "`invalid_request`", body = OAuthError),
+        (status = 400, description = "`invalid_request`; `unauthorized_client` for a code-flow session's token presented by another client", body = OAuthError),
         (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic`", body = OAuthError),
     ),
     security((), ("client_secret_basic" = [])))]
@@ -697,7 +697,7 @@ async fn oauth_revoke(
     headers: HeaderMap,
     FormBody(form): FormBody<OAuthRevokeRequest>,
 ) -> Result<Response, OAuthFailure> {
-    authenticate_client(
+    let client = authenticate_client(
         &issuer,
         &headers,
         form.client_id.as_deref(),
@@ -711,10 +711,17 @@ async fn oauth_revoke(
     }
     // Access tokens are self-contained JWTs and cannot be revoked; RFC 7009 §2.2 lets
     // us answer 200 for them as for unknown tokens.
-    issuer
-        .logout(&form.token, &ctx)
+    let revoked = issuer
+        .revoke_for_client(&form.token, client.as_deref(), &ctx)
         .await
         .map_err(|e| OAuthFailure::internal(&e))?;
+    if revoked.is_none() {
+        return Err(OAuthFailure::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "the token was issued to another client",
+        ));
+    }
     Ok(no_store(StatusCode::OK))
 }
 

@@ -344,6 +344,30 @@ pub(crate) async fn code_flow_issues_id_token_and_refreshes(b: Backend) {
     );
     assert_eq!(id2["iat"].as_i64().unwrap(), now + 60);
 
+    // Revocation (RFC 7009 §2.1): only by its own client.
+    let rt2 = str_field(&t2, "refresh_token");
+    let r = s
+        .http
+        .post(s.url("/oauth/revoke"))
+        .form(&[("token", rt2.as_str()), ("client_id", SPA)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await.1, "unauthorized_client");
+    let r = s
+        .http
+        .post(s.url("/oauth/revoke"))
+        .basic_auth(APP, Some(APP_SECRET))
+        .form(&[("token", rt2.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        error_code(refresh_as(&s, Some(APP), &rt2).await).await.1,
+        "invalid_grant"
+    );
+
     // A public client redeems with PKCE and no secret.
     let code = code_for(&s, SPA, SPA_REDIRECT).await;
     let r = exchange(&s, SPA, &code, SPA_REDIRECT, VERIFIER).await;
