@@ -27,8 +27,8 @@ use crate::metrics::Metrics;
 /// The `events` member of a logout token.
 pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
-/// One logout token for one client.
-#[derive(Debug)]
+/// One logout token for one client (no `Debug`: the token is a bearer credential for
+/// ending a session at the client).
 struct Delivery {
     client_id: String,
     uri: String,

@@ -267,11 +267,12 @@ impl Issuer {
                 }
                 Err(CodeError::Reused)
             }
-            RedeemOutcome::Redeemed {
-                code,
-                session,
-                user,
-            } => {
+            RedeemOutcome::Redeemed(redeemed) => {
+                let crate::store::Redeemed {
+                    code,
+                    session,
+                    user,
+                } = *redeemed;
                 m.authorization("code_redeemed");
                 let ring = self.keys().await?;
                 let (access_token, access_exp) = mint_with(&ring, s, &user, &session, now)?;

@@ -332,7 +332,8 @@ pub(crate) async fn authorize_post(
         .is_some_and(|v| v.as_bytes() == b"cross-site")
         || headers.get(header::ORIGIN).is_some_and(|o| {
             o.to_str()
-                .map_or(true, |o| o != origin_of(&issuer.settings().issuer))
+                .ok()
+                .is_none_or(|o| o != origin_of(&issuer.settings().issuer))
         });
     let form_token = params.get("csrf").map(String::as_str).unwrap_or("");
     let cookie_token = cookie(&headers, CSRF_COOKIE).unwrap_or_default();

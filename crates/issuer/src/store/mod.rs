@@ -283,18 +283,22 @@ pub type RedeemCheck<'a> = dyn Fn(
     + Sync
     + 'a;
 
+/// A successful redemption.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    /// The code as stored.
+    pub code: CodeRecord,
+    /// The created session.
+    pub session: SessionRecord,
+    /// Its owner.
+    pub user: UserRecord,
+}
+
 /// Result of [`Store::redeem_code`].
 #[derive(Debug, Clone)]
 pub enum RedeemOutcome {
     /// The code is now used; the session and its first refresh token exist.
-    Redeemed {
-        /// The code as stored.
-        code: CodeRecord,
-        /// The created session.
-        session: SessionRecord,
-        /// Its owner.
-        user: UserRecord,
-    },
+    Redeemed(Box<Redeemed>),
     /// Refused; nothing written (an attacker without the verifier cannot burn the
     /// legitimate client's code).
     Rejected(CodeRejection),
@@ -674,7 +678,7 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(RedeemOutcome::Redeemed { code, session, user })
+                Ok(RedeemOutcome::Redeemed(Box::new($crate::store::Redeemed { code, session, user })))
             }
 
             async fn oidc_session(&self, session_id: &str) -> $crate::error::Result<Option<$crate::store::OidcSessionRecord>> {
