@@ -77,4 +77,5 @@ conformance!(
     rp_initiated_logout,
     backchannel_logout_for_each_cause,
     backchannel_logout_gives_up,
+    backchannel_logout_never_blocks,
 );

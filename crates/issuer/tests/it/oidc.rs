@@ -27,6 +27,14 @@ pub struct Receiver {
 }
 
 pub async fn receiver(fail_first: usize) -> Receiver {
+    receiver_gated(fail_first, None).await
+}
+
+/// [`receiver`] whose handlers each wait for a permit of `gate` before answering.
+pub async fn receiver_gated(
+    fail_first: usize,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+) -> Receiver {
     use std::sync::atomic::Ordering;
     let tokens = Arc::new(Mutex::new(Vec::new()));
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -37,8 +45,11 @@ pub async fn receiver(fail_first: usize) -> Receiver {
             move |axum::extract::Form(f): axum::extract::Form<
                 std::collections::HashMap<String, String>,
             >| {
-                let (t, a) = (t.clone(), a.clone());
+                let (t, a, gate) = (t.clone(), a.clone(), gate.clone());
                 async move {
+                    if let Some(gate) = gate {
+                        gate.acquire().await.unwrap().forget();
+                    }
                     if a.fetch_add(1, Ordering::SeqCst) < fail_first {
                         return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
                     }
@@ -865,4 +876,75 @@ pub(crate) async fn backchannel_logout_gives_up(b: Backend) {
         m.contains(r#"sallyport_issuer_backchannel_logouts_total{outcome="failed"} 1"#),
         "{m}"
     );
+}
+
+/// Delivery never holds up the request that ended the session, and a full queue
+/// drops (and counts) rather than waits: with a receiver that answers nothing yet,
+/// one delivery in flight (`max_concurrent = 1`), one taken by the worker and one
+/// queued (`queue_capacity = 1`), at least two of five logout tokens are dropped — and
+/// `revoke --user` (the admin API) returned all the same.
+pub(crate) async fn backchannel_logout_never_blocks(b: Backend) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let rx = receiver_gated(0, Some(gate.clone())).await;
+    let Some(s) = start(b, |c| {
+        c.backchannel_logout.max_concurrent = 1;
+        c.backchannel_logout.queue_capacity = 1;
+        c.backchannel_logout.timeout_ms = 60_000;
+        c.clients = vec![ClientConfig {
+            id: APP.into(),
+            secret: Some(APP_SECRET.into()),
+            redirect_uris: vec![REDIRECT.into()],
+            backchannel_logout_uri: Some(rx.url.clone()),
+            ..Default::default()
+        }];
+    })
+    .await
+    else {
+        return;
+    };
+    s.add_alice().await;
+    let mut sids = Vec::new();
+    for _ in 0..5 {
+        sids.push(app_session(&s).await.1);
+    }
+    // Returns while the receiver has answered nothing.
+    assert_eq!(
+        s.issuer
+            .admin()
+            .revoke_user_sessions("alice")
+            .await
+            .unwrap(),
+        5
+    );
+    assert!(rx.tokens.lock().unwrap().is_empty());
+    let m = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: u64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"sallyport_issuer_backchannel_logouts_total{outcome="dropped"} "#)
+        })
+        .map_or(0, |v| v.trim().parse().unwrap());
+    assert!(dropped >= 2, "{m}");
+    // Released, the others arrive: one per surviving session, each for its own sid.
+    gate.add_permits(10);
+    let delivered = usize::try_from(5 - dropped).unwrap();
+    let got = rx.wait_for(delivered).await;
+    assert!(
+        s.issuer
+            .flush_logout_notifications(std::time::Duration::from_secs(10))
+            .await
+    );
+    assert_eq!(rx.tokens.lock().unwrap().len(), delivered);
+    for token in &got {
+        let (_, c) = verify(&s, token).await;
+        assert!(sids.contains(&str_field(&c, "sid")));
+    }
 }
