@@ -661,10 +661,13 @@ fn mint_with(
     Ok((ring.sign(&claims)?, exp_ms))
 }
 
-/// How long a retired key stays in the JWKS: the lifetime of the last token it signed,
-/// plus the time other replicas may keep signing with it (key cache), plus a minute.
+/// How long a retired key stays in the JWKS: the lifetime of the last token it signed
+/// (access token, ID token or logout token, whichever lives longest), plus the time
+/// other replicas may keep signing with it (key cache), plus a minute.
 fn key_retention_ms(s: &Settings) -> i64 {
     s.access_ttl_ms
+        .max(s.id_token_ttl_ms)
+        .max(oidc::LOGOUT_TOKEN_TTL_MS)
         .saturating_add(s.key_cache_ms)
         .saturating_add(60_000)
 }

@@ -34,6 +34,8 @@ pub const ID_TOKEN_TYP: &str = "JWT";
 pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
 /// How long a logout token is valid after it was signed (covers the retries).
 const LOGOUT_TOKEN_TTL_SECS: u64 = 300;
+/// [`LOGOUT_TOKEN_TTL_SECS`] in milliseconds (how long a retired key stays published).
+pub(crate) const LOGOUT_TOKEN_TTL_MS: i64 = 300_000;
 
 /// ID-token claims (OpenID Connect Core §2).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
