@@ -148,6 +148,7 @@ impl Issuer {
         &self,
         req: &AuthorizationRequest,
         user: &UserRecord,
+        ctx: &RequestContext,
     ) -> Result<String> {
         let now = self.now_ms();
         let secret = RefreshSecret::generate()?;
@@ -166,7 +167,18 @@ impl Issuer {
             used_at: None,
         };
         self.store().insert_code(&record, now).await?;
+        // Counted and audited as the JSON login's success is.
+        self.metrics().login("success");
         self.metrics().authorization("code_issued");
+        self.audit(AuditEvent {
+            user_id: Some(user.id.clone()),
+            username: Some(user.username.clone()),
+            session_id: Some(record.session_id.clone()),
+            client_addr: ctx.client_addr.clone(),
+            detail: Some(format!("authorization code for client {}", req.client_id)),
+            ..AuditEvent::new("login_succeeded", now)
+        })
+        .await;
         Ok(secret.encode())
     }
 

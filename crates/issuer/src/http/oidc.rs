@@ -407,7 +407,7 @@ pub(crate) async fn authorize_post(
             return resp;
         }
     };
-    let code = match issuer.issue_code(&v.request, &user).await {
+    let code = match issuer.issue_code(&v.request, &user, &ctx).await {
         Ok(code) => code,
         Err(err) => {
             tracing::error!(%err, "could not store an authorization code");

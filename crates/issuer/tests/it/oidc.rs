@@ -547,6 +547,16 @@ pub(crate) async fn login_form_needs_csrf_and_the_password(b: Backend) {
         m.contains(r#"sallyport_issuer_logins_total{outcome="invalid_credentials"} 1"#),
         "{m}"
     );
+    assert!(
+        m.contains(r#"sallyport_issuer_logins_total{outcome="success"} 1"#),
+        "{m}"
+    );
+    let events = s.issuer.admin().audit_events(10).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "login_succeeded"
+            && e.detail.as_deref() == Some("authorization code for client app")),
+        "{events:?}"
+    );
 }
 
 pub(crate) async fn login_form_is_rate_limited(b: Backend) {
