@@ -278,6 +278,22 @@ fn set_csrf_cookie(issuer: &Issuer, resp: &mut Response, token: &str) {
 }
 
 /// `GET /oauth/authorize`: validates the request and shows the login form.
+#[utoipa::path(get, path = "/oauth/authorize", tag = "openid",
+    params(
+        ("response_type" = String, Query, description = "`code`"),
+        ("client_id" = String, Query, description = "A registered client"),
+        ("redirect_uri" = String, Query, description = "One of its `redirect_uris`, exactly"),
+        ("code_challenge" = String, Query, description = "PKCE S256 challenge (required)"),
+        ("code_challenge_method" = String, Query, description = "`S256`"),
+        ("scope" = Option<String>, Query, description = "`openid`, `profile`, `offline_access`"),
+        ("state" = Option<String>, Query, description = "Returned with the code"),
+        ("nonce" = Option<String>, Query, description = "Put in the ID token"),
+    ),
+    responses(
+        (status = 200, description = "The login page", content_type = "text/html"),
+        (status = 303, description = "An error (`error`, `state`, `iss`) at the registered redirect URI"),
+        (status = 400, description = "Unknown client or unregistered redirect URI: a page, never a redirect", content_type = "text/html"),
+    ))]
 pub(crate) async fn authorize_get(
     State(issuer): State<Issuer>,
     headers: HeaderMap,
@@ -304,6 +320,14 @@ pub(crate) async fn authorize_get(
 
 /// `POST /oauth/authorize`: the login form. Same checks as the JSON login (limits,
 /// client address), plus CSRF; on success a code goes to the redirect URI.
+#[utoipa::path(post, path = "/oauth/authorize", tag = "openid",
+    request_body(content_type = "application/x-www-form-urlencoded", description = "The authorization request's parameters, `username`, `password` and the page's `csrf`"),
+    responses(
+        (status = 303, description = "`code`, `state`, `iss` (or an error) at the redirect URI"),
+        (status = 401, description = "Wrong username or password: the form again", content_type = "text/html"),
+        (status = 403, description = "CSRF check failed, or the account is disabled", content_type = "text/html"),
+        (status = 429, description = "Too many failed logins, see `Retry-After`", content_type = "text/html"),
+    ))]
 pub(crate) async fn authorize_post(
     State(issuer): State<Issuer>,
     Ctx(ctx): Ctx,
@@ -441,6 +465,18 @@ fn origin_of(url: &str) -> String {
 /// logout. `id_token_hint` is required (the issuer keeps no browser session, so the
 /// hint is the only way to know which session ends); no confirmation is asked (see
 /// `docs/issuer.md`).
+#[utoipa::path(get, path = "/oauth/logout", tag = "openid",
+    params(
+        ("id_token_hint" = String, Query, description = "An ID token of the session (expired is fine)"),
+        ("post_logout_redirect_uri" = Option<String>, Query, description = "Registered for the hint's client"),
+        ("state" = Option<String>, Query, description = "Returned to the post-logout URI"),
+        ("client_id" = Option<String>, Query, description = "Must be the hint's audience"),
+    ),
+    responses(
+        (status = 200, description = "Signed out (no return URI)", content_type = "text/html"),
+        (status = 303, description = "To `post_logout_redirect_uri` with `state`"),
+        (status = 400, description = "Bad hint or unregistered return URI; nothing revoked", content_type = "text/html"),
+    ))]
 pub(crate) async fn logout_get(
     State(issuer): State<Issuer>,
     Ctx(ctx): Ctx,
@@ -450,6 +486,13 @@ pub(crate) async fn logout_get(
 }
 
 /// `POST /oauth/logout` with a form body.
+#[utoipa::path(post, path = "/oauth/logout", tag = "openid",
+    request_body(content_type = "application/x-www-form-urlencoded", description = "The parameters of `GET /oauth/logout`"),
+    responses(
+        (status = 200, description = "Signed out (no return URI)", content_type = "text/html"),
+        (status = 303, description = "To `post_logout_redirect_uri` with `state`"),
+        (status = 400, description = "Bad hint or unregistered return URI; nothing revoked", content_type = "text/html"),
+    ))]
 pub(crate) async fn logout_post(
     State(issuer): State<Issuer>,
     Ctx(ctx): Ctx,

@@ -41,6 +41,9 @@ pub(crate) async fn discovery_health_metrics_openapi(b: Backend) {
         "{m}"
     );
     let api: Value = s.get_json("/openapi.json").await;
+    for path in ["/oauth/authorize", "/oauth/logout", "/oauth/token"] {
+        assert!(api["paths"].get(path).is_some(), "{path} documented");
+    }
     for p in [
         "/api/login",
         "/api/refresh-token",
@@ -126,6 +129,9 @@ async fn discovery_and_openapi_are_accurate() {
     assert_eq!(d["userinfo_endpoint"], "http://issuer.test/api/me");
 
     let api: Value = s.get_json("/openapi.json").await;
+    for path in ["/oauth/authorize", "/oauth/logout", "/oauth/token"] {
+        assert!(api["paths"].get(path).is_some(), "{path} documented");
+    }
     let broken = unresolved_references(&api);
     assert!(broken.is_empty(), "unresolved: {broken:?}");
     // The checker itself catches a dangling reference of either kind.
