@@ -610,7 +610,7 @@ fn html(status: StatusCode, title: &str, main: &str, form_action_extra: Option<&
     let body = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n<title>{}</title>\n<style>\n  {STYLE}\n</style>\n</head>\n\
+         <meta name=\"referrer\" content=\"same-origin\">\n<title>{}</title>\n<style>\n  {STYLE}\n</style>\n</head>\n\
          <body>\n<main>\n{main}\n</main>\n</body>\n</html>\n",
         esc(title)
     );
@@ -636,9 +636,12 @@ fn html(status: StatusCode, title: &str, main: &str, form_action_extra: Option<&
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null`
+    // on the form post, which the CSRF check must refuse. Nothing leaves the origin
+    // either way (the redirect to the client carries `no-referrer` itself).
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);

@@ -464,6 +464,9 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
         .to_owned();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(r.headers()["x-frame-options"], "DENY");
+    // Not `no-referrer`: browsers would post the form with `Origin: null`, which the
+    // CSRF check refuses (tests/oidc-op/browser.test.mjs signs in with Chromium).
+    assert_eq!(r.headers()["referrer-policy"], "same-origin");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
