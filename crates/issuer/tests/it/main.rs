@@ -78,4 +78,5 @@ conformance!(
     backchannel_logout_for_each_cause,
     backchannel_logout_gives_up,
     backchannel_logout_never_blocks,
+    concurrent_redemptions_of_one_code,
 );

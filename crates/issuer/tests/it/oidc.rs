@@ -961,3 +961,35 @@ pub(crate) async fn backchannel_logout_never_blocks(b: Backend) {
         assert!(sids.contains(&str_field(&c, "sid")));
     }
 }
+
+/// Five redemptions of one code at once (a client retrying, or a thief racing it):
+/// the store serialises them on the code row, so exactly one gets tokens and the
+/// others see a used code — which revokes what the first one got.
+pub(crate) async fn concurrent_redemptions_of_one_code(b: Backend) {
+    let Some(s) = start_op(b, None).await else {
+        return;
+    };
+    s.add_alice().await;
+    let code = code_for(&s, APP, REDIRECT).await;
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let (s, code) = (s.clone(), code.clone());
+            tokio::spawn(async move { exchange(&s, APP, &code, REDIRECT, VERIFIER).await.status() })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            other => assert_eq!(other, StatusCode::BAD_REQUEST),
+        }
+    }
+    assert_eq!(ok, 1);
+    let sessions = s.issuer.admin().list_sessions(Some("alice")).await.unwrap();
+    assert_eq!(sessions.len(), 1, "one session, never a fork");
+    assert_eq!(
+        sessions[0].revoked_reason.as_deref(),
+        Some("authorization_code_reuse")
+    );
+}
