@@ -108,7 +108,9 @@ pub enum SessionCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Revoke a session by id, or every session of `--user`.
+    /// Revoke a session by id, or every session of `--user`. The client of a code-flow
+    /// session is told by back-channel logout; the command waits (at most 60 s) for
+    /// that delivery.
     Revoke {
         /// Session id.
         #[arg(required_unless_present = "user", conflicts_with = "user")]
