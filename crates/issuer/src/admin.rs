@@ -227,6 +227,30 @@ impl Admin {
             .map(User::from))
     }
 
+    /// Revokes every live session of a user and tells the clients of its code-flow
+    /// sessions over the back channel. A session created between the listing and the
+    /// revocation is revoked but not announced (a race of milliseconds with a login).
+    async fn revoke_all(&self, user_id: &str, now: i64, reason: &str) -> Result<u64> {
+        let live: Vec<String> = self
+            .issuer
+            .store()
+            .list_sessions(Some(user_id))
+            .await?
+            .into_iter()
+            .filter(|s| s.revoked_at.is_none())
+            .map(|s| s.id)
+            .collect();
+        let n = self
+            .issuer
+            .store()
+            .revoke_user_sessions(user_id, now, reason)
+            .await?;
+        for id in &live {
+            self.issuer.notify_session_ended(id).await;
+        }
+        Ok(n)
+    }
+
     /// Refuses future logins and refreshes, and revokes the user's sessions.
     pub async fn disable_user(&self, username: &str) -> Result<()> {
         let user = self.user(username).await?;
@@ -235,11 +259,7 @@ impl Admin {
             .store()
             .set_user_disabled(username, Some(now), now)
             .await?;
-        let n = self
-            .issuer
-            .store()
-            .revoke_user_sessions(&user.id, now, "user_disabled")
-            .await?;
+        let n = self.revoke_all(&user.id, now, "user_disabled").await?;
         self.audit(
             "user_disabled",
             Some(&user),
@@ -273,11 +293,7 @@ impl Admin {
             .store()
             .set_password_hash(username, &hash, now)
             .await?;
-        let n = self
-            .issuer
-            .store()
-            .revoke_user_sessions(&user.id, now, "password_changed")
-            .await?;
+        let n = self.revoke_all(&user.id, now, "password_changed").await?;
         self.audit(
             "password_changed",
             Some(&user),
@@ -305,7 +321,8 @@ impl Admin {
     }
 
     /// Revokes one session (its refresh tokens stop working; access tokens already
-    /// issued live until they expire).
+    /// issued live until they expire). A code-flow session's client is told over the
+    /// back channel (queued; see [`Issuer::flush_logout_notifications`]).
     pub async fn revoke_session(&self, session_id: &str) -> Result<()> {
         let now = self.issuer.now_ms();
         if !self
@@ -324,6 +341,7 @@ impl Admin {
             Some("admin".into()),
         )
         .await;
+        self.issuer.notify_session_ended(session_id).await;
         Ok(())
     }
 
@@ -331,9 +349,7 @@ impl Admin {
     pub async fn revoke_user_sessions(&self, username: &str) -> Result<u64> {
         let user = self.user(username).await?;
         let n = self
-            .issuer
-            .store()
-            .revoke_user_sessions(&user.id, self.issuer.now_ms(), "admin")
+            .revoke_all(&user.id, self.issuer.now_ms(), "admin")
             .await?;
         self.audit(
             "sessions_revoked",

@@ -29,9 +29,55 @@ pub enum ClientAuthError {
 /// The configured OAuth clients, secrets kept only as SHA-256 digests.
 #[derive(Clone)]
 pub struct ClientRegistry {
-    /// `client_id` → digest of its secret (`None`: a registered public client).
-    clients: HashMap<String, Option<[u8; 32]>>,
+    /// `client_id` → the client.
+    clients: HashMap<String, RegisteredClient>,
     allow_public: bool,
+}
+
+/// One registered client as the OpenID provider side sees it (its secret stays inside
+/// the registry).
+#[derive(Clone, Debug)]
+pub struct RegisteredClient {
+    /// Digest of its secret (`None`: a public client).
+    secret: Option<[u8; 32]>,
+    /// Exact redirect URIs for `/oauth/authorize`.
+    pub redirect_uris: Vec<String>,
+    /// Exact URIs `/oauth/logout` may return to.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Back-channel logout receiver.
+    pub backchannel_logout_uri: Option<String>,
+    /// Advertised `backchannel_logout_session_required`.
+    pub backchannel_logout_session_required: bool,
+}
+
+impl RegisteredClient {
+    /// Whether the client authenticates with a secret.
+    pub fn is_confidential(&self) -> bool {
+        self.secret.is_some()
+    }
+}
+
+/// A redirect or back-channel URI must be absolute, `https` (or `http` on a loopback
+/// host, for development), and carry no fragment (RFC 6749 §3.1.2).
+fn check_client_uri(uri: &str) -> std::result::Result<(), &'static str> {
+    let parsed = url::Url::parse(uri).map_err(|_| "must be an absolute URL")?;
+    if parsed.fragment().is_some() {
+        return Err("must not contain a fragment");
+    }
+    if parsed.as_str() != uri && format!("{}/", uri) != parsed.as_str() {
+        // Exact matching is done on the configured text; refuse forms a browser or
+        // client would normalise differently (e.g. upper-case host, default port).
+        return Err(
+            "must be written in normalised form (lower-case scheme and host, no default port)",
+        );
+    }
+    match (parsed.scheme(), parsed.host()) {
+        ("https", Some(_)) => Ok(()),
+        ("http", Some(url::Host::Domain("localhost"))) => Ok(()),
+        ("http", Some(url::Host::Ipv4(ip))) if ip.is_loopback() => Ok(()),
+        ("http", Some(url::Host::Ipv6(ip))) if ip.is_loopback() => Ok(()),
+        _ => Err("must be an https URL (http only for localhost or a loopback address)"),
+    }
 }
 
 impl fmt::Debug for ClientRegistry {
@@ -85,7 +131,29 @@ impl ClientRegistry {
                 }
                 (None, None) => None,
             };
-            if map.insert(c.id.clone(), hash).is_some() {
+            for (field, uris) in [
+                ("redirect_uris", &c.redirect_uris),
+                ("post_logout_redirect_uris", &c.post_logout_redirect_uris),
+            ] {
+                for (j, uri) in uris.iter().enumerate() {
+                    check_client_uri(uri).map_err(|why| {
+                        Error::config(&setting(&format!("{field}[{j}]")), format!("`{uri}` {why}"))
+                    })?;
+                }
+            }
+            if let Some(uri) = &c.backchannel_logout_uri {
+                check_client_uri(uri).map_err(|why| {
+                    Error::config(&setting("backchannel_logout_uri"), format!("`{uri}` {why}"))
+                })?;
+            }
+            let client = RegisteredClient {
+                secret: hash,
+                redirect_uris: c.redirect_uris.clone(),
+                post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+                backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+                backchannel_logout_session_required: c.backchannel_logout_session_required,
+            };
+            if map.insert(c.id.clone(), client).is_some() {
                 return Err(Error::config(
                     &setting("id"),
                     format!("duplicate client id `{}`", c.id),
@@ -98,6 +166,11 @@ impl ClientRegistry {
         })
     }
 
+    /// A registered client.
+    pub fn client(&self, client_id: &str) -> Option<&RegisteredClient> {
+        self.clients.get(client_id)
+    }
+
     /// Whether requests without client authentication are accepted.
     pub fn allows_public(&self) -> bool {
         self.allow_public
@@ -106,7 +179,7 @@ impl ClientRegistry {
     /// The `*_endpoint_auth_methods_supported` discovery value.
     pub fn auth_methods(&self) -> Vec<String> {
         let mut methods = vec!["client_secret_basic".into(), "client_secret_post".into()];
-        if self.allow_public || self.clients.values().any(Option::is_none) {
+        if self.allow_public || self.clients.values().any(|c| c.secret.is_none()) {
             methods.push("none".into());
         }
         methods
@@ -152,14 +225,14 @@ impl ClientRegistry {
             (None, Some(_)) => Err(ClientAuthError::InvalidClient(
                 "client secret without client id",
             )),
-            (Some(id), None) => match self.clients.get(&id) {
+            (Some(id), None) => match self.clients.get(&id).map(|c| c.secret) {
                 Some(None) => Ok(Some(id)),
                 None if self.allow_public => Ok(Some(id)),
                 // A confidential client must prove itself.
                 Some(Some(_)) | None => Err(failed),
             },
             (Some(id), Some(secret)) => {
-                let expected = self.clients.get(&id).copied().flatten();
+                let expected = self.clients.get(&id).and_then(|c| c.secret);
                 let presented = digest(&secret);
                 let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
                     &presented,
@@ -237,12 +310,12 @@ mod tests {
                 ClientConfig {
                     id: "gateway".into(),
                     secret: Some(SECRET.into()),
-                    secret_sha256: None,
+                    ..ClientConfig::default()
                 },
                 ClientConfig {
                     id: "hashed".into(),
-                    secret: None,
                     secret_sha256: Some(hex::encode(digest("another-long-secret"))),
+                    ..ClientConfig::default()
                 },
                 ClientConfig {
                     id: "spa".into(),
@@ -376,15 +449,15 @@ mod tests {
                 ClientConfig {
                     id: "a".into(),
                     secret: Some("short".into()),
-                    secret_sha256: None,
+                    ..ClientConfig::default()
                 },
                 "clients[0].secret",
             ),
             (
                 ClientConfig {
                     id: "a".into(),
-                    secret: None,
                     secret_sha256: Some("zz".into()),
+                    ..ClientConfig::default()
                 },
                 "clients[0].secret_sha256",
             ),
@@ -406,13 +479,73 @@ mod tests {
     }
 
     #[test]
+    fn client_uris_must_be_exact_https_or_loopback() {
+        let with = |field: &str, uri: &str| {
+            let mut c = ClientConfig {
+                id: "app".into(),
+                ..ClientConfig::default()
+            };
+            match field {
+                "redirect_uris" => c.redirect_uris = vec![uri.into()],
+                "post_logout_redirect_uris" => c.post_logout_redirect_uris = vec![uri.into()],
+                _ => c.backchannel_logout_uri = Some(uri.into()),
+            }
+            ClientRegistry::from_config(&[c], false)
+        };
+        for field in [
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "backchannel_logout_uri",
+        ] {
+            for good in [
+                "https://app.example/cb",
+                "https://app.example/cb?x=1",
+                "http://127.0.0.1:3000/cb",
+                "http://localhost:3000/cb",
+                "http://[::1]:3000/cb",
+            ] {
+                assert!(with(field, good).is_ok(), "{field} {good}");
+            }
+            for bad in [
+                "/cb",
+                "http://app.example/cb",
+                "https://app.example/cb#frag",
+                "https://APP.example/cb",
+                "https://app.example:443/cb",
+                "javascript:alert(1)",
+                "ftp://app.example/cb",
+            ] {
+                let err = with(field, bad).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("clients[0].{field}")),
+                    "{field} {bad}: {err}"
+                );
+            }
+        }
+        let r = ClientRegistry::from_config(
+            &[ClientConfig {
+                id: "app".into(),
+                redirect_uris: vec!["https://app.example/cb".into()],
+                backchannel_logout_uri: Some("https://app.example/bc".into()),
+                ..ClientConfig::default()
+            }],
+            false,
+        )
+        .unwrap();
+        let c = r.client("app").unwrap();
+        assert_eq!(c.redirect_uris, ["https://app.example/cb"]);
+        assert!(!c.is_confidential());
+        assert!(r.client("other").is_none());
+    }
+
+    #[test]
     fn debug_shows_no_secrets() {
         let dbg = format!("{:?}", registry(true));
         assert!(!dbg.contains(&hex::encode(digest(SECRET))));
         let c = ClientConfig {
             id: "x".into(),
             secret: Some(SECRET.into()),
-            secret_sha256: None,
+            ..ClientConfig::default()
         };
         assert!(!format!("{c:?}").contains(SECRET));
     }

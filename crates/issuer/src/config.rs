@@ -82,6 +82,15 @@ pub struct Config {
     /// as the gateway's). `server.header_read_timeout_ms`, when set, overrides
     /// [`Config::header_read_timeout_secs`].
     pub server: sallyport_serve::ServerConfig,
+    /// Lifetime of an authorization code from `/oauth/authorize` (default 60 s): the
+    /// client redeems it within a second or two, and a short life limits what a leaked
+    /// code (logs, `Referer`) is worth.
+    pub authorization_code_ttl_secs: u64,
+    /// Lifetime of an ID token (default 300 s). It proves a login to the client once;
+    /// the client keeps its own session, so a long life buys nothing.
+    pub id_token_ttl_secs: u64,
+    /// Delivery of back-channel logout tokens (`[backchannel_logout]`).
+    pub backchannel_logout: BackchannelLogoutConfig,
     /// Key-encryption key for signing keys at rest (base64 of 32 bytes). Never read
     /// from the configuration file — only from the environment variable
     /// `SALLYPORT_KEY_ENCRYPTION_KEY` ([`Config::load`]), so the key does not sit next to
@@ -102,6 +111,46 @@ pub struct ClientConfig {
     pub secret: Option<String>,
     /// Hex SHA-256 of the client secret (`printf %s SECRET | sha256sum`).
     pub secret_sha256: Option<String>,
+    /// Redirect URIs this client may use at `/oauth/authorize`, compared exactly
+    /// (no prefix or pattern matching). Empty: the client cannot use the code flow.
+    pub redirect_uris: Vec<String>,
+    /// Where `/oauth/logout` may send the browser back to, compared exactly.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout: where logout tokens are POSTed when one of
+    /// this client's sessions ends at the issuer.
+    pub backchannel_logout_uri: Option<String>,
+    /// The client needs `sid` in logout tokens (always sent; advertised only).
+    pub backchannel_logout_session_required: bool,
+}
+
+/// How back-channel logout tokens are delivered (`[backchannel_logout]`): in the
+/// background, never delaying the request that ended the session.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackchannelLogoutConfig {
+    /// Time allowed for one POST, connecting included (default 5000 ms).
+    pub timeout_ms: u64,
+    /// Attempts per logout token before giving up (default 5).
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled for each further one (default 1000 ms).
+    pub retry_base_ms: u64,
+    /// Most POSTs in flight at once (default 8).
+    pub max_concurrent: usize,
+    /// Logout tokens waiting for delivery; past that new ones are dropped, logged and
+    /// counted (default 10000).
+    pub queue_capacity: usize,
+}
+
+impl Default for BackchannelLogoutConfig {
+    fn default() -> Self {
+        BackchannelLogoutConfig {
+            timeout_ms: 5000,
+            max_attempts: 5,
+            retry_base_ms: 1000,
+            max_concurrent: 8,
+            queue_capacity: 10_000,
+        }
+    }
 }
 
 /// Secrets are never printed.
@@ -113,6 +162,13 @@ impl fmt::Debug for ClientConfig {
             .field(
                 "secret_sha256",
                 &self.secret_sha256.as_ref().map(|_| "[redacted]"),
+            )
+            .field("redirect_uris", &self.redirect_uris)
+            .field("post_logout_redirect_uris", &self.post_logout_redirect_uris)
+            .field("backchannel_logout_uri", &self.backchannel_logout_uri)
+            .field(
+                "backchannel_logout_session_required",
+                &self.backchannel_logout_session_required,
             )
             .finish()
     }
@@ -205,6 +261,9 @@ impl Default for Config {
             allow_public_clients: true,
             clients: Vec::new(),
             server: sallyport_serve::ServerConfig::default(),
+            authorization_code_ttl_secs: 60,
+            id_token_ttl_secs: 300,
+            backchannel_logout: BackchannelLogoutConfig::default(),
             key_encryption_key: None,
         }
     }
@@ -264,6 +323,12 @@ impl fmt::Debug for Config {
             .field("allow_public_clients", &self.allow_public_clients)
             .field("clients", &self.clients)
             .field("server", &self.server)
+            .field(
+                "authorization_code_ttl_secs",
+                &self.authorization_code_ttl_secs,
+            )
+            .field("id_token_ttl_secs", &self.id_token_ttl_secs)
+            .field("backchannel_logout", &self.backchannel_logout)
             .field(
                 "key_encryption_key",
                 &self.key_encryption_key.as_ref().map(|_| "[redacted]"),
@@ -473,6 +538,44 @@ impl Config {
         )?;
         let request_timeout_ms = secs("request_timeout_secs", self.request_timeout_secs, 1, 3600)?;
         let clients = ClientRegistry::from_config(&self.clients, self.allow_public_clients)?;
+        let code_ttl_ms = secs(
+            "authorization_code_ttl_secs",
+            self.authorization_code_ttl_secs,
+            1,
+            600,
+        )?;
+        let id_token_ttl_ms = secs("id_token_ttl_secs", self.id_token_ttl_secs, 1, 86_400)?;
+        let b = &self.backchannel_logout;
+        if !(1..=600_000).contains(&b.timeout_ms) {
+            return Err(Error::config(
+                "backchannel_logout.timeout_ms",
+                "must be 1 to 600000",
+            ));
+        }
+        if !(1..=20).contains(&b.max_attempts) {
+            return Err(Error::config(
+                "backchannel_logout.max_attempts",
+                "must be 1 to 20",
+            ));
+        }
+        if b.retry_base_ms > 3_600_000 {
+            return Err(Error::config(
+                "backchannel_logout.retry_base_ms",
+                "must be at most 3600000",
+            ));
+        }
+        if !(1..=1024).contains(&b.max_concurrent) {
+            return Err(Error::config(
+                "backchannel_logout.max_concurrent",
+                "must be 1 to 1024",
+            ));
+        }
+        if !(1..=1_000_000).contains(&b.queue_capacity) {
+            return Err(Error::config(
+                "backchannel_logout.queue_capacity",
+                "must be 1 to 1000000",
+            ));
+        }
         let server = self
             .server
             .options(millis(header_read_timeout_ms))
@@ -494,6 +597,8 @@ impl Config {
             idle_ttl_ms,
             max_lifetime_ms,
             key_cache_ms,
+            code_ttl_ms,
+            id_token_ttl_ms,
             request_timeout: millis(request_timeout_ms),
             clients,
             server,
@@ -590,6 +695,10 @@ pub struct Settings {
     pub max_lifetime_ms: i64,
     /// Key ring reload period.
     pub key_cache_ms: i64,
+    /// Authorization-code lifetime.
+    pub code_ttl_ms: i64,
+    /// ID-token lifetime.
+    pub id_token_ttl_ms: i64,
     /// Time allowed for a whole request.
     pub request_timeout: std::time::Duration,
     /// OAuth client authentication.
@@ -811,11 +920,56 @@ mod tests {
                     clients: vec![ClientConfig {
                         id: "gw".into(),
                         secret: Some("too-short".into()),
-                        secret_sha256: None,
+                        ..ClientConfig::default()
                     }],
                     ..Config::default()
                 },
                 "clients[0].secret",
+            ),
+            (
+                Config {
+                    authorization_code_ttl_secs: 601,
+                    ..Config::default()
+                },
+                "authorization_code_ttl_secs",
+            ),
+            (
+                Config {
+                    id_token_ttl_secs: 0,
+                    ..Config::default()
+                },
+                "id_token_ttl_secs",
+            ),
+            (
+                Config {
+                    backchannel_logout: BackchannelLogoutConfig {
+                        max_attempts: 0,
+                        ..BackchannelLogoutConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "backchannel_logout.max_attempts",
+            ),
+            (
+                Config {
+                    backchannel_logout: BackchannelLogoutConfig {
+                        max_concurrent: 0,
+                        ..BackchannelLogoutConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "backchannel_logout.max_concurrent",
+            ),
+            (
+                Config {
+                    clients: vec![ClientConfig {
+                        id: "app".into(),
+                        redirect_uris: vec!["http://app.example/cb".into()],
+                        ..ClientConfig::default()
+                    }],
+                    ..Config::default()
+                },
+                "clients[0].redirect_uris[0]",
             ),
         ];
         for (config, setting) in cases {

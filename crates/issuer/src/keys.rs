@@ -322,9 +322,16 @@ impl KeyRing {
 
     /// Signs `claims` with the current key (`typ: at+jwt`, RFC 9068).
     pub fn sign(&self, claims: &Claims) -> Result<String> {
+        self.sign_typed(claims, "at+jwt")
+    }
+
+    /// Signs any claims with the current key and the given header `typ` (`JWT` for ID
+    /// tokens, `logout+jwt` for logout tokens): the type keeps one kind of token from
+    /// being accepted as another.
+    pub fn sign_typed<T: Serialize>(&self, claims: &T, typ: &str) -> Result<String> {
         let mut header = Header::new(self.signing.algorithm);
         header.kid = Some(self.signing.kid.clone());
-        header.typ = Some("at+jwt".into());
+        header.typ = Some(typ.to_owned());
         Ok(jsonwebtoken::encode(
             &header,
             claims,

@@ -24,6 +24,7 @@
 //! revoked and the event audited.
 
 mod admin;
+mod backchannel;
 pub mod client_addr;
 mod client_auth;
 pub mod clock;
@@ -33,6 +34,7 @@ pub mod files;
 mod http;
 pub mod keys;
 mod metrics;
+pub mod oidc;
 mod password;
 mod ratelimit;
 mod reload;
@@ -92,6 +94,8 @@ struct Inner {
     hasher: Hasher,
     limiter: LoginLimiter,
     metrics: Metrics,
+    /// Back-channel logout delivery (see [`backchannel`]).
+    notifier: backchannel::Notifier,
 }
 
 /// Who is asking (for rate limits and the audit trail).
@@ -116,6 +120,10 @@ pub struct IssuedTokens {
     pub refresh_token_expires_in: u64,
     /// Session id (`sid`).
     pub session_id: String,
+    /// OpenID Connect ID token (code-flow sessions with the `openid` scope only).
+    pub id_token: Option<String>,
+    /// Granted scope (code-flow sessions only).
+    pub scope: Option<String>,
 }
 
 impl std::fmt::Debug for IssuedTokens {
@@ -226,6 +234,9 @@ impl Issuer {
         let verifier = access_token_verifier(&settings, ring.jwks().clone());
         let hasher = Hasher::new(&settings.raw.argon2).await?;
         let limiter = LoginLimiter::new(&settings.raw.rate_limit);
+        let metrics = Metrics::new();
+        let notifier =
+            backchannel::Notifier::start(&settings.raw.backchannel_logout, metrics.clone());
         Ok(Issuer {
             inner: Arc::new(Inner {
                 settings: arc_swap::ArcSwap::from_pointee(settings),
@@ -237,7 +248,8 @@ impl Issuer {
                 verifier,
                 hasher,
                 limiter,
-                metrics: Metrics::new(),
+                metrics,
+                notifier,
             }),
         })
     }
@@ -365,6 +377,64 @@ impl Issuer {
         password: &str,
         ctx: &RequestContext,
     ) -> Result<IssuedTokens, LoginError> {
+        let user = self.authenticate_password(username, password, ctx).await?;
+        let m = self.metrics();
+        let now = self.now_ms();
+        let s = self.inner.settings.load_full();
+        let session = SessionRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now.saturating_add(s.max_lifetime_ms),
+            revoked_at: None,
+            revoked_reason: None,
+            generation: 1,
+            user_agent: ctx.user_agent.clone(),
+            client_addr: ctx.client_addr.clone(),
+        };
+        let secret = RefreshSecret::generate()?;
+        let token = TokenRecord {
+            token_hash: secret.hash(),
+            session_id: session.id.clone(),
+            generation: 1,
+            created_at: now,
+            expires_at: now.saturating_add(s.idle_ttl_ms).min(session.expires_at),
+            used_at: None,
+            successor_hash: None,
+            successor_box: None,
+        };
+        let (access_token, access_exp) = self.mint(&user, &session, now).await?;
+        self.inner.store.create_session(&session, &token).await?;
+        m.login("success");
+        self.audit(AuditEvent {
+            user_id: Some(user.id.clone()),
+            username: Some(user.username.clone()),
+            session_id: Some(session.id.clone()),
+            client_addr: ctx.client_addr.clone(),
+            ..AuditEvent::new("login_succeeded", now)
+        })
+        .await;
+        Ok(IssuedTokens {
+            access_token,
+            refresh_token: secret.encode(),
+            expires_in: ceil_secs(access_exp - now),
+            refresh_token_expires_in: ceil_secs(token.expires_at - now),
+            session_id: session.id,
+            id_token: None,
+            scope: None,
+        })
+    }
+
+    /// Checks a password under the login limits (shared by `/api/login`, the password
+    /// grant and the `/oauth/authorize` login form): counted as a failure before it is
+    /// hashed (see [`LoginLimiter::attempt`]), audited, refused for disabled accounts.
+    pub(crate) async fn authenticate_password(
+        &self,
+        username: &str,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<UserRecord, LoginError> {
         if username.is_empty() || username.chars().count() > MAX_USERNAME_CHARS {
             return Err(LoginError::InvalidRequest(format!(
                 "username must be 1 to {MAX_USERNAME_CHARS} characters"
@@ -427,48 +497,7 @@ impl Issuer {
             .await;
             return Err(LoginError::Disabled);
         }
-        let s = self.inner.settings.load_full();
-        let session = SessionRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            user_id: user.id.clone(),
-            created_at: now,
-            last_used_at: now,
-            expires_at: now.saturating_add(s.max_lifetime_ms),
-            revoked_at: None,
-            revoked_reason: None,
-            generation: 1,
-            user_agent: ctx.user_agent.clone(),
-            client_addr: ctx.client_addr.clone(),
-        };
-        let secret = RefreshSecret::generate()?;
-        let token = TokenRecord {
-            token_hash: secret.hash(),
-            session_id: session.id.clone(),
-            generation: 1,
-            created_at: now,
-            expires_at: now.saturating_add(s.idle_ttl_ms).min(session.expires_at),
-            used_at: None,
-            successor_hash: None,
-            successor_box: None,
-        };
-        let (access_token, access_exp) = self.mint(&user, &session, now).await?;
-        self.inner.store.create_session(&session, &token).await?;
-        m.login("success");
-        self.audit(AuditEvent {
-            user_id: Some(user.id.clone()),
-            username: Some(user.username.clone()),
-            session_id: Some(session.id.clone()),
-            client_addr: ctx.client_addr.clone(),
-            ..AuditEvent::new("login_succeeded", now)
-        })
-        .await;
-        Ok(IssuedTokens {
-            access_token,
-            refresh_token: secret.encode(),
-            expires_in: ceil_secs(access_exp - now),
-            refresh_token_expires_in: ceil_secs(token.expires_at - now),
-            session_id: session.id,
-        })
+        Ok(user)
     }
 
     async fn mint(
@@ -481,10 +510,26 @@ impl Issuer {
         mint_with(&ring, &self.inner.settings.load(), user, session, now)
     }
 
-    /// `POST /api/refresh-token` and the OAuth refresh grant.
+    /// `POST /api/refresh-token`: the refresh of a session without a client binding
+    /// (a code-flow session's token is refused here; it refreshes only at
+    /// `/oauth/token` by its client, see [`Issuer::refresh_for_client`]).
     pub async fn refresh(
         &self,
         refresh_token: &str,
+        ctx: &RequestContext,
+    ) -> Result<IssuedTokens, RefreshError> {
+        self.refresh_for_client(refresh_token, None, ctx).await
+    }
+
+    /// The OAuth refresh grant. `client_id` is the authenticated (or, for a public
+    /// client, declared) client. A code-flow session's token is bound to its client
+    /// (RFC 6749 §6): another client, or none, gets `invalid_grant` and nothing rotates.
+    /// Its answer carries a new ID token (same `sub`, `sid`, `auth_time`; no `nonce`)
+    /// when the session was granted `openid`.
+    pub async fn refresh_for_client(
+        &self,
+        refresh_token: &str,
+        client_id: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<IssuedTokens, RefreshError> {
         let m = self.metrics();
@@ -492,6 +537,17 @@ impl Issuer {
             m.refresh("unknown");
             return Err(RefreshError::InvalidGrant(Rejection::Unknown.as_str()));
         };
+        let oidc = self
+            .inner
+            .store
+            .oidc_session_by_token(&presented.hash())
+            .await?;
+        if let Some(o) = &oidc
+            && client_id != Some(o.client_id.as_str())
+        {
+            m.refresh("wrong_client");
+            return Err(RefreshError::InvalidGrant("wrong_client"));
+        }
         let ring = self.keys().await?;
         let settings = self.inner.settings.load_full();
         let settings = &*settings;
@@ -521,12 +577,18 @@ impl Issuer {
                 ..
             }) => {
                 m.refresh(if replayed { "replayed" } else { "rotated" });
+                let id_token = match &oidc {
+                    Some(o) => self.refreshed_id_token(o, now).await?,
+                    None => None,
+                };
                 Ok(IssuedTokens {
                     expires_in: ceil_secs(successor.access_expires_at_ms - now),
                     refresh_token_expires_in: ceil_secs(refresh_expires_at_ms - now),
                     access_token: successor.access_token,
                     refresh_token: successor.secret.encode(),
                     session_id,
+                    id_token,
+                    scope: oidc.map(|o| o.scope),
                 })
             }
             RotateOutcome::Rejected(reason) => {
@@ -541,9 +603,32 @@ impl Issuer {
                 m.refresh("reuse_detected");
                 m.reuse_detected();
                 m.revocation("reuse");
+                self.notify_session_ended(&session_id).await;
                 Err(RefreshError::InvalidGrant("reused"))
             }
         }
+    }
+
+    /// `POST /oauth/revoke` (RFC 7009): like [`Issuer::logout`], but a code-flow
+    /// session's token is revoked only by its own client (§2.1); `Ok(None)` when it
+    /// belongs to another one (nothing revoked).
+    pub async fn revoke_for_client(
+        &self,
+        token: &str,
+        client_id: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Option<bool>> {
+        if let Some(presented) = RefreshSecret::parse(token)
+            && let Some(o) = self
+                .inner
+                .store
+                .oidc_session_by_token(&presented.hash())
+                .await?
+            && client_id != Some(o.client_id.as_str())
+        {
+            return Ok(None);
+        }
+        self.logout(token, ctx).await.map(Some)
     }
 
     /// `POST /api/logout` and `POST /oauth/revoke`: revokes the token's whole family.
@@ -563,6 +648,7 @@ impl Issuer {
         };
         if session.revoked_at == Some(now) {
             self.metrics().revocation("logout");
+            self.notify_session_ended(&session.id).await;
         }
         self.audit(AuditEvent {
             user_id: Some(session.user_id.clone()),
@@ -614,10 +700,13 @@ fn mint_with(
     Ok((ring.sign(&claims)?, exp_ms))
 }
 
-/// How long a retired key stays in the JWKS: the lifetime of the last token it signed,
-/// plus the time other replicas may keep signing with it (key cache), plus a minute.
+/// How long a retired key stays in the JWKS: the lifetime of the last token it signed
+/// (access token, ID token or logout token, whichever lives longest), plus the time
+/// other replicas may keep signing with it (key cache), plus a minute.
 fn key_retention_ms(s: &Settings) -> i64 {
     s.access_ttl_ms
+        .max(s.id_token_ttl_ms)
+        .max(oidc::LOGOUT_TOKEN_TTL_MS)
         .saturating_add(s.key_cache_ms)
         .saturating_add(60_000)
 }

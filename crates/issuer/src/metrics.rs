@@ -74,6 +74,33 @@ impl Metrics {
         });
     }
 
+    /// `sallyport_issuer_authorizations_total{outcome}`: the code flow (codes issued,
+    /// redeemed, refused, reused; login-form outcomes are under `logins_total`).
+    pub fn authorization(&self, outcome: &'static str) {
+        self.with(|| {
+            metrics::counter!("sallyport_issuer_authorizations_total", "outcome" => outcome)
+                .increment(1)
+        });
+    }
+
+    /// `sallyport_issuer_backchannel_logouts_total{outcome}`: `delivered`, `failed`
+    /// (gave up after the last attempt, or could not be prepared) or `dropped` (queue full).
+    pub fn backchannel_logout(&self, outcome: &'static str) {
+        self.with(|| {
+            metrics::counter!("sallyport_issuer_backchannel_logouts_total", "outcome" => outcome)
+                .increment(1)
+        });
+    }
+
+    /// `sallyport_issuer_backchannel_logout_failed_attempts_total`: each failed POST,
+    /// retried or not.
+    pub fn backchannel_logout_attempt_failed(&self) {
+        self.with(|| {
+            metrics::counter!("sallyport_issuer_backchannel_logout_failed_attempts_total")
+                .increment(1)
+        });
+    }
+
     /// `sallyport_issuer_request_duration_seconds{method,path,status}`.
     pub fn request(&self, method: String, path: String, status: u16, seconds: f64) {
         self.with(|| {

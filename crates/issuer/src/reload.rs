@@ -25,7 +25,7 @@
 //! `[server]`, `header_read_timeout_secs`), what tokens are checked against (`issuer`,
 //! `audience`, `access_token_leeway_secs`: the verifier of our own tokens), key creation
 //! (`algorithm`, the key-encryption key), the password hasher (`[argon2]`) and the login
-//! limiter (`[rate_limit]`). A reload that changes one of them applies everything else,
+//! limiter (`[rate_limit]`), the back-channel logout sender (`[backchannel_logout]`). A reload that changes one of them applies everything else,
 //! keeps the running value and logs a warning naming it — as the gateway does.
 
 use std::sync::Arc;
@@ -122,6 +122,8 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
     keep!("rate_limit", rate_limit);
     keep!("header_read_timeout_secs", header_read_timeout_secs);
     keep!("server", server);
+    // The back-channel logout sender (its queue and workers) is started with these.
+    keep!("backchannel_logout", backchannel_logout);
     // From SALLYPORT_KEY_ENCRYPTION_KEY: the process's environment, so it cannot differ
     // on a reload anyway; kept for callers that build the configuration themselves.
     if old.key_encryption_key != new.key_encryption_key {

@@ -429,7 +429,7 @@ describe("issuer contract (default settings)", () => {
     });
 
     test("unknown grant types → 400 unsupported_grant_type", async () => {
-      for (const grant_type of ["client_credentials", "authorization_code", "urn:ietf:params:oauth:grant-type:jwt-bearer", "PASSWORD"]) {
+      for (const grant_type of ["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer", "PASSWORD"]) {
         assertOAuthError(await token({ form: { grant_type, username: "alice", password: PASSWORD } }), "unsupported_grant_type", 400, grant_type);
       }
     });
@@ -441,6 +441,9 @@ describe("issuer contract (default settings)", () => {
         { grant_type: "password", username: "alice" },
         { grant_type: "password", password: PASSWORD },
         { grant_type: "refresh_token" },
+        // The code flow (tests/oidc-op) needs its client, code, redirect URI and verifier.
+        { grant_type: "authorization_code", username: "alice", password: PASSWORD },
+        { grant_type: "authorization_code", client_id: "spa", code: "x".repeat(43) },
       ]) {
         assertOAuthError(await token({ form }), "invalid_request", 400, JSON.stringify(form));
       }
@@ -576,7 +579,7 @@ describe("issuer contract (default settings)", () => {
       assert.equal(d.jwks_uri, `${issuer.url}/.well-known/jwks.json`);
       assert.equal(d.token_endpoint, `${issuer.url}/oauth/token`);
       assert.equal(d.revocation_endpoint, `${issuer.url}/oauth/revoke`);
-      assert.deepEqual([...d.grant_types_supported].sort(), ["password", "refresh_token"]);
+      assert.deepEqual([...d.grant_types_supported].sort(), ["authorization_code", "password", "refresh_token"]);
       const algs = Object.entries(d)
         .filter(([k]) => k.includes("alg_values_supported"))
         .flatMap(([, v]) => v);

@@ -108,7 +108,9 @@ pub enum SessionCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Revoke a session by id, or every session of `--user`.
+    /// Revoke a session by id, or every session of `--user`. The client of a code-flow
+    /// session is told by back-channel logout; the command waits (at most 60 s) for
+    /// that delivery.
     Revoke {
         /// Session id.
         #[arg(required_unless_present = "user", conflicts_with = "user")]
@@ -214,8 +216,10 @@ pub async fn user(c: UserCommand) -> anyhow::Result<ExitCode> {
             }
         }
         UserCommand::Disable { username, db } => {
-            db.open().await?.admin().disable_user(&username).await?;
+            let issuer = db.open().await?;
+            issuer.admin().disable_user(&username).await?;
             println!("disabled {username} and revoked their sessions");
+            flush_logouts(&issuer).await;
         }
         UserCommand::Enable { username, db } => {
             db.open().await?.admin().enable_user(&username).await?;
@@ -227,15 +231,25 @@ pub async fn user(c: UserCommand) -> anyhow::Result<ExitCode> {
             db,
         } => {
             let password = read_password(password_stdin)?;
-            db.open()
-                .await?
-                .admin()
-                .set_password(&username, &password)
-                .await?;
+            let issuer = db.open().await?;
+            issuer.admin().set_password(&username, &password).await?;
             println!("password of {username} changed; their sessions were revoked");
+            flush_logouts(&issuer).await;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ended code-flow sessions are announced to their clients over the back channel
+/// (OpenID Connect back-channel logout) in the background: wait for those deliveries
+/// (bounded) before the process exits.
+async fn flush_logouts(issuer: &Issuer) {
+    if !issuer
+        .flush_logout_notifications(std::time::Duration::from_secs(60))
+        .await
+    {
+        eprintln!("warning: back-channel logout still undelivered after 60 s; given up");
+    }
 }
 
 /// Runs `sallyport session …`.
@@ -273,10 +287,12 @@ pub async fn session(c: SessionCommand) -> anyhow::Result<ExitCode> {
                 (Some(id), _) => {
                     issuer.admin().revoke_session(&id).await?;
                     println!("revoked session {id}");
+                    flush_logouts(&issuer).await;
                 }
                 (None, Some(user)) => {
                     let n = issuer.admin().revoke_user_sessions(&user).await?;
                     println!("revoked {n} sessions of {user}");
+                    flush_logouts(&issuer).await;
                 }
                 (None, None) => bail!("give a session id or --user"),
             }

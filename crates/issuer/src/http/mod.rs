@@ -3,6 +3,7 @@
 //! (axum's default rejections are plain text).
 
 mod error;
+mod oidc;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -51,6 +52,10 @@ const MAX_TOKEN_CHARS: usize = 4096;
         me,
         oauth_token,
         oauth_revoke,
+        oidc::authorize_get,
+        oidc::authorize_post,
+        oidc::logout_get,
+        oidc::logout_post,
         jwks,
         discovery,
         healthz,
@@ -65,6 +70,8 @@ const MAX_TOKEN_CHARS: usize = 4096;
         OAuthError,
         OAuthTokenRequest,
         OAuthTokenResponse,
+        TokenForm,
+        TokenEndpointResponse,
         OAuthRevokeRequest,
         Profile,
         Discovery
@@ -102,6 +109,14 @@ pub(crate) fn router(issuer: Issuer) -> Router {
         )
         .route("/oauth/token", post(oauth_token))
         .route("/oauth/revoke", post(oauth_revoke))
+        .route(
+            "/oauth/authorize",
+            get(oidc::authorize_get).post(oidc::authorize_post),
+        )
+        .route(
+            "/oauth/logout",
+            get(oidc::logout_get).post(oidc::logout_post),
+        )
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/healthz", get(healthz))
@@ -473,11 +488,56 @@ async fn me(
 // OAuth 2.0 (RFC 6749 token endpoint, RFC 7009 revocation)
 // ---------------------------------------------------------------------------
 
-/// RFC 6749 token endpoint: `password` and `refresh_token` grants, form-encoded.
+/// The token endpoint's form: [`OAuthTokenRequest`] plus the `authorization_code`
+/// grant's parameters (kept here rather than in `sallyport-proto`, whose request type
+/// is the gateway's password-grant client).
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+pub struct TokenForm {
+    /// `authorization_code`, `refresh_token` or `password`.
+    pub grant_type: String,
+    /// For `grant_type=password`.
+    pub username: Option<String>,
+    /// For `grant_type=password`.
+    pub password: Option<String>,
+    /// For `grant_type=refresh_token`.
+    pub refresh_token: Option<String>,
+    /// Client id, when the client authenticates in the body (or is public).
+    pub client_id: Option<String>,
+    /// Client secret, when the client authenticates in the body.
+    pub client_secret: Option<String>,
+    /// For `grant_type=authorization_code`.
+    pub code: Option<String>,
+    /// For `grant_type=authorization_code`: exactly as in the authorization request.
+    pub redirect_uri: Option<String>,
+    /// For `grant_type=authorization_code`: the PKCE verifier (RFC 7636).
+    pub code_verifier: Option<String>,
+}
+
+/// The token endpoint's answer: [`OAuthTokenResponse`] plus an OpenID Connect
+/// `id_token` (code-flow sessions with scope `openid`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenEndpointResponse {
+    /// Access, refresh, expiry, scope.
+    #[serde(flatten)]
+    pub tokens: OAuthTokenResponse,
+    /// The ID token (header `typ: JWT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// RFC 6749 token endpoint: `authorization_code` (with PKCE), `refresh_token` and
+/// `password` grants, form-encoded.
 #[utoipa::path(post, path = "/oauth/token", tag = "oauth",
-    request_body(content = OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "Tokens", body = OAuthTokenResponse),
+        (status = 200, description = "Tokens", body = TokenEndpointResponse),
         (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`", body = OAuthError),
         (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic`", body = OAuthError),
         (status = 429, description = "Too many failed logins", body = OAuthError),
@@ -487,15 +547,54 @@ async fn oauth_token(
     State(issuer): State<Issuer>,
     Ctx(ctx): Ctx,
     headers: HeaderMap,
-    FormBody(form): FormBody<OAuthTokenRequest>,
+    FormBody(form): FormBody<TokenForm>,
 ) -> Result<Response, OAuthFailure> {
-    authenticate_client(
+    let client = authenticate_client(
         &issuer,
         &headers,
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
     )?;
     let tokens = match form.grant_type.as_str() {
+        "authorization_code" => {
+            let Some(client_id) = client.as_deref() else {
+                return Err(OAuthFailure::invalid_request("client_id is required"));
+            };
+            let nonempty =
+                |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+            let (Some(code), Some(redirect_uri)) =
+                (nonempty(&form.code), nonempty(&form.redirect_uri))
+            else {
+                return Err(OAuthFailure::invalid_request(
+                    "code and redirect_uri are required",
+                ));
+            };
+            let Some(verifier) = nonempty(&form.code_verifier) else {
+                return Err(OAuthFailure::invalid_request(
+                    "code_verifier is required (PKCE)",
+                ));
+            };
+            if code.len() > MAX_TOKEN_CHARS || redirect_uri.len() > MAX_TOKEN_CHARS {
+                return Err(OAuthFailure::invalid_request(
+                    "code or redirect_uri too long",
+                ));
+            }
+            if !valid_verifier(&verifier) {
+                return Err(OAuthFailure::invalid_grant("malformed code_verifier"));
+            }
+            issuer
+                .redeem_code(&code, client_id, &redirect_uri, &verifier, &ctx)
+                .await
+                .map_err(|e| match e {
+                    crate::oidc::CodeError::Rejected(_) => OAuthFailure::invalid_grant(
+                        "the authorization code is invalid, expired, or was issued to another client or redirect URI, or the code_verifier does not match",
+                    ),
+                    crate::oidc::CodeError::Reused => OAuthFailure::invalid_grant(
+                        "the authorization code was already used; the tokens issued from it are revoked",
+                    ),
+                    crate::oidc::CodeError::Internal(e) => OAuthFailure::internal(&e),
+                })?
+        }
         "password" => {
             let (Some(username), Some(password)) =
                 (form.username.as_deref(), form.password.as_deref())
@@ -525,28 +624,34 @@ async fn oauth_token(
             if token.chars().count() > MAX_TOKEN_CHARS {
                 return Err(OAuthFailure::invalid_request("refresh_token too long"));
             }
-            issuer.refresh(token, &ctx).await.map_err(|e| match e {
-                RefreshError::InvalidGrant(_) => OAuthFailure::invalid_grant(
-                    "the refresh token is invalid, expired, revoked or was already used",
-                ),
-                RefreshError::Internal(e) => OAuthFailure::internal(&e),
-            })?
+            issuer
+                .refresh_for_client(token, client.as_deref(), &ctx)
+                .await
+                .map_err(|e| match e {
+                    RefreshError::InvalidGrant(_) => OAuthFailure::invalid_grant(
+                        "the refresh token is invalid, expired, revoked or was already used",
+                    ),
+                    RefreshError::Internal(e) => OAuthFailure::internal(&e),
+                })?
         }
         "" => return Err(OAuthFailure::invalid_request("grant_type is required")),
         _ => {
             return Err(OAuthFailure::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "supported grants: password, refresh_token",
+                "supported grants: authorization_code, refresh_token, password",
             ));
         }
     };
-    Ok(no_store(Json(OAuthTokenResponse {
-        access_token: tokens.access_token,
-        token_type: "Bearer".into(),
-        expires_in: Some(tokens.expires_in),
-        refresh_token: Some(tokens.refresh_token),
-        scope: None,
+    Ok(no_store(Json(TokenEndpointResponse {
+        tokens: OAuthTokenResponse {
+            access_token: tokens.access_token,
+            token_type: "Bearer".into(),
+            expires_in: Some(tokens.expires_in),
+            refresh_token: Some(tokens.refresh_token),
+            scope: tokens.scope,
+        },
+        id_token: tokens.id_token,
     })))
 }
 
@@ -589,7 +694,7 @@ fn authenticate_client(
     request_body(content = OAuthRevokeRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked (or nothing to revoke)"),
-        (status = 400, description = "`invalid_request`", body = OAuthError),
+        (status = 400, description = "`invalid_request`; `unauthorized_client` for a code-flow session's token presented by another client", body = OAuthError),
         (status = 401, description = "`invalid_client`, with `WWW-Authenticate: Basic`", body = OAuthError),
     ),
     security((), ("client_secret_basic" = [])))]
@@ -599,7 +704,7 @@ async fn oauth_revoke(
     headers: HeaderMap,
     FormBody(form): FormBody<OAuthRevokeRequest>,
 ) -> Result<Response, OAuthFailure> {
-    authenticate_client(
+    let client = authenticate_client(
         &issuer,
         &headers,
         form.client_id.as_deref(),
@@ -613,10 +718,17 @@ async fn oauth_revoke(
     }
     // Access tokens are self-contained JWTs and cannot be revoked; RFC 7009 §2.2 lets
     // us answer 200 for them as for unknown tokens.
-    issuer
-        .logout(&form.token, &ctx)
+    let revoked = issuer
+        .revoke_for_client(&form.token, client.as_deref(), &ctx)
         .await
         .map_err(|e| OAuthFailure::internal(&e))?;
+    if revoked.is_none() {
+        return Err(OAuthFailure::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "the token was issued to another client",
+        ));
+    }
     Ok(no_store(StatusCode::OK))
 }
 
@@ -638,9 +750,9 @@ async fn jwks(State(issuer): State<Issuer>) -> Result<Response, ApiFailure> {
     Ok(resp)
 }
 
-/// Discovery metadata (RFC 8414 names). No ID tokens are issued, so there is no
-/// `id_token_signing_alg_values_supported`; the algorithms of the access tokens are
-/// under `access_token_signing_alg_values_supported` (no registered name exists).
+/// Discovery metadata (RFC 8414 / OpenID Connect Discovery 1.0 names). The algorithms
+/// of the access tokens are under `access_token_signing_alg_values_supported` (no
+/// registered name exists); ID tokens are signed with the same keys.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Discovery {
     /// The `iss` of the tokens.
@@ -662,8 +774,30 @@ pub struct Discovery {
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// Client authentication at the revocation endpoint.
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
-    /// Empty: there is no authorization endpoint.
+    /// `["code"]`: the authorization-code flow only (no implicit or hybrid flow).
     pub response_types_supported: Vec<String>,
+    /// `GET /oauth/authorize`.
+    pub authorization_endpoint: String,
+    /// `GET /oauth/logout` (RP-initiated logout).
+    pub end_session_endpoint: String,
+    /// Same as the access tokens'.
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// `["S256"]`: PKCE is required, `plain` is refused.
+    pub code_challenge_methods_supported: Vec<String>,
+    /// `["query"]`.
+    pub response_modes_supported: Vec<String>,
+    /// `["public"]`: `sub` is the user id for every client.
+    pub subject_types_supported: Vec<String>,
+    /// Supported scopes.
+    pub scopes_supported: Vec<String>,
+    /// Claims ID tokens may carry.
+    pub claims_supported: Vec<String>,
+    /// Back-channel logout tokens are sent.
+    pub backchannel_logout_supported: bool,
+    /// They carry `sid`.
+    pub backchannel_logout_session_supported: bool,
+    /// Authorization responses carry `iss` (RFC 9207).
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// Discovery metadata (RFC 8414 / OpenID Connect names).
@@ -689,11 +823,41 @@ async fn discovery(State(issuer): State<Issuer>) -> Result<Json<Discovery>, ApiF
         token_endpoint: format!("{base}/oauth/token"),
         revocation_endpoint: format!("{base}/oauth/revoke"),
         userinfo_endpoint: format!("{base}/api/me"),
-        grant_types_supported: vec!["password".into(), "refresh_token".into()],
-        access_token_signing_alg_values_supported: algs,
+        grant_types_supported: vec![
+            "authorization_code".into(),
+            "refresh_token".into(),
+            "password".into(),
+        ],
+        access_token_signing_alg_values_supported: algs.clone(),
         token_endpoint_auth_methods_supported: methods.clone(),
         revocation_endpoint_auth_methods_supported: methods,
-        response_types_supported: vec![],
+        response_types_supported: vec!["code".into()],
+        authorization_endpoint: format!("{base}/oauth/authorize"),
+        end_session_endpoint: format!("{base}/oauth/logout"),
+        id_token_signing_alg_values_supported: algs,
+        code_challenge_methods_supported: vec!["S256".into()],
+        response_modes_supported: vec!["query".into()],
+        subject_types_supported: vec!["public".into()],
+        scopes_supported: oidc::SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        claims_supported: [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "sid",
+            "azp",
+            "preferred_username",
+            "name",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        backchannel_logout_supported: true,
+        backchannel_logout_session_supported: true,
+        authorization_response_iss_parameter_supported: true,
     }))
 }
 

@@ -185,6 +185,137 @@ impl AuditEvent {
     }
 }
 
+/// An authorization code from `/oauth/authorize` (hash only), bound to everything the
+/// token endpoint must check.
+#[derive(Clone, sqlx::FromRow)]
+pub struct CodeRecord {
+    /// Hex SHA-256 of the code.
+    pub code_hash: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The exact redirect URI of the authorization request.
+    pub redirect_uri: String,
+    /// PKCE S256 challenge (base64url of SHA-256 of the verifier).
+    pub code_challenge: String,
+    /// The client's `nonce`, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// Granted scope (space-separated).
+    pub scope: String,
+    /// Who logged in.
+    pub user_id: String,
+    /// Id of the session the redemption creates (the ID token's `sid`).
+    pub session_id: String,
+    /// When the password was checked, unix ms.
+    pub auth_time: i64,
+    /// Issue time, unix ms.
+    pub created_at: i64,
+    /// Expiry, unix ms.
+    pub expires_at: i64,
+    /// First redemption, unix ms.
+    pub used_at: Option<i64>,
+}
+
+impl fmt::Debug for CodeRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodeRecord")
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("session_id", &self.session_id)
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A code-flow session: its client, owner and login time.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OidcSessionRecord {
+    /// The session (`sid`).
+    pub session_id: String,
+    /// Its owner (`sub`).
+    pub user_id: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Login time, unix ms.
+    pub auth_time: i64,
+    /// Granted scope.
+    pub scope: String,
+}
+
+/// Why an authorization code was refused (all `invalid_grant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeRejection {
+    /// Not a code we issued.
+    Unknown,
+    /// Past its lifetime.
+    Expired,
+    /// Issued to another client.
+    WrongClient,
+    /// Another `redirect_uri` than in the authorization request.
+    WrongRedirectUri,
+    /// The `code_verifier` does not match the challenge.
+    WrongVerifier,
+    /// The account is disabled or gone.
+    UserDisabled,
+}
+
+impl CodeRejection {
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeRejection::Unknown => "unknown",
+            CodeRejection::Expired => "expired",
+            CodeRejection::WrongClient => "wrong_client",
+            CodeRejection::WrongRedirectUri => "wrong_redirect_uri",
+            CodeRejection::WrongVerifier => "wrong_verifier",
+            CodeRejection::UserDisabled => "user_disabled",
+        }
+    }
+}
+
+/// Checks a loaded (unused) code against the token request and, if it passes, builds
+/// the session and first refresh token its redemption creates.
+pub type RedeemCheck<'a> = dyn Fn(
+        &CodeRecord,
+        Option<&UserRecord>,
+    ) -> std::result::Result<(SessionRecord, TokenRecord), CodeRejection>
+    + Send
+    + Sync
+    + 'a;
+
+/// A successful redemption.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    /// The code as stored.
+    pub code: CodeRecord,
+    /// The created session.
+    pub session: SessionRecord,
+    /// Its owner.
+    pub user: UserRecord,
+}
+
+/// Result of [`Store::redeem_code`].
+#[derive(Debug, Clone)]
+pub enum RedeemOutcome {
+    /// The code is now used; the session and its first refresh token exist.
+    Redeemed(Box<Redeemed>),
+    /// Refused; nothing written (an attacker without the verifier cannot burn the
+    /// legitimate client's code).
+    Rejected(CodeRejection),
+    /// The code was already redeemed: the session issued from it is now revoked.
+    Reused {
+        /// The revoked session.
+        session_id: String,
+        /// Its owner.
+        user_id: String,
+        /// Whether this call revoked it (false: it already was).
+        revoked_now: bool,
+    },
+}
+
+/// How long a code row is kept after its expiry, to recognise late reuse.
+pub const CODE_RETENTION_MS: i64 = 10 * 60 * 1000;
+
 /// Signs an access token for (user, session) at `now_ms`; returns `(jwt, exp_ms)`.
 pub type MintFn<'a> =
     dyn Fn(&UserRecord, &SessionRecord, i64) -> Result<(String, i64)> + Send + Sync + 'a;
@@ -286,6 +417,22 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn revoke_user_sessions(&self, user_id: &str, now_ms: i64, reason: &str) -> Result<u64>;
     /// Sessions, newest first, optionally of one user.
     async fn list_sessions(&self, user_id: Option<&str>) -> Result<Vec<SessionRecord>>;
+    /// Stores a new authorization code, deleting codes expired more than
+    /// [`CODE_RETENTION_MS`] ago.
+    async fn insert_code(&self, code: &CodeRecord, now_ms: i64) -> Result<()>;
+    /// Redeems a code in one transaction: an unused code that passes `check` is marked
+    /// used and its session created (with an [`OidcSessionRecord`]); a used one revokes
+    /// the session issued from it.
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        now_ms: i64,
+        check: &RedeemCheck<'_>,
+    ) -> Result<RedeemOutcome>;
+    /// The code-flow record of a session, if it is one.
+    async fn oidc_session(&self, session_id: &str) -> Result<Option<OidcSessionRecord>>;
+    /// The code-flow record of the session a refresh token belongs to, if any.
+    async fn oidc_session_by_token(&self, token_hash: &str) -> Result<Option<OidcSessionRecord>>;
     /// Appends to the audit trail.
     async fn audit(&self, event: &AuditEvent) -> Result<()>;
     /// The newest `limit` audit events, newest first.
@@ -434,26 +581,127 @@ macro_rules! sql_store {
 
             async fn create_session(&self, s: &$crate::store::SessionRecord, t: &$crate::store::TokenRecord) -> $crate::error::Result<()> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query::<$db>(
-                    "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(&s.id)
-                .bind(&s.user_id)
-                .bind(s.created_at)
-                .bind(s.last_used_at)
-                .bind(s.expires_at)
-                .bind(s.revoked_at)
-                .bind(&s.revoked_reason)
-                .bind(s.generation)
-                .bind(&s.user_agent)
-                .bind(&s.client_addr)
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_session(&mut *tx, s).await?;
                 Self::insert_token(&mut *tx, t).await?;
                 tx.commit().await?;
                 Ok(())
             }
+
+            async fn insert_code(&self, c: &$crate::store::CodeRecord, now_ms: i64) -> $crate::error::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query::<$db>("DELETE FROM authorization_codes WHERE expires_at < $1")
+                    .bind(now_ms.saturating_sub($crate::store::CODE_RETENTION_MS))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, nonce, scope, user_id, session_id, auth_time, created_at, expires_at, used_at)                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&c.code_hash)
+                .bind(&c.client_id)
+                .bind(&c.redirect_uri)
+                .bind(&c.code_challenge)
+                .bind(&c.nonce)
+                .bind(&c.scope)
+                .bind(&c.user_id)
+                .bind(&c.session_id)
+                .bind(c.auth_time)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .bind(c.used_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn redeem_code(
+                &self,
+                code_hash: &str,
+                now_ms: i64,
+                check: &$crate::store::RedeemCheck<'_>,
+            ) -> $crate::error::Result<$crate::store::RedeemOutcome> {
+                use $crate::store::{CodeRecord, RedeemOutcome, UserRecord};
+                let mut tx = self.begin_write().await?;
+                let code = sqlx::query_as::<$db, CodeRecord>(concat!(
+                    "SELECT code_hash, client_id, redirect_uri, code_challenge, nonce, scope, user_id, session_id, auth_time, created_at, expires_at, used_at \
+                     FROM authorization_codes WHERE code_hash = $1",
+                    $lock
+                ))
+                .bind(code_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(code) = code else {
+                    return Ok(RedeemOutcome::Rejected($crate::store::CodeRejection::Unknown));
+                };
+                if code.used_at.is_some() {
+                    let revoked_now = Self::mark_revoked(&mut *tx, &code.session_id, now_ms, "authorization_code_reuse").await?;
+                    let event = $crate::store::AuditEvent {
+                        user_id: Some(code.user_id.clone()),
+                        session_id: Some(code.session_id.clone()),
+                        detail: Some(format!("client {}", code.client_id)),
+                        ..$crate::store::AuditEvent::new("authorization_code_reuse_detected", now_ms)
+                    };
+                    Self::insert_audit(&mut *tx, &event).await?;
+                    tx.commit().await?;
+                    return Ok(RedeemOutcome::Reused {
+                        session_id: code.session_id,
+                        user_id: code.user_id,
+                        revoked_now,
+                    });
+                }
+                let user = sqlx::query_as::<$db, UserRecord>($crate::store::USER_BY_ID)
+                    .bind(&code.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (session, token) = match check(&code, user.as_ref()) {
+                    Ok(created) => created,
+                    // Dropping `tx` rolls back: the code stays unused.
+                    Err(reason) => return Ok(RedeemOutcome::Rejected(reason)),
+                };
+                let Some(user) = user else {
+                    return Ok(RedeemOutcome::Rejected($crate::store::CodeRejection::UserDisabled));
+                };
+                sqlx::query::<$db>("UPDATE authorization_codes SET used_at = $1 WHERE code_hash = $2")
+                    .bind(now_ms)
+                    .bind(code_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_session(&mut *tx, &session).await?;
+                Self::insert_token(&mut *tx, &token).await?;
+                sqlx::query::<$db>(
+                    "INSERT INTO oidc_sessions (session_id, client_id, auth_time, scope) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&session.id)
+                .bind(&code.client_id)
+                .bind(code.auth_time)
+                .bind(&code.scope)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(RedeemOutcome::Redeemed(Box::new($crate::store::Redeemed { code, session, user })))
+            }
+
+            async fn oidc_session(&self, session_id: &str) -> $crate::error::Result<Option<$crate::store::OidcSessionRecord>> {
+                Ok(sqlx::query_as::<$db, $crate::store::OidcSessionRecord>(
+                    "SELECT o.session_id, s.user_id, o.client_id, o.auth_time, o.scope \
+                     FROM oidc_sessions o JOIN sessions s ON s.id = o.session_id WHERE o.session_id = $1",
+                )
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn oidc_session_by_token(&self, token_hash: &str) -> $crate::error::Result<Option<$crate::store::OidcSessionRecord>> {
+                Ok(sqlx::query_as::<$db, $crate::store::OidcSessionRecord>(
+                    "SELECT o.session_id, s.user_id, o.client_id, o.auth_time, o.scope \
+                     FROM refresh_tokens t JOIN oidc_sessions o ON o.session_id = t.session_id \
+                     JOIN sessions s ON s.id = o.session_id WHERE t.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
 
             async fn rotate(&self, req: $crate::store::RotateRequest<'_>) -> $crate::error::Result<$crate::store::RotateOutcome> {
                 use $crate::store::policy::{self, Decision, Found, Rules};
@@ -697,6 +945,29 @@ macro_rules! sql_store {
                     session_id: session.id,
                     user_id: user.id,
                 })
+            }
+
+            async fn insert_session(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                s: &$crate::store::SessionRecord,
+            ) -> $crate::error::Result<()> {
+                sqlx::query::<$db>(
+                    "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, revoked_at, revoked_reason, generation, user_agent, client_addr) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&s.id)
+                .bind(&s.user_id)
+                .bind(s.created_at)
+                .bind(s.last_used_at)
+                .bind(s.expires_at)
+                .bind(s.revoked_at)
+                .bind(&s.revoked_reason)
+                .bind(s.generation)
+                .bind(&s.user_agent)
+                .bind(&s.client_addr)
+                .execute(conn)
+                .await?;
+                Ok(())
             }
 
             async fn insert_token(

@@ -14,7 +14,7 @@ pub(crate) async fn discovery_health_metrics_openapi(b: Backend) {
     assert_eq!(d["revocation_endpoint"], "http://issuer.test/oauth/revoke");
     assert_eq!(
         d["grant_types_supported"],
-        json!(["password", "refresh_token"])
+        json!(["authorization_code", "refresh_token", "password"])
     );
     let jwks: Value = s.get_json("/.well-known/jwks.json").await;
     let key = &jwks["keys"][0];
@@ -41,6 +41,9 @@ pub(crate) async fn discovery_health_metrics_openapi(b: Backend) {
         "{m}"
     );
     let api: Value = s.get_json("/openapi.json").await;
+    for path in ["/oauth/authorize", "/oauth/logout", "/oauth/token"] {
+        assert!(api["paths"].get(path).is_some(), "{path} documented");
+    }
     for p in [
         "/api/login",
         "/api/refresh-token",
@@ -109,19 +112,16 @@ async fn postgres_readyz_fails_when_the_database_is_dropped() {
     );
 }
 
-/// Discovery publishes the access-token algorithms under an accurate name (no ID
-/// tokens are issued) and the OpenAPI document is self-consistent: every `$ref`
-/// and every security requirement resolves.
+/// Discovery publishes the access-token algorithms under an accurate name, the ID
+/// tokens' under theirs (the same keys), and the OpenAPI document is self-consistent:
+/// every `$ref` and every security requirement resolves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_and_openapi_are_accurate() {
     let Some(s) = start(Backend::Sqlite, |_| {}).await else {
         return;
     };
     let d: Value = s.get_json("/.well-known/openid-configuration").await;
-    assert!(
-        d.get("id_token_signing_alg_values_supported").is_none(),
-        "{d}"
-    );
+    assert_eq!(d["id_token_signing_alg_values_supported"], json!(["ES256"]));
     assert_eq!(
         d["access_token_signing_alg_values_supported"],
         json!(["ES256"])
@@ -129,6 +129,9 @@ async fn discovery_and_openapi_are_accurate() {
     assert_eq!(d["userinfo_endpoint"], "http://issuer.test/api/me");
 
     let api: Value = s.get_json("/openapi.json").await;
+    for path in ["/oauth/authorize", "/oauth/logout", "/oauth/token"] {
+        assert!(api["paths"].get(path).is_some(), "{path} documented");
+    }
     let broken = unresolved_references(&api);
     assert!(broken.is_empty(), "unresolved: {broken:?}");
     // The checker itself catches a dangling reference of either kind.

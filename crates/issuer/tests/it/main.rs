@@ -17,6 +17,7 @@ mod harness;
 mod http_server;
 mod login;
 mod oauth;
+mod oidc;
 mod refresh;
 mod signing_keys;
 mod startup;
@@ -25,6 +26,7 @@ use bad_input::*;
 use discovery::*;
 use login::*;
 use oauth::*;
+use oidc::*;
 use refresh::*;
 use signing_keys::*;
 
@@ -68,4 +70,14 @@ conformance!(
     oauth_request_errors,
     json_api_401s_carry_a_challenge,
     readyz_fails_when_the_pool_is_closed,
+    code_flow_issues_id_token_and_refreshes,
+    authorize_refuses_bad_requests,
+    login_form_needs_csrf_and_the_password,
+    login_form_is_rate_limited,
+    code_redemption_checks,
+    rp_initiated_logout,
+    backchannel_logout_for_each_cause,
+    backchannel_logout_gives_up,
+    backchannel_logout_never_blocks,
+    concurrent_redemptions_of_one_code,
 );

@@ -113,7 +113,7 @@ pub(crate) async fn client_authentication(b: Backend) {
         c.clients = vec![sallyport_issuer::config::ClientConfig {
             id: "gateway".into(),
             secret: Some(GW_SECRET.into()),
-            secret_sha256: None,
+            ..Default::default()
         }];
     })
     .await
