@@ -202,14 +202,15 @@ impl Renewer {
                 let task_inner = inner.clone();
                 let rt = refresh_token.to_string();
                 // The task, not the caller, owns the call: see the module docs.
-                let task = tokio::spawn(async move {
+                // Carries the request id and span of the request that started it.
+                let task = tokio::spawn(sallyport_observe::carry(async move {
                     let outcome = task_inner.obtain(&rt, key, client).await;
                     if let Ok(t) = &outcome {
                         task_inner.grace.insert(key, t.clone());
                     }
                     drop(guard);
                     outcome
-                });
+                }));
                 let f = async move {
                     task.await.unwrap_or_else(|e| {
                         Err(Arc::new(BackendError::Unavailable(format!(

@@ -34,7 +34,6 @@ pub struct Args {
 
 /// Runs the gateway until Ctrl-C / SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    super::init_tracing();
     let mut config = sallyport_gateway::Config::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;

@@ -18,7 +18,6 @@ pub struct Args {
 /// Loads the configuration, opens the database (migrating, creating the first signing
 /// key), listens and serves until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    super::init_tracing();
     let config = Config::load(args.config.as_deref())?;
     let settings = config.validate()?;
     let db = redact_url(&config.database_url);
