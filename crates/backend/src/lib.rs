@@ -34,9 +34,9 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue, StatusCode, header};
 pub use reqwest::Url;
-use tracing::Instrument;
 use sallyport_proto::{codes, grant_types};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 /// Default for [`Config::max_body_bytes`]: token answers are a few KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -335,7 +335,12 @@ impl Client {
             .await
     }
 
-    async fn login_inner(&self, username: &str, password: &str, call: Call) -> Result<Grant, Error> {
+    async fn login_inner(
+        &self,
+        username: &str,
+        password: &str,
+        call: Call,
+    ) -> Result<Grant, Error> {
         let url = &self.config.login_url;
         let req = match &self.config.protocol {
             Protocol::Json(f) => self.json(url, [(&f.username, username), (&f.password, password)]),

@@ -21,7 +21,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "sallyport", version, about, long_about = None)]
 struct Cli {
     /// Log line format of `gateway`, `issuer` and `demo` (stderr; `RUST_LOG` filters).
-    #[arg(long, global = true, env = "SALLYPORT_LOG_FORMAT", value_enum, default_value_t)]
+    #[arg(
+        long,
+        global = true,
+        env = "SALLYPORT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
     log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -83,7 +83,10 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// `POST /v1/traces` with an OTLP protobuf body, as a collector answers it.
-async fn receive(State(c): State<Arc<Collector>>, body: Bytes) -> impl axum::response::IntoResponse {
+async fn receive(
+    State(c): State<Arc<Collector>>,
+    body: Bytes,
+) -> impl axum::response::IntoResponse {
     let req = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
     let mut spans = c.spans.lock().unwrap();
     for rs in req.resource_spans {
@@ -109,7 +112,10 @@ async fn receive(State(c): State<Arc<Collector>>, body: Bytes) -> impl axum::res
             }
         }
     }
-    ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+    (
+        [("content-type", "application/x-protobuf")],
+        Vec::<u8>::new(),
+    )
 }
 
 async fn start_collector() -> (Arc<Collector>, String) {
@@ -139,9 +145,7 @@ async fn start_upstream() -> (Seen, String) {
                     .map(str::to_owned)
             };
             let entry = (h("traceparent"), h("x-request-id"));
-            s.lock()
-                .unwrap()
-                .insert(req.uri().path().to_owned(), entry);
+            s.lock().unwrap().insert(req.uri().path().to_owned(), entry);
             "upstream page"
         }
     });
@@ -168,6 +172,12 @@ fn log_dir() -> PathBuf {
         PathBuf::from,
     );
     std::fs::create_dir_all(&dir).unwrap();
+    // What the secret scan (scripts/lib/scan-logs) looks for literally, besides patterns.
+    std::fs::write(
+        dir.join("cli-telemetry.secrets"),
+        format!("{PASSWORD}\n{SECRET}\n"),
+    )
+    .unwrap();
     dir
 }
 
@@ -282,7 +292,11 @@ iterations = 1
         .write_all(format!("{PASSWORD}\n").as_bytes())
         .unwrap();
     let out = add.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut env = Vec::new();
     if let Some(url) = otlp {
         env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", url.to_owned()));
@@ -309,11 +323,20 @@ async fn start_gateway(
     let mut env = vec![
         ("SESSION_SECRET", SECRET.to_owned()),
         ("SALLYPORT_GATEWAY_LISTEN", format!("127.0.0.1:{port}")),
-        ("SALLYPORT_GATEWAY_ADMIN__LISTEN", format!("127.0.0.1:{admin}")),
+        (
+            "SALLYPORT_GATEWAY_ADMIN__LISTEN",
+            format!("127.0.0.1:{admin}"),
+        ),
         ("SALLYPORT_GATEWAY_UPSTREAM", upstream.to_owned()),
-        ("SALLYPORT_GATEWAY_PUBLIC_PATHS", "[\"/public/**\"]".to_owned()),
+        (
+            "SALLYPORT_GATEWAY_PUBLIC_PATHS",
+            "[\"/public/**\"]".to_owned(),
+        ),
         ("SALLYPORT_GATEWAY_SESSION__SECURE", "false".to_owned()),
-        ("SALLYPORT_GATEWAY_STORE__PERSIST_LOGOUTS", "false".to_owned()),
+        (
+            "SALLYPORT_GATEWAY_STORE__PERSIST_LOGOUTS",
+            "false".to_owned(),
+        ),
         (
             "SALLYPORT_GATEWAY_BACKEND__LOGIN_URL",
             format!("{issuer}/api/login"),
@@ -348,10 +371,7 @@ fn cookie_of(resp: &reqwest::Response) -> String {
 
 async fn login(http: &reqwest::Client, gateway: &str) -> reqwest::Response {
     http.post(format!("{gateway}/auth/login"))
-        .header(
-            "traceparent",
-            format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"),
-        )
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
         .json(&json!({"username": USER, "password": PASSWORD}))
         .send()
         .await
@@ -368,7 +388,10 @@ fn one(c: &Collector, service: &str, name: &str) -> Span {
 /// `child` is a direct child of `parent`, in its trace.
 fn assert_child(child: &Span, parent: &Span) {
     assert_eq!(child.trace, parent.trace, "{child:?} vs {parent:?}");
-    assert_eq!(child.parent, parent.id, "{child:?} is not a child of {parent:?}");
+    assert_eq!(
+        child.parent, parent.id,
+        "{child:?} is not a child of {parent:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +399,8 @@ async fn login_and_renewal_spans_are_linked_from_gateway_to_issuer_and_upstream(
     let (collector, otlp) = start_collector().await;
     let (seen, upstream) = start_upstream().await;
     let (_issuer, issuer) = start_issuer("issuer-traced", Some(&otlp)).await;
-    let (gw, gateway) = start_gateway("gateway-untrusting", &issuer, &upstream, &otlp, &[], &[]).await;
+    let (gw, gateway) =
+        start_gateway("gateway-untrusting", &issuer, &upstream, &otlp, &[], &[]).await;
     let (_gw_trusting, trusting) = start_gateway(
         "gateway-trusting",
         &issuer,
@@ -413,10 +437,7 @@ async fn login_and_renewal_spans_are_linked_from_gateway_to_issuer_and_upstream(
     // A trusting gateway continues the caller's trace.
     let resp = http
         .get(format!("{trusting}/public/asset"))
-        .header(
-            "traceparent",
-            format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"),
-        )
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
         .send()
         .await
         .unwrap();
@@ -480,7 +501,8 @@ async fn login_and_renewal_spans_are_linked_from_gateway_to_issuer_and_upstream(
     let (traceparent, _) = seen.lock().unwrap()["/public/asset"].clone();
     let traceparent = traceparent.unwrap();
     assert!(
-        traceparent.starts_with(&format!("00-{CLIENT_TRACE}-")) && !traceparent.contains(CLIENT_SPAN),
+        traceparent.starts_with(&format!("00-{CLIENT_TRACE}-"))
+            && !traceparent.contains(CLIENT_SPAN),
         "{traceparent}"
     );
 

@@ -238,7 +238,6 @@ impl Gateway {
             ))
     }
 
-
     /// The per-request session check (unseal + expiry decision) on its own, for the
     /// benchmark: returns the decision, or `None` when there is no usable session.
     pub fn check_session(&self, headers: &http::HeaderMap, now_ms: u64) -> Option<Freshness> {

@@ -281,7 +281,9 @@ mod tests {
         assert!(current().is_none());
         let id = RequestId::generate();
         let seen = scope(id.clone(), async {
-            tokio::spawn(carry(async { current() })).await.expect("task")
+            tokio::spawn(carry(async { current() }))
+                .await
+                .expect("task")
         })
         .await;
         assert_eq!(seen, Some(id.clone()));
@@ -310,7 +312,10 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
             "garbage",
         ] {
-            assert!(extracted(&headers(&[("traceparent", bad)])).is_none(), "{bad}");
+            assert!(
+                extracted(&headers(&[("traceparent", bad)])).is_none(),
+                "{bad}"
+            );
         }
         let two = headers(&[("traceparent", ok), ("traceparent", ok)]);
         assert!(extracted(&two).is_none());

@@ -330,9 +330,15 @@ pub fn init_test_logs() {
         let Some(dir) = std::env::var_os("SALLYPORT_TEST_LOG_DIR") else {
             return;
         };
-        let path = std::path::Path::new(&dir)
-            .join(format!("rust-gateway-it-{}.log", std::process::id()));
+        let path =
+            std::path::Path::new(&dir).join(format!("rust-gateway-it-{}.log", std::process::id()));
         let file = std::fs::File::create(&path).unwrap();
+        // What the secret scan (scripts/lib/scan-logs) looks for literally.
+        std::fs::write(
+            std::path::Path::new(&dir).join("rust-gateway-it.secrets"),
+            format!("{PASSWORD}\n{SECRET}\ngateway-client-secret-0001\n"),
+        )
+        .unwrap();
         let filter = std::env::var("SALLYPORT_TEST_RUST_LOG")
             .or_else(|_| std::env::var("RUST_LOG"))
             .unwrap_or_else(|_| "debug,sallyport=trace".into());

@@ -119,8 +119,14 @@ async fn a_trusted_request_id_reaches_upstream_and_backend_on_login_and_renewal(
     );
     // No trace is recorded here (no OpenTelemetry layer): the trusted client's trace
     // context goes on unchanged. The `_` spelling never does.
-    assert_eq!(header_of(&echoed, "traceparent").as_deref(), Some(TRACEPARENT));
-    assert_eq!(header_of(&echoed, "tracestate").as_deref(), Some("vendor=client"));
+    assert_eq!(
+        header_of(&echoed, "traceparent").as_deref(),
+        Some(TRACEPARENT)
+    );
+    assert_eq!(
+        header_of(&echoed, "tracestate").as_deref(),
+        Some("vendor=client")
+    );
     assert!(echoed["headers"].get("x_request_id").is_none());
 
     // A renewal on a proxied request carries the id of the request that caused it.
