@@ -17,8 +17,52 @@ pub struct Server {
     _dir: Option<Arc<tempfile::TempDir>>,
 }
 
+/// With `SALLYPORT_TEST_LOG_DIR` set (scripts/test), everything the issuer logs in this
+/// test binary goes to a file there, at `SALLYPORT_TEST_RUST_LOG` (else `RUST_LOG`, else
+/// debug and trace for sallyport crates), for the secret scan (scripts/lib/scan-logs).
+/// Once per process; without the variable, nothing is logged.
+pub fn init_test_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(dir) = std::env::var_os("SALLYPORT_TEST_LOG_DIR") else {
+            return;
+        };
+        let dir = std::path::Path::new(&dir);
+        std::fs::create_dir_all(dir).expect("create SALLYPORT_TEST_LOG_DIR");
+        let path = dir.join(format!("rust-issuer-it-{}.log", std::process::id()));
+        let file = std::fs::File::create(&path).expect("create test log");
+        // The passwords and secrets these tests use, which the scan looks for literally.
+        let secrets = [
+            "alice-password",
+            "new-alice-password",
+            "bob-password",
+            "bad-password",
+            "wrong-password",
+            "whatever-pw",
+            "wrong-secret",
+            "gateway-secret-0123456789",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            "HxwdHhscGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=",
+        ];
+        std::fs::write(
+            dir.join("rust-issuer-it.secrets"),
+            secrets.join("\n") + "\n",
+        )
+        .expect("write test secrets");
+        let filter = std::env::var("SALLYPORT_TEST_RUST_LOG")
+            .or_else(|_| std::env::var("RUST_LOG"))
+            .unwrap_or_else(|_| "debug,sallyport=trace".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 /// Fast argon2 and generous limits unless a test says otherwise.
 pub fn test_config() -> Config {
+    init_test_logs();
     let mut c = Config::default();
     c.argon2.memory_kib = 256;
     c.argon2.iterations = 1;

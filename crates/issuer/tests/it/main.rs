@@ -18,6 +18,7 @@ mod http_server;
 mod login;
 mod oauth;
 mod refresh;
+mod request_id;
 mod signing_keys;
 mod startup;
 
