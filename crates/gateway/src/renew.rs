@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
 
@@ -240,7 +241,14 @@ impl RenewerInner {
         let Some(remote) = &self.remote else {
             return self.call_backend(refresh_token, client).await;
         };
-        match self.coordinate(remote, refresh_token, key, client).await {
+        // One span for the cross-replica part: the Redis look-ups, the wait for another
+        // replica's lock, and (as its child) the backend call when the lock is ours.
+        let span = tracing::info_span!("renewal.redis", otel.name = "renewal.redis");
+        match self
+            .coordinate(remote, refresh_token, key, client)
+            .instrument(span)
+            .await
+        {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Redis is an optimisation: renew on this replica alone.
