@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod cmd;
 mod telemetry;
@@ -54,6 +54,10 @@ enum Command {
     Seal(cmd::seal::SealArgs),
     /// Unseal an iron-session cookie value and print its JSON.
     Unseal(cmd::seal::UnsealArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::completions::Args),
+    /// Print the manual page, or write one per subcommand with --out-dir.
+    Man(cmd::man::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,8 @@ fn main() -> ExitCode {
         Command::User(c) => cmd::run_async(cmd::admin::user(c)),
         Command::Session(c) => cmd::run_async(cmd::admin::session(c)),
         Command::Keys(c) => cmd::run_async(cmd::admin::keys(c)),
+        Command::Completions(args) => cmd::completions::run(args, Cli::command()),
+        Command::Man(args) => cmd::man::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

@@ -300,7 +300,9 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        // SALLYPORT_ISSUER_CONFIG names the file for the command line (`--config`), it is
+        // not a key of it (the gateway ignores its SALLYPORT_GATEWAY_CONFIG the same way).
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"));
         let mut config: Config = figment.extract()?;
         config.key_encryption_key = std::env::var(crate::keys::KEY_ENCRYPTION_ENV)
             .ok()
@@ -831,6 +833,10 @@ mod tests {
             assert_eq!(c.access_token_ttl_secs, 60);
             assert_eq!(c.rate_limit.account_burst, 3);
             assert_eq!(c.audience, "api");
+            // The variable the command line reads its --config from is not a key.
+            jail.set_env("SALLYPORT_ISSUER_CONFIG", "issuer.toml");
+            let c = Config::load(Some(Path::new("issuer.toml"))).unwrap();
+            assert_eq!(c.access_token_ttl_secs, 60);
             jail.create_file("bad.toml", "acess_token_ttl_secs = 60\n")?;
             let err = Config::load(Some(Path::new("bad.toml")))
                 .unwrap_err()

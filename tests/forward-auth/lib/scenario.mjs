@@ -17,6 +17,16 @@ const BIG_ROLES = Array.from({ length: 64 }, (_, i) => `role-${String(i).padStar
 // Long enough that two consecutive requests never straddle the leeway on a slow machine.
 const TTL = 12;
 
+/**
+ * Milliseconds until a token expiring at `exp` (s) is surely inside the gateway's renewal
+ * leeway and still valid. The leeway is half the lifetime the gateway saw, counted in whole
+ * seconds from when it received the token: on a busy machine that is a second or two after
+ * the issuer's `iat`, which shrinks the leeway to 5 s — so aim 4 s before expiry, not 5.5.
+ */
+function renewalDueIn(exp) {
+  return (exp - TTL / 2 + 2) * 1000 - Date.now();
+}
+
 export function forwardAuthSuite(proxy) {
   const s = {};
 
@@ -154,7 +164,7 @@ export function forwardAuthSuite(proxy) {
     const first = bearerOf(lastFor('/page?before'));
     const exp = decodeJwt(first).exp;
     // Inside the leeway (half the lifetime), still valid: verify renews.
-    const wait = (exp - TTL / 2 + 0.5) * 1000 - Date.now();
+    const wait = renewalDueIn(exp);
     if (wait > 0) await sleep(wait);
     const r = await px('GET', '/page?renewed', { jar, headers: page });
     assert.equal(r.status, 200, r.text);
@@ -210,7 +220,7 @@ export function forwardAuthSuite(proxy) {
         const b = await via('GET', '/page?nginx-chunked', { jar, headers: page });
         assert.equal(b.status, 200);
         const first = bearerOf(lastFor('/page?nginx-chunked'));
-        const wait = (decodeJwt(first).exp - TTL / 2 + 0.5) * 1000 - Date.now();
+        const wait = renewalDueIn(decodeJwt(first).exp);
         if (wait > 0) await sleep(wait);
         const r = await via('GET', '/page?nginx-chunked-renewed', { jar, headers: page });
         assert.equal(r.status, 200);
@@ -229,7 +239,7 @@ export function forwardAuthSuite(proxy) {
       const b = await px('GET', '/page?big-before', { jar, headers: page });
       assert.equal(b.status, 200, `${b.status} ${b.text}`);
       const first = bearerOf(lastFor('/page?big-before'));
-      const wait = (decodeJwt(first).exp - TTL / 2 + 0.5) * 1000 - Date.now();
+      const wait = renewalDueIn(decodeJwt(first).exp);
       if (wait > 0) await sleep(wait);
       const r = await px('GET', '/page?big-renewed', { jar, headers: page });
       assert.equal(r.status, 200, r.text);

@@ -4,9 +4,11 @@ use std::future::Future;
 use std::process::ExitCode;
 
 pub mod admin;
+pub mod completions;
 pub mod demo;
 pub mod gateway;
 pub mod issuer;
+pub mod man;
 pub mod seal;
 
 /// Runs an async subcommand on a multi-threaded tokio runtime.
