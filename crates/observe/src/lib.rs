@@ -16,6 +16,9 @@
 
 use std::future::Future;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;

@@ -325,29 +325,10 @@ pub fn config(backend: &Backend, upstream_url: &str) -> Config {
 /// (else `RUST_LOG`, else debug and trace for sallyport crates), for the secret scan
 /// (scripts/lib/scan-logs). Once per process; without the variable, nothing is logged.
 pub fn init_test_logs() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let Some(dir) = std::env::var_os("SALLYPORT_TEST_LOG_DIR") else {
-            return;
-        };
-        let path =
-            std::path::Path::new(&dir).join(format!("rust-gateway-it-{}.log", std::process::id()));
-        let file = std::fs::File::create(&path).unwrap();
-        // What the secret scan (scripts/lib/scan-logs) looks for literally.
-        std::fs::write(
-            std::path::Path::new(&dir).join("rust-gateway-it.secrets"),
-            format!("{PASSWORD}\n{SECRET}\ngateway-client-secret-0001\n"),
-        )
-        .unwrap();
-        let filter = std::env::var("SALLYPORT_TEST_RUST_LOG")
-            .or_else(|_| std::env::var("RUST_LOG"))
-            .unwrap_or_else(|_| "debug,sallyport=trace".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_ansi(false)
-            .with_writer(Mutex::new(file))
-            .try_init();
-    });
+    sallyport_observe::testing::init_test_logs(
+        "gateway-it",
+        &[PASSWORD, SECRET, "gateway-client-secret-0001"],
+    );
 }
 
 pub async fn start_gateway(config: Config) -> (String, Gateway, Arc<OffsetClock>) {

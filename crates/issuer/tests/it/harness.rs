@@ -22,17 +22,10 @@ pub struct Server {
 /// debug and trace for sallyport crates), for the secret scan (scripts/lib/scan-logs).
 /// Once per process; without the variable, nothing is logged.
 pub fn init_test_logs() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let Some(dir) = std::env::var_os("SALLYPORT_TEST_LOG_DIR") else {
-            return;
-        };
-        let dir = std::path::Path::new(&dir);
-        std::fs::create_dir_all(dir).expect("create SALLYPORT_TEST_LOG_DIR");
-        let path = dir.join(format!("rust-issuer-it-{}.log", std::process::id()));
-        let file = std::fs::File::create(&path).expect("create test log");
-        // The passwords and secrets these tests use, which the scan looks for literally.
-        let secrets = [
+    // The passwords and secrets these tests use, which the scan looks for literally.
+    sallyport_observe::testing::init_test_logs(
+        "issuer-it",
+        &[
             "alice-password",
             "new-alice-password",
             "bob-password",
@@ -43,21 +36,8 @@ pub fn init_test_logs() {
             "gateway-secret-0123456789",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             "HxwdHhscGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=",
-        ];
-        std::fs::write(
-            dir.join("rust-issuer-it.secrets"),
-            secrets.join("\n") + "\n",
-        )
-        .expect("write test secrets");
-        let filter = std::env::var("SALLYPORT_TEST_RUST_LOG")
-            .or_else(|_| std::env::var("RUST_LOG"))
-            .unwrap_or_else(|_| "debug,sallyport=trace".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
-            .try_init();
-    });
+        ],
+    );
 }
 
 /// Fast argon2 and generous limits unless a test says otherwise.
