@@ -167,10 +167,12 @@ fn closed_port() -> u16 {
 /// Where the processes' stderr goes: `SALLYPORT_TEST_LOG_DIR` (scripts/test scans it for
 /// secrets) or a directory of this test run.
 fn log_dir() -> PathBuf {
-    let dir = std::env::var_os("SALLYPORT_TEST_LOG_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("telemetry-logs"),
-        PathBuf::from,
-    );
+    let dir = std::env::var_os("SALLYPORT_TEST_LOG_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("telemetry-logs"),
+            PathBuf::from,
+        );
     std::fs::create_dir_all(&dir).unwrap();
     // What the secret scan (scripts/lib/scan-logs) looks for literally, besides patterns.
     std::fs::write(

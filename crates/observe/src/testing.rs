@@ -10,13 +10,13 @@ use std::io;
 use std::path::Path;
 use std::sync::{Mutex, Once};
 
-/// With `SALLYPORT_TEST_LOG_DIR` set, installs a global subscriber writing every log line
-/// of this process (no colours) to `rust-<suite>-<pid>.log` there, filtered by
-/// `SALLYPORT_TEST_RUST_LOG` (else `RUST_LOG`, else `debug,sallyport=trace`; the tests'
-/// cookie jar, `cookie_store`, at info at most), and lists `secrets` (the literal
-/// passwords and secrets the tests use) one per line in `rust-<suite>.secrets`, which the
-/// scan looks for verbatim. Without the variable it does nothing, so a test run on its
-/// own logs nothing. Only the first call in a process acts.
+/// With `SALLYPORT_TEST_LOG_DIR` set (not empty), installs a global subscriber writing
+/// every log line of this process (no colours) to `rust-<suite>-<pid>.log` there,
+/// filtered by `SALLYPORT_TEST_RUST_LOG` (else `RUST_LOG`, else `debug,sallyport=trace`;
+/// the tests' cookie jar, `cookie_store`, at info at most), and lists `secrets` (the
+/// literal passwords and secrets the tests use) one per line in `rust-<suite>.secrets`,
+/// which the scan looks for verbatim. Without the variable it does nothing, so a test run
+/// on its own logs nothing. Only the first call in a process acts.
 ///
 /// # Panics
 ///
@@ -25,7 +25,7 @@ use std::sync::{Mutex, Once};
 pub fn init_test_logs(suite: &str, secrets: &[&str]) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let Some(dir) = std::env::var_os("SALLYPORT_TEST_LOG_DIR") else {
+        let Some(dir) = std::env::var_os("SALLYPORT_TEST_LOG_DIR").filter(|d| !d.is_empty()) else {
             return;
         };
         if let Err(e) = install(Path::new(&dir), suite, secrets) {
