@@ -5,6 +5,7 @@
 //!   processes (gateway request → backend call → issuer request) in one trace, and the
 //!   `traceparent` the upstream sees names the gateway's upstream span;
 //! * an incoming `traceparent` is continued only when trusted;
+//! * the exported spans hold no password, token, cookie value or user name;
 //! * a collector that is down fails no request;
 //! * every log line written while handling a request carries its `request_id`, in the
 //!   text format and with `--log-format json`.
@@ -46,6 +47,8 @@ struct Span {
 #[derive(Default)]
 struct Collector {
     spans: Mutex<Vec<Span>>,
+    /// Every export as received (protobuf), to look for credentials in.
+    bodies: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Collector {
@@ -87,6 +90,7 @@ async fn receive(
     State(c): State<Arc<Collector>>,
     body: Bytes,
 ) -> impl axum::response::IntoResponse {
+    c.bodies.lock().unwrap().push(body.to_vec());
     let req = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
     let mut spans = c.spans.lock().unwrap();
     for rs in req.resource_spans {
@@ -419,6 +423,7 @@ async fn login_and_renewal_spans_are_linked_from_gateway_to_issuer_and_upstream(
     assert_eq!(resp.status(), 200);
     let login_id = request_id(&resp);
     let cookie = cookie_of(&resp);
+    let login_cookie = cookie.clone();
     // A forced renewal.
     let resp = http
         .post(format!("{gateway}/auth/refresh"))
@@ -507,6 +512,40 @@ async fn login_and_renewal_spans_are_linked_from_gateway_to_issuer_and_upstream(
             && !traceparent.contains(CLIENT_SPAN),
         "{traceparent}"
     );
+
+    // No credential and no user name in any exported span (attributes, names, events):
+    // the raw protobuf bytes of every export, so nothing is missed by decoding.
+    let session_values: Vec<String> = [login_cookie.as_str(), cookie.as_str()]
+        .iter()
+        .flat_map(|c| c.split("; "))
+        .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_owned()))
+        .filter(|v| v.len() >= 16)
+        .collect();
+    assert!(!session_values.is_empty(), "no session cookie in {cookie}");
+    let bodies = collector.bodies.lock().unwrap().clone();
+    // The search works on these bytes (uncompressed): a span name is found.
+    assert!(
+        bodies.iter().any(|b| b
+            .windows(b"POST /auth/login".len())
+            .any(|w| w == b"POST /auth/login")),
+        "span names not found in the raw exports"
+    );
+    for body in &bodies {
+        let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+        for needle in [PASSWORD.as_bytes(), USER.as_bytes(), b"Fe26.2*", b"eyJ"] {
+            assert!(
+                !contains(needle),
+                "an exported span holds {:?}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        for value in &session_values {
+            assert!(
+                !contains(value.as_bytes()),
+                "an exported span holds a cookie value"
+            );
+        }
+    }
 
     // Text logs: the lines written while handling the login carry its id.
     let log = gw.log();
