@@ -12,6 +12,8 @@ import { promisify } from "node:util";
 
 import { chromium } from "playwright-core";
 
+import { logStream, registerSecrets, rustLog } from "../../scripts/lib/test-log.mjs";
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const artifacts = path.join(here, "artifacts");
 
@@ -34,12 +36,15 @@ export async function startDemo({ ttl = 4, password = "e2e-demo-password-1", dat
   ];
   const child = spawn(BIN, args, {
     // The password comes from the environment (never argv), used on a first run only.
-    env: { ...process.env, SALLYPORT_DEMO_PASSWORD: password, RUST_LOG: process.env.RUST_LOG ?? "warn", NO_COLOR: "1" },
+    env: { ...process.env, SALLYPORT_DEMO_PASSWORD: password, RUST_LOG: rustLog("warn"), NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
   let stderr = "";
+  const sink = logStream("e2e", "demo");
+  registerSecrets("e2e", [password]);
   child.stderr.on("data", (d) => {
+    sink?.write(d);
     stderr += d;
     if (process.env.E2E_VERBOSE) process.stderr.write(d);
   });

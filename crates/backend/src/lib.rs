@@ -36,6 +36,7 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 pub use reqwest::Url;
 use sallyport_proto::{codes, grant_types};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 /// Default for [`Config::max_body_bytes`]: token answers are a few KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -276,6 +277,23 @@ enum Purpose {
     Revoke,
 }
 
+/// The span of one backend call (`backend.login`, `backend.refresh`, `backend.revoke`);
+/// it names no user and holds no credential.
+fn call_span(purpose: Purpose) -> tracing::Span {
+    let name = match purpose {
+        Purpose::Login => "backend.login",
+        Purpose::Refresh => "backend.refresh",
+        Purpose::Revoke => "backend.revoke",
+    };
+    tracing::info_span!(
+        "backend",
+        call = name,
+        otel.name = name,
+        otel.kind = "client",
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
 /// The token-backend client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -312,6 +330,17 @@ impl Client {
 
     /// Exchanges a username and password for tokens.
     pub async fn login(&self, username: &str, password: &str, call: Call) -> Result<Grant, Error> {
+        self.login_inner(username, password, call)
+            .instrument(call_span(Purpose::Login))
+            .await
+    }
+
+    async fn login_inner(
+        &self,
+        username: &str,
+        password: &str,
+        call: Call,
+    ) -> Result<Grant, Error> {
         let url = &self.config.login_url;
         let req = match &self.config.protocol {
             Protocol::Json(f) => self.json(url, [(&f.username, username), (&f.password, password)]),
@@ -334,6 +363,12 @@ impl Client {
 
     /// Redeems a refresh token.
     pub async fn refresh(&self, refresh_token: &str, call: Call) -> Result<Grant, Error> {
+        self.refresh_inner(refresh_token, call)
+            .instrument(call_span(Purpose::Refresh))
+            .await
+    }
+
+    async fn refresh_inner(&self, refresh_token: &str, call: Call) -> Result<Grant, Error> {
         let url = &self.config.refresh_url;
         let req = match &self.config.protocol {
             Protocol::Json(f) => self.json(url, [(&f.refresh_request, refresh_token)]),
@@ -353,6 +388,12 @@ impl Client {
     /// Revokes a refresh token (JSON: the logout URL; OAuth 2.0: RFC 7009).
     /// `Ok(false)` when no [`Config::logout_url`] is configured.
     pub async fn revoke(&self, refresh_token: &str, call: Call) -> Result<bool, Error> {
+        self.revoke_inner(refresh_token, call)
+            .instrument(call_span(Purpose::Revoke))
+            .await
+    }
+
+    async fn revoke_inner(&self, refresh_token: &str, call: Call) -> Result<bool, Error> {
         let Some(url) = &self.config.logout_url else {
             return Ok(false);
         };
@@ -430,8 +471,13 @@ impl Client {
             (Some(name), Some(ip)) => req.header(name.clone(), ip.to_canonical().to_string()),
             _ => req,
         };
+        // The request id and trace context of the request this call is made for.
+        let mut propagated = http::HeaderMap::new();
+        sallyport_observe::outgoing_headers(&mut propagated);
+        let req = req.headers(propagated);
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         if status.is_success() {
             return Ok(resp);
         }

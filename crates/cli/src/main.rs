@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod cmd;
+mod telemetry;
 
 /// mimalloc instead of the system allocator: the gateway allocates and frees small buffers
 /// (headers, bodies, futures) on every proxied request, and glibc malloc showed up at
@@ -19,6 +20,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "sallyport", version, about, long_about = None)]
 struct Cli {
+    /// Log line format of `gateway`, `issuer` and `demo` (stderr; `RUST_LOG` filters).
+    #[arg(
+        long,
+        global = true,
+        env = "SALLYPORT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +62,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs and trace export for the servers; flushed when `_telemetry` drops at the end.
+    let role = match &cli.command {
+        Command::Demo(_) => Some("demo"),
+        Command::Gateway(_) => Some("gateway"),
+        Command::Issuer(_) => Some("issuer"),
+        _ => None,
+    };
+    let _telemetry = match role.map(|r| telemetry::init(cli.log_format, r)).transpose() {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("sallyport: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Seal(args) => cmd::seal::seal(args),
         Command::Unseal(args) => cmd::seal::unseal(args),

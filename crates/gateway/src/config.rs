@@ -44,6 +44,11 @@ pub struct Config {
     pub public_origin: Option<String>,
     /// Trust `X-Forwarded-*` headers from the client (only behind a trusted proxy).
     pub trust_forwarded_headers: bool,
+    /// Take the client's `X-Request-Id` (when valid) and `traceparent`/`tracestate` as
+    /// this request's id and trace parent. Off: the gateway makes a new id and starts a
+    /// new trace, and never passes the client's values on. Only behind a proxy that sets
+    /// or strips these headers itself.
+    pub trust_request_id: bool,
     /// Session cookie settings.
     pub session: SessionSection,
     /// The token backend.
@@ -322,6 +327,7 @@ impl Default for Config {
             public_paths: Vec::new(),
             public_origin: None,
             trust_forwarded_headers: false,
+            trust_request_id: false,
             session: SessionSection::default(),
             backend: BackendSection::default(),
             proxy: ProxySection::default(),
@@ -815,7 +821,8 @@ fn surface_settings(
         c.proxy.allow_underscores_in_headers,
         c.trust_forwarded_headers,
         c.public_origin.as_deref(),
-    );
+    )
+    .trusting_request_id(c.trust_request_id);
     let mut upgrades = Vec::with_capacity(c.proxy.allowed_upgrades.len());
     for u in &c.proxy.allowed_upgrades {
         let u = u.trim().to_ascii_lowercase();

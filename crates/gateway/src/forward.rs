@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
+use tracing::Instrument;
 
 use crate::auth::{Authn, attach_cookies};
 use crate::proxy::{self, Credentials, Rewrite};
@@ -218,11 +219,23 @@ async fn forward(
         credentials,
         new_cookie,
     };
-    if let Err(e) = proxy::rewrite(&mut req, &rw) {
-        inner.metrics.proxied("bad_gateway");
-        return e.into_response();
+    // The upstream call's span: the `traceparent` upstream gets names it as the parent.
+    let span = tracing::info_span!(
+        "upstream",
+        otel.name = "upstream",
+        otel.kind = "client",
+        http.response.status_code = tracing::field::Empty,
+    );
+    let sent = async {
+        proxy::rewrite(&mut req, &rw)?;
+        proxy::send(&inner.client, &inner.settings, req).await
     }
-    match proxy::send(&inner.client, &inner.settings, req).await {
+    .instrument(span.clone())
+    .await;
+    if let Ok(r) = &sent {
+        sallyport_observe::record_status(&span, r.status());
+    }
+    match sent {
         Ok(mut r) => {
             inner.metrics.proxied("ok");
             // An app that writes the session cookie itself (same secret): its response

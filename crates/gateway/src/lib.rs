@@ -36,6 +36,7 @@ mod error;
 mod forward;
 mod guard;
 mod metrics;
+mod observe;
 mod page;
 mod proxy;
 mod reload;
@@ -231,7 +232,13 @@ impl Gateway {
                 .route("/healthz", get(routes::healthz))
                 .route("/readyz", get(routes::readyz));
         }
-        router.fallback(forward::handle).with_state(self.clone())
+        router
+            .fallback(forward::handle)
+            .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                observe::track,
+            ))
     }
 
     /// The admin listener's routes: `{prefix}/verify` (forward-auth for nginx, Traefik,
@@ -247,6 +254,10 @@ impl Gateway {
             .route("/metrics", get(routes::metrics))
             .fallback(routes::admin_not_found)
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                observe::track,
+            ))
     }
 
     /// The per-request session check (unseal + expiry decision) on its own, for the

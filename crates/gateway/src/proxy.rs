@@ -474,6 +474,12 @@ enum Class {
     Upgrade,
     /// A forwarding header from a trusted proxy (`trust_forwarded_headers`).
     Trusted(Fwd),
+    /// `X-Request-Id`: never passed on as the client sent it; the gateway writes the
+    /// request's id (the client's only when trusted and valid, see `observe`).
+    RequestId,
+    /// `traceparent`/`tracestate` from a trusted sender (`trust_request_id`), kept aside
+    /// for when no trace of our own is recorded; an untrusted one is dropped.
+    Trace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -500,6 +506,8 @@ pub struct HeaderPolicy {
     extra_prefixes: Vec<String>,
     allow_underscores: bool,
     trust_forwarded: bool,
+    /// `trust_request_id`: the client's `X-Request-Id` and `traceparent` are believed.
+    trust_request_id: bool,
     /// The port of `public_origin` (explicit or the scheme's), for `X-Forwarded-Port`;
     /// parsed once here rather than per request.
     origin_port: Option<u16>,
@@ -541,10 +549,26 @@ impl HeaderPolicy {
             extra_prefixes,
             allow_underscores,
             trust_forwarded,
+            trust_request_id: false,
             origin_port: public_origin
                 .and_then(|o| url::Url::parse(o).ok())
                 .and_then(|u| u.port_or_known_default()),
         }
+    }
+
+    /// The same policy, believing the client's `X-Request-Id` and `traceparent`
+    /// (`trust_request_id`) or not.
+    #[must_use]
+    pub fn trusting_request_id(self, trust: bool) -> Self {
+        Self {
+            trust_request_id: trust,
+            ..self
+        }
+    }
+
+    /// Whether the client's `X-Request-Id` and `traceparent` are believed.
+    pub fn trusts_request_id(&self) -> bool {
+        self.trust_request_id
     }
 
     /// Decides about one header name (lowercase, as `HeaderName` keeps it).
@@ -560,6 +584,9 @@ impl HeaderPolicy {
                 "cookie" => return Class::Cookie,
                 "host" => return Class::Host,
                 "upgrade" => return Class::Upgrade,
+                "x-request-id" => return Class::RequestId,
+                "traceparent" | "tracestate" if self.trust_request_id => return Class::Trace,
+                "traceparent" | "tracestate" => return Class::Drop,
                 _ => {}
             }
             if self.trust_forwarded {
@@ -578,6 +605,8 @@ impl HeaderPolicy {
             }
         }
         let dropped = n == "authorization"
+            // `x_request_id` is `X-Request-Id` to WSGI/CGI servers: never the client's.
+            || (underscore && n == "x-request-id")
             || n == self.auth_header
             || n.starts_with(&self.identity_prefix)
             || builtin_dropped(n, safe_method)
@@ -636,6 +665,8 @@ struct Seen {
     port: Option<HeaderValue>,
     prefix: Option<HeaderValue>,
     forwarded: Vec<HeaderValue>,
+    /// A trusted client's `traceparent`/`tracestate`.
+    trace: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Splits the client's headers into what goes upstream unchanged and what the gateway
@@ -667,7 +698,8 @@ fn filter_request_headers(
             Class::Keep => {
                 out.append(name, value);
             }
-            Class::Drop => {}
+            Class::Drop | Class::RequestId => {}
+            Class::Trace => seen.trace.push((name.clone(), value)),
             Class::Cookie => seen.cookies.push(value),
             Class::Host => {
                 seen.host.get_or_insert(value);
@@ -875,6 +907,15 @@ pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), Upstream
     {
         headers.insert(header::UPGRADE, u);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    // This request's id and trace context (the current span's, a child of the trusted
+    // client's when there is one). Without a trace of our own, a trusted client's
+    // `traceparent` goes on unchanged, so the trace is not cut at the gateway.
+    sallyport_observe::outgoing_headers(&mut headers);
+    if !headers.contains_key(&sallyport_observe::TRACEPARENT) {
+        for (name, value) in seen.trace {
+            headers.append(name, value);
+        }
     }
     *req.headers_mut() = headers;
     Ok(())
@@ -1390,6 +1431,19 @@ mod tests {
         // A trusted proxy writes `-`; an `_` spelling is the client's.
         assert_eq!(trusting.classify("x_forwarded_for", true), Class::Drop);
         assert_eq!(trusting.classify("x-real-ip", true), Class::Drop);
+    }
+
+    #[test]
+    fn the_client_request_id_and_trace_context_pass_only_when_trusted() {
+        for trust in [false, true] {
+            let p = policy(true, false).trusting_request_id(trust);
+            // The id is always rewritten by the gateway, in any spelling.
+            assert_eq!(p.classify("x-request-id", true), Class::RequestId);
+            assert_eq!(p.classify("x_request_id", true), Class::Drop);
+            let trace = if trust { Class::Trace } else { Class::Drop };
+            assert_eq!(p.classify("traceparent", true), trace);
+            assert_eq!(p.classify("tracestate", true), trace);
+        }
     }
 
     #[test]

@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
 
@@ -243,14 +244,15 @@ impl Renewer {
                 let task_inner = inner.clone();
                 let rt = refresh_token.to_string();
                 // The task, not the caller, owns the call: see the module docs.
-                let task = tokio::spawn(async move {
+                // Carries the request id and span of the request that started it.
+                let task = tokio::spawn(sallyport_observe::carry(async move {
                     let outcome = task_inner.obtain(&rt, key, client).await;
                     if let Ok(t) = &outcome {
                         task_inner.grace.insert(key, t.clone());
                     }
                     drop(guard);
                     outcome
-                });
+                }));
                 let f = async move {
                     task.await.unwrap_or_else(|e| {
                         Err(Arc::new(BackendError::Unavailable(format!(
@@ -280,7 +282,14 @@ impl RenewerInner {
         let Some(remote) = &self.remote else {
             return self.call_backend(refresh_token, client).await;
         };
-        match self.coordinate(remote, refresh_token, key, client).await {
+        // One span for the cross-replica part: the Redis look-ups, the wait for another
+        // replica's lock, and (as its child) the backend call when the lock is ours.
+        let span = tracing::info_span!("renewal.redis", otel.name = "renewal.redis");
+        match self
+            .coordinate(remote, refresh_token, key, client)
+            .instrument(span)
+            .await
+        {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Redis is an optimisation: renew on this replica alone.

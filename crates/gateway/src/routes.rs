@@ -288,7 +288,7 @@ pub(crate) async fn logout(
             let metrics = inner.metrics.clone();
             let bound = backend.timeout();
             // Best effort and bounded: a slow backend must not keep the user signed in.
-            let task = tokio::spawn(async move {
+            let task = tokio::spawn(sallyport_observe::carry(async move {
                 let outcome =
                     tokio::time::timeout(bound, backend.revoke(&rt, now_ms / 1000, client)).await;
                 match outcome {
@@ -302,7 +302,7 @@ pub(crate) async fn logout(
                         metrics.logout("timeout");
                     }
                 }
-            });
+            }));
             let _ = task.await;
         }
     }

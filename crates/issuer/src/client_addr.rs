@@ -42,6 +42,12 @@ impl ClientAddressPolicy {
         !self.trusted.is_empty()
     }
 
+    /// Whether `peer` is a trusted proxy, whose `X-Request-Id` and `traceparent` are
+    /// believed too.
+    pub fn trusts_peer(&self, peer: IpAddr) -> bool {
+        self.is_trusted(&peer.to_canonical())
+    }
+
     fn is_trusted(&self, ip: &IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(ip))
     }

@@ -13,6 +13,8 @@ import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
+import { logPath, rustLog } from "../../../scripts/lib/test-log.mjs";
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const appDir = path.resolve(here, "..");
 export const artifacts = path.join(here, "artifacts");
@@ -109,7 +111,7 @@ export class Issuer {
     this.dir = tmpDir("issuer");
     this.db = `sqlite://${path.join(this.dir, "issuer.db")}`;
     this.accessTtl = accessTtl;
-    this.log = path.join(this.dir, "issuer.log");
+    this.log = logPath("nextjs", "issuer", path.join(this.dir, "issuer.log"));
   }
 
   env() {
@@ -121,7 +123,7 @@ export class Issuer {
       // Cheap hashing keeps the suite fast; argon2 parameters are not under test here.
       SALLYPORT_ISSUER_ARGON2__MEMORY_KIB: "1024",
       SALLYPORT_ISSUER_ARGON2__ITERATIONS: "1",
-      RUST_LOG: process.env.RUST_LOG ?? "info",
+      RUST_LOG: rustLog("info"),
     };
   }
 
@@ -228,7 +230,7 @@ export class Gateway {
     this.secret = secret;
     this.cookieName = cookieName;
     this.dir = tmpDir("gateway");
-    this.log = path.join(this.dir, "gateway.log");
+    this.log = logPath("nextjs", "gateway", path.join(this.dir, "gateway.log"));
   }
 
   async start() {
@@ -247,7 +249,7 @@ export class Gateway {
       SALLYPORT_GATEWAY_BACKEND__LOGOUT_URL: `${i}/api/logout`,
       // Its own durable logout record, removed with the run (not the default under $HOME).
       SALLYPORT_GATEWAY_STORE__STATE_DIR: path.join(this.dir, "state"),
-      RUST_LOG: process.env.RUST_LOG ?? "info",
+      RUST_LOG: rustLog("info"),
     };
     if (this.cookieName) env.SALLYPORT_GATEWAY_SESSION__COOKIE_NAME = this.cookieName;
     const config = path.join(appDir, "gateway.toml");

@@ -11,10 +11,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { logPath, registerSecrets, rustLog } from '../../../scripts/lib/test-log.mjs';
+
 export const BIN = process.env.SALLYPORT_BIN || '/var/cache/sallyport/target/debug/sallyport';
 export const SECRET = 'blackbox-suite-secret-0123456789-abcdefghij';
 export const OTHER_SECRET = 'a-completely-different-secret-9876543210-zyx';
 export const PASSWORD = 'correct horse battery staple 42';
+registerSecrets('blackbox', [SECRET, OTHER_SECRET, PASSWORD]);
 
 const children = new Set();
 const dirs = new Set();
@@ -102,7 +105,7 @@ export class Issuer {
     this.db = `sqlite://${path.join(this.dir, 'issuer.db')}`;
     this.accessTtl = accessTtl;
     this.reuseInterval = reuseInterval;
-    this.log = path.join(this.dir, 'issuer.log');
+    this.log = logPath('blackbox', 'issuer', path.join(this.dir, 'issuer.log'));
   }
 
   env() {
@@ -122,7 +125,7 @@ export class Issuer {
       // Cheap hashing keeps the suite fast; argon2 parameters are not under test.
       SALLYPORT_ISSUER_ARGON2__MEMORY_KIB: '1024',
       SALLYPORT_ISSUER_ARGON2__ITERATIONS: '1',
-      RUST_LOG: process.env.RUST_LOG || 'info',
+      RUST_LOG: rustLog('info'),
     };
   }
 
@@ -312,7 +315,7 @@ export class Gateway {
     this.proxyToml = proxyToml;
     this.secret = secret;
     this.dir = tmpDir('gateway');
-    this.log = path.join(this.dir, 'gateway.log');
+    this.log = logPath('blackbox', 'gateway', path.join(this.dir, 'gateway.log'));
   }
 
   async start() {
@@ -350,7 +353,7 @@ ${this.adminToml}
     // "fresh gateway that never saw the logout" must not read another process's record.
     const env = {
       SESSION_SECRET: this.secret,
-      RUST_LOG: process.env.RUST_LOG || 'info',
+      RUST_LOG: rustLog('info'),
       SALLYPORT_GATEWAY_STORE__STATE_DIR: path.join(this.dir, 'state'),
     };
     this.child = spawnLogged(['gateway', '--config', this.configFile], env, this.log);

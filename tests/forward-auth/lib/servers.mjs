@@ -12,11 +12,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { BIN, freePort, request, sleep } from '../../blackbox/lib/harness.mjs';
+import { logPath, registerSecrets, rustLog } from '../../../scripts/lib/test-log.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const GUIDE_DIR = path.resolve(here, '../../../docs/guides/forward-auth');
 const SCAFFOLD_DIR = path.resolve(here, '../servers');
 export const SECRET = 'forward-auth-suite-secret-0123456789-abcdefgh';
+registerSecrets('forward-auth', [SECRET]);
 /** What the guide's gateway files set as `public_origin`: browsers send it as Origin. */
 export const ORIGIN = 'https://app.example.com';
 /** The cookie name the gateway uses with `session.secure` (the guide's default). */
@@ -99,8 +101,8 @@ export async function startGateway(proxy, { issuerPort, appPort, env: extraEnv =
     APP: `127.0.0.1:${appPort}`,
     BACKEND: `http://127.0.0.1:${issuerPort}`,
   }));
-  const log = path.join(dir, 'gateway.log');
-  const env = { SESSION_SECRET: SECRET, RUST_LOG: process.env.RUST_LOG || 'info' };
+  const log = logPath('forward-auth', `gateway-${proxy}`, path.join(dir, 'gateway.log'));
+  const env = { SESSION_SECRET: SECRET, RUST_LOG: rustLog('info') };
   for (const k of Object.keys(process.env)) if (k.startsWith('SALLYPORT_GATEWAY_')) env[k] = undefined;
   // Its own durable logout record, removed with the run: not the default under $HOME,
   // which every test gateway (and a real one) on the machine would otherwise share.

@@ -10,8 +10,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { login, me, refresh, request, runCli, startIssuer } from "./lib/issuer.mjs";
+import { registerSecrets } from "../../../scripts/lib/test-log.mjs";
 
 const PASSWORD = "correct horse battery staple";
+// The passwords sent to the issuer here, which the log scan of scripts/test looks for.
+registerSecrets("interop-contract", [PASSWORD, "wrong password!!"]);
 
 function assertApiError(res, status, code, what = "") {
   assert.equal(res.status, status, `${what} expected ${status}, got ${res.status}: ${res.text}`);

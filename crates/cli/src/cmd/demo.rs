@@ -44,7 +44,6 @@ const PASSWORD_ENV: &str = "SALLYPORT_DEMO_PASSWORD";
 
 /// Runs the demo until Ctrl-C (or SIGTERM), then stops all three parts.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    super::init_tracing();
     let options = DemoOptions {
         data_dir: args.data_dir,
         port: args.port,

@@ -62,7 +62,6 @@ impl Source {
 
 /// Runs the gateway until Ctrl-C / SIGTERM; `SIGHUP` reloads the configuration.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    super::init_tracing();
     let source = Source {
         config: args.config,
         listen: args.listen,

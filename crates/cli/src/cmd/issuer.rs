@@ -19,7 +19,6 @@ pub struct Args {
 /// Loads the configuration, opens the database (migrating, creating the first signing
 /// key), listens and serves until SIGINT/SIGTERM; `SIGHUP` reloads the configuration.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    super::init_tracing();
     // First of all: from here on SIGHUP no longer ends the process (its default action);
     // one received while the database is opened is applied once the issuer serves.
     #[cfg(unix)]

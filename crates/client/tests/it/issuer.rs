@@ -99,7 +99,7 @@ impl Harness {
     }
 
     fn auth(&self, backend: Backend) -> Auth {
-        Auth::builder(backend)
+        crate::auth_builder(backend)
             .clock(SharedClock(self.clock.clone()))
             .build()
             .unwrap()

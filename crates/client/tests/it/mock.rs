@@ -45,7 +45,7 @@ async fn count(server: &MockServer, p: &str) -> usize {
 }
 
 fn auth(server: &MockServer, clock: &ManualClock) -> Auth {
-    Auth::builder(Backend::issuer_json(&server.uri()).unwrap())
+    crate::auth_builder(Backend::issuer_json(&server.uri()).unwrap())
         .clock(clock.clone())
         .build()
         .unwrap()
@@ -58,7 +58,7 @@ fn seeded(
     refresh: Option<&str>,
     exp: u64,
 ) -> Auth {
-    Auth::builder(Backend::issuer_json(&server.uri()).unwrap())
+    crate::auth_builder(Backend::issuer_json(&server.uri()).unwrap())
         .clock(clock.clone())
         .store(MemoryStore::with_tokens(Tokens {
             access_token: access.into(),
@@ -373,7 +373,7 @@ async fn unreachable_backend_is_unavailable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = listener.local_addr().unwrap();
     drop(listener);
-    let auth = Auth::builder(Backend::issuer_json(&format!("http://{dead}")).unwrap())
+    let auth = crate::auth_builder(Backend::issuer_json(&format!("http://{dead}")).unwrap())
         .build()
         .unwrap();
     let e = auth.login("a", "b").await.unwrap_err();
@@ -487,7 +487,7 @@ async fn a_callers_http_client_is_bounded_by_the_timeout() {
         .respond_with(grant("a", "r").set_delay(Duration::from_secs(3600)))
         .mount(&server)
         .await;
-    let auth = Auth::builder(Backend::issuer_json(&server.uri()).unwrap())
+    let auth = crate::auth_builder(Backend::issuer_json(&server.uri()).unwrap())
         .http_client(reqwest::Client::new())
         .timeout(Duration::from_millis(300))
         .build()
@@ -622,7 +622,10 @@ async fn oauth2_backend_uses_form_grants_and_client_credentials() {
         client_id: Some("cli".into()),
         client_secret: Some("s3cret".into()),
     };
-    let auth = Auth::builder(backend).clock(clock.clone()).build().unwrap();
+    let auth = crate::auth_builder(backend)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     auth.login("alice", "pw").await.unwrap();
     assert_eq!(
         auth.access_token().await.unwrap(),
@@ -663,7 +666,7 @@ async fn bearer_only_goes_to_allowed_origins() {
             .mount(s)
             .await;
     }
-    let auth = Auth::builder(Backend::issuer_json(&api.uri()).unwrap())
+    let auth = crate::auth_builder(Backend::issuer_json(&api.uri()).unwrap())
         .clock(clock)
         .store(MemoryStore::with_tokens(Tokens {
             access_token: token,

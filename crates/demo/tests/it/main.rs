@@ -10,7 +10,10 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, LOCATION};
 use sallyport_demo::{DemoOptions, RunningDemo, start};
 
+/// Every test's options: also sends this binary's logs to `SALLYPORT_TEST_LOG_DIR` for the
+/// secret scan of the test command (scripts/lib/scan-logs).
 fn options(dir: &std::path::Path) -> DemoOptions {
+    sallyport_observe::testing::init_test_logs("demo-it", &["integration-password"]);
     DemoOptions {
         data_dir: dir.to_owned(),
         port: 0,

@@ -41,7 +41,17 @@ pub struct Backend {
     pub refreshes: Arc<AtomicUsize>,
     pub revocations: Arc<AtomicUsize>,
     pub mode: Arc<AtomicU8>,
+    /// What each backend call carried: (path, `X-Request-Id`, `traceparent`).
+    pub seen: Arc<Mutex<Vec<BackendCall>>>,
     _dir: tempfile::TempDir,
+}
+
+/// One call the backend received.
+#[derive(Debug, Clone)]
+pub struct BackendCall {
+    pub path: String,
+    pub request_id: Option<String>,
+    pub traceparent: Option<String>,
 }
 
 pub struct Harness {
@@ -58,10 +68,24 @@ pub struct BackendCounters {
     refreshes: Arc<AtomicUsize>,
     revocations: Arc<AtomicUsize>,
     mode: Arc<AtomicU8>,
+    seen: Arc<Mutex<Vec<BackendCall>>>,
 }
 
 async fn count_and_fault(State(c): State<BackendCounters>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    let call = {
+        let header = |n: &str| {
+            req.headers()
+                .get(n)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        BackendCall {
+            path: path.clone(),
+            request_id: header("x-request-id"),
+            traceparent: header("traceparent"),
+        }
+    };
+    c.seen.lock().unwrap().push(call);
     match c.mode.load(Ordering::SeqCst) {
         MODE_5XX => return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
         MODE_SLOW => tokio::time::sleep(Duration::from_secs(5)).await,
@@ -85,6 +109,7 @@ async fn count_and_fault(State(c): State<BackendCounters>, req: Request, next: N
 }
 
 pub async fn start_backend(reuse_interval_secs: u64) -> Arc<Backend> {
+    init_test_logs();
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -113,6 +138,7 @@ pub async fn start_backend(reuse_interval_secs: u64) -> Arc<Backend> {
         refreshes: Arc::new(AtomicUsize::new(0)),
         revocations: Arc::new(AtomicUsize::new(0)),
         mode: Arc::new(AtomicU8::new(MODE_OK)),
+        seen: Arc::new(Mutex::new(Vec::new())),
     };
     let app = issuer.router().layer(middleware::from_fn_with_state(
         counters.clone(),
@@ -132,6 +158,7 @@ pub async fn start_backend(reuse_interval_secs: u64) -> Arc<Backend> {
         refreshes: counters.refreshes,
         revocations: counters.revocations,
         mode: counters.mode,
+        seen: counters.seen,
         _dir: dir,
     })
 }
@@ -293,7 +320,19 @@ pub fn config(backend: &Backend, upstream_url: &str) -> Config {
     c
 }
 
+/// With `SALLYPORT_TEST_LOG_DIR` set (scripts/test), everything the gateway and the
+/// issuer log in this test binary goes to a file there, at `SALLYPORT_TEST_RUST_LOG`
+/// (else `RUST_LOG`, else debug and trace for sallyport crates), for the secret scan
+/// (scripts/lib/scan-logs). Once per process; without the variable, nothing is logged.
+pub fn init_test_logs() {
+    sallyport_observe::testing::init_test_logs(
+        "gateway-it",
+        &[PASSWORD, SECRET, "gateway-client-secret-0001"],
+    );
+}
+
 pub async fn start_gateway(config: Config) -> (String, Gateway, Arc<OffsetClock>) {
+    init_test_logs();
     let settings = config.validate().unwrap();
     let clock = Arc::new(OffsetClock::default());
     let gateway = Gateway::with_clock(settings, clock.clone()).await.unwrap();

@@ -14,6 +14,7 @@ mod flows;
 mod forward_auth;
 mod hardening;
 mod issuer_crash;
+mod observe;
 mod proxying;
 mod reload;
 mod renewal;

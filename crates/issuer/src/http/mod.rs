@@ -24,6 +24,7 @@ use sallyport_proto::{
     Profile, RefreshRequest, TokenResponse,
 };
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 use utoipa::OpenApi;
 
 pub use self::error::{ApiFailure, OAuthFailure};
@@ -141,8 +142,23 @@ pub(crate) fn router(issuer: Issuer) -> Router {
 /// unread: hyper closes such a connection right after the response, racing a client
 /// that reuses it for its next request (seen as sporadic "connection closed" errors
 /// after a 415 or 404). Bodies here are small, so buffering costs nothing.
+///
+/// It also gives the request its id and span: the `X-Request-Id` and `traceparent` of a
+/// peer in `http.trusted_proxies` (the gateway, a load balancer) are continued, anyone
+/// else's replaced by a new id and a new trace; the id is returned in `X-Request-Id`.
 async fn observe(State(issuer): State<Issuer>, req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let trusted = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|c| issuer.settings().client_address.trusts_peer(c.0.ip()));
+    let id = sallyport_observe::RequestId::from_headers(req.headers(), trusted);
+    let span = sallyport_observe::request_span(
+        req.method(),
+        req.uri().path(),
+        &id,
+        trusted.then_some(req.headers()),
+    );
     let method = req.method().to_string();
     let path = req
         .extensions()
@@ -178,7 +194,8 @@ async fn observe(State(issuer): State<Issuer>, req: Request, next: Next) -> Resp
             }
         }
     };
-    let resp = match tokio::time::timeout(issuer.settings().request_timeout, work).await {
+    let work = sallyport_observe::scope(id.clone(), work).instrument(span.clone());
+    let mut resp = match tokio::time::timeout(issuer.settings().request_timeout, work).await {
         Ok(resp) => resp,
         Err(_) => {
             let mut resp = ApiFailure::new(
@@ -191,6 +208,9 @@ async fn observe(State(issuer): State<Issuer>, req: Request, next: Next) -> Resp
             resp
         }
     };
+    sallyport_observe::record_status(&span, resp.status());
+    resp.headers_mut()
+        .insert(sallyport_observe::X_REQUEST_ID.clone(), id.header());
     issuer.metrics().request(
         method,
         path,

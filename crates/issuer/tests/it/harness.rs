@@ -17,8 +17,32 @@ pub struct Server {
     _dir: Option<Arc<tempfile::TempDir>>,
 }
 
+/// With `SALLYPORT_TEST_LOG_DIR` set (scripts/test), everything the issuer logs in this
+/// test binary goes to a file there, at `SALLYPORT_TEST_RUST_LOG` (else `RUST_LOG`, else
+/// debug and trace for sallyport crates), for the secret scan (scripts/lib/scan-logs).
+/// Once per process; without the variable, nothing is logged.
+pub fn init_test_logs() {
+    // The passwords and secrets these tests use, which the scan looks for literally.
+    sallyport_observe::testing::init_test_logs(
+        "issuer-it",
+        &[
+            "alice-password",
+            "new-alice-password",
+            "bob-password",
+            "bad-password",
+            "wrong-password",
+            "whatever-pw",
+            "wrong-secret",
+            "gateway-secret-0123456789",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            "HxwdHhscGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=",
+        ],
+    );
+}
+
 /// Fast argon2 and generous limits unless a test says otherwise.
 pub fn test_config() -> Config {
+    init_test_logs();
     let mut c = Config::default();
     c.argon2.memory_kib = 256;
     c.argon2.iterations = 1;

@@ -19,6 +19,7 @@ mod login;
 mod oauth;
 mod oidc;
 mod refresh;
+mod request_id;
 mod signing_keys;
 mod startup;
 

@@ -14,6 +14,8 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
+import { logStream } from "../../../../scripts/lib/test-log.mjs";
+
 const targetDir = process.env.CARGO_TARGET_DIR || "/var/cache/sallyport/target";
 export const sallyportBin = process.env.SALLYPORT_BIN || path.join(targetDir, "debug", "sallyport");
 
@@ -54,7 +56,7 @@ function childEnv() {
   for (const [k, v] of Object.entries(process.env)) {
     if (!k.startsWith("SALLYPORT_ISSUER_")) env[k] = v;
   }
-  env.RUST_LOG = env.SALLYPORT_INTEROP_RUST_LOG || "warn";
+  env.RUST_LOG = env.SALLYPORT_TEST_RUST_LOG || env.SALLYPORT_INTEROP_RUST_LOG || "warn";
   return env;
 }
 
@@ -165,7 +167,9 @@ export async function startIssuer(settings = {}) {
   });
   running.add(child);
   child.on("exit", () => running.delete(child));
+  const sink = logStream("interop", "issuer");
   child.stderr.on("data", (d) => {
+    sink?.write(d);
     issuer.stderr = (issuer.stderr + d.toString()).slice(-20_000);
   });
   issuer.child = child;
