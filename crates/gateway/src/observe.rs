@@ -18,7 +18,7 @@ use crate::Gateway;
 /// The middleware: decides the id, runs the request inside its span and id scope, and
 /// returns the id on the response.
 pub(crate) async fn track(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
-    let trusted = gw.inner.settings.header_policy.trusts_request_id();
+    let trusted = gw.current().settings.header_policy.trusts_request_id();
     let id = RequestId::from_headers(req.headers(), trusted);
     let span = sallyport_observe::request_span(
         req.method(),

@@ -9,9 +9,12 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { logPath, registerSecrets, rustLog } from '../../../scripts/lib/test-log.mjs';
+
 export const BIN = process.env.SALLYPORT_BIN || '/var/cache/sallyport/target/debug/sallyport';
 export const PASSWORD = 'correct horse battery staple 42';
 export const APP_SECRET = 'oidc-op-suite-app-secret-0123456789';
+registerSecrets('oidc-op', [PASSWORD, APP_SECRET]);
 
 const children = new Set();
 const dirs = new Set();
@@ -91,7 +94,7 @@ export class Issuer {
     dirs.add(this.dir);
     this.backchannel = backchannel;
     this.reuseInterval = reuseInterval;
-    this.log = path.join(this.dir, 'issuer.log');
+    this.log = logPath('oidc-op', 'issuer', path.join(this.dir, 'issuer.log'));
     this.config = path.join(this.dir, 'issuer.toml');
   }
 
@@ -103,7 +106,7 @@ export class Issuer {
   env() {
     // The file goes in --config: SALLYPORT_ISSUER_CONFIG would also be read as a
     // setting named `config` under the SALLYPORT_ISSUER_ prefix and refused.
-    return cleanEnv({ RUST_LOG: process.env.RUST_LOG || 'info' });
+    return cleanEnv({ RUST_LOG: rustLog('info') });
   }
 
   async start() {
