@@ -206,6 +206,9 @@ pub struct Grant {
     pub refresh_token: Option<String>,
     /// The access token's lifetime in seconds, if sent.
     pub expires_in: Option<u64>,
+    /// OpenID Connect: the `id_token` of an OAuth 2.0 answer, if sent (unverified: the
+    /// caller validates it). Always `None` for the JSON protocol.
+    pub id_token: Option<String>,
 }
 
 impl std::fmt::Debug for Grant {
@@ -217,6 +220,7 @@ impl std::fmt::Debug for Grant {
                 &self.refresh_token.as_ref().map(|_| "[redacted]"),
             )
             .field("expires_in", &self.expires_in)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -350,6 +354,35 @@ impl Client {
         self.grant(&body)
     }
 
+    /// Redeems an authorization code (RFC 6749 §4.1.3, with the PKCE `code_verifier` of
+    /// RFC 7636) at the token endpoint ([`Config::refresh_url`]). OAuth 2.0 only; a
+    /// refusal (`invalid_grant`: a used or expired code) is [`Error::Refused`].
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        call: Call,
+    ) -> Result<Grant, Error> {
+        if !matches!(self.config.protocol, Protocol::OAuth2 { .. }) {
+            return Err(Error::unavailable(
+                "the authorization-code grant needs the OAuth 2.0 protocol",
+            ));
+        }
+        let req = self.oauth(
+            &self.config.refresh_url,
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", code_verifier),
+            ],
+        );
+        let mut resp = self.send(req, Purpose::Refresh, call).await?;
+        let body = read_limited(&mut resp, self.config.max_body_bytes).await?;
+        self.grant(&body)
+    }
+
     /// Revokes a refresh token (JSON: the logout URL; OAuth 2.0: RFC 7009).
     /// `Ok(false)` when no [`Config::logout_url`] is configured.
     pub async fn revoke(&self, refresh_token: &str, call: Call) -> Result<bool, Error> {
@@ -473,6 +506,10 @@ impl Client {
                 .ok_or_else(|| Error::unavailable(format!("token response has no `{at}`")))?,
             refresh_token: text(rt),
             expires_in: body.get(exp).and_then(Value::as_u64),
+            id_token: match &self.config.protocol {
+                Protocol::OAuth2 { .. } => text("id_token"),
+                Protocol::Json(_) => None,
+            },
         })
     }
 }

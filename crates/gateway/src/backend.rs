@@ -55,6 +55,8 @@ pub struct Backend {
     client: sallyport_backend::Client,
     health_url: String,
     verifier: Option<sallyport_jwt::Verifier>,
+    /// `kind = "oidc"`: renewed ID tokens are validated against the provider.
+    oidc: Option<std::sync::Arc<crate::oidc::Oidc>>,
 }
 
 impl Backend {
@@ -65,17 +67,18 @@ impl Backend {
         };
         let protocol = match settings.kind {
             BackendKind::Json => Protocol::Json(settings.fields.clone()),
-            BackendKind::OAuth2 => Protocol::OAuth2 {
+            BackendKind::OAuth2 | BackendKind::Oidc => Protocol::OAuth2 {
                 scope: settings.scope.clone(),
             },
         };
         let client_auth = match (settings.kind, settings.client_auth_basic) {
             (BackendKind::Json, _) => ClientAuth::None,
-            (BackendKind::OAuth2, true) => ClientAuth::Basic {
+            (_, true) => ClientAuth::Basic {
                 id: settings.client_id.clone().unwrap_or_default(),
                 secret: settings.client_secret.clone(),
             },
-            (BackendKind::OAuth2, false) => ClientAuth::Post {
+            // `client_secret_post`, or `none` (a public client: no secret to send).
+            (_, false) => ClientAuth::Post {
                 id: Some(settings.client_id.clone().unwrap_or_default()),
                 secret: settings.client_secret.clone(),
             },
@@ -107,7 +110,33 @@ impl Backend {
             client: sallyport_backend::Client::new(config, http),
             health_url: settings.health_url,
             verifier,
+            oidc: None,
         })
+    }
+
+    /// The same backend, validating renewed ID tokens against `oidc`.
+    pub(crate) fn with_oidc(mut self, oidc: Option<std::sync::Arc<crate::oidc::Oidc>>) -> Self {
+        self.oidc = oidc;
+        self
+    }
+
+    /// Redeems an authorization code; returns the tokens and the (not yet validated)
+    /// ID token, which the caller checks against its login attempt's nonce.
+    pub(crate) async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        now_s: u64,
+        client: Option<IpAddr>,
+    ) -> Result<(Tokens, Option<String>), BackendError> {
+        let call = Call::at_unix_secs(now_s).for_client(client);
+        let mut grant = self
+            .client
+            .exchange_code(code, redirect_uri, code_verifier, call)
+            .await?;
+        let id_token = grant.id_token.take();
+        Ok((self.tokens(grant, None, now_s).await?, id_token))
     }
 
     /// The configured bound on each call.
@@ -189,6 +218,25 @@ impl Backend {
                 BackendError::Unavailable(format!("token verification failed: {e}"))
             })?;
         }
+        let (id_token, id_sub) = match (&self.oidc, grant.id_token) {
+            (Some(oidc), Some(t)) => {
+                let claims = crate::oidc::flow::validate_id_token(oidc, &t, now_s, None)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = ?e, "renewed ID token failed validation");
+                        match e {
+                            crate::oidc::flow::IdTokenError::Unavailable(why) => {
+                                BackendError::Unavailable(why)
+                            }
+                            crate::oidc::flow::IdTokenError::Invalid(_) => {
+                                BackendError::Refused("invalid_id_token".into())
+                            }
+                        }
+                    })?;
+                (Some(t), Some(claims.sub))
+            }
+            _ => (None, None),
+        };
         let expires_at = crate::token::local_expiry(&access_token, grant.expires_in, now_s);
         let user = crate::token::user_of(&access_token);
         Ok(Tokens {
@@ -197,6 +245,8 @@ impl Backend {
             expires_at,
             obtained_at: now_s,
             user,
+            id_token,
+            id_sub,
         })
     }
 }

@@ -36,6 +36,7 @@ mod error;
 mod forward;
 mod guard;
 mod metrics;
+mod oidc;
 mod page;
 mod proxy;
 mod renew;
@@ -115,6 +116,8 @@ pub(crate) struct Inner {
     pub(crate) page: page::LoginPage,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) clock: Arc<dyn Clock>,
+    /// `backend.kind = "oidc"`: the relying party (discovery, verifiers, replay caches).
+    pub(crate) oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl Gateway {
@@ -125,9 +128,11 @@ impl Gateway {
 
     /// Builds a gateway on the given clock.
     pub async fn with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let mut settings = settings;
+        let oidc = oidc::prepare(&mut settings).await?;
         let cookies = settings.cookies.clone();
         let metrics = metrics::Metrics::new();
-        let backend = backend::Backend::new(settings.backend.clone())?;
+        let backend = backend::Backend::new(settings.backend.clone())?.with_oidc(oidc.clone());
         let redis = settings
             .store
             .clone()
@@ -142,7 +147,8 @@ impl Gateway {
         let renew_backend = backend::Backend::new(config::BackendSettings {
             timeout: call_bound,
             ..settings.backend.clone()
-        })?;
+        })?
+        .with_oidc(oidc.clone());
         let renewer = renew::Renewer::new(
             renew_backend,
             settings.renew_grace,
@@ -180,6 +186,7 @@ impl Gateway {
                 page,
                 metrics,
                 clock,
+                oidc,
             }),
         })
     }
@@ -205,6 +212,9 @@ impl Gateway {
             .route(&format!("{p}/session"), get(routes::session))
             .route(&format!("{p}/client.js"), get(routes::client_js))
             .route(&format!("{p}/{{*rest}}"), any(routes::not_found));
+        if let Some(o) = &self.inner.oidc {
+            router = oidc::routes(router, o, p);
+        }
         if self.inner.settings.health_on_public {
             router = router
                 .route("/healthz", get(routes::healthz))
