@@ -14,6 +14,7 @@ mod flows;
 mod forward_auth;
 mod hardening;
 mod issuer_crash;
+mod oidc;
 mod proxying;
 mod renewal;
 mod renewal_rules;
