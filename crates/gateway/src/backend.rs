@@ -220,20 +220,22 @@ impl Backend {
         }
         let (id_token, id_sub) = match (&self.oidc, grant.id_token) {
             (Some(oidc), Some(t)) => {
-                let claims = crate::oidc::flow::validate_id_token(oidc, &t, now_s, None)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = ?e, "renewed ID token failed validation");
-                        match e {
-                            crate::oidc::flow::IdTokenError::Unavailable(why) => {
-                                BackendError::Unavailable(why)
-                            }
-                            crate::oidc::flow::IdTokenError::Invalid(_) => {
-                                BackendError::Refused("invalid_id_token".into())
-                            }
-                        }
-                    })?;
-                (Some(t), Some(claims.sub))
+                use crate::oidc::flow::{IdTokenError, validate_id_token};
+                match validate_id_token(oidc, &t, now_s, None).await {
+                    Ok(claims) => (Some(t), Some(claims.sub)),
+                    // The tokens were rotated already: refusing them now would make the
+                    // next renewal present a used refresh token. A key the JWKS does not
+                    // have yet (a rotation within the refetch interval) or an unreachable
+                    // JWKS only costs the new ID token; the session keeps the old one.
+                    Err(IdTokenError::UnknownKey | IdTokenError::Unavailable(_)) => {
+                        tracing::warn!("renewed ID token not verifiable yet (unknown key or JWKS unavailable); keeping the previous one");
+                        (None, None)
+                    }
+                    Err(IdTokenError::Invalid(why)) => {
+                        tracing::error!(%why, "renewed ID token failed validation; session ended");
+                        return Err(BackendError::Refused("invalid_id_token".into()));
+                    }
+                }
             }
             _ => (None, None),
         };

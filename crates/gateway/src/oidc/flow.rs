@@ -346,6 +346,10 @@ async fn finish(
             tracing::warn!(%why, "ID token refused");
             return Err((Refusal::IdToken, next));
         }
+        Err(IdTokenError::UnknownKey) => {
+            tracing::warn!("ID token signed with a key the provider does not publish");
+            return Err((Refusal::IdToken, next));
+        }
     };
     tokens.user = Some(sallyport_proto::SessionUser {
         sub: claims.sub.clone(),
@@ -391,6 +395,9 @@ fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub(crate) enum IdTokenError {
     /// The provider's keys could not be fetched: a fault, not a verdict.
     Unavailable(String),
+    /// Signed with a key the provider does not publish (yet, as far as we know: the
+    /// JWKS refetch for an unknown `kid` is rate-limited to one per 10 s).
+    UnknownKey,
     /// The token is not valid.
     Invalid(String),
 }
@@ -413,6 +420,7 @@ pub(crate) async fn validate_id_token(
         .await
         .map_err(|e| match e {
             sallyport_jwt::Error::JwksUnavailable(why) => IdTokenError::Unavailable(why),
+            sallyport_jwt::Error::UnknownKey(_) => IdTokenError::UnknownKey,
             other => IdTokenError::Invalid(other.to_string()),
         })?;
     let invalid = |why: &str| Err(IdTokenError::Invalid(why.into()));
