@@ -3,7 +3,7 @@
 //! The provider posts a `logout_token` (form-encoded, body at most [`MAX_BODY`]) when a
 //! session ends at the provider. It is accepted only if (§2.6): the signature is by a
 //! provider key (the JWKS; an unknown `kid` refetches it), `alg` is asymmetric, `typ` is
-//! `logout+jwt` when present, `iss` is the provider, `aud` contains our client id, `iat`
+//! `logout+jwt` (or `JWT`, as Keycloak types them) when present, `iss` is the provider, `aud` contains our client id, `iat`
 //! lies within [`MAX_AGE`] (and not in the future, beyond the leeway), `exp` has not
 //! passed, `jti` has not been seen on this replica within that window, `events` has the
 //! back-channel-logout member, there is no `nonce`, and there is a `sid` or a `sub`.

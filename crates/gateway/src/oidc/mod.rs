@@ -193,7 +193,7 @@ pub(crate) struct Oidc {
     pub(crate) discovery: Discovery,
     /// ID tokens: `aud` = client id, any `typ` but those of other token kinds.
     pub(crate) id_tokens: sallyport_jwt::Verifier,
-    /// Logout tokens: same keys, `typ` `logout+jwt` when present, `sub` optional.
+    /// Logout tokens: same keys, `typ` `logout+jwt` or `JWT` when present, `sub` optional.
     pub(crate) logout_tokens: sallyport_jwt::Verifier,
     /// Digests of `state`s already redeemed (a replayed callback is refused even with
     /// its cookie), for the attempt lifetime.
@@ -241,7 +241,14 @@ impl Oidc {
         // ID tokens come typed `JWT` or untyped; other typed JWTs of the same provider
         // (access tokens `at+jwt`, logout tokens) are not ID tokens.
         let id_tokens = verifier(&["", "JWT", "application/jwt"], true)?;
-        let logout_tokens = verifier(&["", "logout+jwt", "application/logout+jwt"], false)?;
+        // Logout tokens SHOULD be typed `logout+jwt` (Back-Channel Logout 1.0 §2.4), but
+        // providers that predate that advice (Keycloak) type them `JWT`. What tells a
+        // logout token from an ID token is its `events` member and the absence of a
+        // `nonce` (§2.6), both checked; typed access tokens are still refused here.
+        let logout_tokens = verifier(
+            &["", "JWT", "logout+jwt", "application/logout+jwt"],
+            false,
+        )?;
         Ok(Arc::new(Self {
             settings,
             discovery,
