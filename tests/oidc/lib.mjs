@@ -140,6 +140,13 @@ export async function startProvider({ gateways }) {
       return client.grantTypeAllowed('refresh_token');
     },
     pkce: { required: () => true },
+    // oidc-provider refuses outgoing requests (back-channel logout) to special-use
+    // addresses such as loopback (SSRF protection). The gateway here is on loopback,
+    // so this test provider lifts that; a real deployment posts to a routable host.
+    fetch(url, options) {
+      const { dispatcher, ...rest } = options;
+      return globalThis.fetch(url, rest);
+    },
   });
   let current = new Provider(issuer, config([rsaKey('key-1')]));
   const silence = (p) => {

@@ -228,7 +228,9 @@ impl Backend {
                     // have yet (a rotation within the refetch interval) or an unreachable
                     // JWKS only costs the new ID token; the session keeps the old one.
                     Err(IdTokenError::UnknownKey | IdTokenError::Unavailable(_)) => {
-                        tracing::warn!("renewed ID token not verifiable yet (unknown key or JWKS unavailable); keeping the previous one");
+                        tracing::warn!(
+                            "renewed ID token not verifiable yet (unknown key or JWKS unavailable); keeping the previous one"
+                        );
                         (None, None)
                     }
                     Err(IdTokenError::Invalid(why)) => {

@@ -1056,9 +1056,10 @@ fn backend_settings(b: &BackendSection) -> Result<BackendSettings, Error> {
         BackendKind::Oidc => {
             // The endpoints come from discovery at start-up (`oidc::discover`); until
             // then they are the issuer itself, which nothing calls.
-            let issuer = b.issuer.as_deref().ok_or_else(|| {
-                Error::config("backend.issuer", "required for the oidc backend")
-            })?;
+            let issuer = b
+                .issuer
+                .as_deref()
+                .ok_or_else(|| Error::config("backend.issuer", "required for the oidc backend"))?;
             if b.client_id.as_deref().is_none_or(str::is_empty) {
                 return Err(Error::config(
                     "backend.client_id",

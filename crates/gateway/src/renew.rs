@@ -530,7 +530,9 @@ impl crate::Inner {
                 if let (Some(o), Some(sub)) = (&data.oidc, &tokens.id_sub)
                     && o.sub != *sub
                 {
-                    tracing::error!("the provider renewed a session with an ID token of another subject; session ended");
+                    tracing::error!(
+                        "the provider renewed a session with an ID token of another subject; session ended"
+                    );
                     return Err(RenewFailure::Refused);
                 }
                 data.apply(&tokens);

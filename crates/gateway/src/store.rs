@@ -159,7 +159,9 @@ impl LogoutStore {
     /// unreachable Redis answers "no" (see the module docs).
     pub(crate) async fn logged_out_elsewhere(&self, data: &SessionData, now_ms: u64) -> bool {
         if let (Some(shared), Some(o)) = (&self.shared, &data.oidc) {
-            return self.oidc_logged_out_elsewhere(shared, data, o, now_ms).await;
+            return self
+                .oidc_logged_out_elsewhere(shared, data, o, now_ms)
+                .await;
         }
         let (Some(shared), Some(key)) = (&self.shared, data.logout_key()) else {
             return false;
@@ -255,10 +257,10 @@ impl LogoutStore {
              if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
              return 1",
         )
-            .arg(1)
-            .arg(shared.key("logout-sub", &d))
-            .arg(now_ms)
-            .arg(self.ttl.as_secs().max(1));
+        .arg(1)
+        .arg(shared.key("logout-sub", &d))
+        .arg(now_ms)
+        .arg(self.ttl.as_secs().max(1));
         match shared.run::<i64>(&cmd).await {
             Ok(_) => true,
             Err(e) => {

@@ -153,9 +153,16 @@ mod tests {
 
     #[test]
     fn issuer_must_match_exactly() {
-        let ok = parse(&doc("https://op.example", serde_json::json!({})), "https://op.example");
+        let ok = parse(
+            &doc("https://op.example", serde_json::json!({})),
+            "https://op.example",
+        );
         assert!(ok.is_ok());
-        for other in ["https://op.example/", "https://evil.example", "https://OP.example"] {
+        for other in [
+            "https://op.example/",
+            "https://evil.example",
+            "https://OP.example",
+        ] {
             assert!(
                 parse(&doc(other, serde_json::json!({})), "https://op.example").is_err(),
                 "{other}"
@@ -166,7 +173,10 @@ mod tests {
     #[test]
     fn plain_http_endpoints_and_missing_s256_are_refused() {
         let i = "https://op.example";
-        let http = doc(i, serde_json::json!({"token_endpoint": "http://op.example/token"}));
+        let http = doc(
+            i,
+            serde_json::json!({"token_endpoint": "http://op.example/token"}),
+        );
         assert!(parse(&http, i).unwrap_err().contains("token_endpoint"));
         let plain = doc(
             i,

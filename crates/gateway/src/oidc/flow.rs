@@ -20,8 +20,8 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -180,7 +180,11 @@ pub(crate) async fn callback(
 ) -> Response {
     let inner = &*gw.inner;
     let Some(oidc) = inner.oidc.clone() else {
-        return crate::auth::json_error(StatusCode::NOT_FOUND, "not_found", "no such gateway route");
+        return crate::auth::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such gateway route",
+        );
     };
     let client = conn.map(|c| c.0.0.ip());
     let q: CallbackQuery = query
@@ -209,7 +213,8 @@ pub(crate) async fn callback(
             let (status, message, label) = match &refusal {
                 Refusal::State => (
                     StatusCode::BAD_REQUEST,
-                    "This sign-in link is not valid in this browser, or it has expired.".to_string(),
+                    "This sign-in link is not valid in this browser, or it has expired."
+                        .to_string(),
                     "invalid_state",
                 ),
                 Refusal::Replayed => (
@@ -219,7 +224,8 @@ pub(crate) async fn callback(
                 ),
                 Refusal::Issuer => (
                     StatusCode::BAD_REQUEST,
-                    "The sign-in answer did not come from the expected identity provider.".to_string(),
+                    "The sign-in answer did not come from the expected identity provider."
+                        .to_string(),
                     "wrong_issuer",
                 ),
                 Refusal::Provider(code) => (
@@ -532,6 +538,9 @@ mod tests {
 
     #[test]
     fn escape_covers_html_specials() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -245,10 +245,7 @@ impl Oidc {
         // providers that predate that advice (Keycloak) type them `JWT`. What tells a
         // logout token from an ID token is its `events` member and the absence of a
         // `nonce` (§2.6), both checked; typed access tokens are still refused here.
-        let logout_tokens = verifier(
-            &["", "JWT", "logout+jwt", "application/logout+jwt"],
-            false,
-        )?;
+        let logout_tokens = verifier(&["", "JWT", "logout+jwt", "application/logout+jwt"], false)?;
         Ok(Arc::new(Self {
             settings,
             discovery,

@@ -110,7 +110,12 @@ impl Op {
     }
 
     /// A logout token for `sid`/`sub`; `edit` changes its claims.
-    fn logout_token(&self, sid: Option<&str>, sub: Option<&str>, edit: impl FnOnce(&mut Value)) -> String {
+    fn logout_token(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        edit: impl FnOnce(&mut Value),
+    ) -> String {
         let now = self.now();
         let mut claims = json!({
             "iss": self.url,
@@ -154,16 +159,19 @@ async fn jwks(State(op): State<Arc<Op>>) -> Json<sallyport_jwt::JwkSet> {
     Json(sallyport_jwt::jwk_set(keys.iter().map(|k| &**k)))
 }
 
-async fn authorize(State(op): State<Arc<Op>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn authorize(
+    State(op): State<Arc<Op>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["client_id"], CLIENT_ID);
     assert_eq!(q["code_challenge_method"], "S256");
     assert!(q["scope"].split(' ').any(|s| s == "openid"));
     let code = op.next_id("code");
-    op.codes
-        .lock()
-        .unwrap()
-        .insert(code.clone(), (q["nonce"].clone(), q["code_challenge"].clone()));
+    op.codes.lock().unwrap().insert(
+        code.clone(),
+        (q["nonce"].clone(), q["code_challenge"].clone()),
+    );
     let iss = op.tweak.lock().unwrap().iss_param.clone();
     let mut to = url::Url::parse(&q["redirect_uri"]).unwrap();
     to.query_pairs_mut()
@@ -182,7 +190,13 @@ async fn authorize(State(op): State<Arc<Op>>, Query(q): Query<HashMap<String, St
 }
 
 async fn token(State(op): State<Arc<Op>>, Form(f): Form<HashMap<String, String>>) -> Response {
-    let refuse = || (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response();
+    let refuse = || {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response()
+    };
     let sub = "alice";
     let (sub, nonce) = match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
@@ -271,7 +285,11 @@ fn oidc_config(op: &Op, upstream: &str, gateway_port: u16) -> Config {
 }
 
 /// A gateway in front of the echo upstream, against `op`, on a clock shared with it.
-async fn start_rp_with(op: Arc<Op>, clock: Arc<OffsetClock>, tweak: impl FnOnce(&mut Config)) -> Rp {
+async fn start_rp_with(
+    op: Arc<Op>,
+    clock: Arc<OffsetClock>,
+    tweak: impl FnOnce(&mut Config),
+) -> Rp {
     let (_up, upstream_url) = start_upstream().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -320,14 +338,21 @@ impl Rp {
         assert_eq!(r.status(), 303);
         let attempt = cookie_header(r.headers()).expect("attempt cookie");
         let to = r.headers()["location"].to_str().unwrap().to_string();
-        assert!(to.starts_with(&format!("{}/authorize?", self.op.url)), "{to}");
+        assert!(
+            to.starts_with(&format!("{}/authorize?", self.op.url)),
+            "{to}"
+        );
         let r = self.http.get(&to).send().await.unwrap();
         let callback = r.headers()["location"].to_str().unwrap().to_string();
         Login { attempt, callback }
     }
 
     /// The callback with `cookie`; (status, Location, session cookie, body).
-    async fn callback(&self, url: &str, cookie: &str) -> (u16, Option<String>, Option<String>, String) {
+    async fn callback(
+        &self,
+        url: &str,
+        cookie: &str,
+    ) -> (u16, Option<String>, Option<String>, String) {
         let r = self
             .http
             .get(url)
@@ -406,7 +431,10 @@ async fn login_through_the_provider_lands_on_next_with_a_bearer_token() {
     assert_eq!(s["isLoggedIn"], true);
     assert_eq!(s["user"]["sub"], "alice");
     assert_eq!(s["user"]["name"], "Alice Example");
-    assert!(!s.to_string().contains("rt-"), "no refresh token in the view");
+    assert!(
+        !s.to_string().contains("rt-"),
+        "no refresh token in the view"
+    );
     let _ = &rp.upstream_url;
 }
 
@@ -458,17 +486,62 @@ async fn bad_id_tokens_are_refused() {
     let other_key = Arc::new(SigningKey::generate(Algorithm::Rs256, "rsa-1").unwrap());
     let unknown_key = Arc::new(SigningKey::generate(Algorithm::Rs256, "rsa-x").unwrap());
     let cases: Vec<(&str, Tweak)> = vec![
-        ("wrong nonce", Tweak { nonce: Some("not-the-nonce".into()), ..Tweak::default() }),
-        ("signed by another key (same kid)", Tweak { signer: Some(other_key), ..Tweak::default() }),
-        ("signed by an unpublished key", Tweak { signer: Some(unknown_key), ..Tweak::default() }),
-        ("wrong iss", Tweak { iss: Some("http://127.0.0.1:1".into()), ..Tweak::default() }),
-        ("wrong aud", Tweak { aud: Some(json!("someone-else")), ..Tweak::default() }),
-        ("azp of another client", Tweak { azp: Some("someone-else".into()), ..Tweak::default() }),
+        (
+            "wrong nonce",
+            Tweak {
+                nonce: Some("not-the-nonce".into()),
+                ..Tweak::default()
+            },
+        ),
+        (
+            "signed by another key (same kid)",
+            Tweak {
+                signer: Some(other_key),
+                ..Tweak::default()
+            },
+        ),
+        (
+            "signed by an unpublished key",
+            Tweak {
+                signer: Some(unknown_key),
+                ..Tweak::default()
+            },
+        ),
+        (
+            "wrong iss",
+            Tweak {
+                iss: Some("http://127.0.0.1:1".into()),
+                ..Tweak::default()
+            },
+        ),
+        (
+            "wrong aud",
+            Tweak {
+                aud: Some(json!("someone-else")),
+                ..Tweak::default()
+            },
+        ),
+        (
+            "azp of another client",
+            Tweak {
+                azp: Some("someone-else".into()),
+                ..Tweak::default()
+            },
+        ),
         (
             "several audiences without azp",
-            Tweak { aud: Some(json!([CLIENT_ID, "api"])), ..Tweak::default() },
+            Tweak {
+                aud: Some(json!([CLIENT_ID, "api"])),
+                ..Tweak::default()
+            },
         ),
-        ("expired", Tweak { exp_offset: -600, ..Tweak::default() }),
+        (
+            "expired",
+            Tweak {
+                exp_offset: -600,
+                ..Tweak::default()
+            },
+        ),
     ];
     for (what, tweak) in cases {
         rp.tweak(tweak);
@@ -506,7 +579,9 @@ async fn forged_missing_and_replayed_state_is_refused() {
             .to_string(),
         "forged-state",
     );
-    let (s, _, set, _) = rp.callback(&forged, &format!("{}; {}", l.attempt, other.attempt)).await;
+    let (s, _, set, _) = rp
+        .callback(&forged, &format!("{}; {}", l.attempt, other.attempt))
+        .await;
     assert_eq!(s, 400);
     assert!(set.is_none());
     // The real one works once…
@@ -523,12 +598,18 @@ async fn forged_missing_and_replayed_state_is_refused() {
 async fn rfc9207_iss_parameter_is_checked() {
     let rp = start_rp().await;
     for (what, iss) in [("wrong iss", "http://127.0.0.1:1"), ("missing iss", "")] {
-        rp.tweak(Tweak { iss_param: Some(iss.into()), ..Tweak::default() });
+        rp.tweak(Tweak {
+            iss_param: Some(iss.into()),
+            ..Tweak::default()
+        });
         let l = rp.begin("/x").await;
         let (s, loc, set, body) = rp.callback(&l.callback, &l.attempt).await;
         assert_eq!(s, 400, "{what}");
         assert!(loc.is_none() && set.is_none(), "{what}");
-        assert!(body.contains("expected identity provider"), "{what}: {body}");
+        assert!(
+            body.contains("expected identity provider"),
+            "{what}: {body}"
+        );
     }
 }
 
@@ -537,7 +618,12 @@ async fn provider_errors_end_on_a_page_with_a_retry_link() {
     let rp = start_rp().await;
     let l = rp.begin("/after").await;
     let url = url::Url::parse(&l.callback).unwrap();
-    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
+    let state = url
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
     let denied = format!(
         "{}/auth/callback?error=access_denied&error_description=no&state={state}&iss={}",
         rp.url,
@@ -568,10 +654,16 @@ async fn renewal_uses_the_refresh_token_and_checks_the_renewed_id_token() {
     assert_eq!(r.status(), 200);
     let renewed = cookie_header(r.headers()).expect("renewed cookie");
     let after: Value = r.json().await.unwrap();
-    assert_ne!(header_of(&before, "authorization"), header_of(&after, "authorization"));
+    assert_ne!(
+        header_of(&before, "authorization"),
+        header_of(&after, "authorization")
+    );
     assert_eq!(rp.op.refreshes.load(Ordering::SeqCst), 1);
     // A renewal whose ID token names another subject ends the session.
-    rp.tweak(Tweak { sub: Some("mallory".into()), ..Tweak::default() });
+    rp.tweak(Tweak {
+        sub: Some("mallory".into()),
+        ..Tweak::default()
+    });
     rp.clock.advance_ms(11 * 60 * 1000);
     let (status, body) = rp.echo(&renewed).await;
     assert_eq!(status, 401, "{body}");
@@ -580,7 +672,9 @@ async fn renewal_uses_the_refresh_token_and_checks_the_renewed_id_token() {
     rp.tweak(Tweak::default());
     let cookie = rp.login().await;
     rp.tweak(Tweak {
-        signer: Some(Arc::new(SigningKey::generate(Algorithm::Rs256, "rsa-1").unwrap())),
+        signer: Some(Arc::new(
+            SigningKey::generate(Algorithm::Rs256, "rsa-1").unwrap(),
+        )),
         ..Tweak::default()
     });
     rp.clock.advance_ms(11 * 60 * 1000);
@@ -609,10 +703,15 @@ async fn back_channel_logout_ends_the_named_session_only() {
     let alice = rp.login().await;
     assert_eq!(rp.echo(&alice).await.0, 200);
     // Another provider session of another user stays.
-    rp.tweak(Tweak { sub: Some("bob".into()), ..Tweak::default() });
+    rp.tweak(Tweak {
+        sub: Some("bob".into()),
+        ..Tweak::default()
+    });
     let bob = rp.login().await;
     rp.tweak(Tweak::default());
-    let token = rp.op.logout_token(Some("op-session-alice"), Some("alice"), |_| {});
+    let token = rp
+        .op
+        .logout_token(Some("op-session-alice"), Some("alice"), |_| {});
     let (s, body) = rp.backchannel(&token).await;
     assert_eq!(s, 200, "{body}");
     let (status, body) = rp.echo(&alice).await;
@@ -637,7 +736,11 @@ async fn back_channel_logout_by_subject_ends_earlier_sessions_not_later_ones() {
     assert_eq!(rp.echo(&second).await.0, 401);
     rp.clock.advance_ms(1000);
     let later = rp.login().await;
-    assert_eq!(rp.echo(&later).await.0, 200, "a login after the logout works");
+    assert_eq!(
+        rp.echo(&later).await.0,
+        200,
+        "a login after the logout works"
+    );
 }
 
 #[tokio::test]
@@ -654,32 +757,72 @@ async fn invalid_logout_tokens_are_refused_with_400() {
         "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
     });
     let cases: Vec<(&str, String)> = vec![
-        ("with a nonce", op.logout_token(sid, None, |c| c["nonce"] = json!("n"))),
-        ("without events", op.logout_token(sid, None, |c| { c.as_object_mut().unwrap().remove("events"); })),
-        ("with another event", op.logout_token(sid, None, |c| c["events"] = json!({"urn:other": {}}))),
+        (
+            "with a nonce",
+            op.logout_token(sid, None, |c| c["nonce"] = json!("n")),
+        ),
+        (
+            "without events",
+            op.logout_token(sid, None, |c| {
+                c.as_object_mut().unwrap().remove("events");
+            }),
+        ),
+        (
+            "with another event",
+            op.logout_token(sid, None, |c| c["events"] = json!({"urn:other": {}})),
+        ),
         ("without sid and sub", op.logout_token(None, None, |_| {})),
-        ("without jti", op.logout_token(sid, None, |c| { c.as_object_mut().unwrap().remove("jti"); })),
-        ("wrong aud", op.logout_token(sid, None, |c| c["aud"] = json!("other"))),
-        ("wrong iss", op.logout_token(sid, None, |c| c["iss"] = json!("http://127.0.0.1:1"))),
-        ("too old", op.logout_token(sid, None, |c| {
-            c["iat"] = json!(now - 3600);
-        })),
-        ("wrong signature", Op::jws(&other_key, Some("logout+jwt"), &valid_claims)),
-        ("typed as an access token", Op::jws(&op.signer(), Some("at+jwt"), &valid_claims)),
+        (
+            "without jti",
+            op.logout_token(sid, None, |c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+        ),
+        (
+            "wrong aud",
+            op.logout_token(sid, None, |c| c["aud"] = json!("other")),
+        ),
+        (
+            "wrong iss",
+            op.logout_token(sid, None, |c| c["iss"] = json!("http://127.0.0.1:1")),
+        ),
+        (
+            "too old",
+            op.logout_token(sid, None, |c| {
+                c["iat"] = json!(now - 3600);
+            }),
+        ),
+        (
+            "wrong signature",
+            Op::jws(&other_key, Some("logout+jwt"), &valid_claims),
+        ),
+        (
+            "typed as an access token",
+            Op::jws(&op.signer(), Some("at+jwt"), &valid_claims),
+        ),
         ("an ID token", op.id_token("alice", Some("n"))),
     ];
     for (what, token) in cases {
         let (s, body) = rp.backchannel(&token).await;
         assert_eq!(s, 400, "{what}: {body}");
         assert_eq!(body["error"], "invalid_request", "{what}");
-        assert_eq!(rp.echo(&cookie).await.0, 200, "{what}: the session was ended");
+        assert_eq!(
+            rp.echo(&cookie).await.0,
+            200,
+            "{what}: the session was ended"
+        );
     }
     // A valid one is accepted once; its replay is refused.
     let token = op.logout_token(sid, None, |_| {});
     assert_eq!(rp.backchannel(&token).await.0, 200);
     let (s, body) = rp.backchannel(&token).await;
     assert_eq!(s, 400);
-    assert!(body["error_description"].as_str().unwrap().contains("replayed"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("replayed")
+    );
     assert_eq!(rp.echo(&cookie).await.0, 401);
 }
 
