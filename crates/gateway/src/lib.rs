@@ -54,6 +54,7 @@ pub use config::{
 };
 pub use error::{ConfigError, Error};
 pub use guard::{OriginPolicy, canonical_path, is_cross_site, public_path, safe_next};
+pub use oidc::OidcSession;
 /// `session.same_site`'s type: the session layer's own enum, so the configuration holds
 /// exactly what the cookie is written with.
 pub use sallyport_session::SameSite;
