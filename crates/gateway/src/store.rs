@@ -228,6 +228,29 @@ impl LogoutStore {
         }
     }
 
+    /// Claims `key` once across the replicas for `ttl` (`SET NX EX` in Redis): `false`
+    /// when a replica claimed it before. Without Redis, or when Redis fails, `true`: the
+    /// caller's own (per-replica) check is all there is then.
+    pub(crate) async fn claim_once(&self, kind: &str, key: &str, ttl: Duration) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(shared.key(kind, &digest(key)))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1));
+        match shared.run::<Option<String>>(&cmd).await {
+            Ok(reply) => reply.is_some(),
+            Err(e) => {
+                self.metrics.store_error("write");
+                shared.log_unavailable("claim-once", &e);
+                true
+            }
+        }
+    }
+
     fn insert_subject(&self, d: Digest32, before_ms: u64, now_ms: u64) {
         let exp = now_ms.saturating_add(self.ttl.as_millis() as u64);
         let Ok(mut m) = self.subjects.write() else {

@@ -5,7 +5,8 @@
 //! provider key (the JWKS; an unknown `kid` refetches it), `alg` is asymmetric, `typ` is
 //! `logout+jwt` (or `JWT`, as Keycloak types them) when present, `iss` is the provider, `aud` contains our client id, `iat`
 //! lies within [`MAX_AGE`] (and not in the future, beyond the leeway), `exp` has not
-//! passed, `jti` has not been seen on this replica within that window, `events` has the
+//! passed, `jti` has not been seen within that window (on this replica, and with Redis on
+//! any replica), `events` has the
 //! back-channel-logout member, there is no `nonce`, and there is a `sid` or a `sub`.
 //!
 //! The session is then recorded as logged out in the same logout record as a local
@@ -89,7 +90,19 @@ pub(crate) async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Res
     };
     let now_ms = inner.clock.now_ms();
     let iss = oidc.settings.issuer.clone();
-    match validate(&oidc, &token, now_ms / 1000).await {
+    let mut outcome = validate(&oidc, &token, now_ms / 1000).await;
+    // The jti once across replicas too (Redis), so a captured token replayed to another
+    // replica cannot end sessions begun after the logout it announced.
+    if let Ok((_, jti)) = &outcome
+        && !inner
+            .logged_out
+            .claim_once("logout-jti", jti, MAX_AGE + LEEWAY * 2)
+            .await
+    {
+        outcome = Err(Invalid::Token("jti replayed".into()));
+    }
+    let outcome = outcome.map(|(target, _)| target);
+    match outcome {
         Ok(target) => {
             let recorded = match &target {
                 Target::Sid(sid) => {
@@ -133,8 +146,13 @@ pub(crate) enum Invalid {
     Token(String),
 }
 
-/// Back-Channel Logout 1.0 §2.6, steps 1–7 (see the module).
-pub(crate) async fn validate(oidc: &Oidc, token: &str, now_s: u64) -> Result<Target, Invalid> {
+/// Back-Channel Logout 1.0 §2.6, steps 1–7 (see the module). Returns who is logged out
+/// and the token's `jti` (already claimed on this replica).
+pub(crate) async fn validate(
+    oidc: &Oidc,
+    token: &str,
+    now_s: u64,
+) -> Result<(Target, String), Invalid> {
     let claims = oidc
         .logout_tokens
         .verify_at(token, now_s)
@@ -178,7 +196,7 @@ pub(crate) async fn validate(oidc: &Oidc, token: &str, now_s: u64) -> Result<Tar
     if !oidc.seen_jtis.entry(jti).or_insert(()).is_fresh() {
         return bad("jti replayed");
     }
-    Ok(target)
+    Ok((target, claims.jti))
 }
 
 fn answer(status: StatusCode, error: Option<&str>) -> Response {

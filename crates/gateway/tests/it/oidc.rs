@@ -38,6 +38,8 @@ struct Tweak {
     /// Seconds added to `exp` (negative: already expired).
     exp_offset: i64,
     sub: Option<String>,
+    /// The provider session id (default `op-session-<sub>`).
+    sid: Option<String>,
     /// Sign with this key (its kid may be a published one: a forged signature).
     signer: Option<Arc<SigningKey>>,
     /// The `iss` authorization-response parameter (RFC 9207): `Some("")` leaves it out.
@@ -95,7 +97,7 @@ impl Op {
             "aud": t.aud.clone().unwrap_or_else(|| json!(CLIENT_ID)),
             "exp": (now as i64 + 300 + t.exp_offset) as u64,
             "iat": now,
-            "sid": format!("op-session-{sub}"),
+            "sid": t.sid.clone().unwrap_or_else(|| format!("op-session-{sub}")),
             "name": "Alice Example",
             "email": "alice@example.com",
         });
@@ -886,4 +888,46 @@ async fn misconfiguration_names_the_setting() {
     c.backend.issuer = Some(format!("{}/", op.url));
     let err = Gateway::new(c.validate().unwrap()).await.err().unwrap();
     assert!(err.to_string().contains("backend.issuer"), "{err}");
+}
+
+/// Two replicas sharing Redis: a back-channel logout received by one ends the session on
+/// the other at its next request; the same logout token replayed to the other replica is
+/// refused (its `jti` is claimed in Redis); a subject-wide logout reaches both.
+#[tokio::test]
+async fn back_channel_logout_reaches_every_replica_through_redis() {
+    let Some(redis) = crate::store::redis_url() else {
+        return;
+    };
+    let clock = Arc::new(OffsetClock::default());
+    let op = start_op(clock.clone()).await;
+    let prefix = format!("sallyport-oidc-it-{}:", uuid::Uuid::new_v4().simple());
+    let shared = |c: &mut Config| {
+        c.store.redis_url = Some(redis.clone());
+        c.store.key_prefix = prefix.clone();
+    };
+    let a = start_rp_with(op.clone(), clock.clone(), shared).await;
+    let b = start_rp_with(op.clone(), clock.clone(), shared).await;
+    let cookie = a.login().await;
+    assert_eq!(
+        b.echo(&cookie).await.0,
+        200,
+        "the cookie works on both replicas"
+    );
+    let token = op.logout_token(Some("op-session-alice"), Some("alice"), |_| {});
+    assert_eq!(a.backchannel(&token).await.0, 200);
+    let (status, body) = b.echo(&cookie).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = b.backchannel(&token).await;
+    assert_eq!(status, 400, "a replay to the other replica: {body}");
+    // Every earlier session of the subject, from the other replica.
+    *op.tweak.lock().unwrap() = Tweak {
+        sid: Some("op-session-2".into()),
+        ..Tweak::default()
+    };
+    let first = a.login().await;
+    assert_eq!(a.echo(&first).await.0, 200);
+    clock.advance_ms(1000);
+    let by_sub = op.logout_token(None, Some("alice"), |_| {});
+    assert_eq!(b.backchannel(&by_sub).await.0, 200);
+    assert_eq!(a.echo(&first).await.0, 401);
 }
