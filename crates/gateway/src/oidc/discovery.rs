@@ -6,14 +6,52 @@
 //! its tokens), every endpoint must be https (http only on loopback), and a provider that
 //! lists `code_challenge_methods_supported` must list `S256`.
 //!
-//! Endpoints are read once: the token endpoint is built into the backend client at
-//! start-up. Keys are not: the JWKS at `jwks_uri` is refetched by the verifiers when a
+//! The document is fetched again every [`REFRESH`] in the background; a copy that passes
+//! the same checks replaces the cached one for what is read per request (the
+//! authorization and end-session endpoints, the RFC 9207 flag). A failed refetch keeps the
+//! cached copy. The token and revocation endpoints and `jwks_uri` are built into the
+//! backend client and the verifiers at start-up: a change of those is logged, and takes a
+//! restart. Keys are refetched on their own: the verifiers fetch the JWKS again when a
 //! token names an unknown `kid` (the provider rotated its keys) and every 5 minutes.
 
 use serde::Deserialize;
 
 use super::{OidcSettings, check_provider_url};
 use crate::error::Error;
+
+/// How often the discovery document is fetched again.
+pub(crate) const REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Refetches the document every [`REFRESH`] while `oidc` lives.
+pub(crate) fn spawn_refresh(oidc: std::sync::Weak<super::Oidc>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REFRESH);
+        tick.tick().await; // the first tick is immediate: start-up just fetched it
+        loop {
+            tick.tick().await;
+            let Some(o) = oidc.upgrade() else {
+                return;
+            };
+            match fetch(&o.settings).await {
+                Ok(fresh) => {
+                    let old = o.discovery();
+                    if fresh.token_endpoint != old.token_endpoint
+                        || fresh.revocation_endpoint != old.revocation_endpoint
+                        || fresh.jwks_uri != old.jwks_uri
+                    {
+                        tracing::warn!(
+                            "the provider's token, revocation or JWKS endpoint changed; restart the gateway to use the new one"
+                        );
+                    }
+                    o.set_discovery(fresh);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "discovery refetch failed; keeping the cached document");
+                }
+            }
+        }
+    });
+}
 
 /// Largest discovery document read (they are a few KiB).
 pub(crate) const MAX_DOCUMENT: usize = 256 * 1024;

@@ -112,7 +112,7 @@ pub(crate) fn start(inner: &Inner, oidc: &Oidc, next: &str) -> Response {
             );
         }
     };
-    let Ok(mut url) = url::Url::parse(&oidc.discovery.authorization_endpoint) else {
+    let Ok(mut url) = url::Url::parse(&oidc.discovery().authorization_endpoint) else {
         return error_page(
             inner,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -292,15 +292,21 @@ async fn finish(
         return Err((Refusal::State, home()));
     }
     let next = guard::safe_next(&attempt.next).unwrap_or_else(home);
-    // Used once: the first callback with this state claims it, on this replica.
+    // Used once: the first callback with this state claims it, on this replica and (with
+    // Redis) on every replica.
     let key = digest(state);
-    if !oidc.used_states.entry(key).or_insert(()).is_fresh() {
+    if !oidc.used_states.entry(key).or_insert(()).is_fresh()
+        || !inner
+            .logged_out
+            .claim_once("oidc-state", state, ATTEMPT_TTL + LEEWAY)
+            .await
+    {
         return Err((Refusal::Replayed, next));
     }
     // RFC 9207 before anything else of the response is believed.
     match &q.iss {
         Some(iss) if *iss != oidc.settings.issuer => return Err((Refusal::Issuer, next)),
-        None if oidc.discovery.iss_parameter_supported => return Err((Refusal::Issuer, next)),
+        None if oidc.discovery().iss_parameter_supported => return Err((Refusal::Issuer, next)),
         _ => {}
     }
     if let Some(error) = &q.error {
@@ -460,7 +466,8 @@ impl Oidc {
     /// RP-initiated logout: the provider's `end_session_endpoint` with `id_token_hint`,
     /// `client_id` and `post_logout_redirect_uri`, when the provider has one.
     pub(crate) fn end_session_url(&self, session: Option<&OidcSession>) -> Option<String> {
-        let endpoint = self.discovery.end_session_endpoint.as_deref()?;
+        let discovery = self.discovery();
+        let endpoint = discovery.end_session_endpoint.as_deref()?;
         let mut url = url::Url::parse(endpoint).ok()?;
         {
             let mut q = url.query_pairs_mut();

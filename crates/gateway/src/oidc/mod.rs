@@ -190,7 +190,8 @@ pub(crate) fn subject_key(iss: &str, sub: &str) -> String {
 /// replay caches.
 pub(crate) struct Oidc {
     pub(crate) settings: OidcSettings,
-    pub(crate) discovery: Discovery,
+    /// The latest checked discovery document (see [`discovery::REFRESH`]).
+    discovery: std::sync::RwLock<Arc<Discovery>>,
     /// ID tokens: `aud` = client id, any `typ` but those of other token kinds.
     pub(crate) id_tokens: sallyport_jwt::Verifier,
     /// Logout tokens: same keys, `typ` `logout+jwt` or `JWT` when present, `sub` optional.
@@ -215,7 +216,25 @@ impl Oidc {
     /// reached, or whose document is wrong, stops start-up naming `backend.issuer`.
     pub(crate) async fn start(settings: OidcSettings) -> Result<Arc<Self>, Error> {
         let discovery = discovery::fetch(&settings).await?;
-        Self::with_discovery(settings, discovery)
+        let oidc = Self::with_discovery(settings, discovery)?;
+        discovery::spawn_refresh(Arc::downgrade(&oidc));
+        Ok(oidc)
+    }
+
+    /// The provider's metadata as last fetched.
+    pub(crate) fn discovery(&self) -> Arc<Discovery> {
+        match self.discovery.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the metadata with a newer, checked copy.
+    pub(crate) fn set_discovery(&self, d: Discovery) {
+        match self.discovery.write() {
+            Ok(mut g) => *g = Arc::new(d),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(d),
+        }
     }
 
     pub(crate) fn with_discovery(
@@ -248,7 +267,7 @@ impl Oidc {
         let logout_tokens = verifier(&["", "JWT", "logout+jwt", "application/logout+jwt"], false)?;
         Ok(Arc::new(Self {
             settings,
-            discovery,
+            discovery: std::sync::RwLock::new(Arc::new(discovery)),
             id_tokens,
             logout_tokens,
             used_states: moka::sync::Cache::builder()
@@ -273,16 +292,17 @@ pub(crate) async fn prepare(
         return Ok(None);
     };
     let oidc = Oidc::start(o).await?;
+    let d = oidc.discovery();
     let b = &mut settings.backend;
-    b.login_url = oidc.discovery.token_endpoint.clone();
-    b.refresh_url = oidc.discovery.token_endpoint.clone();
-    b.logout_url = oidc.discovery.revocation_endpoint.clone();
+    b.login_url = d.token_endpoint.clone();
+    b.refresh_url = d.token_endpoint.clone();
+    b.logout_url = d.revocation_endpoint.clone();
     b.health_url = discovery::url_of(&oidc.settings.issuer);
     tracing::info!(
         issuer = %oidc.settings.issuer,
         redirect_uri = %oidc.settings.redirect_uri,
-        revocation = oidc.discovery.revocation_endpoint.is_some(),
-        end_session = oidc.discovery.end_session_endpoint.is_some(),
+        revocation = d.revocation_endpoint.is_some(),
+        end_session = d.end_session_endpoint.is_some(),
         "OpenID provider discovered"
     );
     Ok(Some(oidc))

@@ -913,6 +913,16 @@ async fn back_channel_logout_reaches_every_replica_through_redis() {
         200,
         "the cookie works on both replicas"
     );
+    // A callback redeemed on one replica is refused on the other (state claimed in Redis).
+    let l = a.begin("/x").await;
+    assert_eq!(a.callback(&l.callback, &l.attempt).await.0, 303);
+    let on_b = l.callback.replace(&a.url, &b.url);
+    let (status, _, set, body) = b.callback(&on_b, &l.attempt).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        set.is_none() && body.contains("already been used"),
+        "{body}"
+    );
     let token = op.logout_token(Some("op-session-alice"), Some("alice"), |_| {});
     assert_eq!(a.backchannel(&token).await.0, 200);
     let (status, body) = b.echo(&cookie).await;
