@@ -417,7 +417,7 @@ pub(crate) enum IdTokenError {
 /// OpenID Connect Core §3.1.3.7: signature by a provider key (JWKS, refetched on an
 /// unknown `kid`), `iss`, `aud` contains the client id, `azp` is the client id when
 /// present (and present when there are several audiences), `exp`, `iat` not in the
-/// future and not older than a login attempt lives, and `nonce` equal to the attempt's
+/// future and (at login) not older than a login attempt lives, and `nonce` equal to the attempt's
 /// (`expected_nonce`; `None` for a renewed ID token, which carries the original one or
 /// none).
 pub(crate) async fn validate_id_token(
@@ -450,7 +450,11 @@ pub(crate) async fn validate_id_token(
     if claims.iat > now_s.saturating_add(leeway) {
         return invalid("iat in the future");
     }
-    if claims.iat.saturating_add(ATTEMPT_TTL.as_secs() + leeway) < now_s {
+    // At login the token was issued for this attempt, so it is at most as old as the
+    // attempt. A renewed one is not held to that: a provider that hands back its previous
+    // ID token would otherwise end every session at its first renewal.
+    if expected_nonce.is_some() && claims.iat.saturating_add(ATTEMPT_TTL.as_secs() + leeway) < now_s
+    {
         return invalid("iat too old");
     }
     let nonce = claims.extra.get("nonce").and_then(|v| v.as_str());

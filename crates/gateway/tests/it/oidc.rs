@@ -37,6 +37,8 @@ struct Tweak {
     nonce: Option<String>,
     /// Seconds added to `exp` (negative: already expired).
     exp_offset: i64,
+    /// Seconds added to `iat`.
+    iat_offset: i64,
     sub: Option<String>,
     /// The provider session id (default `op-session-<sub>`).
     sid: Option<String>,
@@ -96,7 +98,7 @@ impl Op {
             "sub": sub,
             "aud": t.aud.clone().unwrap_or_else(|| json!(CLIENT_ID)),
             "exp": (now as i64 + 300 + t.exp_offset) as u64,
-            "iat": now,
+            "iat": (now as i64 + t.iat_offset) as u64,
             "sid": t.sid.clone().unwrap_or_else(|| format!("op-session-{sub}")),
             "name": "Alice Example",
             "email": "alice@example.com",
@@ -538,6 +540,22 @@ async fn bad_id_tokens_are_refused() {
             },
         ),
         (
+            "issued long before this login",
+            Tweak {
+                iat_offset: -3600,
+                exp_offset: 3600,
+                ..Tweak::default()
+            },
+        ),
+        (
+            "issued in the future",
+            Tweak {
+                iat_offset: 3600,
+                exp_offset: 3600,
+                ..Tweak::default()
+            },
+        ),
+        (
             "expired",
             Tweak {
                 exp_offset: -600,
@@ -940,4 +958,22 @@ async fn back_channel_logout_reaches_every_replica_through_redis() {
     let by_sub = op.logout_token(None, Some("alice"), |_| {});
     assert_eq!(b.backchannel(&by_sub).await.0, 200);
     assert_eq!(a.echo(&first).await.0, 401);
+}
+
+/// A provider that hands back an ID token issued long ago with a renewal (its previous
+/// one, say) does not end the session: only a login's ID token must be as fresh as the
+/// login attempt.
+#[tokio::test]
+async fn a_renewed_id_token_may_be_old() {
+    let rp = start_rp().await;
+    let cookie = rp.login().await;
+    rp.tweak(Tweak {
+        iat_offset: -3600,
+        exp_offset: 3600,
+        ..Tweak::default()
+    });
+    rp.clock.advance_ms(11 * 60 * 1000);
+    let (status, body) = rp.echo(&cookie).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rp.op.refreshes.load(Ordering::SeqCst), 1);
 }
