@@ -110,6 +110,33 @@ pub enum ClientAuth {
         /// The client secret. Never printed.
         secret: Option<String>,
     },
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): `client_id` and a
+    /// freshly signed `client_assertion` in the form body.
+    PrivateKeyJwt {
+        /// The client id.
+        id: String,
+        /// Makes one assertion per call.
+        assertion: Assertion,
+    },
+}
+
+/// Makes a signed client assertion (a JWT) for one call; `None` when it cannot (the
+/// call then goes without one and the server refuses it as `invalid_client`).
+#[derive(Clone)]
+pub struct Assertion(pub std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl PartialEq for Assertion {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Assertion {}
+
+impl std::fmt::Debug for Assertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Assertion")
+    }
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -127,6 +154,9 @@ impl std::fmt::Debug for ClientAuth {
                 .field("id", id)
                 .field("secret", &redact(secret))
                 .finish(),
+            Self::PrivateKeyJwt { id, .. } => {
+                f.debug_struct("PrivateKeyJwt").field("id", id).finish()
+            }
         }
     }
 }
@@ -446,6 +476,20 @@ impl Client {
                         .unwrap_or_default()
                 };
                 req = req.basic_auth(enc(id), secret.as_deref().map(enc));
+            }
+            ClientAuth::PrivateKeyJwt { id, assertion } => {
+                form.push(("client_id", id));
+                if let Some(jwt) = (assertion.0)() {
+                    let mut owned: Vec<(&str, String)> =
+                        form.iter().map(|(k, v)| (*k, (*v).to_string())).collect();
+                    owned.push((
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                    ));
+                    owned.push(("client_assertion", jwt));
+                    return req.form(&owned);
+                }
+                tracing::error!("cannot sign the client assertion (private_key_jwt)");
             }
         }
         req.form(&form)

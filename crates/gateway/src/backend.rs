@@ -71,14 +71,22 @@ impl Backend {
                 scope: settings.scope.clone(),
             },
         };
-        let client_auth = match (settings.kind, settings.client_auth_basic) {
-            (BackendKind::Json, _) => ClientAuth::None,
-            (_, true) => ClientAuth::Basic {
+        let client_auth = match (
+            settings.kind,
+            &settings.assertion,
+            settings.client_auth_basic,
+        ) {
+            (BackendKind::Json, _, _) => ClientAuth::None,
+            (_, Some(assertion), _) => ClientAuth::PrivateKeyJwt {
+                id: settings.client_id.clone().unwrap_or_default(),
+                assertion: assertion.clone(),
+            },
+            (_, None, true) => ClientAuth::Basic {
                 id: settings.client_id.clone().unwrap_or_default(),
                 secret: settings.client_secret.clone(),
             },
             // `client_secret_post`, or `none` (a public client: no secret to send).
-            (_, false) => ClientAuth::Post {
+            (_, None, false) => ClientAuth::Post {
                 id: Some(settings.client_id.clone().unwrap_or_default()),
                 secret: settings.client_secret.clone(),
             },

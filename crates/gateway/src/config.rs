@@ -235,9 +235,14 @@ pub struct BackendSection {
     pub client_id: Option<String>,
     /// oauth2, oidc: client secret (`SALLYPORT_GATEWAY_BACKEND__CLIENT_SECRET`).
     pub client_secret: Option<String>,
-    /// oauth2, oidc: `client_secret_basic` (default), `client_secret_post`, or `none`
-    /// (a public client: `client_id` only). `private_key_jwt` is refused at start-up.
+    /// oauth2, oidc: `client_secret_basic` (default), `client_secret_post`, `none` (a
+    /// public client: `client_id` only), or (oidc only) `private_key_jwt`.
     pub client_auth: ClientAuth,
+    /// oidc with `private_key_jwt`: the PKCS#8 PEM file of the client's private key
+    /// (RSA → RS256, P-256 → ES256, Ed25519 → EdDSA).
+    pub client_key_file: Option<PathBuf>,
+    /// oidc with `private_key_jwt`: the key id (`kid`) registered at the provider.
+    pub client_key_id: Option<String>,
     /// oauth2: requested scope. oidc: requested scopes (must contain `openid`; default
     /// `openid profile email offline_access`).
     pub scope: Option<String>,
@@ -373,6 +378,8 @@ impl Default for BackendSection {
             client_secret: None,
             client_auth: ClientAuth::ClientSecretBasic,
             scope: None,
+            client_key_file: None,
+            client_key_id: None,
             issuer: None,
             redirect_path: "callback".into(),
             post_logout_redirect_uri: None,
@@ -487,7 +494,8 @@ pub enum ClientAuth {
     ClientSecretPost,
     /// `none`: a public client, identified by `client_id` in the form body only.
     None,
-    /// `private_key_jwt`: not implemented; refused at start-up with a message.
+    /// `private_key_jwt`: a client assertion signed with `backend.client_key_file`
+    /// (oidc only).
     PrivateKeyJwt,
 }
 
@@ -577,6 +585,9 @@ pub(crate) struct BackendSettings {
     pub(crate) client_address_header: http::HeaderName,
     /// `kind = "oidc"`: what the relying party needs besides the token endpoint.
     pub(crate) oidc: Option<crate::oidc::OidcSettings>,
+    /// `private_key_jwt`: makes the client assertions (set once discovery has named the
+    /// token endpoint, their audience).
+    pub(crate) assertion: Option<sallyport_backend::Assertion>,
 }
 
 impl Settings {
@@ -1091,10 +1102,18 @@ fn backend_settings(b: &BackendSection) -> Result<BackendSettings, Error> {
         }
     };
     if b.client_auth == ClientAuth::PrivateKeyJwt {
-        return Err(Error::config(
-            "backend.client_auth",
-            "private_key_jwt is not supported yet; use client_secret_basic, client_secret_post or none",
-        ));
+        if kind != BackendKind::Oidc {
+            return Err(Error::config(
+                "backend.client_auth",
+                "private_key_jwt is supported with backend.kind = \"oidc\" only",
+            ));
+        }
+        if b.client_secret.is_some() {
+            return Err(Error::config(
+                "backend.client_secret",
+                "must be unset with backend.client_auth = \"private_key_jwt\"",
+            ));
+        }
     }
     if b.client_auth == ClientAuth::None && b.client_secret.is_some() {
         return Err(Error::config(
@@ -1149,6 +1168,7 @@ fn backend_settings(b: &BackendSection) -> Result<BackendSettings, Error> {
         client_secret: b.client_secret.clone(),
         client_auth_basic,
         oidc: None,
+        assertion: None,
         scope: b.scope.clone(),
         health_url,
         timeout: Duration::from_millis(b.timeout_ms),
@@ -1291,7 +1311,7 @@ mod tests {
         assert!(err.contains("`backend.kind`"), "{err}");
         let err = load_toml("[backend]\nclient_auth = \"client_secret_jwt\"\n").unwrap_err();
         assert!(err.contains("`backend.client_auth`"), "{err}");
-        // Known but not implemented: refused at validation, naming the setting.
+        // Known, but for the oidc backend only: refused at validation, naming the setting.
         let mut c = load_toml("[backend]\nclient_auth = \"private_key_jwt\"\n").unwrap();
         c.session.secret = Some("x".repeat(32));
         c.session.secure = false;

@@ -130,7 +130,7 @@ impl Gateway {
     /// Builds a gateway on the given clock.
     pub async fn with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let mut settings = settings;
-        let oidc = oidc::prepare(&mut settings).await?;
+        let oidc = oidc::prepare(&mut settings, clock.clone()).await?;
         let cookies = settings.cookies.clone();
         let metrics = metrics::Metrics::new();
         let backend = backend::Backend::new(settings.backend.clone())?.with_oidc(oidc.clone());

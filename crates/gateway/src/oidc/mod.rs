@@ -52,6 +52,8 @@ pub(crate) struct OidcSettings {
     pub(crate) post_logout_redirect_uri: Option<String>,
     pub(crate) claims: Vec<String>,
     pub(crate) timeout: Duration,
+    /// `private_key_jwt`: the client's signing key (its `kid` as registered).
+    pub(crate) client_key: Option<Arc<sallyport_jwt::SigningKey>>,
 }
 
 impl OidcSettings {
@@ -101,7 +103,12 @@ impl OidcSettings {
         if let Some(u) = &b.post_logout_redirect_uri {
             check_provider_url("backend.post_logout_redirect_uri", u)?;
         }
+        let client_key = match b.client_auth {
+            crate::config::ClientAuth::PrivateKeyJwt => Some(Arc::new(client_key(b)?)),
+            _ => None,
+        };
         Ok(Self {
+            client_key,
             client_id: b.client_id.clone().unwrap_or_default(),
             redirect_uri: format!("{origin}{callback_path}"),
             callback_path,
@@ -112,6 +119,83 @@ impl OidcSettings {
             issuer,
         })
     }
+}
+
+/// `backend.client_key_file` and `backend.client_key_id`: the `private_key_jwt` key,
+/// PKCS#8 PEM, its algorithm from its type (RSA: RS256, P-256: ES256, Ed25519: EdDSA).
+fn client_key(b: &crate::config::BackendSection) -> Result<sallyport_jwt::SigningKey, Error> {
+    use base64::Engine;
+    let kid = b
+        .client_key_id
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            Error::config(
+                "backend.client_key_id",
+                "required with private_key_jwt: the key id registered at the provider",
+            )
+        })?;
+    let setting = "backend.client_key_file";
+    let path = b
+        .client_key_file
+        .as_deref()
+        .ok_or_else(|| Error::config(setting, "required with private_key_jwt"))?;
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(setting, format!("cannot read {}: {e}", path.display())))?;
+    // Hand-read: one `PRIVATE KEY` block of base64 between its two lines.
+    let body: String = pem
+        .lines()
+        .skip_while(|l| l.trim() != "-----BEGIN PRIVATE KEY-----")
+        .skip(1)
+        .take_while(|l| l.trim() != "-----END PRIVATE KEY-----")
+        .map(str::trim)
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .ok()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            Error::config(
+                setting,
+                "not a PKCS#8 PEM file (-----BEGIN PRIVATE KEY-----); convert with `openssl pkcs8 -topk8 -nocrypt`",
+            )
+        })?;
+    use sallyport_jwt::Algorithm as A;
+    [A::Es256, A::Rs256, A::EdDsa]
+        .into_iter()
+        .find_map(|alg| sallyport_jwt::SigningKey::from_pkcs8(alg, kid, &der).ok())
+        .ok_or_else(|| Error::config(setting, "not an RSA, P-256 or Ed25519 private key"))
+}
+
+/// The `private_key_jwt` assertion maker: `iss` = `sub` = the client id, `aud` = the
+/// token endpoint (OpenID Connect Core §9), a fresh `jti`, valid for 60 s from the
+/// gateway's clock.
+pub(crate) fn assertion(
+    key: Arc<sallyport_jwt::SigningKey>,
+    client_id: String,
+    token_endpoint: String,
+    clock: Arc<dyn crate::Clock>,
+) -> sallyport_backend::Assertion {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    sallyport_backend::Assertion(Arc::new(move || {
+        let now = clock.now_ms() / 1000;
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).ok()?;
+        let header =
+            serde_json::json!({"alg": key.algorithm().as_str(), "kid": key.kid(), "typ": "JWT"});
+        let claims = serde_json::json!({
+            "iss": client_id, "sub": client_id, "aud": token_endpoint,
+            "jti": hex::encode(jti), "iat": now, "exp": now + 60,
+        });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).ok()?)
+        );
+        let sig = key.sign_bytes(input.as_bytes()).ok()?;
+        Some(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }))
 }
 
 /// An http(s) URL; plain http only to a loopback host (tests, a provider on the same
@@ -287,6 +371,7 @@ impl Oidc {
 /// `None` for the other kinds.
 pub(crate) async fn prepare(
     settings: &mut crate::config::Settings,
+    clock: Arc<dyn crate::Clock>,
 ) -> Result<Option<Arc<Oidc>>, Error> {
     let Some(o) = settings.backend.oidc.clone() else {
         return Ok(None);
@@ -298,6 +383,14 @@ pub(crate) async fn prepare(
     b.refresh_url = d.token_endpoint.clone();
     b.logout_url = d.revocation_endpoint.clone();
     b.health_url = discovery::url_of(&oidc.settings.issuer);
+    b.assertion = oidc.settings.client_key.clone().map(|key| {
+        assertion(
+            key,
+            oidc.settings.client_id.clone(),
+            d.token_endpoint.clone(),
+            clock,
+        )
+    });
     tracing::info!(
         issuer = %oidc.settings.issuer,
         redirect_uri = %oidc.settings.redirect_uri,

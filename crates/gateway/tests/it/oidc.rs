@@ -61,6 +61,9 @@ struct Op {
     refreshes: AtomicUsize,
     jwks_fetches: AtomicUsize,
     counter: AtomicUsize,
+    /// `private_key_jwt`: the client's registered public keys; set, the token endpoint
+    /// requires a valid client assertion.
+    client_keys: Mutex<Option<sallyport_jwt::JwkSet>>,
 }
 
 impl Op {
@@ -201,6 +204,30 @@ async fn token(State(op): State<Arc<Op>>, Form(f): Form<HashMap<String, String>>
         )
             .into_response()
     };
+    let registered = op.client_keys.lock().unwrap().clone();
+    if let Some(jwks) = registered {
+        // RFC 7523 §3: signed by a registered key, iss = sub = client id, aud = the
+        // token endpoint, not expired.
+        let cfg = sallyport_jwt::VerifierConfig::new("", CLIENT_ID, format!("{}/token", op.url))
+            .algorithms([Algorithm::Rs256, Algorithm::Es256])
+            .accepted_types(["JWT"]);
+        let verifier = sallyport_jwt::Verifier::from_jwks(jwks, cfg);
+        let ok = f.get("client_assertion_type").map(String::as_str)
+            == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            && f.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+            && !f.contains_key("client_secret");
+        let claims = match f.get("client_assertion") {
+            Some(a) if ok => verifier.verify_at(a, op.now()).await.ok(),
+            _ => None,
+        };
+        if claims.is_none_or(|c| c.sub != CLIENT_ID || c.jti.is_empty()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "invalid_client"})),
+            )
+                .into_response();
+        }
+    }
     let sub = "alice";
     let (sub, nonce) = match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
@@ -249,6 +276,7 @@ async fn start_op(clock: Arc<OffsetClock>) -> Arc<Op> {
         refreshes: AtomicUsize::new(0),
         jwks_fetches: AtomicUsize::new(0),
         counter: AtomicUsize::new(0),
+        client_keys: Mutex::new(None),
     });
     let app = Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
@@ -900,7 +928,17 @@ async fn misconfiguration_names_the_setting() {
     assert_eq!(setting(c), "backend.redirect_path");
     let mut c = base();
     c.backend.client_auth = sallyport_gateway::ClientAuth::PrivateKeyJwt;
-    assert_eq!(setting(c), "backend.client_auth");
+    assert_eq!(setting(c), "backend.client_secret");
+    let mut c = base();
+    c.backend.client_auth = sallyport_gateway::ClientAuth::PrivateKeyJwt;
+    c.backend.client_secret = None;
+    assert_eq!(setting(c), "backend.client_key_id");
+    let mut c = base();
+    c.backend.client_auth = sallyport_gateway::ClientAuth::PrivateKeyJwt;
+    c.backend.client_secret = None;
+    c.backend.client_key_id = Some("k".into());
+    c.backend.client_key_file = Some("/nonexistent/key.pem".into());
+    assert_eq!(setting(c), "backend.client_key_file");
     // Discovery naming another issuer stops start-up.
     let mut c = base();
     c.backend.issuer = Some(format!("{}/", op.url));
@@ -976,4 +1014,54 @@ async fn a_renewed_id_token_may_be_old() {
     let (status, body) = rp.echo(&cookie).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(rp.op.refreshes.load(Ordering::SeqCst), 1);
+}
+
+/// `private_key_jwt`: the code exchange and the renewal authenticate with an assertion
+/// signed by the client's key; one signed by another key is refused by the provider, and
+/// the login ends on the "unavailable" page (an operator's problem, not the user's).
+#[tokio::test]
+async fn private_key_jwt_client_authentication() {
+    use base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().unwrap();
+    let pem_of = |k: &SigningKey| {
+        let b64 = STANDARD.encode(k.to_pkcs8_der().unwrap());
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    };
+    let key = SigningKey::generate(Algorithm::Rs256, "client-key-1").unwrap();
+    let good = dir.path().join("client.pem");
+    std::fs::write(&good, pem_of(&key)).unwrap();
+    let other = SigningKey::generate(Algorithm::Rs256, "client-key-1").unwrap();
+    let bad = dir.path().join("other.pem");
+    std::fs::write(&bad, pem_of(&other)).unwrap();
+
+    let clock = Arc::new(OffsetClock::default());
+    let op = start_op(clock.clone()).await;
+    *op.client_keys.lock().unwrap() = Some(sallyport_jwt::jwk_set([&key]));
+    let with_key = |path: std::path::PathBuf| {
+        move |c: &mut Config| {
+            c.backend.client_auth = sallyport_gateway::ClientAuth::PrivateKeyJwt;
+            c.backend.client_secret = None;
+            c.backend.client_key_id = Some("client-key-1".into());
+            c.backend.client_key_file = Some(path);
+        }
+    };
+    let rp = start_rp_with(op.clone(), clock.clone(), with_key(good)).await;
+    let cookie = rp.login().await;
+    rp.clock.advance_ms(11 * 60 * 1000);
+    assert_eq!(rp.echo(&cookie).await.0, 200, "renewed with an assertion");
+    assert_eq!(op.refreshes.load(Ordering::SeqCst), 1);
+
+    let wrong = start_rp_with(op.clone(), clock, with_key(bad)).await;
+    let l = wrong.begin("/x").await;
+    let (status, loc, set, body) = wrong.callback(&l.callback, &l.attempt).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(loc.is_none() && set.is_none());
 }
