@@ -72,6 +72,44 @@ describe('gateway with backend.kind = "oidc" in front of oidc-provider', () => {
     await context.close();
   });
 
+  test('a wrong iss, a forged state and a replayed callback end on the error page, never in a loop', async () => {
+    // Signed in once, the provider has a session and a grant: a new login goes from the
+    // gateway to the provider and back without a page. Following those redirects by
+    // hand gives the callback URL, which is altered as an attacker in the middle (or a
+    // mix-up with another provider) would, then opened in the browser.
+    const { context, page } = await signedIn('mallory', '/');
+    const callbackFor = async (next) => {
+      let url = `${a.url}/auth/login?next=${encodeURIComponent(next)}`;
+      for (let i = 0; i < 10; i++) {
+        const r = await page.request.get(url, { maxRedirects: 0 });
+        const location = r.headers().location;
+        assert.ok(location, `a redirect from ${url} (status ${r.status()})`);
+        url = new URL(location, url).href;
+        if (url.startsWith(`${a.url}/auth/callback`)) return new URL(url);
+      }
+      throw new Error('no callback');
+    };
+    const refusedWith = async (url, text) => {
+      const resp = await page.goto(url.href);
+      assert.equal(resp.status(), 400, url.href);
+      assert.equal(page.url(), url.href, 'no redirect');
+      assert.match(await page.locator('[role=alert]').innerText(), text);
+      assert.match(await page.locator('#retry').getAttribute('href'), /^\/auth\/login\?next=/);
+    };
+    const wrongIss = await callbackFor('/x');
+    wrongIss.searchParams.set('iss', 'https://other-provider.example');
+    await refusedWith(wrongIss, /expected identity provider/);
+    const forged = await callbackFor('/x');
+    forged.searchParams.set('state', 'forged-state');
+    await refusedWith(forged, /not valid in this browser/);
+    // The real callback works once; opened again (back button, a leaked URL) it is refused.
+    const real = await callbackFor('/x');
+    await page.goto(real.href);
+    assert.equal(page.url(), `${a.url}/x`);
+    await refusedWith(real, /not valid in this browser|already been used/);
+    await context.close();
+  });
+
   test('renewal at the provider token endpoint, with refresh-token rotation', async () => {
     const { context, page } = await signedIn('carol');
     const first = (await api(page, `${a.url}/echo`)).body.headers.authorization;
