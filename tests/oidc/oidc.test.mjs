@@ -3,9 +3,10 @@
 // own pages. Two gateway replicas share Redis (SALLYPORT_TEST_REDIS_URL, exported by
 // scripts/test; required under CI, else the replica test is skipped).
 //
-// The attacks a certified provider cannot be made to commit (a wrong nonce, an ID token
-// signed by another key, wrong iss/aud/azp, forged logout tokens) are tested in Rust
-// against a provider written there: crates/gateway/tests/it/oidc.rs.
+// A rewritten `iss`, a forged `state` and a replayed callback are tried here against the
+// real provider; the attacks a certified provider cannot be made to commit (a wrong
+// nonce, an ID token signed by another key, wrong iss/aud/azp, forged logout tokens) are
+// tested in Rust against a provider written there: crates/gateway/tests/it/oidc.rs.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
