@@ -111,6 +111,33 @@ pub enum ClientAuth {
         /// The client secret. Never printed.
         secret: Option<String>,
     },
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): `client_id` and a
+    /// freshly signed `client_assertion` in the form body.
+    PrivateKeyJwt {
+        /// The client id.
+        id: String,
+        /// Makes one assertion per call.
+        assertion: Assertion,
+    },
+}
+
+/// Makes a signed client assertion (a JWT) for one call; `None` when it cannot (the
+/// call then goes without one and the server refuses it as `invalid_client`).
+#[derive(Clone)]
+pub struct Assertion(pub std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl PartialEq for Assertion {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Assertion {}
+
+impl std::fmt::Debug for Assertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Assertion")
+    }
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -128,6 +155,9 @@ impl std::fmt::Debug for ClientAuth {
                 .field("id", id)
                 .field("secret", &redact(secret))
                 .finish(),
+            Self::PrivateKeyJwt { id, .. } => {
+                f.debug_struct("PrivateKeyJwt").field("id", id).finish()
+            }
         }
     }
 }
@@ -207,6 +237,9 @@ pub struct Grant {
     pub refresh_token: Option<String>,
     /// The access token's lifetime in seconds, if sent.
     pub expires_in: Option<u64>,
+    /// OpenID Connect: the `id_token` of an OAuth 2.0 answer, if sent (unverified: the
+    /// caller validates it). Always `None` for the JSON protocol.
+    pub id_token: Option<String>,
 }
 
 impl std::fmt::Debug for Grant {
@@ -218,6 +251,7 @@ impl std::fmt::Debug for Grant {
                 &self.refresh_token.as_ref().map(|_| "[redacted]"),
             )
             .field("expires_in", &self.expires_in)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -385,6 +419,35 @@ impl Client {
         self.grant(&body)
     }
 
+    /// Redeems an authorization code (RFC 6749 §4.1.3, with the PKCE `code_verifier` of
+    /// RFC 7636) at the token endpoint ([`Config::refresh_url`]). OAuth 2.0 only; a
+    /// refusal (`invalid_grant`: a used or expired code) is [`Error::Refused`].
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        call: Call,
+    ) -> Result<Grant, Error> {
+        if !matches!(self.config.protocol, Protocol::OAuth2 { .. }) {
+            return Err(Error::unavailable(
+                "the authorization-code grant needs the OAuth 2.0 protocol",
+            ));
+        }
+        let req = self.oauth(
+            &self.config.refresh_url,
+            vec![
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", code_verifier),
+            ],
+        );
+        let mut resp = self.send(req, Purpose::Refresh, call).await?;
+        let body = read_limited(&mut resp, self.config.max_body_bytes).await?;
+        self.grant(&body)
+    }
+
     /// Revokes a refresh token (JSON: the logout URL; OAuth 2.0: RFC 7009).
     /// `Ok(false)` when no [`Config::logout_url`] is configured.
     pub async fn revoke(&self, refresh_token: &str, call: Call) -> Result<bool, Error> {
@@ -455,6 +518,20 @@ impl Client {
                 };
                 req = req.basic_auth(enc(id), secret.as_deref().map(enc));
             }
+            ClientAuth::PrivateKeyJwt { id, assertion } => {
+                form.push(("client_id", id));
+                if let Some(jwt) = (assertion.0)() {
+                    let mut owned: Vec<(&str, String)> =
+                        form.iter().map(|(k, v)| (*k, (*v).to_string())).collect();
+                    owned.push((
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                    ));
+                    owned.push(("client_assertion", jwt));
+                    return req.form(&owned);
+                }
+                tracing::error!("cannot sign the client assertion (private_key_jwt)");
+            }
         }
         req.form(&form)
     }
@@ -519,6 +596,10 @@ impl Client {
                 .ok_or_else(|| Error::unavailable(format!("token response has no `{at}`")))?,
             refresh_token: text(rt),
             expires_in: body.get(exp).and_then(Value::as_u64),
+            id_token: match &self.config.protocol {
+                Protocol::OAuth2 { .. } => text("id_token"),
+                Protocol::Json(_) => None,
+            },
         })
     }
 }

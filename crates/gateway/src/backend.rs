@@ -55,6 +55,8 @@ pub struct Backend {
     client: sallyport_backend::Client,
     health_url: String,
     verifier: Option<sallyport_jwt::Verifier>,
+    /// `kind = "oidc"`: renewed ID tokens are validated against the provider.
+    oidc: Option<std::sync::Arc<crate::oidc::Oidc>>,
 }
 
 impl Backend {
@@ -65,17 +67,26 @@ impl Backend {
         };
         let protocol = match settings.kind {
             BackendKind::Json => Protocol::Json(settings.fields.clone()),
-            BackendKind::OAuth2 => Protocol::OAuth2 {
+            BackendKind::OAuth2 | BackendKind::Oidc => Protocol::OAuth2 {
                 scope: settings.scope.clone(),
             },
         };
-        let client_auth = match (settings.kind, settings.client_auth_basic) {
-            (BackendKind::Json, _) => ClientAuth::None,
-            (BackendKind::OAuth2, true) => ClientAuth::Basic {
+        let client_auth = match (
+            settings.kind,
+            &settings.assertion,
+            settings.client_auth_basic,
+        ) {
+            (BackendKind::Json, _, _) => ClientAuth::None,
+            (_, Some(assertion), _) => ClientAuth::PrivateKeyJwt {
+                id: settings.client_id.clone().unwrap_or_default(),
+                assertion: assertion.clone(),
+            },
+            (_, None, true) => ClientAuth::Basic {
                 id: settings.client_id.clone().unwrap_or_default(),
                 secret: settings.client_secret.clone(),
             },
-            (BackendKind::OAuth2, false) => ClientAuth::Post {
+            // `client_secret_post`, or `none` (a public client: no secret to send).
+            (_, None, false) => ClientAuth::Post {
                 id: Some(settings.client_id.clone().unwrap_or_default()),
                 secret: settings.client_secret.clone(),
             },
@@ -107,7 +118,33 @@ impl Backend {
             client: sallyport_backend::Client::new(config, http),
             health_url: settings.health_url,
             verifier,
+            oidc: None,
         })
+    }
+
+    /// The same backend, validating renewed ID tokens against `oidc`.
+    pub(crate) fn with_oidc(mut self, oidc: Option<std::sync::Arc<crate::oidc::Oidc>>) -> Self {
+        self.oidc = oidc;
+        self
+    }
+
+    /// Redeems an authorization code; returns the tokens and the (not yet validated)
+    /// ID token, which the caller checks against its login attempt's nonce.
+    pub(crate) async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        now_s: u64,
+        client: Option<IpAddr>,
+    ) -> Result<(Tokens, Option<String>), BackendError> {
+        let call = Call::at_unix_secs(now_s).for_client(client);
+        let mut grant = self
+            .client
+            .exchange_code(code, redirect_uri, code_verifier, call)
+            .await?;
+        let id_token = grant.id_token.take();
+        Ok((self.tokens(grant, None, now_s).await?, id_token))
     }
 
     /// The configured bound on each call.
@@ -189,6 +226,29 @@ impl Backend {
                 BackendError::Unavailable(format!("token verification failed: {e}"))
             })?;
         }
+        let (id_token, id_sub) = match (&self.oidc, grant.id_token) {
+            (Some(oidc), Some(t)) => {
+                use crate::oidc::flow::{IdTokenError, validate_id_token};
+                match validate_id_token(oidc, &t, now_s, None).await {
+                    Ok(claims) => (Some(t), Some(claims.sub)),
+                    // The tokens were rotated already: refusing them now would make the
+                    // next renewal present a used refresh token. A key the JWKS does not
+                    // have yet (a rotation within the refetch interval) or an unreachable
+                    // JWKS only costs the new ID token; the session keeps the old one.
+                    Err(IdTokenError::UnknownKey | IdTokenError::Unavailable(_)) => {
+                        tracing::warn!(
+                            "renewed ID token not verifiable yet (unknown key or JWKS unavailable); keeping the previous one"
+                        );
+                        (None, None)
+                    }
+                    Err(IdTokenError::Invalid(why)) => {
+                        tracing::error!(%why, "renewed ID token failed validation; session ended");
+                        return Err(BackendError::Refused("invalid_id_token".into()));
+                    }
+                }
+            }
+            _ => (None, None),
+        };
         let expires_at = crate::token::local_expiry(&access_token, grant.expires_in, now_s);
         let user = crate::token::user_of(&access_token);
         Ok(Tokens {
@@ -197,6 +257,8 @@ impl Backend {
             expires_at,
             obtained_at: now_s,
             user,
+            id_token,
+            id_sub,
         })
     }
 }

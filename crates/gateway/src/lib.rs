@@ -37,6 +37,7 @@ mod forward;
 mod guard;
 mod metrics;
 mod observe;
+mod oidc;
 mod page;
 mod proxy;
 mod reload;
@@ -55,6 +56,7 @@ pub use config::{
 };
 pub use error::{ConfigError, Error};
 pub use guard::{OriginPolicy, canonical_path, is_cross_site, public_path, safe_next};
+pub use oidc::OidcSession;
 pub use reload::Reloaded;
 #[cfg(unix)]
 pub use reload::reload_on_sighup;
@@ -124,6 +126,8 @@ pub(crate) struct Inner {
     pub(crate) page: page::LoginPage,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) clock: Arc<dyn Clock>,
+    /// `backend.kind = "oidc"`: the relying party (discovery, verifiers, replay caches).
+    pub(crate) oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl Gateway {
@@ -134,9 +138,11 @@ impl Gateway {
 
     /// Builds a gateway on the given clock.
     pub async fn with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let mut settings = settings;
+        let oidc = oidc::prepare(&mut settings, clock.clone()).await?;
         let cookies = settings.cookies.clone();
         let metrics = metrics::Metrics::new();
-        let backend = backend::Backend::new(settings.backend.clone())?;
+        let backend = backend::Backend::new(settings.backend.clone())?.with_oidc(oidc.clone());
         let redis = settings
             .store
             .clone()
@@ -151,7 +157,8 @@ impl Gateway {
         let renew_backend = backend::Backend::new(config::BackendSettings {
             timeout: call_bound,
             ..settings.backend.clone()
-        })?;
+        })?
+        .with_oidc(oidc.clone());
         let renewer = renew::Renewer::new(
             renew_backend,
             settings.renew_grace,
@@ -191,6 +198,7 @@ impl Gateway {
                 page,
                 metrics,
                 clock,
+                oidc,
             })),
         })
     }
@@ -227,6 +235,9 @@ impl Gateway {
             .route(&format!("{p}/session"), get(routes::session))
             .route(&format!("{p}/client.js"), get(routes::client_js))
             .route(&format!("{p}/{{*rest}}"), any(routes::not_found));
+        if let Some(o) = &inner.oidc {
+            router = oidc::routes(router, o, p);
+        }
         if inner.settings.health_on_public {
             router = router
                 .route("/healthz", get(routes::healthz))

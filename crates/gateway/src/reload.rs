@@ -188,13 +188,20 @@ fn log_refusal(error: &Error) {
 /// The new configuration's [`Inner`], sharing with `old` what outlives a configuration
 /// (see the module documentation). Built completely before it is swapped in: a failure
 /// here changes nothing.
-fn rebuild(old: &Inner, settings: Settings, secrets_changed: bool) -> Result<Inner, Error> {
-    let backend = backend::Backend::new(settings.backend.clone())?;
+fn rebuild(old: &Inner, mut settings: Settings, secrets_changed: bool) -> Result<Inner, Error> {
+    if old.oidc.is_some() {
+        // The provider's endpoints were discovered at start-up into the backend settings
+        // (`oidc::prepare`), and `[backend]` of an `oidc` gateway needs a restart
+        // (`keep_restart_only`): the running backend settings stay, discovery included.
+        settings.backend = old.settings.backend.clone();
+    }
+    let backend = backend::Backend::new(settings.backend.clone())?.with_oidc(old.oidc.clone());
     let call_bound = renew::call_bound(backend.timeout(), settings.renew_grace);
     let renew_backend = backend::Backend::new(crate::config::BackendSettings {
         timeout: call_bound,
         ..settings.backend.clone()
-    })?;
+    })?
+    .with_oidc(old.oidc.clone());
     let renewer = old.renewer.reconfigure(
         renew_backend,
         backend.timeout(),
@@ -224,6 +231,7 @@ fn rebuild(old: &Inner, settings: Settings, secrets_changed: bool) -> Result<Inn
         page,
         metrics: old.metrics.clone(),
         clock: old.clock.clone(),
+        oidc: old.oidc.clone(),
     })
 }
 
@@ -241,6 +249,15 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
     new.server = old.server.clone();
     kept.extend(changed_keys("store", &old.store, &new.store));
     new.store = old.store.clone();
+    // An OpenID Connect relying party is set up once, at start-up (discovery, the
+    // provider's keys, the replay caches of state and logout tokens): its `[backend]`
+    // section, and a switch to or from it, need a restart.
+    if old.backend.kind == crate::config::BackendKind::Oidc
+        || new.backend.kind == crate::config::BackendKind::Oidc
+    {
+        kept.extend(changed_keys("backend", &old.backend, &new.backend));
+        new.backend = old.backend.clone();
+    }
     macro_rules! keep {
         ($name:literal, $($field:ident).+) => {
             if json(&old.$($field).+) != json(&new.$($field).+) {

@@ -490,6 +490,10 @@ struct PublishedTokens {
     expires_at: Option<u64>,
     obtained_at: u64,
     user: Option<sallyport_proto::SessionUser>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_sub: Option<String>,
 }
 
 impl Published {
@@ -501,6 +505,8 @@ impl Published {
                 expires_at: t.expires_at,
                 obtained_at: t.obtained_at,
                 user: t.user,
+                id_token: t.id_token,
+                id_sub: t.id_sub,
             })),
             (None, code) => Err(Arc::new(BackendError::Refused(
                 code.unwrap_or_else(|| "invalid_grant".into()),
@@ -518,6 +524,8 @@ fn seal_outcome(remote: &Remote, outcome: &Outcome, now_ms: u64) -> Option<Strin
                 expires_at: t.expires_at,
                 obtained_at: t.obtained_at,
                 user: t.user.clone(),
+                id_token: t.id_token.clone(),
+                id_sub: t.id_sub.clone(),
             }),
             refused: None,
         },
@@ -568,6 +576,15 @@ impl crate::Inner {
         };
         match self.renewer.renew(&rt, client).await {
             Ok(tokens) => {
+                // OpenID Connect Core §12.2: a renewed ID token names the same subject.
+                if let (Some(o), Some(sub)) = (&data.oidc, &tokens.id_sub)
+                    && o.sub != *sub
+                {
+                    tracing::error!(
+                        "the provider renewed a session with an ID token of another subject; session ended"
+                    );
+                    return Err(RenewFailure::Refused);
+                }
                 data.apply(&tokens);
                 Ok(())
             }

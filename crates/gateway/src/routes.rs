@@ -37,7 +37,12 @@ pub(crate) async fn login_page(State(gw): State<Gateway>, Query(q): Query<NextQu
         .as_deref()
         .and_then(guard::safe_next)
         .unwrap_or_else(|| "/".into());
-    render_login(&gw.current(), StatusCode::OK, &next, "", None)
+    // OpenID Connect: no password form; the login happens at the provider.
+    let inner = gw.current();
+    if let Some(oidc) = &inner.oidc {
+        return crate::oidc::flow::start(&inner, oidc, &next);
+    }
+    render_login(&inner, StatusCode::OK, &next, "", None)
 }
 
 fn render_login(
@@ -127,6 +132,13 @@ pub(crate) async fn login_submit(State(gw): State<Gateway>, req: Request<Body>) 
     // Login CSRF: a cross-site form must not log the victim into the attacker's account.
     if guard::is_cross_site(&headers, inner.expected_origin()) {
         return inner.forbidden_cross_site();
+    }
+    if inner.oidc.is_some() {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "password_login_disabled",
+            "this gateway signs in at an OpenID provider: navigate to GET {prefix}/login",
+        );
     }
     let json = is_json(&headers);
     if !json && !is_form(&headers) {
@@ -279,8 +291,13 @@ pub(crate) async fn logout(
     let now_ms = inner.clock.now_ms();
     // Read even an expired-token session: it still has a refresh token to revoke.
     let loaded = inner.cookies.read::<SessionData>(&headers, now_ms);
+    let mut provider_logout = None;
     if let Some(loaded) = loaded {
         let data = loaded.value;
+        // OpenID Connect: RP-initiated logout at the provider, for a browser form.
+        if let Some(oidc) = &inner.oidc {
+            provider_logout = oidc.end_session_url(data.oidc.as_ref());
+        }
         // An unreachable shared store does not fail the logout (see store.rs).
         inner.logged_out.remember(&data, now_ms).await;
         if let Some(rt) = data.refresh_token.clone() {
@@ -311,7 +328,8 @@ pub(crate) async fn logout(
         is_form(&headers) || is_page_navigation(&Method::GET, &headers) && !is_json(&headers);
     let mut resp = if form {
         let mut r = StatusCode::SEE_OTHER.into_response();
-        if let Ok(v) = HeaderValue::from_str(&format!("{}/login", inner.settings.prefix)) {
+        let to = provider_logout.unwrap_or_else(|| format!("{}/login", inner.settings.prefix));
+        if let Ok(v) = HeaderValue::from_str(&to) {
             r.headers_mut().insert(header::LOCATION, v);
         }
         r

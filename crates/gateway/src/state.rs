@@ -34,6 +34,10 @@ pub struct SessionData {
     /// Identity from the access token's claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<SessionUser>,
+    /// `backend.kind = "oidc"`: the provider's view of the session (subject, provider
+    /// session id, ID token, chosen claims).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<crate::oidc::OidcSession>,
     /// Fields written by someone else (an iron-session app); preserved verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -71,6 +75,10 @@ pub struct Tokens {
     pub obtained_at: u64,
     /// Identity from the token's claims.
     pub user: Option<SessionUser>,
+    /// OpenID Connect: a renewed ID token, already validated, and its `sub`.
+    pub id_token: Option<String>,
+    /// The `sub` of [`Self::id_token`].
+    pub id_sub: Option<String>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -151,6 +159,9 @@ impl SessionData {
         self.last_renewed_at = Some(tokens.obtained_at);
         if tokens.user.is_some() {
             self.user = tokens.user.clone();
+        }
+        if let (Some(o), Some(t)) = (&mut self.oidc, &tokens.id_token) {
+            o.id_token = Some(t.clone());
         }
     }
 
@@ -280,6 +291,8 @@ mod tests {
             expires_at: None,
             obtained_at: 0,
             user: None,
+            id_token: None,
+            id_sub: None,
         };
         let old = session(Some(5));
         let key_before = old.logout_key().unwrap().into_owned();

@@ -59,6 +59,10 @@ fn digest(key: &str) -> Digest32 {
 pub(crate) struct LogoutStore {
     /// Digest → expiry (ms since the epoch).
     local: RwLock<HashMap<Digest32, u64>>,
+    /// OpenID Connect back-channel logouts naming a subject only: digest of the subject
+    /// key → (sessions that began before this ms are logged out, record expiry ms).
+    /// Memory and Redis; not in the durable file (see docs/guides/oidc.md).
+    subjects: RwLock<HashMap<Digest32, (u64, u64)>>,
     durable: Option<Durable>,
     shared: Option<Arc<Redis>>,
     ttl: Duration,
@@ -97,6 +101,7 @@ impl LogoutStore {
         };
         Ok(Self {
             local: RwLock::new(local),
+            subjects: RwLock::new(HashMap::new()),
             durable,
             shared,
             ttl,
@@ -110,8 +115,15 @@ impl LogoutStore {
         self.durable.is_some() || self.shared.is_some()
     }
 
-    /// Whether this process has seen `data`'s session logged out (memory only, no I/O).
+    /// Whether this process has seen `data`'s session logged out (memory only, no I/O):
+    /// by its own logout key, or — for an OpenID Connect session — by the provider's
+    /// session id or a logout of every session of its subject (back-channel logout).
     pub(crate) fn seen_here(&self, data: &SessionData, now_ms: u64) -> bool {
+        if let Some(o) = &data.oidc
+            && self.subject_seen_here(o, now_ms)
+        {
+            return true;
+        }
         let Ok(m) = self.local.read() else {
             return false;
         };
@@ -119,16 +131,38 @@ impl LogoutStore {
         if m.is_empty() {
             return false;
         }
+        let live = |key: &str| m.get(&digest(key)).is_some_and(|&exp| exp > now_ms);
+        if let Some(sid) = data.oidc.as_ref().and_then(|o| o.sid_key())
+            && live(&sid)
+        {
+            return true;
+        }
         let Some(key) = data.logout_key() else {
             return false;
         };
-        m.get(&digest(&key)).is_some_and(|&exp| exp > now_ms)
+        live(&key)
+    }
+
+    fn subject_seen_here(&self, o: &crate::oidc::OidcSession, now_ms: u64) -> bool {
+        let Ok(m) = self.subjects.read() else {
+            return false;
+        };
+        if m.is_empty() {
+            return false;
+        }
+        m.get(&digest(&o.subject_key()))
+            .is_some_and(|&(before, exp)| exp > now_ms && o.login_ms < before)
     }
 
     /// Whether, with Redis, another replica logged `data`'s session out. Asked after
     /// [`Self::seen_here`] (through `Inner::live_session`), which it does not repeat. An
     /// unreachable Redis answers "no" (see the module docs).
     pub(crate) async fn logged_out_elsewhere(&self, data: &SessionData, now_ms: u64) -> bool {
+        if let (Some(shared), Some(o)) = (&self.shared, &data.oidc) {
+            return self
+                .oidc_logged_out_elsewhere(shared, data, o, now_ms)
+                .await;
+        }
         let (Some(shared), Some(key)) = (&self.shared, data.logout_key()) else {
             return false;
         };
@@ -145,6 +179,116 @@ impl LogoutStore {
             Err(e) => {
                 self.metrics.store_error("read");
                 shared.log_unavailable("logout-read", &e);
+                false
+            }
+        }
+    }
+
+    /// [`Self::logged_out_elsewhere`] for an OpenID Connect session: one `MGET` of its
+    /// own logout key, the provider's session id and its subject's cut-off.
+    async fn oidc_logged_out_elsewhere(
+        &self,
+        shared: &Redis,
+        data: &SessionData,
+        o: &crate::oidc::OidcSession,
+        now_ms: u64,
+    ) -> bool {
+        let own = data.logout_key().map(|k| digest(&k));
+        let sid = o.sid_key().map(|k| digest(&k));
+        let subject = digest(&o.subject_key());
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(shared.key("logout-sub", &subject));
+        for d in own.iter().chain(sid.iter()) {
+            cmd.arg(shared.key("logout", d));
+        }
+        match shared.run::<Vec<Option<String>>>(&cmd).await {
+            Ok(values) => {
+                let mut values = values.into_iter();
+                if let Some(Some(before)) = values.next()
+                    && let Ok(before) = before.parse::<u64>()
+                {
+                    self.insert_subject(subject, before, now_ms);
+                    if o.login_ms < before {
+                        return true;
+                    }
+                }
+                for (d, v) in own.iter().chain(sid.iter()).zip(values) {
+                    if v.is_some() {
+                        self.insert_local(*d, now_ms);
+                        return true;
+                    }
+                }
+                false
+            }
+            Err(e) => {
+                self.metrics.store_error("read");
+                shared.log_unavailable("logout-read", &e);
+                false
+            }
+        }
+    }
+
+    /// Claims `key` once across the replicas for `ttl` (`SET NX EX` in Redis): `false`
+    /// when a replica claimed it before. Without Redis, or when Redis fails, `true`: the
+    /// caller's own (per-replica) check is all there is then.
+    pub(crate) async fn claim_once(&self, kind: &str, key: &str, ttl: Duration) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(shared.key(kind, &digest(key)))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1));
+        match shared.run::<Option<String>>(&cmd).await {
+            Ok(reply) => reply.is_some(),
+            Err(e) => {
+                self.metrics.store_error("write");
+                shared.log_unavailable("claim-once", &e);
+                true
+            }
+        }
+    }
+
+    fn insert_subject(&self, d: Digest32, before_ms: u64, now_ms: u64) {
+        let exp = now_ms.saturating_add(self.ttl.as_millis() as u64);
+        let Ok(mut m) = self.subjects.write() else {
+            return;
+        };
+        let e = m.entry(d).or_insert((before_ms, exp));
+        *e = (e.0.max(before_ms), e.1.max(exp));
+        if m.len() > self.max_entries {
+            m.retain(|_, &mut (_, e)| e > now_ms);
+        }
+    }
+
+    /// Records that every session of the subject (`key`, see
+    /// [`crate::oidc::subject_key`]) that began before `now_ms` is logged out: memory and
+    /// Redis (`<prefix>logout-sub:<sha256>` = the cut-off). Returns whether Redis took it
+    /// (or there is none).
+    pub(crate) async fn remember_subject(&self, key: &str, now_ms: u64) -> bool {
+        let d = digest(key);
+        self.insert_subject(d, now_ms, now_ms);
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        // The greater cut-off wins, so a late or replayed record never shortens one.
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(
+            "local v = tonumber(redis.call('GET', KEYS[1]) or '0') \
+             if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
+             return 1",
+        )
+        .arg(1)
+        .arg(shared.key("logout-sub", &d))
+        .arg(now_ms)
+        .arg(self.ttl.as_secs().max(1));
+        match shared.run::<i64>(&cmd).await {
+            Ok(_) => true,
+            Err(e) => {
+                self.metrics.store_error("write");
+                tracing::error!(error = %e, "Redis unreachable; the subject logout is recorded on this replica only");
                 false
             }
         }
@@ -171,7 +315,13 @@ impl LogoutStore {
         let Some(key) = data.logout_key() else {
             return true;
         };
-        let d = digest(&key);
+        self.remember_key(&key, now_ms).await
+    }
+
+    /// [`Self::remember`] for a logout key itself (a back-channel logout names the
+    /// provider's session, [`crate::oidc::sid_key`], not a cookie).
+    pub(crate) async fn remember_key(&self, key: &str, now_ms: u64) -> bool {
+        let d = digest(key);
         self.insert_local(d, now_ms);
         let expires_at_ms = now_ms.saturating_add(self.ttl.as_millis() as u64);
         let mut ok = true;

@@ -8,17 +8,20 @@
 use std::fmt;
 use std::sync::Arc;
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
-    Ed25519KeyPair, KeyPair, ParsedPublicKey,
+    Ed25519KeyPair, KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+    RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256, RsaKeyPair, RsaPublicKeyComponents,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
     EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
-    PublicKeyUse,
+    PublicKeyUse, RSAKeyParameters, RSAKeyType,
 };
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +32,10 @@ use crate::Error;
 /// Deliberately only asymmetric algorithms: there is no way to configure
 /// `HS256` (or `none`), so the classic algorithm-confusion attack — an HMAC
 /// "signature" made with the public key as secret — cannot be enabled by mistake.
+///
+/// RS256 and PS256 exist for OpenID providers (RS256 is OpenID Connect's default
+/// ID-token algorithm, and the only one some providers offer); RSA keys shorter than
+/// 2048 bits are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Algorithm {
     /// ECDSA on P-256 with SHA-256 (the default).
@@ -37,6 +44,12 @@ pub enum Algorithm {
     /// Ed25519.
     #[serde(rename = "EdDSA")]
     EdDsa,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (2048 to 8192-bit keys).
+    #[serde(rename = "RS256")]
+    Rs256,
+    /// RSASSA-PSS with SHA-256 (2048 to 8192-bit keys).
+    #[serde(rename = "PS256")]
+    Ps256,
 }
 
 impl Algorithm {
@@ -45,6 +58,8 @@ impl Algorithm {
         match self {
             Self::Es256 => "ES256",
             Self::EdDsa => "EdDSA",
+            Self::Rs256 => "RS256",
+            Self::Ps256 => "PS256",
         }
     }
 
@@ -53,6 +68,8 @@ impl Algorithm {
         match name {
             "ES256" => Some(Self::Es256),
             "EdDSA" => Some(Self::EdDsa),
+            "RS256" => Some(Self::Rs256),
+            "PS256" => Some(Self::Ps256),
             _ => None,
         }
     }
@@ -88,7 +105,7 @@ impl std::str::FromStr for Algorithm {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::from_name(s).ok_or_else(|| {
             Error::Config(format!(
-                "unsupported algorithm `{s}` (supported: ES256, EdDSA)"
+                "unsupported algorithm `{s}` (supported: ES256, EdDSA, RS256, PS256)"
             ))
         })
     }
@@ -97,6 +114,7 @@ impl std::str::FromStr for Algorithm {
 enum KeyPairInner {
     Ec(EcdsaKeyPair),
     Ed(Ed25519KeyPair),
+    Rsa(RsaKeyPair),
 }
 
 /// A private signing key with its key id: what the issuer signs access tokens with.
@@ -132,6 +150,10 @@ impl SigningKey {
                 Ed25519KeyPair::generate()
                     .map_err(|_| Error::Key("Ed25519 key generation failed".into()))?,
             ),
+            Algorithm::Rs256 | Algorithm::Ps256 => KeyPairInner::Rsa(
+                RsaKeyPair::generate(KeySize::Rsa2048)
+                    .map_err(|_| Error::Key("RSA key generation failed".into()))?,
+            ),
         };
         Self::with_pair(alg, kid.into(), pair)
     }
@@ -146,6 +168,10 @@ impl SigningKey {
             Algorithm::EdDsa => KeyPairInner::Ed(
                 Ed25519KeyPair::from_pkcs8(der)
                     .map_err(|e| Error::Key(format!("not an Ed25519 PKCS#8 key: {e}")))?,
+            ),
+            Algorithm::Rs256 | Algorithm::Ps256 => KeyPairInner::Rsa(
+                RsaKeyPair::from_pkcs8(der)
+                    .map_err(|e| Error::Key(format!("not an RSA PKCS#8 key: {e}")))?,
             ),
         };
         Self::with_pair(alg, kid.into(), pair)
@@ -166,11 +192,15 @@ impl SigningKey {
 
     /// The PKCS#8 (v1) DER document of the private key, for storage. Secret.
     pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, Error> {
+        let failed = |_| Error::Key("PKCS#8 export failed".into());
         let doc = match &self.pair {
-            KeyPairInner::Ec(p) => p.to_pkcs8v1(),
-            KeyPairInner::Ed(p) => p.to_pkcs8v1(),
-        }
-        .map_err(|_| Error::Key("PKCS#8 export failed".into()))?;
+            KeyPairInner::Ec(p) => p.to_pkcs8v1().map_err(failed)?,
+            KeyPairInner::Ed(p) => p.to_pkcs8v1().map_err(failed)?,
+            KeyPairInner::Rsa(p) => {
+                let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> = p.as_der().map_err(failed)?;
+                return Ok(der.as_ref().to_vec());
+            }
+        };
         Ok(doc.as_ref().to_vec())
     }
 
@@ -184,22 +214,39 @@ impl SigningKey {
         self.alg
     }
 
-    /// The raw public key (uncompressed SEC1 point for P-256, 32 bytes for Ed25519).
+    /// The raw public key (uncompressed SEC1 point for P-256, 32 bytes for Ed25519,
+    /// the PKCS#1 `RSAPublicKey` DER for RSA).
     fn public_bytes(&self) -> &[u8] {
         match &self.pair {
             KeyPairInner::Ec(p) => p.public_key().as_ref(),
             KeyPairInner::Ed(p) => p.public_key().as_ref(),
+            KeyPairInner::Rsa(p) => p.public_key().as_ref(),
         }
     }
 
     /// The public key as a JWK (`kid`, `alg`, `use: sig`), for the issuer's JWKS.
     pub fn public_jwk(&self) -> Jwk {
-        public_jwk(self.alg, &self.kid, self.public_bytes())
+        match &self.pair {
+            KeyPairInner::Rsa(p) => {
+                let c = RsaPublicKeyComponents::<Vec<u8>>::from(p.public_key());
+                rsa_jwk(self.alg, &self.kid, &c.n, &c.e)
+            }
+            _ => public_jwk(self.alg, &self.kid, self.public_bytes()),
+        }
     }
 
     /// The matching verification key.
     pub fn verifying_key(&self) -> Result<VerifyingKey, Error> {
-        VerifyingKey::from_raw(self.alg, Some(self.kid.clone()), self.public_bytes())
+        match &self.pair {
+            KeyPairInner::Rsa(p) => Ok(VerifyingKey {
+                kid: Some(self.kid.clone()),
+                alg: self.alg,
+                key: PublicKey::Rsa(Arc::new(RsaPublicKeyComponents::<Vec<u8>>::from(
+                    p.public_key(),
+                ))),
+            }),
+            _ => VerifyingKey::from_raw(self.alg, Some(self.kid.clone()), self.public_bytes()),
+        }
     }
 
     /// Signs `claims` as a compact JWS with header `{alg, typ: "at+jwt", kid}`.
@@ -227,6 +274,16 @@ impl SigningKey {
                 .try_sign(message)
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| Error::Key("Ed25519 signing failed".into())),
+            KeyPairInner::Rsa(p) => {
+                let padding: &'static dyn aws_lc_rs::signature::RsaEncoding = match self.alg {
+                    Algorithm::Ps256 => &RSA_PSS_SHA256,
+                    _ => &RSA_PKCS1_SHA256,
+                };
+                let mut sig = vec![0u8; p.public_modulus_len()];
+                p.sign(padding, &self.rng, message, &mut sig)
+                    .map_err(|_| Error::Key("RSA signing failed".into()))?;
+                Ok(sig)
+            }
         }
     }
 }
@@ -238,16 +295,33 @@ pub fn jwk_set<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> JwkSet {
     }
 }
 
-fn public_jwk(alg: Algorithm, kid: &str, public: &[u8]) -> Jwk {
-    let common = CommonParameters {
+fn common_parameters(alg: Algorithm, kid: &str) -> CommonParameters {
+    CommonParameters {
         public_key_use: Some(PublicKeyUse::Signature),
         key_algorithm: Some(match alg {
             Algorithm::Es256 => KeyAlgorithm::ES256,
             Algorithm::EdDsa => KeyAlgorithm::EdDSA,
+            Algorithm::Rs256 => KeyAlgorithm::RS256,
+            Algorithm::Ps256 => KeyAlgorithm::PS256,
         }),
         key_id: Some(kid.to_owned()),
         ..CommonParameters::default()
-    };
+    }
+}
+
+fn rsa_jwk(alg: Algorithm, kid: &str, n: &[u8], e: &[u8]) -> Jwk {
+    Jwk {
+        common: common_parameters(alg, kid),
+        algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
+            key_type: RSAKeyType::RSA,
+            n: URL_SAFE_NO_PAD.encode(n),
+            e: URL_SAFE_NO_PAD.encode(e),
+        }),
+    }
+}
+
+fn public_jwk(alg: Algorithm, kid: &str, public: &[u8]) -> Jwk {
+    let common = common_parameters(alg, kid);
     let algorithm = match alg {
         Algorithm::Es256 => {
             // Uncompressed SEC1 point: 0x04 || x (32) || y (32).
@@ -262,11 +336,14 @@ fn public_jwk(alg: Algorithm, kid: &str, public: &[u8]) -> Jwk {
                 y: URL_SAFE_NO_PAD.encode(y),
             })
         }
-        Algorithm::EdDsa => AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-            key_type: OctetKeyPairType::OctetKeyPair,
-            curve: EllipticCurve::Ed25519,
-            x: URL_SAFE_NO_PAD.encode(public),
-        }),
+        // RSA keys take `rsa_jwk`; this arm is never reached with an RSA algorithm.
+        Algorithm::EdDsa | Algorithm::Rs256 | Algorithm::Ps256 => {
+            AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: URL_SAFE_NO_PAD.encode(public),
+            })
+        }
     };
     Jwk { common, algorithm }
 }
@@ -280,7 +357,15 @@ fn public_jwk(alg: Algorithm, kid: &str, public: &[u8]) -> Jwk {
 pub struct VerifyingKey {
     kid: Option<String>,
     alg: Algorithm,
-    key: Arc<ParsedPublicKey>,
+    key: PublicKey,
+}
+
+#[derive(Clone)]
+enum PublicKey {
+    /// EC and Ed25519 keys, parsed once.
+    Parsed(Arc<ParsedPublicKey>),
+    /// RSA modulus and exponent.
+    Rsa(Arc<RsaPublicKeyComponents<Vec<u8>>>),
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -293,9 +378,11 @@ impl fmt::Debug for VerifyingKey {
 }
 
 impl VerifyingKey {
-    /// Parses a JWK. Only `EC`/`P-256` (ES256) and `OKP`/`Ed25519` (EdDSA)
-    /// keys with `use` absent or `sig` are accepted; a JWK whose `alg`
-    /// disagrees with its key type is refused.
+    /// Parses a JWK. Only `EC`/`P-256` (ES256), `OKP`/`Ed25519` (EdDSA) and
+    /// `RSA` (RS256, or PS256 when the JWK's `alg` says so) keys with `use`
+    /// absent or `sig` are accepted; a JWK whose `alg` disagrees with its key
+    /// type is refused. An RSA JWK without `alg` (Entra ID publishes those) is
+    /// an RS256 key: the algorithm OpenID Connect uses unless told otherwise.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, Error> {
         if let Some(u) = &jwk.common.public_key_use
             && *u != PublicKeyUse::Signature
@@ -318,9 +405,34 @@ impl VerifyingKey {
             AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
                 (Algorithm::EdDsa, b64(&p.x)?)
             }
+            AlgorithmParameters::RSA(p) => {
+                let alg = match jwk.common.key_algorithm {
+                    None | Some(KeyAlgorithm::RS256) => Algorithm::Rs256,
+                    Some(KeyAlgorithm::PS256) => Algorithm::Ps256,
+                    Some(other) => {
+                        return Err(Error::Key(format!(
+                            "RSA JWK `alg` {other:?} is not supported (want RS256 or PS256)"
+                        )));
+                    }
+                };
+                let n = b64(&p.n)?;
+                let e = b64(&p.e)?;
+                // Counted without leading zero bytes: what the key really is.
+                let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+                if !(2048..=8192).contains(&bits) || e.is_empty() {
+                    return Err(Error::Key(format!(
+                        "RSA key of {bits} bits refused (want 2048 to 8192)"
+                    )));
+                }
+                return Ok(Self {
+                    kid: jwk.common.key_id.clone(),
+                    alg,
+                    key: PublicKey::Rsa(Arc::new(RsaPublicKeyComponents { n, e })),
+                });
+            }
             _ => {
                 return Err(Error::Key(
-                    "unsupported key type (want EC P-256 or OKP Ed25519)".into(),
+                    "unsupported key type (want EC P-256, OKP Ed25519 or RSA)".into(),
                 ));
             }
         };
@@ -342,13 +454,15 @@ impl VerifyingKey {
         let verification: &'static dyn aws_lc_rs::signature::VerificationAlgorithm = match alg {
             Algorithm::Es256 => &ECDSA_P256_SHA256_FIXED,
             Algorithm::EdDsa => &ED25519,
+            Algorithm::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::Ps256 => &RSA_PSS_2048_8192_SHA256,
         };
         let key = ParsedPublicKey::new(verification, raw)
             .map_err(|e| Error::Key(format!("invalid {alg} public key: {e}")))?;
         Ok(Self {
             kid,
             alg,
-            key: Arc::new(key),
+            key: PublicKey::Parsed(Arc::new(key)),
         })
     }
 
@@ -364,7 +478,16 @@ impl VerifyingKey {
 
     /// Checks a raw signature.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.key.verify_sig(message, signature).is_ok()
+        match &self.key {
+            PublicKey::Parsed(k) => k.verify_sig(message, signature).is_ok(),
+            PublicKey::Rsa(k) => {
+                let params = match self.alg {
+                    Algorithm::Ps256 => &RSA_PSS_2048_8192_SHA256,
+                    _ => &RSA_PKCS1_2048_8192_SHA256,
+                };
+                k.verify(params, message, signature).is_ok()
+            }
+        }
     }
 }
 
@@ -396,6 +519,47 @@ mod tests {
             assert!(v.verify(b"msg", &sig));
             assert!(!v.verify(b"msh", &sig));
         }
+    }
+
+    #[test]
+    fn rsa_keys_sign_and_verify_and_are_bound_to_their_algorithm() {
+        for alg in [Algorithm::Rs256, Algorithm::Ps256] {
+            let k = SigningKey::generate(alg, "r1").unwrap();
+            let jwk = k.public_jwk();
+            let v = VerifyingKey::from_jwk(&jwk).unwrap();
+            assert_eq!(v.algorithm(), alg);
+            let sig = k.sign_bytes(b"msg").unwrap();
+            assert!(v.verify(b"msg", &sig), "{alg}");
+            assert!(!v.verify(b"msh", &sig), "{alg}");
+            let der = k.to_pkcs8_der().unwrap();
+            let k2 = SigningKey::from_pkcs8(alg, "r1", &der).unwrap();
+            assert!(v.verify(b"x", &k2.sign_bytes(b"x").unwrap()));
+        }
+        // A PKCS#1 signature does not pass as PSS under the same key, and vice versa.
+        let rs = SigningKey::generate(Algorithm::Rs256, "r").unwrap();
+        let mut as_pss = rs.public_jwk();
+        as_pss.common.key_algorithm = Some(KeyAlgorithm::PS256);
+        let pss = VerifyingKey::from_jwk(&as_pss).unwrap();
+        assert!(!pss.verify(b"m", &rs.sign_bytes(b"m").unwrap()));
+        // No `alg` on an RSA JWK: RS256. An HMAC `alg` on an RSA key: refused.
+        let mut bare = rs.public_jwk();
+        bare.common.key_algorithm = None;
+        assert_eq!(
+            VerifyingKey::from_jwk(&bare).unwrap().algorithm(),
+            Algorithm::Rs256
+        );
+        bare.common.key_algorithm = Some(KeyAlgorithm::HS256);
+        assert!(VerifyingKey::from_jwk(&bare).is_err());
+    }
+
+    #[test]
+    fn short_rsa_keys_are_refused() {
+        let jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "RSA", "kid": "small", "alg": "RS256",
+            "n": URL_SAFE_NO_PAD.encode([0xc5u8; 128]), "e": "AQAB"
+        }))
+        .unwrap();
+        assert!(VerifyingKey::from_jwk(&jwk).is_err());
     }
 
     #[test]

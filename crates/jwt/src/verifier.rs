@@ -58,6 +58,10 @@ pub struct VerifierConfig {
     /// lookup. Time-based and issuer/audience checks still run on every
     /// call, and a changed key set invalidates every entry.
     pub verified_cache_capacity: u64,
+    /// Require a non-empty `sub` (default true). Off only for tokens where `sub` is
+    /// optional by their specification, such as OpenID Connect back-channel logout
+    /// tokens (`sid` and/or `sub`); the caller then checks what identifies the subject.
+    pub require_sub: bool,
 }
 
 impl VerifierConfig {
@@ -78,7 +82,20 @@ impl VerifierConfig {
             cache_ttl: Duration::from_secs(300),
             http_timeout: Duration::from_secs(5),
             verified_cache_capacity: 10_000,
+            require_sub: true,
         }
+    }
+
+    /// Replaces [`VerifierConfig::require_sub`].
+    pub fn require_sub(mut self, require: bool) -> Self {
+        self.require_sub = require;
+        self
+    }
+
+    /// Replaces [`VerifierConfig::verified_cache_capacity`].
+    pub fn verified_cache_capacity(mut self, capacity: u64) -> Self {
+        self.verified_cache_capacity = capacity;
+        self
     }
 
     /// Replaces [`VerifierConfig::algorithms`].
@@ -514,7 +531,7 @@ fn validate_claims(claims: &AccessClaims, cfg: &VerifierConfig, now: u64) -> Res
     if cfg.audience.is_empty() || !claims.aud.contains(&cfg.audience) {
         return Err(Error::WrongAudience);
     }
-    if claims.sub.is_empty() {
+    if cfg.require_sub && claims.sub.is_empty() {
         return Err(Error::MissingClaim("sub"));
     }
     Ok(())

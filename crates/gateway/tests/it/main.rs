@@ -15,6 +15,7 @@ mod forward_auth;
 mod hardening;
 mod issuer_crash;
 mod observe;
+mod oidc;
 mod proxying;
 mod reload;
 mod renewal;
