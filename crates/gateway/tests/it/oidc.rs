@@ -1065,3 +1065,57 @@ async fn private_key_jwt_client_authentication() {
     assert_eq!(status, 503, "{body}");
     assert!(loc.is_none() && set.is_none());
 }
+
+/// The relying party is set up once (discovery, the provider's keys, the replay caches):
+/// a reload keeps an `oidc` gateway's `[backend]`, names what it kept, and applies the
+/// rest; sessions and new logins go on working.
+#[tokio::test]
+async fn a_reload_keeps_the_relying_party_and_applies_the_rest() {
+    let clock = Arc::new(OffsetClock::default());
+    let op = start_op(clock.clone()).await;
+    let (_up, upstream_url) = start_upstream().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let c1 = oidc_config(&op, &upstream_url, port);
+    let gateway = Gateway::with_clock(c1.validate().unwrap(), clock.clone())
+        .await
+        .unwrap();
+    let handle = gateway.clone();
+    tokio::spawn(async move {
+        sallyport_gateway::serve_with_shutdown(listener, gateway, std::future::pending())
+            .await
+            .ok();
+    });
+    let rp = Rp {
+        op,
+        url: format!("http://127.0.0.1:{port}"),
+        clock,
+        upstream_url,
+        http: client(),
+    };
+    let before = rp.login().await;
+
+    let mut c2 = c1.clone();
+    c2.backend.scope = Some("openid".into());
+    c2.backend.client_secret = Some("another-secret".into());
+    c2.public_paths = vec!["/echo".into()];
+    let done = handle.reload(c2).unwrap();
+    assert!(
+        done.kept.iter().any(|k| k == "backend.scope")
+            && done.kept.iter().any(|k| k == "backend.client_secret"),
+        "{:?}",
+        done.kept
+    );
+    // The rest applied: /echo is public now.
+    assert_eq!(rp.echo("").await.0, 200);
+    // The session from before the reload and a login after it both work: the provider's
+    // endpoints, keys and the client credentials the provider knows were kept.
+    let (status, echo) = rp.echo(&before).await;
+    assert_eq!(status, 200);
+    assert!(header_of(&echo, "authorization").is_some());
+    let after = rp.login().await;
+    let (status, echo) = rp.echo(&after).await;
+    assert_eq!(status, 200);
+    assert!(header_of(&echo, "authorization").is_some());
+    let _ = &rp.clock;
+}
