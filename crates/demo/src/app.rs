@@ -52,12 +52,15 @@ impl FromRef<AppState> for Verifier {
 /// gateway renews once per expiry, not once per request.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// `POST /api/login` calls.
+    /// Logins: `POST /api/login` (password flow), code exchanges at `POST /oauth/token`
+    /// (code flow).
     pub logins: AtomicU64,
-    /// `POST /api/refresh-token` calls.
+    /// Renewals: `POST /api/refresh-token`, or `POST /oauth/token` with a refresh token.
     pub refreshes: AtomicU64,
-    /// `POST /api/logout` calls.
+    /// Logouts by the gateway: `POST /api/logout`, or `POST /oauth/revoke`.
     pub logouts: AtomicU64,
+    /// Visits of the issuer's end-session endpoint (`/oauth/logout`, RP-initiated logout).
+    pub end_sessions: AtomicU64,
 }
 
 impl Counters {
@@ -67,19 +70,23 @@ impl Counters {
             logins: self.logins.load(Ordering::Relaxed),
             refreshes: self.refreshes.load(Ordering::Relaxed),
             logouts: self.logouts.load(Ordering::Relaxed),
+            end_sessions: self.end_sessions.load(Ordering::Relaxed),
         }
     }
 }
 
 /// Counter values at one moment.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct CounterSnapshot {
-    /// `POST /api/login` calls seen by the issuer.
+    /// Login calls seen by the issuer (see [`Counters::logins`]).
     pub logins: u64,
-    /// `POST /api/refresh-token` calls seen by the issuer.
+    /// Refresh calls seen by the issuer.
     pub refreshes: u64,
-    /// `POST /api/logout` calls seen by the issuer.
+    /// Logout calls from the gateway seen by the issuer.
     pub logouts: u64,
+    /// End-session visits seen by the issuer.
+    pub end_sessions: u64,
 }
 
 /// The demo app's routes: `/` (the page), `/api/hello` (an API for
@@ -406,7 +413,7 @@ mod tests {
         let counters = CounterSnapshot {
             logins: 1,
             refreshes: 7,
-            logouts: 0,
+            ..CounterSnapshot::default()
         };
         let html = render_page(&claims("Demo User"), "/auth", counters, 1_800_000_010);
         assert!(html.contains(r#"<dd id="user-name">Demo User</dd>"#));
@@ -432,11 +439,7 @@ mod tests {
         let html = render_page(
             &claims("<script>alert(1)</script>"),
             "/auth",
-            CounterSnapshot {
-                logins: 0,
-                refreshes: 0,
-                logouts: 0,
-            },
+            CounterSnapshot::default(),
             0,
         );
         assert!(!html.contains("<script>alert(1)"));
@@ -449,11 +452,7 @@ mod tests {
         let html = render_page(
             &claims("x"),
             "/auth",
-            CounterSnapshot {
-                logins: 0,
-                refreshes: 0,
-                logouts: 0,
-            },
+            CounterSnapshot::default(),
             1_900_000_000,
         );
         assert!(html.contains(r#"<span id="token-remaining">0</span>"#));

@@ -10,8 +10,17 @@
 //!                 └──── login / refresh ──► issuer ◄─┘ JWKS
 //! ```
 //!
+//! By default the browser signs in with OpenID Connect ([`Flow::Code`]): the
+//! gateway is a relying party (`backend.kind = "oidc"`) of the issuer, which is
+//! its OpenID provider — the login page is the issuer's, the gateway is a
+//! registered confidential client, and a session ended at the issuer
+//! (`sallyport session revoke`) reaches the gateway at once by back-channel
+//! logout. [`Flow::Password`] keeps the article's flow: the gateway's own login
+//! form posts the password to the issuer's JSON API.
+//!
 //! State lives in a data directory (the issuer's SQLite file, the sealing
-//! secret and the demo user's credentials), so a second run reuses the users,
+//! secret, the gateway's client secret, the demo user's credentials and the
+//! issuer's settings for the admin commands), so a second run reuses the users,
 //! keys and sessions of the first. Access tokens live 30 seconds by default so
 //! that renewal can be watched happening.
 
@@ -91,6 +100,37 @@ pub enum Error {
     Random(String),
 }
 
+/// How the browser signs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Flow {
+    /// OpenID Connect authorization-code flow with PKCE: the gateway sends the
+    /// browser to the issuer's login page and exchanges the code it comes back
+    /// with; the issuer tells the gateway by back-channel logout when a session
+    /// ends there.
+    #[default]
+    Code,
+    /// The article's flow: the gateway's login form posts username and password
+    /// to the issuer's JSON API (`/api/login`, `/api/refresh-token`, `/api/logout`).
+    Password,
+}
+
+impl Flow {
+    /// `code` or `password`, as the command line spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Code => "code",
+            Flow::Password => "password",
+        }
+    }
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Options of one demo run.
 #[derive(Clone)]
 pub struct DemoOptions {
@@ -111,6 +151,8 @@ pub struct DemoOptions {
     /// The demo user's password, used only when the user is created; a random
     /// one is generated (and stored in the data directory) otherwise.
     pub password: Option<String>,
+    /// How the browser signs in (default: the OpenID Connect code flow).
+    pub flow: Flow,
 }
 
 impl Default for DemoOptions {
@@ -124,6 +166,7 @@ impl Default for DemoOptions {
             access_token_ttl: Duration::from_secs(30),
             username: "demo".to_owned(),
             password: None,
+            flow: Flow::default(),
         }
     }
 }
@@ -139,6 +182,7 @@ impl fmt::Debug for DemoOptions {
             .field("access_token_ttl", &self.access_token_ttl)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("flow", &self.flow)
             .finish()
     }
 }
@@ -173,6 +217,13 @@ pub struct RunningDemo {
     pub app_url: String,
     /// The issuer's database URL, for `sallyport user|session|keys --database-url`.
     pub database_url: String,
+    /// The issuer's settings file in the data directory, for `sallyport
+    /// user|session|keys --config`: the database, the issuer URL and the client
+    /// registry, so that `sallyport session revoke` can tell the gateway by
+    /// back-channel logout (with `--database-url` alone it cannot).
+    pub issuer_config: PathBuf,
+    /// How the browser signs in.
+    pub flow: Flow,
     /// The demo user's login.
     pub credentials: Credentials,
     /// Whether this run created the demo user (first run on this data directory).
@@ -203,6 +254,11 @@ impl RunningDemo {
 const DB_FILE: &str = "issuer.db";
 const SECRET_FILE: &str = "session-secret";
 const CREDENTIALS_FILE: &str = "demo-credentials";
+const CLIENT_SECRET_FILE: &str = "client-secret";
+const ISSUER_CONFIG_FILE: &str = "issuer.toml";
+
+/// The gateway's `client_id` at the issuer (code flow).
+pub const CLIENT_ID: &str = "demo-gateway";
 
 /// The audience of the demo's access tokens.
 const AUDIENCE: &str = "sallyport-demo";
@@ -239,15 +295,33 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
     let app_url = format!("http://{app_addr}");
     let gateway_url = format!("http://{gateway_addr}");
 
-    // The issuer.
+    // The issuer. In the code flow it is the gateway's OpenID provider, with the
+    // gateway registered as a confidential client at the addresses just bound.
     let db_path = data_dir.join(DB_FILE);
     let database_url = format!("sqlite://{}", db_path.display());
+    let client_secret = match options.flow {
+        Flow::Code => Some(read_or_create_secret(&data_dir, CLIENT_SECRET_FILE)?),
+        Flow::Password => None,
+    };
+    let clients = match &client_secret {
+        Some(secret) => vec![sallyport_issuer::config::ClientConfig {
+            id: CLIENT_ID.to_owned(),
+            secret: Some(secret.clone()),
+            redirect_uris: vec![format!("{gateway_url}{PREFIX}/callback")],
+            post_logout_redirect_uris: vec![format!("{gateway_url}/")],
+            backchannel_logout_uri: Some(format!("{gateway_url}{PREFIX}/backchannel-logout")),
+            backchannel_logout_session_required: true,
+            ..sallyport_issuer::config::ClientConfig::default()
+        }],
+        None => Vec::new(),
+    };
     let issuer_config = sallyport_issuer::Config {
         database_url: database_url.clone(),
         listen: issuer_addr.to_string(),
         issuer: issuer_url.clone(),
         audience: AUDIENCE.to_owned(),
         access_token_ttl_secs: ttl_secs,
+        clients,
         // The gateway calls the issuer over loopback and names the client in
         // X-Forwarded-For: trust it there, so login limits key on the browser's address.
         http: sallyport_issuer::config::HttpConfig {
@@ -256,6 +330,9 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
         },
         ..sallyport_issuer::Config::default()
     };
+    let issuer_config_path = data_dir.join(ISSUER_CONFIG_FILE);
+    write_private(&issuer_config_path, &issuer_config_toml(&issuer_config))?;
+    let max_body_bytes = issuer_config.max_body_bytes;
     let issuer = sallyport_issuer::Issuer::open(issuer_config).await?;
     let (credentials, created_user) = ensure_demo_user(&issuer, &data_dir, &options).await?;
 
@@ -270,56 +347,53 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
     // is exactly when the app starts refusing the token.
     verifier_config.leeway = Duration::from_secs(1);
     let verifier = sallyport_jwt::Verifier::new(verifier_config)?;
-    let app_router = app::router(AppState::new(verifier, "/auth", counters.clone()));
+    let app_router = app::router(AppState::new(verifier, PREFIX, counters.clone()));
 
-    // The gateway, in front of the demo app.
-    let mut gateway_config = sallyport_gateway::Config {
-        listen: gateway_addr,
-        upstream: app_url.clone(),
-        ..sallyport_gateway::Config::default()
-    };
-    gateway_config.session.secret = Some(read_or_create_secret(&data_dir)?);
-    // Plain http on loopback: browsers drop `Secure` cookies on http origins
-    // other than localhost, and the gateway allows `secure = false` only here.
-    gateway_config.session.secure = false;
-    gateway_config.session.leeway_secs = renewal_leeway(ttl_secs);
-    // Logouts survive a restart of the demo: the durable record lives with its data.
-    gateway_config.store.state_dir = Some(data_dir.join("gateway-state"));
-    gateway_config.backend.login_url = Some(format!("{issuer_url}/api/login"));
-    gateway_config.backend.refresh_url = Some(format!("{issuer_url}/api/refresh-token"));
-    gateway_config.backend.logout_url = Some(format!("{issuer_url}/api/logout"));
-    gateway_config.backend.jwks_url = Some(format!("{issuer_url}/.well-known/jwks.json"));
-    gateway_config.backend.jwt_issuer = Some(issuer_url.clone());
-    gateway_config.backend.jwt_audience = Some(AUDIENCE.to_owned());
-    gateway_config.login.title = "Sign in to the demo".to_owned();
-    // No forward-auth in the demo: the gateway proxies the app itself, so there is no
-    // admin listener (verify, health, metrics) to bind.
-    gateway_config.admin.enabled = false;
-    let settings = gateway_config.validate()?;
-    let gateway = sallyport_gateway::Gateway::new(settings).await?;
-
+    // The issuer serves before the gateway is built: an oidc gateway reads the
+    // provider's discovery document while it starts.
     let issuer_router = issuer.router().layer(axum::middleware::from_fn({
         let counters = counters.clone();
-        move |req: Request, next: Next| count_issuer_calls(counters.clone(), req, next)
+        move |req: Request, next: Next| {
+            count_issuer_calls(counters.clone(), max_body_bytes, req, next)
+        }
     }));
-
     let (shutdown, stop) = watch::channel(false);
+    let issuer_task = spawn_server(issuer_listener, issuer_router, stop.clone());
+
+    let gateway = match build_gateway(
+        gateway_addr,
+        &app_url,
+        &issuer_url,
+        &data_dir,
+        ttl_secs,
+        client_secret,
+        options.flow,
+    )
+    .await
+    {
+        Ok(gateway) => gateway,
+        Err(err) => {
+            let _ = shutdown.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), issuer_task).await;
+            return Err(err);
+        }
+    };
+
     let tasks = vec![
         (
             "gateway",
             spawn_server(gateway_listener, gateway.router(), stop.clone()),
         ),
-        (
-            "demo app",
-            spawn_server(app_listener, app_router, stop.clone()),
-        ),
-        ("issuer", spawn_server(issuer_listener, issuer_router, stop)),
+        ("demo app", spawn_server(app_listener, app_router, stop)),
+        ("issuer", issuer_task),
     ];
     Ok(RunningDemo {
         gateway_url,
         issuer_url,
         app_url,
         database_url,
+        issuer_config: issuer_config_path,
+        flow: options.flow,
         credentials,
         created_user,
         counters,
@@ -328,21 +402,184 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
     })
 }
 
-/// Counts the issuer's login, refresh and logout calls: the number the demo
-/// page shows and the browser tests check (one renewal per expiry).
-pub async fn count_issuer_calls(counters: Arc<Counters>, req: Request, next: Next) -> Response {
-    if req.method() == axum::http::Method::POST {
-        let counter = match req.uri().path() {
-            "/api/login" => Some(&counters.logins),
-            "/api/refresh-token" => Some(&counters.refreshes),
-            "/api/logout" => Some(&counters.logouts),
-            _ => None,
-        };
-        if let Some(counter) = counter {
-            counter.fetch_add(1, Ordering::Relaxed);
+/// The gateway's route prefix in the demo.
+const PREFIX: &str = "/auth";
+
+/// The gateway in front of the demo app, signing in by `flow` at the issuer.
+async fn build_gateway(
+    listen: SocketAddr,
+    app_url: &str,
+    issuer_url: &str,
+    data_dir: &Path,
+    ttl_secs: u64,
+    client_secret: Option<String>,
+    flow: Flow,
+) -> Result<sallyport_gateway::Gateway, Error> {
+    let gateway_url = format!("http://{listen}");
+    let mut config = sallyport_gateway::Config {
+        listen,
+        upstream: app_url.to_owned(),
+        ..sallyport_gateway::Config::default()
+    };
+    config.session.secret = Some(read_or_create_secret(data_dir, SECRET_FILE)?);
+    // Plain http on loopback: browsers drop `Secure` cookies on http origins
+    // other than localhost, and the gateway allows `secure = false` only here.
+    config.session.secure = false;
+    config.session.leeway_secs = renewal_leeway(ttl_secs);
+    // Logouts survive a restart of the demo: the durable record lives with its data.
+    config.store.state_dir = Some(data_dir.join("gateway-state"));
+    match flow {
+        Flow::Code => {
+            // The redirect URI the issuer has registered is built from it.
+            config.public_origin = Some(gateway_url.clone());
+            config.backend.kind = sallyport_gateway::BackendKind::Oidc;
+            config.backend.issuer = Some(issuer_url.to_owned());
+            config.backend.client_id = Some(CLIENT_ID.to_owned());
+            config.backend.client_secret = client_secret;
+            // The issuer knows these three scopes; `offline_access` asks for the
+            // refresh token the gateway renews with.
+            config.backend.scope = Some("openid profile offline_access".to_owned());
+            config.backend.post_logout_redirect_uri = Some(format!("{gateway_url}/"));
+        }
+        Flow::Password => {
+            config.backend.login_url = Some(format!("{issuer_url}/api/login"));
+            config.backend.refresh_url = Some(format!("{issuer_url}/api/refresh-token"));
+            config.backend.logout_url = Some(format!("{issuer_url}/api/logout"));
+            config.backend.jwks_url = Some(format!("{issuer_url}/.well-known/jwks.json"));
+            config.backend.jwt_issuer = Some(issuer_url.to_owned());
+            config.backend.jwt_audience = Some(AUDIENCE.to_owned());
+            config.login.title = "Sign in to the demo".to_owned();
         }
     }
+    // No forward-auth in the demo: the gateway proxies the app itself, so there is no
+    // admin listener (verify, health, metrics) to bind.
+    config.admin.enabled = false;
+    let settings = config.validate()?;
+    Ok(sallyport_gateway::Gateway::new(settings).await?)
+}
+
+/// The issuer's settings as TOML, for `sallyport user|session|keys --config`:
+/// what those commands need to act as this issuer (its database, its URL —
+/// the `iss` of the logout tokens `session revoke` sends — and the client
+/// registry with the back-channel logout address). The client secret is
+/// written as its SHA-256 only.
+///
+/// Hand-written rather than through a TOML serializer: a handful of keys, and
+/// a JSON string literal is a valid TOML basic string (the same escapes), so
+/// `serde_json` quotes the values safely.
+fn issuer_config_toml(c: &sallyport_issuer::Config) -> String {
+    use sha2::Digest as _;
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
+    let list = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned());
+    let mut out = format!(
+        "# Written by `sallyport demo` at every start (the ports may change); edits are lost.\n\
+         # Use it with the admin commands, e.g.\n\
+         #   sallyport session revoke --config <this file> --user demo\n\
+         database_url = {}\n\
+         issuer = {}\n\
+         audience = {}\n\
+         access_token_ttl_secs = {}\n",
+        q(&c.database_url),
+        q(&c.issuer),
+        q(&c.audience),
+        c.access_token_ttl_secs,
+    );
+    for client in &c.clients {
+        out.push_str(&format!("\n[[clients]]\nid = {}\n", q(&client.id)));
+        if let Some(secret) = &client.secret {
+            let digest = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+            out.push_str(&format!("secret_sha256 = {}\n", q(&digest)));
+        }
+        out.push_str(&format!(
+            "redirect_uris = {}\npost_logout_redirect_uris = {}\n",
+            list(&client.redirect_uris),
+            list(&client.post_logout_redirect_uris)
+        ));
+        if let Some(uri) = &client.backchannel_logout_uri {
+            out.push_str(&format!("backchannel_logout_uri = {}\n", q(uri)));
+        }
+        out.push_str(&format!(
+            "backchannel_logout_session_required = {}\n",
+            client.backchannel_logout_session_required
+        ));
+    }
+    out
+}
+
+/// Counts the issuer's login, refresh and logout calls: the numbers the demo
+/// page shows and the browser tests check (one renewal per expiry).
+///
+/// | counter | password flow | code flow |
+/// | --- | --- | --- |
+/// | logins | `POST /api/login` | `POST /oauth/token` with `grant_type=authorization_code` (or `password`) |
+/// | refreshes | `POST /api/refresh-token` | `POST /oauth/token` with `grant_type=refresh_token` |
+/// | logouts | `POST /api/logout` | `POST /oauth/revoke` (the gateway's logout) |
+/// | end_sessions | — | `GET`/`POST /oauth/logout` (RP-initiated logout in the browser) |
+///
+/// Every call is counted, answered or refused. Telling a code exchange from a
+/// refresh needs the form's `grant_type`, so the body of `POST /oauth/token`
+/// is read here — at most `max_body_bytes` (the issuer's own limit; a larger
+/// body is answered 413 as the issuer would) — and handed on unchanged.
+pub async fn count_issuer_calls(
+    counters: Arc<Counters>,
+    max_body_bytes: usize,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let counter = match (method.as_str(), req.uri().path()) {
+        ("POST", "/api/login") => Some(&counters.logins),
+        ("POST", "/api/refresh-token") => Some(&counters.refreshes),
+        ("POST", "/api/logout" | "/oauth/revoke") => Some(&counters.logouts),
+        ("GET" | "POST", "/oauth/logout") => Some(&counters.end_sessions),
+        ("POST", "/oauth/token") => {
+            let (parts, body) = req.into_parts();
+            let bytes = match axum::body::to_bytes(body, max_body_bytes).await {
+                Ok(bytes) => bytes,
+                Err(err) => return body_error(err),
+            };
+            let grant = form_value(&bytes, "grant_type");
+            let counter = match grant.as_deref() {
+                Some("authorization_code" | "password") => Some(&counters.logins),
+                Some("refresh_token") => Some(&counters.refreshes),
+                _ => None,
+            };
+            if let Some(counter) = counter {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            return next
+                .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await;
+        }
+        _ => None,
+    };
+    if let Some(counter) = counter {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     next.run(req).await
+}
+
+/// The first value of `name` in a form body (`application/x-www-form-urlencoded`).
+fn form_value(body: &[u8], name: &str) -> Option<String> {
+    url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A body that could not be read: too large (413, as the issuer answers it) or
+/// broken off (400).
+fn body_error(err: axum::Error) -> Response {
+    use axum::response::IntoResponse as _;
+    let too_large = err.into_inner().is::<http_body_util::LengthLimitError>();
+    let (status, code) = if too_large {
+        (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        )
+    } else {
+        (axum::http::StatusCode::BAD_REQUEST, "invalid_request")
+    };
+    (status, axum::Json(serde_json::json!({ "error": code }))).into_response()
 }
 
 /// The gateway renews when the token expires within the leeway. Its default
@@ -402,15 +639,16 @@ fn prepare_data_dir(dir: &Path) -> Result<PathBuf, Error> {
     std::fs::canonicalize(dir).map_err(io)
 }
 
-/// The gateway's sealing secret, kept in the data directory so that sessions
-/// survive a restart of the demo.
-fn read_or_create_secret(dir: &Path) -> Result<String, Error> {
-    let path = dir.join(SECRET_FILE);
+/// A secret kept in the data directory (mode 0600), created on the first run:
+/// the gateway's sealing secret, so that sessions survive a restart of the
+/// demo, and its client secret at the issuer.
+fn read_or_create_secret(dir: &Path, file: &str) -> Result<String, Error> {
+    let path = dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(secret) if secret.trim().len() >= 32 => Ok(secret.trim().to_owned()),
         Ok(_) => Err(Error::DataDir {
             path,
-            source: std::io::Error::other("the session secret is shorter than 32 characters"),
+            source: std::io::Error::other("the secret is shorter than 32 characters"),
         }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let secret = random_hex(32)?;
@@ -553,9 +791,12 @@ mod tests {
     #[test]
     fn session_secret_is_created_once_and_private() {
         let dir = tempfile::tempdir().unwrap();
-        let first = read_or_create_secret(dir.path()).unwrap();
+        let first = read_or_create_secret(dir.path(), SECRET_FILE).unwrap();
         assert_eq!(first.len(), 64);
-        assert_eq!(read_or_create_secret(dir.path()).unwrap(), first);
+        assert_eq!(
+            read_or_create_secret(dir.path(), SECRET_FILE).unwrap(),
+            first
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -568,10 +809,47 @@ mod tests {
     }
 
     #[test]
+    fn issuer_settings_file_parses_back_and_quotes_odd_paths() {
+        let config = sallyport_issuer::Config {
+            database_url: "sqlite:///tmp/we\"ird\\dir\n/issuer.db".into(),
+            issuer: "http://127.0.0.1:4000".into(),
+            clients: vec![sallyport_issuer::config::ClientConfig {
+                id: CLIENT_ID.into(),
+                secret: Some("s".repeat(40)),
+                redirect_uris: vec!["http://127.0.0.1:8080/auth/callback".into()],
+                backchannel_logout_uri: Some(
+                    "http://127.0.0.1:8080/auth/backchannel-logout".into(),
+                ),
+                ..Default::default()
+            }],
+            ..sallyport_issuer::Config::default()
+        };
+        let text = issuer_config_toml(&config);
+        assert!(!text.contains(&"s".repeat(40)), "no clear secret");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ISSUER_CONFIG_FILE);
+        std::fs::write(&path, &text).unwrap();
+        let back = sallyport_issuer::Config::load(Some(&path)).unwrap();
+        assert_eq!(back.database_url, config.database_url);
+        assert_eq!(back.issuer, config.issuer);
+        assert_eq!(back.clients.len(), 1);
+        let c = &back.clients[0];
+        assert_eq!(c.secret, None);
+        assert_eq!(c.secret_sha256.as_deref().map(str::len), Some(64));
+        assert_eq!(c.redirect_uris, config.clients[0].redirect_uris);
+        assert_eq!(
+            c.backchannel_logout_uri,
+            config.clients[0].backchannel_logout_uri
+        );
+    }
+
+    #[test]
     fn a_short_session_secret_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(SECRET_FILE), "short").unwrap();
-        let err = read_or_create_secret(dir.path()).unwrap_err().to_string();
+        let err = read_or_create_secret(dir.path(), SECRET_FILE)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shorter than 32"), "{err}");
     }
 
