@@ -36,6 +36,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run issuer, gateway and a demo app on localhost (SQLite, demo user).
+    ///
+    /// By default (`--flow code`) the browser signs in with OpenID Connect: the gateway
+    /// sends it to the issuer's login page (authorization-code flow with PKCE), the
+    /// gateway being a confidential client registered at the issuer. `sallyport session
+    /// revoke --config <data dir>/issuer.toml --user demo` in another terminal then ends
+    /// the session at once: the issuer posts a back-channel logout token to the gateway,
+    /// and the app's very next request goes to the login page.
+    ///
+    /// `--flow password` runs the article's flow instead: the gateway's own login form
+    /// posts the password to the issuer's JSON API, and a revoked session ends at the
+    /// next renewal of its access token.
+    ///
+    /// The banner prints the URL to open, the demo login and the exact revoke command.
     Demo(cmd::demo::Args),
     /// Run the gateway (BFF) in front of an upstream app.
     Gateway(cmd::gateway::Args),
