@@ -23,11 +23,14 @@ export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 /**
  * Starts `sallyport demo`. Resolves once its banner names every address.
  * `dataDir` reuses a directory (a second run); otherwise a fresh one is made.
+ * `flow` is `code` (the default: OpenID Connect, the login page is the
+ * issuer's) or `password` (the article's flow: the gateway's login form).
  */
-export async function startDemo({ ttl = 4, password = "e2e-demo-password-1", dataDir } = {}) {
+export async function startDemo({ ttl = 4, password = "e2e-demo-password-1", dataDir, flow = "code" } = {}) {
   const dir = dataDir ?? (await mkdtemp(path.join(tmpdir(), "sallyport-e2e-")));
   const args = [
     "demo",
+    "--flow", flow,
     "--data-dir", dir,
     "--port", "0",
     "--issuer-port", "0",
@@ -41,7 +44,7 @@ export async function startDemo({ ttl = 4, password = "e2e-demo-password-1", dat
   });
   let stdout = "";
   let stderr = "";
-  const sink = logStream("e2e", "demo");
+  const sink = logStream("e2e", `demo-${flow}`);
   registerSecrets("e2e", [password]);
   child.stderr.on("data", (d) => {
     sink?.write(d);
@@ -68,7 +71,23 @@ export async function startDemo({ ttl = 4, password = "e2e-demo-password-1", dat
 
   return {
     ...banner,
+    flow,
     dataDir: dir,
+    /** Where the browser signs in: the issuer's page (code flow) or the gateway's. */
+    isLoginPage(url) {
+      const u = new URL(url);
+      return flow === "code"
+        ? u.origin === banner.issuer && u.pathname === "/oauth/authorize"
+        : u.origin === banner.gateway && u.pathname === "/auth/login";
+    },
+    /**
+     * `sallyport session revoke --user` as the banner and the docs say, in a
+     * separate process against the demo's settings file (database, issuer and
+     * the gateway's back-channel logout address).
+     */
+    async revoke() {
+      return sallyport("session", "revoke", "--config", banner.config, "--user", banner.username);
+    },
     stdout: () => stdout,
     stderr: () => stderr,
     /** Calls the issuer has seen, counted by the demo (`/demo/stats` on the app). */
@@ -107,23 +126,30 @@ function parseBanner(text) {
   const issuer = field("issuer");
   const app = field("app");
   const database = field("database");
+  const config = field("config");
   const username = field("Username");
   const password = field("Password");
-  if (!(open && issuer && app && database && username && password && /Press Ctrl-C/.test(text))) return null;
+  if (!(open && issuer && app && database && config && username && password && /Press Ctrl-C/.test(text))) return null;
   return {
     gateway: open.replace(/\/$/, ""),
     issuer,
     app,
     database,
+    config,
     username,
     password,
     createdUser: /Created the demo user/.test(text),
   };
 }
 
-/** Runs the sallyport CLI (e.g. `session revoke`) and returns its output. */
+/** Runs the sallyport CLI (e.g. `session revoke`) and returns its output; its log goes with the demo's. */
 export async function sallyport(...args) {
-  const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 60_000 });
+  const { stdout, stderr } = await promisify(execFile)(BIN, args, {
+    timeout: 60_000,
+    env: { ...process.env, RUST_LOG: rustLog("warn"), NO_COLOR: "1" },
+  });
+  const sink = logStream("e2e", "cli");
+  if (sink) sink.end(stderr);
   return { stdout, stderr };
 }
 
@@ -151,7 +177,7 @@ export async function sleepUntil(unix, marginMs = 600) {
   if (ms > 0) await new Promise((r) => setTimeout(r, ms));
 }
 
-/** Fills and submits the gateway's login form. */
+/** Fills and submits the login form: the issuer's (code flow) or the gateway's (password flow). */
 export async function submitLogin(page, username, password) {
   await page.locator('input[name="username"]').fill(username);
   await page.locator('input[name="password"]').fill(password);
