@@ -4,7 +4,7 @@
 // short access-token lifetime, so that expiry happens within a test.
 
 import { spawn, execFile } from "node:child_process";
-import { mkdtemp, rm, mkdir } from "node:fs/promises";
+import { mkdtemp, rm, mkdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +19,14 @@ export const artifacts = path.join(here, "artifacts");
 
 export const BIN = process.env.SALLYPORT_BIN ?? "/var/cache/sallyport/target/debug/sallyport";
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+// Every password and generated secret of this run, for the log scan (registerSecrets
+// replaces the suite's list, so it is kept whole here).
+const secrets = new Set();
+function register(...values) {
+  for (const v of values) if (v) secrets.add(v);
+  registerSecrets("e2e", [...secrets]);
+}
 
 /**
  * Starts `sallyport demo`. Resolves once its banner names every address.
@@ -45,7 +53,7 @@ export async function startDemo({ ttl = 4, password = "e2e-demo-password-1", dat
   let stdout = "";
   let stderr = "";
   const sink = logStream("e2e", `demo-${flow}`);
-  registerSecrets("e2e", [password]);
+  register(password);
   child.stderr.on("data", (d) => {
     sink?.write(d);
     stderr += d;
@@ -68,6 +76,12 @@ export async function startDemo({ ttl = 4, password = "e2e-demo-password-1", dat
       reject(new Error(`demo exited (${code ?? signal}) before it was ready\n${stdout}\n${stderr}`));
     });
   });
+
+  // The secrets the demo generated in its data directory: the session secret and,
+  // in the code flow, the gateway's client secret.
+  for (const file of ["session-secret", "client-secret"]) {
+    register((await readFile(path.join(dir, file), "utf8").catch(() => "")).trim());
+  }
 
   return {
     ...banner,

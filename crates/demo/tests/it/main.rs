@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, LOCATION};
-use sallyport_demo::{DemoOptions, Flow, RunningDemo, start};
+use sallyport_demo::{DemoOptions, Flow, RunningDemo};
 
 /// Every test's options (the default flow: OpenID Connect code flow): also sends this binary's logs to `SALLYPORT_TEST_LOG_DIR` for the
 /// secret scan of the test command (scripts/lib/scan-logs).
@@ -22,6 +22,28 @@ fn options(dir: &std::path::Path) -> DemoOptions {
         password: Some("integration-password".into()),
         ..DemoOptions::default()
     }
+}
+
+/// Starts the demo and tells the log scan (`SALLYPORT_TEST_LOG_DIR`) the secrets it
+/// generated in its data directory (session secret, client secret), so a log line
+/// holding one fails the run.
+async fn start_demo(options: DemoOptions) -> Result<RunningDemo, sallyport_demo::Error> {
+    let data_dir = options.data_dir.clone();
+    let demo = sallyport_demo::start(options).await?;
+    if let Some(logs) = std::env::var_os("SALLYPORT_TEST_LOG_DIR").filter(|d| !d.is_empty()) {
+        let secrets: String = ["session-secret", "client-secret"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(data_dir.join(f)).ok())
+            .map(|s| format!("{}\n", s.trim()))
+            .collect();
+        let name = format!(
+            "demo-it-{}-{}.secrets",
+            std::process::id(),
+            demo.gateway_url.rsplit(':').next().unwrap_or("0")
+        );
+        std::fs::write(std::path::Path::new(&logs).join(name), secrets).unwrap();
+    }
+    Ok(demo)
 }
 
 fn browser() -> reqwest::Client {
@@ -64,7 +86,7 @@ async fn log_in(demo: &RunningDemo, client: &reqwest::Client) {
 #[tokio::test]
 async fn password_flow_the_page_needs_a_login_and_then_shows_the_verified_user() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = start(password_flow(dir.path())).await.unwrap();
+    let demo = start_demo(password_flow(dir.path())).await.unwrap();
     assert_eq!(demo.flow, Flow::Password);
     assert!(demo.created_user);
     assert_eq!(demo.credentials.username, "demo");
@@ -117,7 +139,7 @@ async fn password_flow_the_page_needs_a_login_and_then_shows_the_verified_user()
 #[tokio::test]
 async fn the_app_refuses_requests_that_bypass_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = start(options(dir.path())).await.unwrap();
+    let demo = start_demo(options(dir.path())).await.unwrap();
     let client = browser();
 
     let res = client
@@ -184,7 +206,7 @@ async fn the_app_refuses_requests_that_bypass_the_gateway() {
 #[tokio::test]
 async fn password_flow_a_second_run_reuses_user_secret_and_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let first = start(DemoOptions {
+    let first = start_demo(DemoOptions {
         password: None,
         ..password_flow(dir.path())
     })
@@ -197,7 +219,7 @@ async fn password_flow_a_second_run_reuses_user_secret_and_sessions() {
     log_in(&first, &client).await;
     first.shutdown(Duration::from_secs(5)).await;
 
-    let second = start(password_flow(dir.path())).await.unwrap();
+    let second = start_demo(password_flow(dir.path())).await.unwrap();
     assert!(!second.created_user);
     assert_eq!(
         second.credentials.password, password,
@@ -219,7 +241,7 @@ async fn a_busy_port_is_reported_with_its_flag() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let err = start(DemoOptions {
+    let err = sallyport_demo::start(DemoOptions {
         port,
         ..options(dir.path())
     })
@@ -238,7 +260,7 @@ async fn the_data_directory_and_database_are_private() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo-data");
-    let demo = start(options(&dir)).await.unwrap();
+    let demo = start_demo(options(&dir)).await.unwrap();
     assert_eq!(mode(&dir), 0o700);
     let db = demo
         .database_url
@@ -367,7 +389,7 @@ async fn sign_in_at_the_issuer(
 #[tokio::test]
 async fn code_flow_signs_in_at_the_issuer_and_lands_on_next() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = start(options(dir.path())).await.unwrap();
+    let demo = start_demo(options(dir.path())).await.unwrap();
     assert_eq!(demo.flow, Flow::Code);
     let client = browser();
 
@@ -438,7 +460,7 @@ async fn code_flow_signs_in_at_the_issuer_and_lands_on_next() {
 #[tokio::test]
 async fn code_flow_session_revoke_reaches_the_gateway_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = start(DemoOptions {
+    let demo = start_demo(DemoOptions {
         // Long-lived tokens: the refusal cannot come from a failed renewal.
         access_token_ttl: Duration::from_secs(600),
         ..options(dir.path())
@@ -502,7 +524,7 @@ async fn code_flow_session_revoke_reaches_the_gateway_at_once() {
 #[tokio::test]
 async fn code_flow_logout_ends_the_session_at_the_issuer_too() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = start(options(dir.path())).await.unwrap();
+    let demo = start_demo(options(dir.path())).await.unwrap();
     let client = browser();
     sign_in_at_the_issuer(&demo, &client, "/", "integration-password")
         .await
@@ -549,7 +571,7 @@ async fn code_flow_logout_ends_the_session_at_the_issuer_too() {
 #[tokio::test]
 async fn code_flow_a_second_run_keeps_the_client_secret_private_and_the_session() {
     let dir = tempfile::tempdir().unwrap();
-    let first = start(options(dir.path())).await.unwrap();
+    let first = start_demo(options(dir.path())).await.unwrap();
     let client = browser();
     sign_in_at_the_issuer(&first, &client, "/", "integration-password")
         .await
@@ -567,7 +589,7 @@ async fn code_flow_a_second_run_keeps_the_client_secret_private_and_the_session(
     }
     first.shutdown(Duration::from_secs(5)).await;
 
-    let second = start(options(dir.path())).await.unwrap();
+    let second = start_demo(options(dir.path())).await.unwrap();
     assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), secret);
     let res = client
         .get(format!("{}/api/hello", second.gateway_url))
@@ -582,7 +604,7 @@ async fn code_flow_a_second_run_keeps_the_client_secret_private_and_the_session(
 #[tokio::test]
 async fn an_oversized_token_request_is_refused_not_buffered() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = start(options(dir.path())).await.unwrap();
+    let demo = start_demo(options(dir.path())).await.unwrap();
     let res = browser()
         .post(format!("{}/oauth/token", demo.issuer_url))
         .header("content-type", "application/x-www-form-urlencoded")
