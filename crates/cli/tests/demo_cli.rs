@@ -43,12 +43,14 @@ fn log_file(name: &str, fallback: &std::path::Path) -> std::fs::File {
 struct Demo {
     child: Child,
     banner: String,
+    dir: PathBuf,
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -81,7 +83,7 @@ impl Demo {
         let banner = rx
             .recv_timeout(Duration::from_secs(90))
             .expect("the demo printed its banner");
-        Demo { child, banner }
+        Demo { child, banner, dir }
     }
 
     /// The value after `name:` on a banner line.
