@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! browser ──► gateway (cookie ⇄ tokens) ──► demo app (verifies the Bearer token)
-//!                 │                                  │
-//!                 └──── login / refresh ──► issuer ◄─┘ JWKS
+//!    │            │  ▲                               │
+//!    │            │  └─ back-channel logout ─┐        │
+//!    │            └──── login / refresh ──► issuer ◄─┘ JWKS
+//!    └──── sign in (code flow: the issuer's page) ──┘
 //! ```
 //!
 //! By default the browser signs in with OpenID Connect ([`Flow::Code`]): the
