@@ -232,17 +232,27 @@ function sharedTests(flow, demo) {
     await tabB.evaluate(() => import("/auth/client.js"));
     const before = await demo().stats();
 
-    await Promise.all([tabA.waitForURL((u) => demo().isLoginPage(u)), tabA.locator("#logout").click()]);
+    const requests = trackDocumentRequests(tabA);
+    await Promise.all([tabA.waitForURL((u) => demo().isAfterLogout(u)), tabA.locator("#logout").click()]);
     await tabB.waitForURL((u) => demo().isLoginPage(u));
-    assert.equal((await demo().stats()).logouts, before.logouts + 1, "the gateway ended the session at the issuer");
+    const stats = await demo().stats();
+    assert.equal(stats.logouts, before.logouts + 1, "the gateway ended the session at the issuer");
     if (flow === "password") {
       assert.equal(new URL(tabB.url()).searchParams.get("next"), "/?tab=b");
     } else {
+      // RP-initiated logout: through the issuer's end-session endpoint, then the
+      // app's signed-out page, which told tab B.
+      assert.equal(stats.endSessions, before.endSessions + 1);
+      assert.ok(
+        requests.some((u) => u.startsWith(`${demo().issuer}/oauth/logout?`)),
+        `the issuer's end-session endpoint was visited: ${requests.join("\n")}`,
+      );
+      assert.equal(await tabA.locator("h1").textContent(), "You are signed out");
+      await tabA.screenshot({ path: path.join(artifacts, "signed-out-code.png"), fullPage: true });
       // `next` travels in the gateway's login state: signing in lands on it.
       await submitLogin(tabB, demo().username, demo().password);
       assert.equal(tabB.url(), `${demo().gateway}/?tab=b`);
-      await tabB.locator("#logout").click();
-      await tabB.waitForURL((u) => demo().isLoginPage(u));
+      await Promise.all([tabB.waitForURL((u) => demo().isAfterLogout(u)), tabB.locator("#logout").click()]);
     }
 
     // And the session is really gone: a navigation lands on login too.
@@ -263,30 +273,29 @@ describe("sallyport demo in Chromium: the OpenID Connect code flow (default)", (
 
   sharedTests("code", () => demo);
 
-  test("logging out with the form goes through the issuer's end-session endpoint (RP-initiated logout)", async () => {
-    // Without JavaScript the page's logout button posts the form: the gateway ends
-    // the session, revokes the refresh token and sends the browser to the issuer's
-    // end_session_endpoint, which sends it back to the app.
+  test("logging out goes through the issuer's end-session endpoint (RP-initiated logout), also without JavaScript", async () => {
+    // The page's logout button posts the form: the gateway ends the session,
+    // revokes the refresh token and sends the browser to the issuer's
+    // end_session_endpoint, which sends it back to the app's signed-out page.
     const { context, page } = await loggedIn(demo, { javaScriptEnabled: false });
     const requests = trackDocumentRequests(page);
     const before = await demo.stats();
-    await Promise.all([page.waitForURL((u) => demo.isLoginPage(u)), page.locator("#logout").click()]);
+    await Promise.all([page.waitForURL((u) => demo.isAfterLogout(u)), page.locator("#logout").click()]);
     const endSession = requests.find((u) => u.startsWith(`${demo.issuer}/oauth/logout?`));
     assert.ok(endSession, `the browser visited the issuer's end-session endpoint: ${requests.join("\n")}`);
     const q = new URL(endSession).searchParams;
     assert.ok(q.get("id_token_hint"), "with id_token_hint");
     assert.equal(q.get("client_id"), "demo-gateway");
-    assert.equal(q.get("post_logout_redirect_uri"), `${demo.gateway}/`);
-    const afterEnd = requests.slice(requests.indexOf(endSession) + 1);
-    assert.ok(
-      afterEnd.some((u) => u.replace(/\?$/, "") === `${demo.gateway}/`),
-      `back to the post-logout address: ${afterEnd.join("\n")}`,
-    );
+    assert.equal(q.get("post_logout_redirect_uri"), `${demo.gateway}/signed-out`);
+    assert.equal(await page.locator("h1").textContent(), "You are signed out");
     const stats = await demo.stats();
     assert.equal(stats.endSessions, before.endSessions + 1);
     assert.equal(stats.logouts, before.logouts + 1, "the refresh token was revoked too");
     const cookies = await context.cookies(demo.gateway);
     assert.equal(cookies.find((c) => c.name === "sallyport"), undefined, "the session cookie is gone");
+    // "Sign in again" starts a new login at the issuer.
+    await page.locator("#sign-in").click();
+    assert.ok(demo.isLoginPage(page.url()), page.url());
     await context.close();
   });
 

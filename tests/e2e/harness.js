@@ -95,6 +95,15 @@ export async function startDemo({ ttl = 4, password = "e2e-demo-password-1", dat
         : u.origin === banner.gateway && u.pathname === "/auth/login";
     },
     /**
+     * Where the page's **Log out** ends: the app's signed-out page after the
+     * issuer's end-session endpoint (code flow), or the login page (password flow).
+     */
+    isAfterLogout(url) {
+      if (flow !== "code") return this.isLoginPage(url);
+      const u = new URL(url);
+      return u.origin === banner.gateway && u.pathname === "/signed-out";
+    },
+    /**
      * `sallyport session revoke --user` as the banner and the docs say, in a
      * separate process against the demo's settings file (database, issuer and
      * the gateway's back-channel logout address).

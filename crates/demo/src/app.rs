@@ -24,6 +24,8 @@ pub struct AppState {
     /// The gateway's route prefix, for `/auth/client.js` and the logout form.
     auth_prefix: Arc<str>,
     counters: Arc<Counters>,
+    /// The page's logout goes through the provider's end-session endpoint (code flow).
+    provider_logout: bool,
 }
 
 impl AppState {
@@ -37,7 +39,18 @@ impl AppState {
             verifier,
             auth_prefix: Arc::from(auth_prefix.into()),
             counters,
+            provider_logout: false,
         }
+    }
+
+    /// With `true` (the OpenID Connect code flow), the page's **Log out** button posts
+    /// the gateway's logout form even with JavaScript, so the browser goes through the
+    /// provider's end-session endpoint (RP-initiated logout) and back to
+    /// `/signed-out`, which tells the other tabs. With `false` (the password flow) the
+    /// page logs out through `client.js`.
+    pub fn with_provider_logout(mut self, provider_logout: bool) -> Self {
+        self.provider_logout = provider_logout;
+        self
     }
 }
 
@@ -90,10 +103,12 @@ pub struct CounterSnapshot {
 }
 
 /// The demo app's routes: `/` (the page), `/api/hello` (an API for
-/// `authFetch`), `/demo/stats` (issuer call counts, public).
+/// `authFetch`), `/demo/stats` (issuer call counts, public), `/signed-out`
+/// (where RP-initiated logout returns; public at the gateway in the code flow).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/signed-out", get(signed_out))
         .route("/api/hello", get(hello))
         .route("/demo/stats", get(stats))
         .with_state(state)
@@ -120,7 +135,13 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let now = unix_now();
     match verify(&state, &headers).await {
         Ok(claims) => {
-            let html = render_page(&claims, &state.auth_prefix, state.counters.snapshot(), now);
+            let html = render_page(
+                &claims,
+                &state.auth_prefix,
+                state.counters.snapshot(),
+                now,
+                state.provider_logout,
+            );
             ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
         }
         Err(reason) => (
@@ -146,6 +167,14 @@ async fn hello(BearerClaims(claims): BearerClaims) -> Response {
         token_id: claims.jti,
     };
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+async fn signed_out(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(render_signed_out(&state.auth_prefix)),
+    )
+        .into_response()
 }
 
 async fn stats(State(state): State<AppState>) -> Response {
@@ -236,12 +265,14 @@ pre { background:#f5f6f8; border:1px solid var(--line); border-radius:8px; paddi
 footer { color:var(--muted); font-size:.85rem; text-align:center; margin:30px 0; }
 "#;
 
-/// The demo page for a verified token. `now` is unix seconds.
+/// The demo page for a verified token. `now` is unix seconds; `provider_logout`
+/// as in [`AppState::with_provider_logout`].
 pub fn render_page(
     claims: &AccessClaims,
     auth_prefix: &str,
     counters: CounterSnapshot,
     now: u64,
+    provider_logout: bool,
 ) -> String {
     let display_name = claims.name.as_deref().unwrap_or(&claims.sub);
     let roles = if claims.roles.is_empty() {
@@ -350,9 +381,13 @@ pub fn render_page(
     const stats = await fetch("/demo/stats").then((r) => r.json()).catch(() => null);
     if (stats) $("refresh-count").textContent = String(stats.refreshes);
   }});
-  // With JavaScript, log out through client.js so the other tabs are told;
-  // without it, the form posts to the gateway directly.
+  // Password flow: with JavaScript, log out through client.js so the other tabs
+  // are told; without it, the form posts to the gateway directly. Code flow: the
+  // form posts either way, so the browser goes through the issuer's end-session
+  // endpoint; the /signed-out page it comes back to tells the other tabs.
+  const providerLogout = {provider_logout};
   $("logout-form").addEventListener("submit", async (event) => {{
+    if (providerLogout) return;
     event.preventDefault();
     try {{ await logout(); }} catch {{ event.target.submit(); }}
   }});
@@ -370,6 +405,30 @@ pub fn render_page(
         jti = escape(&claims.jti),
         refreshes = counters.refreshes,
         now_utc = utc(now),
+        provider_logout = provider_logout,
+    )
+}
+
+/// Where the browser lands after RP-initiated logout: no session needed. It tells
+/// the other tabs (the `BroadcastChannel` `client.js` listens on), so they go to
+/// the login page too.
+pub fn render_signed_out(auth_prefix: &str) -> String {
+    let channel =
+        serde_json::to_string(&format!("sallyport:{}", auth_prefix.trim_end_matches('/')))
+            .unwrap_or_else(|_| "\"sallyport:/auth\"".to_owned());
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Signed out</title><style>{STYLE}</style></head>
+<body><main><section class="card" id="signed-out"><h1>You are signed out</h1>
+<p class="lead">Your session ended here and at the issuer.</p>
+<p><a id="sign-in" href="{prefix}/login?next=%2F">Sign in again</a></p></section></main>
+<script>
+  try {{ new BroadcastChannel({channel}).postMessage({{ type: "logout" }}); }} catch {{}}
+</script>
+</body></html>
+"#,
+        prefix = escape(auth_prefix),
     )
 }
 
@@ -415,7 +474,13 @@ mod tests {
             refreshes: 7,
             ..CounterSnapshot::default()
         };
-        let html = render_page(&claims("Demo User"), "/auth", counters, 1_800_000_010);
+        let html = render_page(
+            &claims("Demo User"),
+            "/auth",
+            counters,
+            1_800_000_010,
+            false,
+        );
         assert!(html.contains(r#"<dd id="user-name">Demo User</dd>"#));
         assert!(
             html.contains(r#"data-unix="1800000000">2027-01-15 08:00:00 UTC"#),
@@ -441,6 +506,7 @@ mod tests {
             "/auth",
             CounterSnapshot::default(),
             0,
+            false,
         );
         assert!(!html.contains("<script>alert(1)"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -454,6 +520,7 @@ mod tests {
             "/auth",
             CounterSnapshot::default(),
             1_900_000_000,
+            true,
         );
         assert!(html.contains(r#"<span id="token-remaining">0</span>"#));
     }
@@ -464,6 +531,24 @@ mod tests {
             escape(r#"a&b<c>"d"'e"#),
             "a&amp;b&lt;c&gt;&quot;d&quot;&#39;e"
         );
+    }
+
+    #[test]
+    fn the_logout_button_posts_the_form_in_the_code_flow() {
+        let password = render_page(&claims("x"), "/auth", CounterSnapshot::default(), 0, false);
+        assert!(password.contains("const providerLogout = false;"));
+        let code = render_page(&claims("x"), "/auth", CounterSnapshot::default(), 0, true);
+        assert!(code.contains("const providerLogout = true;"));
+    }
+
+    #[test]
+    fn signed_out_page_tells_the_other_tabs() {
+        let html = render_signed_out("/auth");
+        assert!(
+            html.contains(r#"new BroadcastChannel("sallyport:/auth")"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"href="/auth/login?next=%2F""#));
     }
 
     #[test]

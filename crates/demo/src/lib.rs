@@ -310,7 +310,7 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
             id: CLIENT_ID.to_owned(),
             secret: Some(secret.clone()),
             redirect_uris: vec![format!("{gateway_url}{PREFIX}/callback")],
-            post_logout_redirect_uris: vec![format!("{gateway_url}/")],
+            post_logout_redirect_uris: vec![format!("{gateway_url}{SIGNED_OUT}")],
             backchannel_logout_uri: Some(format!("{gateway_url}{PREFIX}/backchannel-logout")),
             backchannel_logout_session_required: true,
             ..sallyport_issuer::config::ClientConfig::default()
@@ -349,7 +349,10 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
     // is exactly when the app starts refusing the token.
     verifier_config.leeway = Duration::from_secs(1);
     let verifier = sallyport_jwt::Verifier::new(verifier_config)?;
-    let app_router = app::router(AppState::new(verifier, PREFIX, counters.clone()));
+    let app_router = app::router(
+        AppState::new(verifier, PREFIX, counters.clone())
+            .with_provider_logout(options.flow == Flow::Code),
+    );
 
     // The issuer serves before the gateway is built: an oidc gateway reads the
     // provider's discovery document while it starts.
@@ -407,6 +410,9 @@ pub async fn start(options: DemoOptions) -> Result<RunningDemo, Error> {
 /// The gateway's route prefix in the demo.
 const PREFIX: &str = "/auth";
 
+/// The demo app's page after RP-initiated logout (public at the gateway).
+const SIGNED_OUT: &str = "/signed-out";
+
 /// The gateway in front of the demo app, signing in by `flow` at the issuer.
 async fn build_gateway(
     listen: SocketAddr,
@@ -441,7 +447,10 @@ async fn build_gateway(
             // The issuer knows these three scopes; `offline_access` asks for the
             // refresh token the gateway renews with.
             config.backend.scope = Some("openid profile offline_access".to_owned());
-            config.backend.post_logout_redirect_uri = Some(format!("{gateway_url}/"));
+            // Back from the issuer's end-session endpoint to a page that needs no
+            // session and tells the other tabs.
+            config.backend.post_logout_redirect_uri = Some(format!("{gateway_url}{SIGNED_OUT}"));
+            config.public_paths = vec![SIGNED_OUT.to_owned()];
         }
         Flow::Password => {
             config.backend.login_url = Some(format!("{issuer_url}/api/login"));

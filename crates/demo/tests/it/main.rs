@@ -519,8 +519,9 @@ async fn code_flow_session_revoke_reaches_the_gateway_at_once() {
     demo.shutdown(Duration::from_secs(5)).await;
 }
 
-/// Logging out with a form goes through the issuer's end-session endpoint
-/// (RP-initiated logout) and back to the app, which asks for a login again.
+/// Logging out (the page's button posts the form) goes through the issuer's
+/// end-session endpoint (RP-initiated logout) and back to the app's signed-out page;
+/// the app asks for a login again.
 #[tokio::test]
 async fn code_flow_logout_ends_the_session_at_the_issuer_too() {
     let dir = tempfile::tempdir().unwrap();
@@ -544,12 +545,24 @@ async fn code_flow_logout_ends_the_session_at_the_issuer_too() {
     );
     assert!(end_session.contains("id_token_hint="), "{end_session}");
     let res = client.get(&end_session).send().await.unwrap();
+    let signed_out = location(&res, &demo.issuer_url);
     assert_eq!(
         // The issuer appends its (here empty) query.
-        location(&res, &demo.issuer_url).trim_end_matches('?'),
-        format!("{}/", demo.gateway_url),
+        signed_out.trim_end_matches('?'),
+        format!("{}/signed-out", demo.gateway_url),
         "back to the registered post-logout address"
     );
+    // A public page at the gateway: no session needed, and it tells the other tabs.
+    let res = client
+        .get(&signed_out)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("You are signed out"), "{html}");
+    assert!(html.contains("BroadcastChannel"), "{html}");
     let res = client
         .get(format!("{}/", demo.gateway_url))
         .header(ACCEPT, "text/html")
