@@ -197,8 +197,13 @@ fn validate(issuer: &Issuer, p: &Params) -> Result<Validated, AuthzError> {
 /// `redirect_uri` plus `params` in its query (appended to a query it already has).
 fn redirect_to(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     let query = serde_urlencoded::to_string(params).unwrap_or_default();
-    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
-    let location = format!("{redirect_uri}{sep}{query}");
+    let location = if query.is_empty() {
+        // Nothing to add (a post-logout redirect without `state`): the URI as registered.
+        redirect_uri.to_owned()
+    } else {
+        let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+        format!("{redirect_uri}{sep}{query}")
+    };
     let mut resp = StatusCode::SEE_OTHER.into_response();
     match HeaderValue::from_str(&location) {
         Ok(v) => {

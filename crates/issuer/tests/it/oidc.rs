@@ -731,6 +731,14 @@ pub(crate) async fn rp_initiated_logout(b: Backend) {
     );
     let sessions = s.issuer.admin().list_sessions(Some("alice")).await.unwrap();
     assert_eq!(sessions[0].revoked_reason.as_deref(), Some("rp_logout"));
+    // Without `state`: the registered URI exactly, no empty query.
+    let r = logout(vec![
+        ("id_token_hint", id_token.clone()),
+        ("post_logout_redirect_uri", POST_LOGOUT.to_owned()),
+    ])
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"].to_str().unwrap(), POST_LOGOUT);
     // Without a return URI: a page.
     let r = logout(vec![("id_token_hint", id_token.clone())]).await;
     assert_eq!(r.status(), StatusCode::OK);
