@@ -381,29 +381,15 @@ impl Issuer {
         let m = self.metrics();
         let now = self.now_ms();
         let s = self.inner.settings.load_full();
-        let session = SessionRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            user_id: user.id.clone(),
-            created_at: now,
-            last_used_at: now,
-            expires_at: now.saturating_add(s.max_lifetime_ms),
-            revoked_at: None,
-            revoked_reason: None,
-            generation: 1,
-            user_agent: ctx.user_agent.clone(),
-            client_addr: ctx.client_addr.clone(),
-        };
         let secret = RefreshSecret::generate()?;
-        let token = TokenRecord {
-            token_hash: secret.hash(),
-            session_id: session.id.clone(),
-            generation: 1,
-            created_at: now,
-            expires_at: now.saturating_add(s.idle_ttl_ms).min(session.expires_at),
-            used_at: None,
-            successor_hash: None,
-            successor_box: None,
-        };
+        let (session, token) = new_session(
+            &s,
+            uuid::Uuid::now_v7().to_string(),
+            &user.id,
+            secret.hash(),
+            now,
+            ctx,
+        );
         let (access_token, access_exp) = self.mint(&user, &session, now).await?;
         self.inner.store.create_session(&session, &token).await?;
         m.login("success");
@@ -677,6 +663,41 @@ pub fn access_token_verifier(
         )
         .leeway(settings.access_token_leeway),
     )
+}
+
+/// A session that starts `now` and its first refresh token (generation 1): the one
+/// definition of a new session's lifetimes, for the password login and the code flow.
+pub(crate) fn new_session(
+    s: &Settings,
+    id: String,
+    user_id: &str,
+    token_hash: String,
+    now: i64,
+    ctx: &RequestContext,
+) -> (SessionRecord, TokenRecord) {
+    let session = SessionRecord {
+        id,
+        user_id: user_id.to_owned(),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now.saturating_add(s.max_lifetime_ms),
+        revoked_at: None,
+        revoked_reason: None,
+        generation: 1,
+        user_agent: ctx.user_agent.clone(),
+        client_addr: ctx.client_addr.clone(),
+    };
+    let token = TokenRecord {
+        token_hash,
+        session_id: session.id.clone(),
+        generation: 1,
+        created_at: now,
+        expires_at: now.saturating_add(s.idle_ttl_ms).min(session.expires_at),
+        used_at: None,
+        successor_hash: None,
+        successor_box: None,
+    };
+    (session, token)
 }
 
 fn mint_with(

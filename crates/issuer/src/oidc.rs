@@ -227,29 +227,14 @@ impl Issuer {
             if user.is_none_or(|u| u.disabled_at.is_some()) {
                 return Err(CodeRejection::UserDisabled);
             }
-            let session = SessionRecord {
-                id: c.session_id.clone(),
-                user_id: c.user_id.clone(),
-                created_at: now,
-                last_used_at: now,
-                expires_at: now.saturating_add(s.max_lifetime_ms),
-                revoked_at: None,
-                revoked_reason: None,
-                generation: 1,
-                user_agent: ctx.user_agent.clone(),
-                client_addr: ctx.client_addr.clone(),
-            };
-            let token = TokenRecord {
-                token_hash: fresh_hash.clone(),
-                session_id: session.id.clone(),
-                generation: 1,
-                created_at: now,
-                expires_at: now.saturating_add(s.idle_ttl_ms).min(session.expires_at),
-                used_at: None,
-                successor_hash: None,
-                successor_box: None,
-            };
-            Ok((session, token))
+            Ok(crate::new_session(
+                &s,
+                c.session_id.clone(),
+                &c.user_id,
+                fresh_hash.clone(),
+                now,
+                ctx,
+            ))
         };
         let outcome = self
             .store()
