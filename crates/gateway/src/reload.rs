@@ -132,7 +132,7 @@ impl Gateway {
             }
             Err(error) => {
                 current.metrics.config_reload(false, now_ms);
-                log_refusal(error);
+                sallyport_serve::reload::log_refused_reload(error);
             }
         }
         result
@@ -166,23 +166,6 @@ impl Gateway {
             upstream_changed,
         })
     }
-}
-
-/// The one log line of a refused reload. A TOML error spans several lines (the
-/// offending line and a caret): joined here, so that the refusal stays one line that
-/// names the setting or the file position.
-fn log_refusal(error: &Error) {
-    let error = error
-        .to_string()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    tracing::error!(
-        %error,
-        "configuration reload refused; the previous configuration keeps serving"
-    );
 }
 
 /// The new configuration's [`Inner`], sharing with `old` what outlives a configuration
@@ -312,35 +295,21 @@ fn changed_keys(section: &str, old: &impl Serialize, new: &impl Serialize) -> Ve
 /// does.
 #[cfg(unix)]
 pub fn reload_on_sighup<F>(
-    mut hangups: tokio::signal::unix::Signal,
+    hangups: tokio::signal::unix::Signal,
     gateway: Gateway,
     load: F,
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Result<Config, Error> + Send + Sync + 'static,
 {
-    let load = Arc::new(load);
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the configuration");
-            let gateway = gateway.clone();
-            let load = load.clone();
-            // Reading the file and building clients is blocking work: off the runtime's
-            // worker threads, which keep serving meanwhile.
-            let done = tokio::task::spawn_blocking(move || match load() {
-                Ok(config) => {
-                    let _ = gateway.reload(config);
-                }
-                Err(error) => {
-                    let current = gateway.current();
-                    current.metrics.config_reload(false, current.clock.now_ms());
-                    log_refusal(&error);
-                }
-            })
-            .await;
-            if let Err(e) = done {
-                tracing::error!(error = %e, "configuration reload failed");
-            }
+    sallyport_serve::reload::on_hangup(hangups, move || match load() {
+        Ok(config) => {
+            let _ = gateway.reload(config);
+        }
+        Err(error) => {
+            let current = gateway.current();
+            current.metrics.config_reload(false, current.clock.now_ms());
+            sallyport_serve::reload::log_refused_reload(&error);
         }
     })
 }

@@ -28,7 +28,6 @@
 //! limiter (`[rate_limit]`), the back-channel logout sender (`[backchannel_logout]`). A reload that changes one of them applies everything else,
 //! keeps the running value and logs a warning naming it — as the gateway does.
 
-use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -64,7 +63,7 @@ impl Issuer {
             }
             Err(error) => {
                 self.metrics().config_reload(false);
-                log_refusal(error);
+                sallyport_serve::reload::log_refused_reload(error);
             }
         }
         result
@@ -78,21 +77,6 @@ impl Issuer {
         self.swap_settings(settings);
         Ok(Reloaded { kept })
     }
-}
-
-/// One line for a refusal, whatever the error's own line breaks (TOML errors).
-fn log_refusal(error: &crate::Error) {
-    let error = error
-        .to_string()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    tracing::error!(
-        %error,
-        "configuration reload refused; the previous configuration keeps serving"
-    );
 }
 
 fn json(value: &impl Serialize) -> serde_json::Value {
@@ -143,33 +127,20 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
 /// soon as this runs.
 #[cfg(unix)]
 pub fn reload_on_sighup<F>(
-    mut hangups: tokio::signal::unix::Signal,
+    hangups: tokio::signal::unix::Signal,
     issuer: Issuer,
     load: F,
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Result<Config> + Send + Sync + 'static,
 {
-    let load = Arc::new(load);
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the configuration");
-            let issuer = issuer.clone();
-            let load = load.clone();
-            // Reading the file is blocking work: off the runtime's worker threads.
-            let done = tokio::task::spawn_blocking(move || match load() {
-                Ok(config) => {
-                    let _ = issuer.reload(config);
-                }
-                Err(error) => {
-                    issuer.metrics().config_reload(false);
-                    log_refusal(&error);
-                }
-            })
-            .await;
-            if let Err(e) = done {
-                tracing::error!(error = %e, "configuration reload failed");
-            }
+    sallyport_serve::reload::on_hangup(hangups, move || match load() {
+        Ok(config) => {
+            let _ = issuer.reload(config);
+        }
+        Err(error) => {
+            issuer.metrics().config_reload(false);
+            sallyport_serve::reload::log_refused_reload(&error);
         }
     })
 }

@@ -35,6 +35,7 @@ mod body;
 mod config;
 mod io;
 mod limit;
+pub mod reload;
 #[cfg(feature = "testing")]
 pub mod testing;
 
