@@ -25,9 +25,9 @@
 //! `[server]`, `header_read_timeout_secs`), what tokens are checked against (`issuer`,
 //! `audience`, `access_token_leeway_secs`: the verifier of our own tokens), key creation
 //! (`algorithm`, the key-encryption key), the password hasher (`[argon2]`) and the login
-//! limiter (`[rate_limit]`), the back-channel logout sender (`[backchannel_logout]`). A reload that changes one of them applies everything else,
-//! keeps the running value and logs a warning naming it — as the gateway does.
-
+//! limiter (`[rate_limit]`), the back-channel logout sender (`[backchannel_logout]`). A
+//! reload that changes one of them applies everything else, keeps the running value and
+//! logs a warning naming it — as the gateway does.
 
 use serde::Serialize;
 

@@ -33,6 +33,7 @@
 
 mod body;
 mod config;
+pub mod html;
 mod io;
 mod limit;
 pub mod reload;

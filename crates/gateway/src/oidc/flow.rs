@@ -30,6 +30,7 @@ use crate::auth::{QUERY_VALUE, attach_cookies, no_store};
 use crate::backend::BackendError;
 use crate::state::SessionData;
 use crate::{Gateway, Inner, guard};
+use sallyport_serve::html::escape;
 
 /// What the attempt cookie holds (sealed).
 #[derive(Serialize, Deserialize)]
@@ -519,21 +520,6 @@ pub(crate) fn error_page(inner: &Inner, status: StatusCode, message: &str, next:
         .into_response();
     no_store(r.headers_mut());
     r
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::Ctx;
 use crate::oidc::AuthorizationRequest;
 use crate::token::RefreshSecret;
 use crate::{Issuer, LoginError};
+use sallyport_serve::html::escape as esc;
 
 /// Cookie holding the login form's CSRF token (double submit: the form must carry
 /// the same value). `SameSite=Strict`, so a cross-site form post never carries it.
@@ -596,22 +597,6 @@ const STYLE: &str = r#":root { color-scheme: light dark; --accent: #2458d6; --er
            color: #fff; background: var(--accent); border: 0; border-radius: 8px; cursor: pointer; }
   .error { margin: 0 0 1rem; padding: 0.6rem 0.8rem; border-radius: 8px; color: var(--error);
            border: 1px solid currentColor; }"#;
-
-/// HTML text and attribute escaping.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 fn html(status: StatusCode, title: &str, main: &str, form_action_extra: Option<&str>) -> Response {
     let body = format!(
