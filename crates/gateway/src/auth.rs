@@ -1,19 +1,18 @@
 //! Steps 2–5 of the middleware, shared by the proxy, `/verify` and `/refresh`: read the
-//! session, renew it when due, and the answers for requests that cannot be authenticated.
+//! session and renew it when due (refusals are [`RequestError`]s).
 
 use std::net::IpAddr;
 
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use http::Method;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, StatusCode};
-use sallyport_proto::{ApiError, AuthErrorCode};
+use sallyport_proto::AuthErrorCode;
 use sallyport_session::Loaded;
 
+use crate::Inner;
+use crate::error::RequestError;
 use crate::state::{Freshness, SessionData};
-use crate::{Inner, guard};
 
-pub(crate) use crate::renew::{DEFAULT_RETRY_AFTER, RenewFailure};
+pub(crate) use crate::renew::RenewFailure;
 
 /// The result of steps 2–5.
 pub(crate) enum Authn {
@@ -25,10 +24,10 @@ pub(crate) enum Authn {
         /// Renewed during this request (so an upstream 401 is not worth another renewal).
         renewed: bool,
     },
-    /// No usable session. `clear`: the backend refused it, expire the cookie.
-    Anonymous { code: AuthErrorCode, clear: bool },
-    /// The token has expired and the backend cannot renew it right now; session kept.
-    Unavailable { retry_after: u64 },
+    /// No usable session ([`RequestError::NoSession`]: none, or the backend refused it),
+    /// or the token has expired and the backend cannot renew it right now
+    /// ([`RequestError::Unavailable`]: session kept).
+    Refused(RequestError),
 }
 
 impl Inner {
@@ -102,10 +101,10 @@ impl Inner {
         client: Option<IpAddr>,
     ) -> Authn {
         let Some(loaded) = self.live_session(headers, now_ms).await else {
-            return Authn::Anonymous {
+            return Authn::Refused(RequestError::NoSession {
                 code: AuthErrorCode::SessionExpired,
                 clear: false,
-            };
+            });
         };
         let mut data = loaded.value;
         let now_s = now_ms / 1000;
@@ -122,10 +121,7 @@ impl Inner {
                         write: true,
                         renewed: true,
                     },
-                    Err(RenewFailure::Refused) => Authn::Anonymous {
-                        code: AuthErrorCode::ReauthRequired,
-                        clear: true,
-                    },
+                    Err(e @ RenewFailure::Refused) => Authn::Refused(e.into_refusal()),
                     Err(RenewFailure::Unavailable(retry_after)) => {
                         if still_valid {
                             // Faults are not logouts: keep going with the old token.
@@ -135,7 +131,7 @@ impl Inner {
                                 renewed: false,
                             }
                         } else {
-                            Authn::Unavailable { retry_after }
+                            Authn::Refused(RenewFailure::Unavailable(retry_after).into_refusal())
                         }
                     }
                 }
@@ -163,107 +159,9 @@ impl Inner {
         }
     }
 
-    /// Step 3: the answer for a request without a usable session.
-    pub(crate) fn unauthenticated(
-        &self,
-        method: &Method,
-        headers: &HeaderMap,
-        path_and_query: &str,
-        code: AuthErrorCode,
-        clear: bool,
-    ) -> Response {
-        self.metrics.rejected(code.as_str());
-        let mut resp = if is_page_navigation(method, headers) {
-            let next = guard::safe_next(path_and_query).unwrap_or_else(|| "/".into());
-            let location = format!(
-                "{}/login?next={}",
-                self.settings.prefix,
-                percent_encoding::utf8_percent_encode(&next, QUERY_VALUE)
-            );
-            let mut r = StatusCode::SEE_OTHER.into_response();
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        } else {
-            let message = match code {
-                AuthErrorCode::ReauthRequired => {
-                    "the session was ended by the sign-in service; log in again"
-                }
-                _ => "no valid session; log in",
-            };
-            let mut r = json_error(StatusCode::UNAUTHORIZED, code.as_str(), message);
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "Bearer realm=\"sallyport\", error=\"invalid_token\", error_description=\"{}\"",
-                code.as_str()
-            )) {
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            }
-            r
-        };
-        no_store(resp.headers_mut());
-        if clear {
-            attach_cookies(resp.headers_mut(), self.cookies.clear(headers));
-        }
-        resp
-    }
-
-    /// Step 5's "otherwise 503 with Retry-After".
-    pub(crate) fn unavailable(
-        &self,
-        method: &Method,
-        headers: &HeaderMap,
-        retry_after: u64,
-    ) -> Response {
-        self.metrics.rejected("backend_unavailable");
-        let mut resp = if is_page_navigation(method, headers) {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                crate::page::unavailable_page(),
-            )
-                .into_response()
-        } else {
-            json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                AuthErrorCode::BackendUnavailable.as_str(),
-                "the sign-in service is unavailable; the session is kept, try again shortly",
-            )
-        };
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        no_store(resp.headers_mut());
-        resp
-    }
-
-    /// Step 7's 403.
-    pub(crate) fn forbidden_cross_site(&self) -> Response {
-        self.metrics.rejected("csrf");
-        let mut r = json_error(
-            StatusCode::FORBIDDEN,
-            "csrf",
-            "cross-site request refused: state-changing requests must come from this site",
-        );
-        no_store(r.headers_mut());
-        r
-    }
-
     /// The CSRF reference: how to tell this gateway's own origin (scheme, host, port).
     pub(crate) fn expected_origin(&self) -> &crate::guard::OriginPolicy {
         &self.settings.origin_policy
-    }
-
-    /// 400 for a request path that could be read differently upstream (dot-segments,
-    /// encoded slashes; see [`crate::guard::canonical_path`]).
-    pub(crate) fn bad_path(&self) -> Response {
-        self.metrics.rejected("bad_path");
-        let mut r = json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_path",
-            "the request path contains dot-segments, encoded slashes or backslashes, or control characters",
-        );
-        no_store(r.headers_mut());
-        r
     }
 }
 
@@ -287,17 +185,6 @@ pub(crate) fn is_page_navigation(method: &Method, headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("text/html"))
-}
-
-/// `{"error": code, "message": ...}` with the given status.
-pub(crate) fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::to_vec(&ApiError::new(code, message)).unwrap_or_default();
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response()
 }
 
 /// Marks a response as uncacheable (every response that sets a cookie, PP-16).

@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use tracing::Instrument;
 
 use crate::auth::{Authn, attach_cookies};
+use crate::error::{Asker, RequestError};
 use crate::proxy::{self, Credentials, Rewrite};
 use crate::state::SessionData;
 use crate::{Gateway, Inner, guard};
@@ -32,18 +33,13 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     // percent-decoding: see `guard::public_path`).
     let public = match guard::public_path(req.uri().path(), &inner.settings.public) {
         Some(p) => p,
-        None => return inner.bad_path(),
+        None => return RequestError::BadPath.respond(inner, &Asker::api()),
     };
     // Only the configured upgrade protocols (WebSocket by default) reach upstream;
     // `h2c` and the like are refused before anything else happens.
     let upgrade = proxy::is_upgrade(req.headers());
     if upgrade && !proxy::upgrade_allowed(req.headers(), &inner.settings.allowed_upgrades) {
-        inner.metrics.rejected("upgrade");
-        return crate::auth::json_error(
-            StatusCode::BAD_REQUEST,
-            "upgrade_refused",
-            "this protocol upgrade is not allowed (see proxy.allowed_upgrades)",
-        );
+        return RequestError::UpgradeRefused.respond(inner, &Asker::api());
     }
     // Step 7 for upgrades: a WebSocket handshake is a GET, but a cross-site page opening
     // one with the user's cookie is the same attack as a forged POST (CSWSH).
@@ -59,7 +55,10 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     // spend the refresh token, since its response would not carry the new cookie.
     if forged {
         let next = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        return refuse_cross_site(inner, req.method(), req.headers(), next, now_ms).await;
+        let asker = Asker::of(req.method(), req.headers(), next);
+        return refuse_cross_site(inner, req.headers(), now_ms)
+            .await
+            .respond(inner, &asker);
     }
 
     let authn = inner
@@ -71,17 +70,9 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
             write,
             renewed,
         } => (*data, write, renewed),
-        Authn::Anonymous { code, clear } => {
-            return inner.unauthenticated(
-                req.method(),
-                req.headers(),
-                req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-                code,
-                clear,
-            );
-        }
-        Authn::Unavailable { retry_after } => {
-            return inner.unavailable(req.method(), req.headers(), retry_after);
+        Authn::Refused(e) => {
+            let next = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            return e.respond(inner, &Asker::of(req.method(), req.headers(), next));
         }
     };
 
@@ -93,7 +84,8 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     let (req, replay) = match Replay::prepare(req, upgrade, inner.settings.replay_body_limit).await
     {
         Ok(pair) => pair,
-        Err(mut resp) => {
+        Err(e) => {
+            let mut resp = e.respond(inner, &Asker::api());
             // Still deliver a renewal this request made.
             if let Some(c) = cookies {
                 attach_cookies(resp.headers_mut(), c);
@@ -168,25 +160,19 @@ pub(crate) async fn public_session(
 }
 
 /// Step 7's refusal of a forged request to a protected path, decided without renewing:
-/// 403 for a session, else the answer for no session (`next`: where the login returns).
-/// Shared by the proxy and `/verify`.
+/// 403 for a session, else the refusal for no session. Shared by the proxy and `/verify`.
 pub(crate) async fn refuse_cross_site(
     inner: &Inner,
-    method: &Method,
     headers: &HeaderMap,
-    next: &str,
     now_ms: u64,
-) -> Response {
+) -> RequestError {
     if inner.has_session(headers, now_ms).await {
-        inner.forbidden_cross_site()
+        RequestError::CrossSite
     } else {
-        inner.unauthenticated(
-            method,
-            headers,
-            next,
-            sallyport_proto::AuthErrorCode::SessionExpired,
-            false,
-        )
+        RequestError::NoSession {
+            code: sallyport_proto::AuthErrorCode::SessionExpired,
+            clear: false,
+        }
     }
 }
 
@@ -273,7 +259,7 @@ impl Replay {
         req: Request<Body>,
         upgrade: bool,
         limit: usize,
-    ) -> Result<(Request<Body>, Option<Replay>), Response> {
+    ) -> Result<(Request<Body>, Option<Replay>), RequestError> {
         let idempotent =
             guard::is_safe_method(req.method()) || req.headers().contains_key("idempotency-key");
         if !idempotent || upgrade {
@@ -303,12 +289,7 @@ impl Replay {
         let mut total = 0usize;
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else {
-                return Err((
-                    StatusCode::BAD_REQUEST,
-                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    "request body could not be read\n",
-                )
-                    .into_response());
+                return Err(RequestError::BodyUnreadable);
             };
             // Trailers are not replayed (HTTP/1.1 upstreams rarely see them anyway).
             let Ok(data) = frame.into_data() else {

@@ -61,9 +61,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::Clock;
 use crate::backend::{Backend, BackendError};
+use crate::error::RequestError;
 use crate::metrics::Metrics;
 use crate::state::{SessionData, Tokens};
 use crate::store::Redis;
+use sallyport_proto::AuthErrorCode;
 
 /// How often a replica waiting for another replica's renewal looks for its result.
 pub(crate) const POLL: Duration = Duration::from_millis(15);
@@ -508,9 +510,11 @@ impl Published {
                 id_token: t.id_token,
                 id_sub: t.id_sub,
             })),
-            (None, code) => Err(Arc::new(BackendError::Refused(
-                code.unwrap_or_else(|| "invalid_grant".into()),
-            ))),
+            (None, code) => {
+                Err(Arc::new(BackendError::Refused(code.unwrap_or_else(|| {
+                    sallyport_proto::codes::INVALID_GRANT.into()
+                }))))
+            }
         }
     }
 }
@@ -562,7 +566,42 @@ pub(crate) enum RenewFailure {
     Unavailable(u64),
 }
 
+impl RenewFailure {
+    /// The answer when the request cannot go on with its old token: a refusal ends the
+    /// session (the cookie is expired), a fault keeps it (503 with `Retry-After`).
+    pub(crate) fn into_refusal(self) -> RequestError {
+        match self {
+            Self::Refused => RequestError::NoSession {
+                code: AuthErrorCode::ReauthRequired,
+                clear: true,
+            },
+            Self::Unavailable(retry_after) => RequestError::Unavailable { retry_after },
+        }
+    }
+}
+
 impl crate::Inner {
+    /// The `/refresh` route's forced renewal of the request's live session (never one
+    /// logged out on any replica): the renewed session, or the refusal to answer with.
+    pub(crate) async fn renew_on_request(
+        &self,
+        headers: &http::HeaderMap,
+        now_ms: u64,
+        client: Option<IpAddr>,
+    ) -> Result<SessionData, RequestError> {
+        let Some(loaded) = self.live_session(headers, now_ms).await else {
+            return Err(RequestError::NoSession {
+                code: AuthErrorCode::SessionExpired,
+                clear: false,
+            });
+        };
+        let mut data = loaded.value;
+        self.renew(&mut data, client)
+            .await
+            .map_err(RenewFailure::into_refusal)?;
+        Ok(data)
+    }
+
     /// Renews `data` in place through the single-flight renewer, and applies the policy:
     /// a refusal ends the session, anything else is a fault that keeps it. `client`: the
     /// request's TCP peer, for `backend.client_address_header`.
