@@ -1,34 +1,15 @@
-//! Steps 2–5 of the middleware, shared by the proxy, `/verify` and `/refresh`: read the
-//! session and renew it when due (refusals are [`RequestError`]s).
-
-use std::net::IpAddr;
+//! Step 2 of the middleware, shared by the proxy, `/verify` and `/refresh`: read the
+//! session — and the one answer to "was this session logged out?"
+//! ([`Inner::live_session`]). Steps 4–5 (renew when due) are [`crate::renew`].
 
 use http::Method;
 use http::header::{self, HeaderMap, HeaderValue};
-use sallyport_proto::AuthErrorCode;
 use sallyport_session::Loaded;
 
 use crate::Inner;
-use crate::error::RequestError;
-use crate::state::{Freshness, SessionData};
+use crate::state::SessionData;
 
-pub(crate) use crate::renew::RenewFailure;
-
-/// The result of steps 2–5.
-pub(crate) enum Authn {
-    /// A usable session; `write` says whether this response must set the cookie (renewed
-    /// or re-sealed with the newest password).
-    Session {
-        data: Box<SessionData>,
-        write: bool,
-        /// Renewed during this request (so an upstream 401 is not worth another renewal).
-        renewed: bool,
-    },
-    /// No usable session ([`RequestError::NoSession`]: none, or the backend refused it),
-    /// or the token has expired and the backend cannot renew it right now
-    /// ([`RequestError::Unavailable`]: session kept).
-    Refused(RequestError),
-}
+pub(crate) use crate::renew::Authn;
 
 impl Inner {
     /// Step 2: unseal; logged-out (as far as this replica knows without I/O) and
@@ -71,13 +52,9 @@ impl Inner {
         headers: &HeaderMap,
         now_ms: u64,
     ) -> Option<SessionData> {
-        let l = self.read_session(headers, now_ms)?;
-        if l.value.expires_at().is_some_and(|exp| now_ms / 1000 >= exp)
-            || self.logged_out.logged_out_elsewhere(&l.value, now_ms).await
-        {
-            return None;
-        }
-        Some(l.value)
+        let l = self.live_session(headers, now_ms).await?;
+        let expired = l.value.expires_at().is_some_and(|exp| now_ms / 1000 >= exp);
+        (!expired).then_some(l.value)
     }
 
     /// Read-only [`Self::live_session`]: what a request that will be refused anyway (CSRF)
@@ -89,54 +66,6 @@ impl Inner {
     /// Whether the request carries a session cookie at all (usable or not).
     pub(crate) fn has_cookie(&self, headers: &HeaderMap) -> bool {
         self.cookies.read_sealed(headers).is_some()
-    }
-
-    /// Steps 2, 4 and 5.
-    /// `client`: the request's TCP peer (sent to the backend with a renewal), if the
-    /// caller is the client itself.
-    pub(crate) async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        now_ms: u64,
-        client: Option<IpAddr>,
-    ) -> Authn {
-        let Some(loaded) = self.live_session(headers, now_ms).await else {
-            return Authn::Refused(RequestError::NoSession {
-                code: AuthErrorCode::SessionExpired,
-                clear: false,
-            });
-        };
-        let mut data = loaded.value;
-        let now_s = now_ms / 1000;
-        match data.freshness(now_s, self.settings.leeway_secs) {
-            Freshness::Fresh => Authn::Session {
-                data: Box::new(data),
-                write: loaded.needs_reseal,
-                renewed: false,
-            },
-            Freshness::RenewDue { still_valid } => {
-                match self.renew(&mut data, client).await {
-                    Ok(()) => Authn::Session {
-                        data: Box::new(data),
-                        write: true,
-                        renewed: true,
-                    },
-                    Err(e @ RenewFailure::Refused) => Authn::Refused(e.into_refusal()),
-                    Err(RenewFailure::Unavailable(retry_after)) => {
-                        if still_valid {
-                            // Faults are not logouts: keep going with the old token.
-                            Authn::Session {
-                                data: Box::new(data),
-                                write: loaded.needs_reseal,
-                                renewed: false,
-                            }
-                        } else {
-                            Authn::Refused(RenewFailure::Unavailable(retry_after).into_refusal())
-                        }
-                    }
-                }
-            }
-        }
     }
 
     /// `Set-Cookie` values for `data`, unless its session was logged out meanwhile
