@@ -564,3 +564,159 @@ fn login_redirect(inner: &Inner, next: &str) -> Response {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Gateway};
+
+    async fn gateway() -> Gateway {
+        let mut config = Config::default();
+        config.session.secret = Some("a-test-secret-of-at-least-32-characters".into());
+        config.session.secure = false;
+        config.store.persist_logouts = false;
+        config.backend.login_url = Some("http://127.0.0.1:9/api/login".into());
+        config.backend.refresh_url = Some("http://127.0.0.1:9/api/refresh-token".into());
+        Gateway::new(config.validate().expect("settings"))
+            .await
+            .expect("gateway")
+    }
+
+    async fn body_json(r: Response) -> serde_json::Value {
+        let b = axum::body::to_bytes(r.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        serde_json::from_slice(&b).expect("json")
+    }
+
+    fn header(r: &Response, name: header::HeaderName) -> &str {
+        r.headers()
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_api_call_without_a_session_gets_401_json_with_the_bearer_challenge() {
+        let g = gateway().await;
+        let r = RequestError::NoSession {
+            code: AuthErrorCode::SessionExpired,
+            clear: false,
+        }
+        .respond(&g.current(), &Asker::api());
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(header(&r, header::CONTENT_TYPE), "application/json");
+        assert_eq!(header(&r, header::CACHE_CONTROL), "private, no-store");
+        assert!(
+            header(&r, header::WWW_AUTHENTICATE)
+                .starts_with("Bearer realm=\"sallyport\", error=\"invalid_token\""),
+        );
+        assert!(r.headers().get(header::SET_COOKIE).is_none());
+        assert_eq!(body_json(r).await["error"], "session_expired");
+    }
+
+    #[tokio::test]
+    async fn a_refused_session_expires_the_cookie() {
+        let g = gateway().await;
+        let r = RequestError::NoSession {
+            code: AuthErrorCode::ReauthRequired,
+            clear: true,
+        }
+        .respond(&g.current(), &Asker::api());
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(header(&r, header::SET_COOKIE).contains("Max-Age=0"));
+        assert_eq!(body_json(r).await["error"], "reauth_required");
+    }
+
+    #[tokio::test]
+    async fn a_page_without_a_session_is_sent_to_the_login_page_and_never_off_site() {
+        let g = gateway().await;
+        let inner = g.current();
+        let prefix = inner.settings.prefix.clone();
+        let no_session = || RequestError::NoSession {
+            code: AuthErrorCode::SessionExpired,
+            clear: false,
+        };
+        let r = no_session().respond(&inner, &Asker::new(Kind::Page, "/a?b=1", None));
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            header(&r, header::LOCATION),
+            format!("{prefix}/login?next=/a%3Fb%3D1")
+        );
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+        // An open redirect through `next` is refused: the login returns to `/`.
+        let r = no_session().respond(&inner, &Asker::new(Kind::Page, "//evil.example/", None));
+        assert_eq!(
+            header(&r, header::LOCATION),
+            format!("{prefix}/login?next=/")
+        );
+    }
+
+    #[tokio::test]
+    async fn unavailable_keeps_the_session_and_says_when_to_retry() {
+        let g = gateway().await;
+        let inner = g.current();
+        for kind in [Kind::Page, Kind::Api] {
+            let r = RequestError::Unavailable { retry_after: 7 }
+                .respond(&inner, &Asker::new(kind, "/", None));
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(header(&r, header::RETRY_AFTER), "7");
+            assert_eq!(header(&r, header::CACHE_CONTROL), "private, no-store");
+            assert!(r.headers().get(header::SET_COOKIE).is_none());
+            let html = header(&r, header::CONTENT_TYPE).starts_with("text/html");
+            assert_eq!(html, kind == Kind::Page);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_form_login_shows_the_form_again_and_json_gets_json() {
+        let g = gateway().await;
+        let inner = g.current();
+        let r = RequestError::InvalidCredentials
+            .respond(&inner, &Asker::login(true, "/next", "<alice>"));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let html = String::from_utf8_lossy(&b);
+        assert!(html.contains("Incorrect username or password."));
+        assert!(
+            html.contains("&lt;alice&gt;"),
+            "the username is kept, escaped"
+        );
+
+        let r = RequestError::RateLimited { retry_after: 9 }
+            .respond(&inner, &Asker::login(false, "/", ""));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&r, header::RETRY_AFTER), "9");
+        assert_eq!(body_json(r).await["error"], "rate_limited");
+    }
+
+    #[tokio::test]
+    async fn back_channel_refusals_use_the_oauth_error_shape() {
+        let g = gateway().await;
+        let r = RequestError::BackChannel(BackChannelFailure::Token("iat too old".into()))
+            .respond(&g.current(), &Asker::api());
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(header(&r, header::CACHE_CONTROL), "no-store");
+        assert_eq!(
+            body_json(r).await,
+            serde_json::json!({"error": "invalid_request", "error_description": "iat too old"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_failure_is_a_page_with_a_retry_link_not_a_redirect() {
+        let g = gateway().await;
+        let inner = g.current();
+        let r = RequestError::SignIn(SignInFailure::Replayed)
+            .respond(&inner, &Asker::new(Kind::Page, "/x", None));
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(r.headers().get(header::LOCATION).is_none());
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let html = String::from_utf8_lossy(&b);
+        assert!(html.contains(&format!("{}/login?next=/x", inner.settings.prefix)));
+    }
+}
