@@ -10,6 +10,7 @@ use http::{Method, StatusCode};
 use sallyport_proto::{ApiError, AuthErrorCode, OAuthError, codes};
 
 use crate::Inner;
+use crate::proxy::UpstreamError;
 
 /// Everything that can go wrong in the gateway outside of request handling.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,8 @@ pub(crate) enum RequestError {
     SignIn(SignInFailure),
     /// A back-channel logout request that is refused.
     BackChannel(BackChannelFailure),
+    /// Upstream gave no response (502, or 504 for a timeout), in plain text.
+    Upstream(UpstreamError),
 }
 
 /// Why an OpenID Connect sign-in failed: each is an HTML page with a link that starts a
@@ -233,6 +236,7 @@ impl RequestError {
         self.count(&inner.metrics);
         let mut resp = match (&self, asker.kind) {
             (Self::BackChannel(f), _) => return back_channel(f),
+            (Self::Upstream(e), _) => return upstream(e),
             (Self::NoSession { .. }, Kind::Page) => login_redirect(inner, asker.next),
             (Self::Unavailable { .. }, Kind::Page) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -320,6 +324,8 @@ impl RequestError {
                     metrics.login(label);
                 }
             }
+            Self::Upstream(UpstreamError::Timeout) => metrics.proxied("timeout"),
+            Self::Upstream(UpstreamError::Unreachable(_)) => metrics.proxied("bad_gateway"),
             Self::BackChannel(BackChannelFailure::Token(_)) => {
                 metrics.rejected("invalid_logout_token");
             }
@@ -426,6 +432,7 @@ impl RequestError {
             Self::NotFound(what) => p(StatusCode::NOT_FOUND, codes::NOT_FOUND, what),
             Self::SignIn(f) => f.parts(),
             Self::BackChannel(f) => f.parts(),
+            Self::Upstream(e) => upstream_parts(e),
         }
     }
 }
@@ -537,6 +544,53 @@ fn back_channel(f: &BackChannelFailure) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+fn upstream_parts(e: &UpstreamError) -> Parts {
+    let (status, code, text) = match e {
+        UpstreamError::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway_timeout",
+            "504 Gateway Timeout: the application behind this gateway did not answer in time.\n",
+        ),
+        UpstreamError::Unreachable(_) => (
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "502 Bad Gateway: the application behind this gateway is not reachable.\n",
+        ),
+    };
+    Parts {
+        status,
+        code,
+        message: text.to_string(),
+    }
+}
+
+/// Upstream's failure as plain text (the answer a browser shows as it is), logged.
+fn upstream(e: &UpstreamError) -> Response {
+    match e {
+        UpstreamError::Unreachable(why) => tracing::warn!(error = %why, "upstream unreachable"),
+        UpstreamError::Timeout => tracing::warn!("upstream timed out"),
+    }
+    let Parts {
+        status, message, ..
+    } = upstream_parts(e);
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        message,
+    )
+        .into_response()
+}
+
+impl IntoResponse for UpstreamError {
+    /// Without the metrics: for the upgrade splice, which has no gateway at hand.
+    fn into_response(self) -> Response {
+        upstream(&self)
+    }
 }
 
 /// `{"error": code, "message": ...}` with the given status.

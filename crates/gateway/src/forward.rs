@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Request, StatusCode};
 use tracing::Instrument;
@@ -283,12 +283,6 @@ async fn forward(
             }
             r
         }
-        Err(e) => {
-            inner.metrics.proxied(match e {
-                proxy::UpstreamError::Timeout => "timeout",
-                proxy::UpstreamError::Unreachable(_) => "bad_gateway",
-            });
-            e.into_response()
-        }
+        Err(e) => RequestError::Upstream(e).respond(inner, &Asker::api()),
     }
 }
