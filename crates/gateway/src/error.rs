@@ -121,6 +121,8 @@ pub(crate) enum RequestError {
     BackChannel(BackChannelFailure),
     /// Upstream gave no response (502, or 504 for a timeout), in plain text.
     Upstream(UpstreamError),
+    /// `/readyz`: the backend does not answer (503, plain text for probes).
+    NotReady,
 }
 
 /// Why an OpenID Connect sign-in failed: each is an HTML page with a link that starts a
@@ -237,6 +239,7 @@ impl RequestError {
         let mut resp = match (&self, asker.kind) {
             (Self::BackChannel(f), _) => return back_channel(f),
             (Self::Upstream(e), _) => return upstream(e),
+            (Self::NotReady, _) => return plain(self.parts()),
             (Self::NoSession { .. }, Kind::Page) => login_redirect(inner, asker.next),
             (Self::Unavailable { .. }, Kind::Page) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -433,6 +436,11 @@ impl RequestError {
             Self::SignIn(f) => f.parts(),
             Self::BackChannel(f) => f.parts(),
             Self::Upstream(e) => upstream_parts(e),
+            Self::NotReady => p(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::BACKEND_UNAVAILABLE,
+                "backend unreachable\n",
+            ),
         }
     }
 }
@@ -572,18 +580,13 @@ fn upstream(e: &UpstreamError) -> Response {
         UpstreamError::Unreachable(why) => tracing::warn!(error = %why, "upstream unreachable"),
         UpstreamError::Timeout => tracing::warn!("upstream timed out"),
     }
-    let Parts {
-        status, message, ..
-    } = upstream_parts(e);
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        message,
-    )
-        .into_response()
+    plain(upstream_parts(e))
+}
+
+/// Plain text (`text/plain; charset=utf-8`, the body as it is), never cached: for
+/// probes and for what a browser shows as it is.
+fn plain(p: Parts) -> Response {
+    (p.status, [(header::CACHE_CONTROL, "no-store")], p.message).into_response()
 }
 
 impl IntoResponse for UpstreamError {
@@ -772,5 +775,30 @@ mod tests {
             .expect("body");
         let html = String::from_utf8_lossy(&b);
         assert!(html.contains(&format!("{}/login?next=/x", inner.settings.prefix)));
+    }
+
+    #[tokio::test]
+    async fn upstream_failures_and_not_ready_are_plain_text() {
+        let g = gateway().await;
+        let inner = g.current();
+        for (e, status) in [
+            (
+                RequestError::Upstream(UpstreamError::Timeout),
+                StatusCode::GATEWAY_TIMEOUT,
+            ),
+            (
+                RequestError::Upstream(UpstreamError::Unreachable("refused".into())),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (RequestError::NotReady, StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let r = e.respond(&inner, &Asker::api());
+            assert_eq!(r.status(), status);
+            assert_eq!(
+                header(&r, header::CONTENT_TYPE),
+                "text/plain; charset=utf-8"
+            );
+            assert_eq!(header(&r, header::CACHE_CONTROL), "no-store");
+        }
     }
 }

@@ -561,15 +561,11 @@ pub(crate) async fn healthz() -> Response {
 
 /// `/readyz`: the backend answers.
 pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
-    if gw.current().backend.probe().await {
+    let inner = gw.current();
+    if inner.backend.probe().await {
         ([(header::CACHE_CONTROL, "no-store")], "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CACHE_CONTROL, "no-store")],
-            "backend unreachable\n",
-        )
-            .into_response()
+        RequestError::NotReady.respond(&inner, &Asker::api())
     }
 }
 
