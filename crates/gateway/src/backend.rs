@@ -38,7 +38,9 @@ impl From<sallyport_backend::Error> for BackendError {
         use sallyport_backend::Error as E;
         match e {
             E::InvalidCredentials | E::AccountDisabled => Self::InvalidCredentials,
-            E::Refused { code, .. } if code.is_empty() => Self::Refused("invalid_grant".into()),
+            E::Refused { code, .. } if code.is_empty() => {
+                Self::Refused(sallyport_proto::codes::INVALID_GRANT.into())
+            }
             E::Refused { code, .. } => Self::Refused(code),
             // Whole seconds, rounded up: never tell a client to come back too early.
             E::RateLimited { retry_after } => Self::RateLimited(
@@ -243,7 +245,7 @@ impl Backend {
                     }
                     Err(IdTokenError::Invalid(why)) => {
                         tracing::error!(%why, "renewed ID token failed validation; session ended");
-                        return Err(BackendError::Refused("invalid_id_token".into()));
+                        return Err(BackendError::Refused(crate::error::INVALID_ID_TOKEN.into()));
                     }
                 }
             }

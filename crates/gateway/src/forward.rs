@@ -1,24 +1,25 @@
 //! The middleware for everything that is not a gateway route: steps 1–7 of docs/design.md,
 //! then the proxy, then (step 6) one renewal and one replay when upstream rejects an
-//! idempotent request's token.
+//! idempotent request's token (the rule: [`crate::renew`]).
 
 use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
+use axum::response::Response;
+use http::header::{HeaderMap, HeaderValue};
+use http::{Request, StatusCode};
 use tracing::Instrument;
 
 use crate::auth::{Authn, attach_cookies};
+use crate::error::{Asker, RequestError};
 use crate::proxy::{self, Credentials, Rewrite};
+use crate::renew::Replay;
 use crate::state::SessionData;
 use crate::{Gateway, Inner, guard};
 
-/// The fallback handler.
+/// The fallback handler: screen the request, then either forward it to a public path
+/// or admit its session (CSRF, then authenticate and renew) and forward it with that.
 pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     let current = gw.current();
     let inner = &*current;
@@ -27,64 +28,122 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let screened = match screen(inner, &req) {
+        Ok(s) => s,
+        Err(e) => return e.respond(inner, &Asker::api()),
+    };
+    if screened.public {
+        let session = public_session(inner, req.headers(), now_ms, screened.forged).await;
+        return forward(
+            inner,
+            req,
+            client_addr,
+            screened.upgrade,
+            session.as_ref(),
+            None,
+        )
+        .await;
+    }
+    match admit(inner, req.headers(), screened.forged, now_ms, client_addr).await {
+        Ok(session) => {
+            forward_with_session(inner, req, client_addr, screened.upgrade, session, now_ms).await
+        }
+        Err(e) => {
+            let next = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            e.respond(inner, &Asker::of(req.method(), req.headers(), next))
+        }
+    }
+}
+
+/// What [`screen`] found out about a request.
+struct Screened {
+    /// A public path under every reading.
+    public: bool,
+    /// An allowed protocol upgrade.
+    upgrade: bool,
+    /// Cross-site and state-changing (an upgrade counts as state-changing).
+    forged: bool,
+}
+
+/// Refuses what no session can make acceptable, and classifies the rest.
+fn screen(inner: &Inner, req: &Request<Body>) -> Result<Screened, RequestError> {
     // A path that upstream could read differently (dot-segments, encoded slashes) is
     // refused outright; one is public only if every reading of it is (`;` parameters,
     // percent-decoding: see `guard::public_path`).
-    let public = match guard::public_path(req.uri().path(), &inner.settings.public) {
-        Some(p) => p,
-        None => return inner.bad_path(),
-    };
+    let public = guard::public_path(req.uri().path(), &inner.settings.public)
+        .ok_or(RequestError::BadPath)?;
     // Only the configured upgrade protocols (WebSocket by default) reach upstream;
     // `h2c` and the like are refused before anything else happens.
     let upgrade = proxy::is_upgrade(req.headers());
     if upgrade && !proxy::upgrade_allowed(req.headers(), &inner.settings.allowed_upgrades) {
-        inner.metrics.rejected("upgrade");
-        return crate::auth::json_error(
-            StatusCode::BAD_REQUEST,
-            "upgrade_refused",
-            "this protocol upgrade is not allowed (see proxy.allowed_upgrades)",
-        );
+        return Err(RequestError::UpgradeRefused);
     }
     // Step 7 for upgrades: a WebSocket handshake is a GET, but a cross-site page opening
     // one with the user's cookie is the same attack as a forged POST (CSWSH).
     let forged = (upgrade || !guard::is_safe_method(req.method()))
         && guard::is_cross_site(req.headers(), inner.expected_origin());
+    Ok(Screened {
+        public,
+        upgrade,
+        forged,
+    })
+}
 
-    if public {
-        let session = public_session(inner, req.headers(), now_ms, forged).await;
-        return forward(inner, req, client_addr, upgrade, session.as_ref(), None).await;
-    }
+/// A request's session on a protected path, as [`admit`] lets it through.
+struct Admitted {
+    data: SessionData,
+    /// The response must set the cookie (renewed or re-sealed).
+    write: bool,
+    /// Renewed during this request.
+    renewed: bool,
+}
 
-    // Step 7 (CSRF) is decided before anything can renew: a refused request must not
-    // spend the refresh token, since its response would not carry the new cookie.
+/// Steps 7, then 2–5 (`headers`: the request's; a `&Request` is not `Sync`): a forged request is refused before anything can renew (its
+/// response would not carry the new cookie, see [`crate::renew`]); then the session,
+/// renewed when due.
+async fn admit(
+    inner: &Inner,
+    headers: &HeaderMap,
+    forged: bool,
+    now_ms: u64,
+    client_addr: Option<SocketAddr>,
+) -> Result<Admitted, RequestError> {
     if forged {
-        let next = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        return refuse_cross_site(inner, req.method(), req.headers(), next, now_ms).await;
+        return Err(refuse_cross_site(inner, headers, now_ms).await);
     }
-
-    let authn = inner
-        .authenticate(req.headers(), now_ms, client_addr.map(|a| a.ip()))
-        .await;
-    let (mut data, mut write, renewed) = match authn {
+    match inner
+        .authenticate(headers, now_ms, client_addr.map(|a| a.ip()))
+        .await
+    {
         Authn::Session {
             data,
             write,
             renewed,
-        } => (*data, write, renewed),
-        Authn::Anonymous { code, clear } => {
-            return inner.unauthenticated(
-                req.method(),
-                req.headers(),
-                req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-                code,
-                clear,
-            );
-        }
-        Authn::Unavailable { retry_after } => {
-            return inner.unavailable(req.method(), req.headers(), retry_after);
-        }
-    };
+        } => Ok(Admitted {
+            data: *data,
+            write,
+            renewed,
+        }),
+        Authn::Refused(e) => Err(e),
+    }
+}
 
+/// Forwards with the session's token, replays once after upstream's 401 (rule 5 of
+/// [`crate::renew`]), and sets the cookie when the session changed and was not logged
+/// out meanwhile.
+async fn forward_with_session(
+    inner: &Inner,
+    req: Request<Body>,
+    client_addr: Option<SocketAddr>,
+    upgrade: bool,
+    session: Admitted,
+    now_ms: u64,
+) -> Response {
+    let Admitted {
+        mut data,
+        write,
+        renewed,
+    } = session;
     let mut cookies = if write {
         inner.cookie_for(&data, req.headers(), now_ms)
     } else {
@@ -93,7 +152,8 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     let (req, replay) = match Replay::prepare(req, upgrade, inner.settings.replay_body_limit).await
     {
         Ok(pair) => pair,
-        Err(mut resp) => {
+        Err(e) => {
+            let mut resp = e.respond(inner, &Asker::api());
             // Still deliver a renewal this request made.
             if let Some(c) = cookies {
                 attach_cookies(resp.headers_mut(), c);
@@ -101,51 +161,35 @@ pub async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
             return resp;
         }
     };
-    let mut resp = forward(
-        inner,
-        req,
-        client_addr,
-        upgrade,
-        Some(&data),
-        cookies.as_deref(),
-    )
-    .await;
+    let sent = Some(&data);
+    let mut resp = forward(inner, req, client_addr, upgrade, sent, cookies.as_deref()).await;
 
-    // Step 6: upstream says the token is not good although we thought it was.
     if resp.status() == StatusCode::UNAUTHORIZED
-        && !renewed
         && let Some(replay) = replay
-    {
-        let mut renewed_data = data.clone();
-        if inner
-            .renew(&mut renewed_data, client_addr.map(|a| a.ip()))
+        && let Some(new) = inner
+            .renew_after_upstream_401(&data, renewed, client_addr.map(|a| a.ip()))
             .await
-            .is_ok()
-        {
-            inner.metrics.proxied("replayed");
-            data = renewed_data;
-            write = true;
-            cookies = inner.cookie_for(&data, &replay.headers, now_ms);
-            resp = forward(
-                inner,
-                replay.into_request(),
-                client_addr,
-                false,
-                Some(&data),
-                cookies.as_deref(),
-            )
-            .await;
-        }
+    {
+        data = new;
+        cookies = inner.cookie_for(&data, &replay.headers, now_ms);
+        let again = replay.into_request();
+        resp = forward(
+            inner,
+            again,
+            client_addr,
+            false,
+            Some(&data),
+            cookies.as_deref(),
+        )
+        .await;
     }
 
-    if write {
-        // Re-check at response time: a logout that happened while this request was
-        // upstream must not be undone by its response.
-        if let Some(c) = cookies
-            && !inner.logged_out.seen_here(&data, inner.clock.now_ms())
-        {
-            attach_cookies(resp.headers_mut(), c);
-        }
+    // Re-check at response time: a logout that happened while this request was upstream
+    // must not be undone by its response.
+    if let Some(c) = cookies
+        && !inner.logged_out.seen_here(&data, inner.clock.now_ms())
+    {
+        attach_cookies(resp.headers_mut(), c);
     }
     resp
 }
@@ -168,25 +212,19 @@ pub(crate) async fn public_session(
 }
 
 /// Step 7's refusal of a forged request to a protected path, decided without renewing:
-/// 403 for a session, else the answer for no session (`next`: where the login returns).
-/// Shared by the proxy and `/verify`.
+/// 403 for a session, else the refusal for no session. Shared by the proxy and `/verify`.
 pub(crate) async fn refuse_cross_site(
     inner: &Inner,
-    method: &Method,
     headers: &HeaderMap,
-    next: &str,
     now_ms: u64,
-) -> Response {
+) -> RequestError {
     if inner.has_session(headers, now_ms).await {
-        inner.forbidden_cross_site()
+        RequestError::CrossSite
     } else {
-        inner.unauthenticated(
-            method,
-            headers,
-            next,
-            sallyport_proto::AuthErrorCode::SessionExpired,
-            false,
-        )
+        RequestError::NoSession {
+            code: sallyport_proto::AuthErrorCode::SessionExpired,
+            clear: false,
+        }
     }
 }
 
@@ -245,109 +283,6 @@ async fn forward(
             }
             r
         }
-        Err(e) => {
-            inner.metrics.proxied(match e {
-                proxy::UpstreamError::Timeout => "timeout",
-                proxy::UpstreamError::Unreachable(_) => "bad_gateway",
-            });
-            e.into_response()
-        }
-    }
-}
-
-/// A copy of a request that can be sent again.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Replay {
-    /// Splits off a replayable copy when the request is idempotent (GET/HEAD/OPTIONS or
-    /// `Idempotency-Key`) and not an `upgrade`. A body is buffered (chunked or not) up to
-    /// `limit` bytes; a larger one — declared or discovered while reading — streams on
-    /// untouched (the part already read goes first) and the request is not replayed.
-    async fn prepare(
-        req: Request<Body>,
-        upgrade: bool,
-        limit: usize,
-    ) -> Result<(Request<Body>, Option<Replay>), Response> {
-        let idempotent =
-            guard::is_safe_method(req.method()) || req.headers().contains_key("idempotency-key");
-        if !idempotent || upgrade {
-            return Ok((req, None));
-        }
-        if http_body::Body::is_end_stream(req.body()) {
-            // A request without a body (the common GET): nothing to buffer.
-            let replay = Replay {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                version: req.version(),
-                headers: req.headers().clone(),
-                body: Bytes::new(),
-            };
-            return Ok((req, Some(replay)));
-        }
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Ok((req, None));
-        }
-        let (parts, mut body) = req.into_parts();
-        let mut chunks: Vec<Bytes> = Vec::new();
-        let mut total = 0usize;
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else {
-                return Err((
-                    StatusCode::BAD_REQUEST,
-                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    "request body could not be read\n",
-                )
-                    .into_response());
-            };
-            // Trailers are not replayed (HTTP/1.1 upstreams rarely see them anyway).
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            total = total.saturating_add(data.len());
-            chunks.push(data);
-            if total > limit {
-                // Too large to keep: send what was read, then the rest, once.
-                let head = futures_util::stream::iter(chunks.into_iter().map(Ok));
-                let stream = futures_util::StreamExt::chain(head, body.into_data_stream());
-                return Ok((Request::from_parts(parts, Body::from_stream(stream)), None));
-            }
-        }
-        let bytes = if chunks.len() == 1 {
-            chunks.pop().unwrap_or_default()
-        } else {
-            let mut all = bytes::BytesMut::with_capacity(total);
-            for c in &chunks {
-                all.extend_from_slice(c);
-            }
-            all.freeze()
-        };
-        let replay = Replay {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts.headers.clone(),
-            body: bytes.clone(),
-        };
-        Ok((Request::from_parts(parts, Body::from(bytes)), Some(replay)))
-    }
-
-    fn into_request(self) -> Request<Body> {
-        let mut r = Request::new(Body::from(self.body));
-        *r.method_mut() = self.method;
-        *r.uri_mut() = self.uri;
-        *r.version_mut() = self.version;
-        *r.headers_mut() = self.headers;
-        r
+        Err(e) => RequestError::Upstream(e).respond(inner, &Asker::api()),
     }
 }

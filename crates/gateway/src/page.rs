@@ -1,13 +1,18 @@
-//! The server-rendered login page.
+//! The server-rendered pages: the login page, and the small fixed pages for an
+//! unavailable sign-in service and a failed OpenID Connect sign-in.
 //!
 //! minijinja rather than a compile-time engine so that operators can restyle the page
 //! with `login.template` without rebuilding. The template is parsed at start-up (a broken
 //! one is a start-up error naming the setting) and auto-escaped because its name ends in
 //! `.html`.
 
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::header;
 use minijinja::{Environment, context};
 
 use crate::error::Error;
+use sallyport_serve::html::escape;
 
 const BUILTIN: &str = include_str!("../../../web/templates/login.html");
 const NAME: &str = "login.html";
@@ -78,6 +83,41 @@ pub fn unavailable_page() -> &'static str {
      You are still signed in; please try again in a moment.</p></main></body></html>"
 }
 
+/// A small HTML page: what went wrong, and a link that starts a new login (never an
+/// automatic redirect, so a provider that keeps failing cannot cause a loop).
+pub(crate) fn sign_in_failed(
+    prefix: &str,
+    status: StatusCode,
+    message: &str,
+    next: &str,
+) -> Response {
+    let retry = format!(
+        "{prefix}/login?next={}",
+        percent_encoding::utf8_percent_encode(next, crate::auth::QUERY_VALUE)
+    );
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in failed</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head><body>\
+         <main><h1>Sign-in failed</h1><p role=\"alert\">{}</p>\
+         <p><a id=\"retry\" href=\"{}\">Try signing in again</a></p></main></body></html>",
+        escape(message),
+        escape(&retry)
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            ),
+        ],
+        html,
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +139,14 @@ mod tests {
         assert!(html.contains("for=\"username\""));
         assert!(html.contains("for=\"password\""));
         assert!(!html.contains("b=\"c\""));
+    }
+
+    #[test]
+    fn escape_covers_html_specials() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]

@@ -296,43 +296,13 @@ pub struct Credentials<'a> {
     pub user: Option<&'a SessionUser>,
 }
 
-/// Why upstream gave no response.
+/// Why upstream gave no response (answered 502 or 504: [`crate::error`]).
 #[derive(Debug)]
 pub enum UpstreamError {
     /// Connection refused, reset, or a protocol error.
     Unreachable(String),
     /// No response head within `proxy.response_timeout_ms`.
     Timeout,
-}
-
-impl IntoResponse for UpstreamError {
-    fn into_response(self) -> Response {
-        let (status, text) = match self {
-            UpstreamError::Unreachable(e) => {
-                tracing::warn!(error = %e, "upstream unreachable");
-                (
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: the application behind this gateway is not reachable.\n",
-                )
-            }
-            UpstreamError::Timeout => {
-                tracing::warn!("upstream timed out");
-                (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "504 Gateway Timeout: the application behind this gateway did not answer in time.\n",
-                )
-            }
-        };
-        (
-            status,
-            [
-                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            text,
-        )
-            .into_response()
-    }
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones), as `HeaderName`s so that

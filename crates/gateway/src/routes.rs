@@ -12,8 +12,9 @@ use http::{Method, Request, StatusCode};
 use sallyport_proto::{AuthErrorCode, SessionView};
 use serde::Deserialize;
 
-use crate::auth::{Authn, attach_cookies, is_page_navigation, json_error, no_store};
+use crate::auth::{Authn, attach_cookies, is_page_navigation, no_store};
 use crate::backend::BackendError;
+use crate::error::{Asker, Kind, RequestError};
 use crate::page::LoginContext;
 use crate::state::SessionData;
 use crate::{Gateway, Inner, guard};
@@ -45,7 +46,8 @@ pub(crate) async fn login_page(State(gw): State<Gateway>, Query(q): Query<NextQu
     render_login(&inner, StatusCode::OK, &next, "", None)
 }
 
-fn render_login(
+/// The login form (again, with `error`, after a failed login).
+pub(crate) fn render_login(
     inner: &Inner,
     status: StatusCode,
     next: &str,
@@ -78,11 +80,7 @@ fn render_login(
         }
         Err(e) => {
             tracing::error!(error = %e, "login page failed to render");
-            json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "login page unavailable",
-            )
+            RequestError::LoginPageUnavailable.respond(inner, &Asker::api())
         }
     }
 }
@@ -123,157 +121,155 @@ fn peer_ip(conn: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
     conn.map(|c| c.0.ip())
 }
 
-/// `POST {prefix}/login`
+/// `POST {prefix}/login`: read the request, ask the backend, seal the session, answer.
 pub(crate) async fn login_submit(State(gw): State<Gateway>, req: Request<Body>) -> Response {
     let current = gw.current();
     let inner = &*current;
     let headers = req.headers().clone();
     let client = peer_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
-    // Login CSRF: a cross-site form must not log the victim into the attacker's account.
-    if guard::is_cross_site(&headers, inner.expected_origin()) {
-        return inner.forbidden_cross_site();
-    }
-    if inner.oidc.is_some() {
-        return json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "password_login_disabled",
-            "this gateway signs in at an OpenID provider: navigate to GET {prefix}/login",
-        );
-    }
-    let json = is_json(&headers);
-    if !json && !is_form(&headers) {
-        return json_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send application/json or application/x-www-form-urlencoded",
-        );
-    }
-    let bytes = match axum::body::to_bytes(req.into_body(), FORM_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "login request too large",
-            );
-        }
+    let login = match read_login(inner, req).await {
+        Ok(login) => login,
+        Err(e) => return e.respond(inner, &Asker::api()),
     };
-    let parsed: Result<LoginInput, String> = if json {
-        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-    } else {
-        serde_urlencoded::from_bytes(&bytes).map_err(|e| e.to_string())
-    };
-    let input = match parsed {
-        Ok(i) => i,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!("malformed login request: {e}"),
-            );
-        }
-    };
-    let next = input
-        .next
-        .as_deref()
-        .and_then(guard::safe_next)
-        .unwrap_or_else(|| "/".into());
-    let username = input.username.trim();
-    let keep_user: String = username.chars().take(FIELD_LIMIT).collect();
-    if username.is_empty()
-        || input.password.is_empty()
-        || username.len() > FIELD_LIMIT
-        || input.password.len() > FIELD_LIMIT
-    {
-        let msg = "Enter your username and password.";
-        return if json {
-            json_error(StatusCode::BAD_REQUEST, "invalid_request", msg)
-        } else {
-            render_login(inner, StatusCode::BAD_REQUEST, &next, &keep_user, Some(msg))
-        };
-    }
-
     let now_ms = inner.clock.now_ms();
-    match inner
-        .backend
-        .login(username, &input.password, now_ms / 1000, client)
-        .await
-    {
-        Ok(tokens) => {
-            inner.metrics.login("ok");
-            let data = SessionData::from_tokens(&tokens);
-            let cookies = match inner.cookies.encode(&data, &headers, now_ms) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "session does not fit in the cookie");
-                    return json_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "session_too_large",
-                        "the session cannot be stored in a cookie",
-                    );
-                }
-            };
-            let mut resp = if json {
-                let view = data.view(
-                    inner.settings.expose_access_token,
-                    inner.settings.ttl.as_secs(),
-                );
-                axum::Json(view).into_response()
-            } else {
-                let mut r = StatusCode::SEE_OTHER.into_response();
-                if let Ok(v) = HeaderValue::from_str(&next) {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                r
-            };
-            attach_cookies(resp.headers_mut(), cookies);
-            resp
-        }
-        Err(e) => {
-            let (status, code, msg, retry) = match e {
-                BackendError::InvalidCredentials | BackendError::Refused(_) => (
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_credentials",
-                    "Incorrect username or password.",
-                    None,
-                ),
-                BackendError::RateLimited(r) => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "Too many sign-in attempts. Please wait a moment and try again.",
-                    Some(r.unwrap_or(crate::auth::DEFAULT_RETRY_AFTER)),
-                ),
-                BackendError::Unavailable(why) => {
-                    tracing::warn!(%why, "login: backend unavailable");
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        AuthErrorCode::BackendUnavailable.as_str(),
-                        "The sign-in service is unavailable. Please try again shortly.",
-                        Some(crate::auth::DEFAULT_RETRY_AFTER),
-                    )
-                }
-            };
-            inner.metrics.login(code_label(code));
-            let mut resp = if json {
-                json_error(status, code, msg)
-            } else {
-                render_login(inner, status, &next, &keep_user, Some(msg))
-            };
-            if let Some(r) = retry {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(r));
-            }
-            resp
-        }
+    let session = match login.check() {
+        Ok(()) => sign_in(inner, &login, now_ms, client).await,
+        Err(e) => Err(e),
+    };
+    let sealed = session.and_then(|data| Ok((seal(inner, &data, &headers, now_ms)?, data)));
+    match sealed {
+        Ok((cookies, data)) => logged_in(inner, &login, &data, cookies),
+        Err(e) => e.respond(
+            inner,
+            &Asker::login(login.form, &login.next, &login.keep_user),
+        ),
     }
 }
 
-fn code_label(code: &str) -> &'static str {
-    match code {
-        "invalid_credentials" => "invalid_credentials",
-        "rate_limited" => "rate_limited",
-        _ => "backend_unavailable",
+/// A login request as read.
+struct Login {
+    /// An HTML form (answers are pages), else JSON.
+    form: bool,
+    /// Where to go after the login (a safe local path).
+    next: String,
+    username: String,
+    password: String,
+    /// The username shown again in the form after a failure.
+    keep_user: String,
+}
+
+/// Refuses a cross-site login (login CSRF: a cross-site form must not log the victim
+/// into the attacker's account), a password login at an oidc gateway, and a body that
+/// is not a small JSON or form body with the fields.
+async fn read_login(inner: &Inner, req: Request<Body>) -> Result<Login, RequestError> {
+    if guard::is_cross_site(req.headers(), inner.expected_origin()) {
+        return Err(RequestError::CrossSite);
     }
+    if inner.oidc.is_some() {
+        return Err(RequestError::PasswordLoginDisabled);
+    }
+    let json = is_json(req.headers());
+    if !json && !is_form(req.headers()) {
+        return Err(RequestError::UnsupportedMediaType);
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), FORM_LIMIT)
+        .await
+        .map_err(|_| RequestError::LoginTooLarge)?;
+    let input: LoginInput = if json {
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    } else {
+        serde_urlencoded::from_bytes(&bytes).map_err(|e| e.to_string())
+    }
+    .map_err(RequestError::MalformedLogin)?;
+    let username = input.username.trim().to_string();
+    Ok(Login {
+        form: !json,
+        next: input
+            .next
+            .as_deref()
+            .and_then(guard::safe_next)
+            .unwrap_or_else(|| "/".into()),
+        keep_user: username.chars().take(FIELD_LIMIT).collect(),
+        username,
+        password: input.password,
+    })
+}
+
+impl Login {
+    /// Both fields present and not over [`FIELD_LIMIT`] (longer ones never reach the
+    /// backend).
+    fn check(&self) -> Result<(), RequestError> {
+        let bad = |s: &str| s.is_empty() || s.len() > FIELD_LIMIT;
+        if bad(&self.username) || bad(&self.password) {
+            return Err(RequestError::MissingCredentials);
+        }
+        Ok(())
+    }
+}
+
+/// Asks the backend; a refusal is "incorrect username or password" whatever the
+/// backend's reason.
+async fn sign_in(
+    inner: &Inner,
+    login: &Login,
+    now_ms: u64,
+    client: Option<IpAddr>,
+) -> Result<SessionData, RequestError> {
+    let tokens = inner
+        .backend
+        .login(&login.username, &login.password, now_ms / 1000, client)
+        .await
+        .map_err(|e| match e {
+            BackendError::InvalidCredentials | BackendError::Refused(_) => {
+                RequestError::InvalidCredentials
+            }
+            BackendError::RateLimited(r) => RequestError::RateLimited {
+                retry_after: r.unwrap_or(crate::renew::DEFAULT_RETRY_AFTER),
+            },
+            BackendError::Unavailable(why) => {
+                tracing::warn!(%why, "login: backend unavailable");
+                RequestError::LoginUnavailable
+            }
+        })?;
+    inner.metrics.login("ok");
+    Ok(SessionData::from_tokens(&tokens))
+}
+
+/// The new session's cookie.
+fn seal(
+    inner: &Inner,
+    data: &SessionData,
+    headers: &HeaderMap,
+    now_ms: u64,
+) -> Result<Vec<HeaderValue>, RequestError> {
+    inner.cookies.encode(data, headers, now_ms).map_err(|e| {
+        tracing::error!(error = %e, "session does not fit in the cookie");
+        RequestError::SessionTooLarge
+    })
+}
+
+/// The answer to a login: the session view for JSON, a 303 to `next` for a form.
+fn logged_in(
+    inner: &Inner,
+    login: &Login,
+    data: &SessionData,
+    cookies: Vec<HeaderValue>,
+) -> Response {
+    let mut resp = if login.form {
+        let mut r = StatusCode::SEE_OTHER.into_response();
+        if let Ok(v) = HeaderValue::from_str(&login.next) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    } else {
+        let view = data.view(
+            inner.settings.expose_access_token,
+            inner.settings.ttl.as_secs(),
+        );
+        axum::Json(view).into_response()
+    };
+    attach_cookies(resp.headers_mut(), cookies);
+    resp
 }
 
 /// `POST {prefix}/logout`
@@ -286,7 +282,7 @@ pub(crate) async fn logout(
     let inner = &*current;
     let client = peer_ip(conn.as_ref().map(|c| &c.0));
     if guard::is_cross_site(&headers, inner.expected_origin()) {
-        return inner.forbidden_cross_site();
+        return RequestError::CrossSite.respond(inner, &Asker::api());
     }
     let now_ms = inner.clock.now_ms();
     // Read even an expired-token session: it still has a refresh token to revoke.
@@ -343,7 +339,7 @@ pub(crate) async fn logout(
     resp
 }
 
-/// `POST {prefix}/refresh`: forces a renewal.
+/// `POST {prefix}/refresh`: forces a renewal (see [`crate::renew`]).
 pub(crate) async fn refresh(
     State(gw): State<Gateway>,
     conn: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -353,22 +349,11 @@ pub(crate) async fn refresh(
     let inner = &*current;
     let client = peer_ip(conn.as_ref().map(|c| &c.0));
     if guard::is_cross_site(&headers, inner.expected_origin()) {
-        return inner.forbidden_cross_site();
+        return RequestError::CrossSite.respond(inner, &Asker::api());
     }
     let now_ms = inner.clock.now_ms();
-    // Logged out on another replica: no renewal (and no cookie) for it.
-    let Some(loaded) = inner.live_session(&headers, now_ms).await else {
-        return inner.unauthenticated(
-            &Method::POST,
-            &headers,
-            "/",
-            AuthErrorCode::SessionExpired,
-            false,
-        );
-    };
-    let mut data = loaded.value;
-    match inner.renew(&mut data, client).await {
-        Ok(()) => {
+    match inner.renew_on_request(&headers, now_ms, client).await {
+        Ok(data) => {
             let mut resp = axum::Json(data.view(
                 inner.settings.expose_access_token,
                 inner.settings.ttl.as_secs(),
@@ -380,16 +365,7 @@ pub(crate) async fn refresh(
             }
             resp
         }
-        Err(crate::auth::RenewFailure::Refused) => inner.unauthenticated(
-            &Method::POST,
-            &headers,
-            "/",
-            AuthErrorCode::ReauthRequired,
-            true,
-        ),
-        Err(crate::auth::RenewFailure::Unavailable(r)) => {
-            inner.unavailable(&Method::POST, &headers, r)
-        }
+        Err(e) => e.respond(inner, &Asker::new(Kind::Api, "/", Some(&headers))),
     }
 }
 
@@ -461,7 +437,7 @@ pub(crate) async fn verify(
         let path = uri.split(['?', '#']).next().unwrap_or_default();
         match guard::public_path(path, &inner.settings.public) {
             Some(p) => public &= p,
-            None => return inner.bad_path(),
+            None => return RequestError::BadPath.respond(inner, &Asker::api()),
         }
     }
     // For `next`: the header this proxy sets (Traefik and Caddy set X-Forwarded-Uri and
@@ -492,8 +468,9 @@ pub(crate) async fn verify(
 
     // Refusals first: a refused sub-request must not renew (see crate::renew).
     if cross_site {
-        return crate::forward::refuse_cross_site(inner, &Method::POST, &headers, original, now_ms)
-            .await;
+        return crate::forward::refuse_cross_site(inner, &headers, now_ms)
+            .await
+            .respond(inner, &Asker::new(Kind::Api, original, Some(&headers)));
     }
     // The peer here is the reverse proxy asking, not the client: no address is sent.
     match inner.authenticate(&headers, now_ms, None).await {
@@ -510,23 +487,21 @@ pub(crate) async fn verify(
         // Traefik and Caddy hand the answer to the browser as it is, so with
         // `admin.forward_auth` naming one of them a page navigation gets the 303 to the
         // login page. A request any header calls state-changing never does.
-        Authn::Anonymous { code, clear } => {
-            let as_method = answer_as(inner, state_changing);
-            inner.unauthenticated(&as_method, &headers, original, code, clear)
-        }
-        Authn::Unavailable { retry_after } => {
-            inner.unavailable(&answer_as(inner, state_changing), &headers, retry_after)
+        Authn::Refused(e) => {
+            let kind = answer_as(inner, state_changing, &headers);
+            e.respond(inner, &Asker::new(kind, original, Some(&headers)))
         }
     }
 }
 
-/// The method verify answers a refusal for: GET (page navigations may get the login
-/// redirect or the HTML page) only when the proxy passes refusals to the browser.
-fn answer_as(inner: &Inner, state_changing: bool) -> Method {
+/// Whom verify answers a refusal for: a page navigation (the login redirect or the HTML
+/// page) only when the proxy passes refusals to the browser and the request is a GET
+/// navigation by its headers.
+fn answer_as(inner: &Inner, state_changing: bool, headers: &HeaderMap) -> Kind {
     if inner.settings.verify_redirects && !state_changing {
-        Method::GET
+        Kind::of(&Method::GET, headers)
     } else {
-        Method::POST
+        Kind::Api
     }
 }
 
@@ -562,18 +537,21 @@ pub(crate) async fn client_js() -> Response {
         .into_response()
 }
 
+/// The 404 text for a path under the prefix that is no route.
+pub(crate) const NO_SUCH_ROUTE: &str = "no such gateway route";
+
 /// Anything else under the prefix. A path that escapes the prefix (`/auth/../app`) gets
 /// the same 400 as in the middleware, so no path-based decision differs by route.
 pub(crate) async fn not_found(State(gw): State<Gateway>, uri: http::Uri) -> Response {
     if guard::canonical_path(uri.path()).is_none() {
-        return gw.current().bad_path();
+        return RequestError::BadPath.respond(&gw.current(), &Asker::api());
     }
-    json_error(StatusCode::NOT_FOUND, "not_found", "no such gateway route")
+    RequestError::NotFound(NO_SUCH_ROUTE).respond(&gw.current(), &Asker::api())
 }
 
 /// Anything on the admin listener that is not an admin route.
-pub(crate) async fn admin_not_found() -> Response {
-    json_error(StatusCode::NOT_FOUND, "not_found", "no such admin route")
+pub(crate) async fn admin_not_found(State(gw): State<Gateway>) -> Response {
+    RequestError::NotFound("no such admin route").respond(&gw.current(), &Asker::api())
 }
 
 /// `/healthz`: the process is alive.
@@ -583,15 +561,11 @@ pub(crate) async fn healthz() -> Response {
 
 /// `/readyz`: the backend answers.
 pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
-    if gw.current().backend.probe().await {
+    let inner = gw.current();
+    if inner.backend.probe().await {
         ([(header::CACHE_CONTROL, "no-store")], "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CACHE_CONTROL, "no-store")],
-            "backend unreachable\n",
-        )
-            .into_response()
+        RequestError::NotReady.respond(&inner, &Asker::api())
     }
 }
 

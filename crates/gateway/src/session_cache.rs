@@ -210,7 +210,7 @@ mod tests {
         assert!(g.current().read_session(&bad, NOW).is_none());
         assert!(matches!(
             g.current().authenticate(&bad, NOW, None).await,
-            Authn::Anonymous { .. }
+            Authn::Refused(crate::error::RequestError::NoSession { .. })
         ));
         assert_eq!(g.current().sessions.len(), 1, "failures are not cached");
         // The genuine cookie is unaffected.
@@ -241,10 +241,10 @@ mod tests {
         assert!(g.current().read_session(&h, NOW + 1).is_none());
         assert!(matches!(
             g.current().authenticate(&h, NOW + 1, None).await,
-            Authn::Anonymous {
+            Authn::Refused(crate::error::RequestError::NoSession {
                 code: AuthErrorCode::SessionExpired,
                 ..
-            }
+            })
         ));
     }
 

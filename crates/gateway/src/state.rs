@@ -90,17 +90,7 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-/// The outcome of the per-request expiry check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Use the token as it is.
-    Fresh,
-    /// Renew now; `still_valid` says whether the old token may be used if renewal fails.
-    RenewDue {
-        /// The old access token has not expired yet.
-        still_valid: bool,
-    },
-}
+pub use crate::renew::Freshness;
 
 impl SessionData {
     /// A usable session has both tokens and the flag.
@@ -117,27 +107,6 @@ impl SessionData {
                 .as_deref()
                 .and_then(crate::token::expires_at)
         })
-    }
-
-    /// Decides whether the token must be renewed at `now_s` with `leeway_secs` of margin.
-    ///
-    /// A token of unknown expiry is used as is: upstream's 401 then triggers one renewal.
-    /// The leeway never exceeds half the token's lifetime, so a backend issuing tokens
-    /// shorter than the leeway does not get a renewal on every request (PP-13).
-    pub fn freshness(&self, now_s: u64, leeway_secs: u64) -> Freshness {
-        let Some(exp) = self.expires_at() else {
-            return Freshness::Fresh;
-        };
-        let leeway = match self.last_renewed_at {
-            Some(at) if exp > at => leeway_secs.min((exp - at) / 2),
-            _ => leeway_secs,
-        };
-        match exp {
-            exp if now_s.saturating_add(leeway) >= exp => Freshness::RenewDue {
-                still_valid: now_s < exp,
-            },
-            _ => Freshness::Fresh,
-        }
     }
 
     /// Builds a new session from login tokens, with a fresh session id (no fixation).
@@ -240,37 +209,6 @@ mod tests {
             access_token_expires_at: exp,
             ..SessionData::default()
         }
-    }
-
-    #[test]
-    fn freshness_follows_leeway() {
-        let s = session(Some(1000));
-        assert_eq!(s.freshness(900, 30), Freshness::Fresh);
-        assert_eq!(
-            s.freshness(970, 30),
-            Freshness::RenewDue { still_valid: true }
-        );
-        assert_eq!(
-            s.freshness(999, 30),
-            Freshness::RenewDue { still_valid: true }
-        );
-        assert_eq!(
-            s.freshness(1000, 30),
-            Freshness::RenewDue { still_valid: false }
-        );
-        assert_eq!(session(None).freshness(u64::MAX, 30), Freshness::Fresh);
-    }
-
-    #[test]
-    fn leeway_is_capped_at_half_the_lifetime() {
-        // A 20 s token with a 30 s leeway: renew after 10 s, not on every request.
-        let mut s = session(Some(1020));
-        s.last_renewed_at = Some(1000);
-        assert_eq!(s.freshness(1005, 30), Freshness::Fresh);
-        assert_eq!(
-            s.freshness(1010, 30),
-            Freshness::RenewDue { still_valid: true }
-        );
     }
 
     #[test]

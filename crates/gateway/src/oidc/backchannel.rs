@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::{LEEWAY, Oidc, sid_key, subject_key};
 use crate::Gateway;
+use crate::error::{Asker, BackChannelFailure, RequestError};
 
 /// The route, under the prefix.
 pub(crate) const PATH: &str = "backchannel-logout";
@@ -60,10 +61,7 @@ pub(crate) async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Res
     let current = gw.current();
     let inner = &*current;
     let Some(oidc) = inner.oidc.clone() else {
-        return answer(
-            StatusCode::NOT_IMPLEMENTED,
-            Some("back-channel logout needs backend.kind = \"oidc\""),
-        );
+        return refuse(inner, BackChannelFailure::NotOidc);
     };
     let form_type = req
         .headers()
@@ -74,20 +72,20 @@ pub(crate) async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Res
                 .starts_with("application/x-www-form-urlencoded")
         });
     if !form_type {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            Some("send application/x-www-form-urlencoded with logout_token"),
+        return refuse(
+            inner,
+            BackChannelFailure::Request("send application/x-www-form-urlencoded with logout_token"),
         );
     }
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_BODY).await else {
-        return answer(StatusCode::BAD_REQUEST, Some("request body too large"));
+        return refuse(inner, BackChannelFailure::Request("request body too large"));
     };
     let Some(token) = serde_urlencoded::from_bytes::<Form>(&body)
         .ok()
         .and_then(|f| f.logout_token)
         .filter(|t| !t.is_empty())
     else {
-        return answer(StatusCode::BAD_REQUEST, Some("no logout_token"));
+        return refuse(inner, BackChannelFailure::Request("no logout_token"));
     };
     let now_ms = inner.clock.now_ms();
     let iss = oidc.settings.issuer.clone();
@@ -122,20 +120,19 @@ pub(crate) async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Res
             tracing::info!(target = ?match &target { Target::Sid(_) => "sid", Target::Subject(_) => "sub" },
                 shared = recorded, "back-channel logout recorded");
             inner.metrics.logout("backchannel");
-            answer(StatusCode::OK, None)
+            let mut ok = StatusCode::OK.into_response();
+            ok.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            ok
         }
         Err(Invalid::Unavailable(why)) => {
             tracing::warn!(%why, "back-channel logout: provider keys unavailable");
             // Not the token's fault: the provider retries on a 5xx.
-            answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some("the provider's keys are unavailable"),
-            )
+            refuse(inner, BackChannelFailure::KeysUnavailable)
         }
         Err(Invalid::Token(why)) => {
             tracing::warn!(%why, "back-channel logout token refused");
-            inner.metrics.rejected("invalid_logout_token");
-            answer(StatusCode::BAD_REQUEST, Some(&why))
+            refuse(inner, BackChannelFailure::Token(why))
         }
     }
 }
@@ -200,21 +197,7 @@ pub(crate) async fn validate(
     Ok((target, claims.jti))
 }
 
-fn answer(status: StatusCode, error: Option<&str>) -> Response {
-    let mut r = match error {
-        None => status.into_response(),
-        Some(description) => (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({
-                "error": "invalid_request",
-                "error_description": description,
-            })
-            .to_string(),
-        )
-            .into_response(),
-    };
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+/// A refusal, in the shape §2.8 asks for (see [`RequestError`]).
+fn refuse(inner: &crate::Inner, why: BackChannelFailure) -> Response {
+    RequestError::BackChannel(why).respond(inner, &Asker::api())
 }

@@ -26,11 +26,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ATTEMPT_TTL, LEEWAY, Oidc, OidcSession};
-use crate::auth::{QUERY_VALUE, attach_cookies, no_store};
+use crate::auth::{attach_cookies, no_store};
 use crate::backend::BackendError;
+use crate::error::{Asker, Kind, RequestError, SignInFailure};
 use crate::state::SessionData;
 use crate::{Gateway, Inner, guard};
-use sallyport_serve::html::escape;
 
 /// What the attempt cookie holds (sealed).
 #[derive(Serialize, Deserialize)]
@@ -80,9 +80,8 @@ fn attempt_cookie(inner: &Inner, oidc: &Oidc, name: &str, value: &str, max_age: 
 pub(crate) fn start(inner: &Inner, oidc: &Oidc, next: &str) -> Response {
     let (Ok(state), Ok(nonce), Ok(verifier)) = (random_token(), random_token(), random_token())
     else {
-        return error_page(
+        return sign_in_failed(
             inner,
-            StatusCode::INTERNAL_SERVER_ERROR,
             "Sign-in is unavailable right now (no randomness).",
             next,
         );
@@ -105,21 +104,11 @@ pub(crate) fn start(inner: &Inner, oidc: &Oidc, next: &str) -> Response {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot seal the login attempt");
-            return error_page(
-                inner,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Sign-in is unavailable right now.",
-                next,
-            );
+            return sign_in_failed(inner, "Sign-in is unavailable right now.", next);
         }
     };
     let Ok(mut url) = url::Url::parse(&oidc.discovery().authorization_endpoint) else {
-        return error_page(
-            inner,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Sign-in is misconfigured.",
-            next,
-        );
+        return sign_in_failed(inner, "Sign-in is misconfigured.", next);
     };
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -153,25 +142,6 @@ struct CallbackQuery {
     error_description: Option<String>,
 }
 
-/// Why a callback was refused (each is a page with a link to start again).
-#[derive(Debug)]
-enum Refusal {
-    /// No `state`, no cookie for it, or a cookie that does not unseal to it.
-    State,
-    /// The `state` was redeemed before.
-    Replayed,
-    /// RFC 9207: `iss` missing (the provider promised it) or naming another issuer.
-    Issuer,
-    /// The provider's own error (`access_denied`, …).
-    Provider(String),
-    /// The code was refused at the token endpoint.
-    Code,
-    /// The ID token is not valid (signature, claims, nonce; logged where found).
-    IdToken,
-    /// The provider is down or answered with something unreadable.
-    Unavailable,
-}
-
 /// `GET {prefix}/callback`: the provider's authorization response.
 pub(crate) async fn callback(
     State(gw): State<Gateway>,
@@ -182,11 +152,7 @@ pub(crate) async fn callback(
     let current = gw.current();
     let inner = &*current;
     let Some(oidc) = inner.oidc.clone() else {
-        return crate::auth::json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such gateway route",
-        );
+        return RequestError::NotFound(crate::routes::NO_SUCH_ROUTE).respond(inner, &Asker::api());
     };
     let client = conn.map(|c| c.0.0.ip());
     let q: CallbackQuery = query
@@ -212,53 +178,8 @@ pub(crate) async fn callback(
             r
         }
         Err((refusal, next)) => {
-            let (status, message, label) = match &refusal {
-                Refusal::State => (
-                    StatusCode::BAD_REQUEST,
-                    "This sign-in link is not valid in this browser, or it has expired."
-                        .to_string(),
-                    "invalid_state",
-                ),
-                Refusal::Replayed => (
-                    StatusCode::BAD_REQUEST,
-                    "This sign-in link has already been used.".to_string(),
-                    "replayed_state",
-                ),
-                Refusal::Issuer => (
-                    StatusCode::BAD_REQUEST,
-                    "The sign-in answer did not come from the expected identity provider."
-                        .to_string(),
-                    "wrong_issuer",
-                ),
-                Refusal::Provider(code) => (
-                    StatusCode::FORBIDDEN,
-                    if code == "access_denied" {
-                        "Sign-in was cancelled or refused by the identity provider.".to_string()
-                    } else {
-                        format!("The identity provider could not sign you in ({code}).")
-                    },
-                    "provider_error",
-                ),
-                Refusal::Code => (
-                    StatusCode::BAD_REQUEST,
-                    "The sign-in code was refused by the identity provider; it may have expired."
-                        .to_string(),
-                    "invalid_code",
-                ),
-                Refusal::IdToken => (
-                    StatusCode::BAD_REQUEST,
-                    "The identity provider's answer could not be verified.".to_string(),
-                    "invalid_id_token",
-                ),
-                Refusal::Unavailable => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The identity provider is unavailable. Please try again shortly.".to_string(),
-                    "backend_unavailable",
-                ),
-            };
             tracing::info!(reason = ?refusal, "oidc callback refused");
-            inner.metrics.login(label);
-            error_page(inner, status, &message, &next)
+            RequestError::SignIn(refusal).respond(inner, &Asker::new(Kind::Page, &next, None))
         }
     };
     if let Some(c) = clear.and_then(|c| HeaderValue::from_str(&c).ok()) {
@@ -277,21 +198,21 @@ async fn finish(
     headers: &HeaderMap,
     now_ms: u64,
     client: Option<IpAddr>,
-) -> Result<Finished, (Refusal, String)> {
+) -> Result<Finished, (SignInFailure, String)> {
     let home = || "/".to_string();
     let state = q
         .state
         .as_deref()
         .filter(|s| !s.is_empty() && s.len() <= 512)
-        .ok_or((Refusal::State, home()))?;
+        .ok_or((SignInFailure::State, home()))?;
     let name = cookie_name(inner.cookies.config().is_secure(), state);
-    let sealed = read_cookie(headers, &name).ok_or((Refusal::State, home()))?;
+    let sealed = read_cookie(headers, &name).ok_or((SignInFailure::State, home()))?;
     let attempt: Attempt =
         sallyport_iron::unseal_value::<Attempt>(sealed, inner.settings.passwords(), now_ms)
             .map(|(a, _)| a)
-            .map_err(|_| (Refusal::State, home()))?;
+            .map_err(|_| (SignInFailure::State, home()))?;
     if attempt.purpose != PURPOSE || attempt.state != state {
-        return Err((Refusal::State, home()));
+        return Err((SignInFailure::State, home()));
     }
     let next = guard::safe_next(&attempt.next).unwrap_or_else(home);
     // Used once: the first callback with this state claims it, on this replica and (with
@@ -303,12 +224,14 @@ async fn finish(
             .claim_once("oidc-state", state, ATTEMPT_TTL + LEEWAY)
             .await
     {
-        return Err((Refusal::Replayed, next));
+        return Err((SignInFailure::Replayed, next));
     }
     // RFC 9207 before anything else of the response is believed.
     match &q.iss {
-        Some(iss) if *iss != oidc.settings.issuer => return Err((Refusal::Issuer, next)),
-        None if oidc.discovery().iss_parameter_supported => return Err((Refusal::Issuer, next)),
+        Some(iss) if *iss != oidc.settings.issuer => return Err((SignInFailure::Issuer, next)),
+        None if oidc.discovery().iss_parameter_supported => {
+            return Err((SignInFailure::Issuer, next));
+        }
         _ => {}
     }
     if let Some(error) = &q.error {
@@ -318,13 +241,13 @@ async fn finish(
             .take(64)
             .collect();
         tracing::info!(%code, description = ?q.error_description.as_deref().map(|d| d.chars().take(200).collect::<String>()), "provider refused the login");
-        return Err((Refusal::Provider(code), next));
+        return Err((SignInFailure::Provider(code), next));
     }
     let code = q
         .code
         .as_deref()
         .filter(|c| !c.is_empty() && c.len() <= 4096)
-        .ok_or((Refusal::State, next.clone()))?;
+        .ok_or((SignInFailure::State, next.clone()))?;
     let now_s = now_ms / 1000;
     let (mut tokens, id_token) = match inner
         .backend
@@ -339,30 +262,30 @@ async fn finish(
     {
         Ok(t) => t,
         Err(BackendError::Refused(_) | BackendError::InvalidCredentials) => {
-            return Err((Refusal::Code, next));
+            return Err((SignInFailure::Code, next));
         }
         Err(e) => {
             tracing::warn!(error = ?e, "oidc code exchange failed");
-            return Err((Refusal::Unavailable, next));
+            return Err((SignInFailure::Unavailable, next));
         }
     };
     let Some(id_token) = id_token else {
         tracing::warn!("the token endpoint sent no id_token (is `openid` in backend.scope?)");
-        return Err((Refusal::IdToken, next));
+        return Err((SignInFailure::IdToken, next));
     };
     let claims = match validate_id_token(oidc, &id_token, now_s, Some(&attempt.nonce)).await {
         Ok(c) => c,
         Err(IdTokenError::Unavailable(why)) => {
             tracing::warn!(%why, "provider keys unavailable");
-            return Err((Refusal::Unavailable, next));
+            return Err((SignInFailure::Unavailable, next));
         }
         Err(IdTokenError::Invalid(why)) => {
             tracing::warn!(%why, "ID token refused");
-            return Err((Refusal::IdToken, next));
+            return Err((SignInFailure::IdToken, next));
         }
         Err(IdTokenError::UnknownKey) => {
             tracing::warn!("ID token signed with a key the provider does not publish");
-            return Err((Refusal::IdToken, next));
+            return Err((SignInFailure::IdToken, next));
         }
     };
     tokens.user = Some(sallyport_proto::SessionUser {
@@ -387,7 +310,7 @@ async fn finish(
     });
     let cookies = inner.cookies.encode(&data, headers, now_ms).map_err(|e| {
         tracing::error!(error = %e, "session does not fit in the cookie");
-        (Refusal::Unavailable, next.clone())
+        (SignInFailure::Unavailable, next.clone())
     })?;
     Ok((next, cookies))
 }
@@ -489,37 +412,10 @@ impl Oidc {
     }
 }
 
-/// A small HTML page: what went wrong, and a link that starts a new login (never an
-/// automatic redirect, so a provider that keeps failing cannot cause a loop).
-pub(crate) fn error_page(inner: &Inner, status: StatusCode, message: &str, next: &str) -> Response {
-    let retry = format!(
-        "{}/login?next={}",
-        inner.settings.prefix,
-        percent_encoding::utf8_percent_encode(next, QUERY_VALUE)
-    );
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in failed</title>\
-         <meta name=\"viewport\" content=\"width=device-width\"></head><body>\
-         <main><h1>Sign-in failed</h1><p role=\"alert\">{}</p>\
-         <p><a id=\"retry\" href=\"{}\">Try signing in again</a></p></main></body></html>",
-        escape(message),
-        escape(&retry)
-    );
-    let mut r = (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; frame-ancestors 'none'",
-            ),
-        ],
-        html,
-    )
-        .into_response();
-    no_store(r.headers_mut());
-    r
+/// The page for a login that could not start.
+fn sign_in_failed(inner: &Inner, message: &'static str, next: &str) -> Response {
+    RequestError::SignIn(SignInFailure::Start(message))
+        .respond(inner, &Asker::new(Kind::Page, next, None))
 }
 
 #[cfg(test)]
@@ -532,13 +428,5 @@ mod tests {
         assert_ne!(a, cookie_name(false, "state-b"));
         assert!(a.starts_with("sallyport-oidc-"));
         assert!(cookie_name(true, "state-a").starts_with("__Secure-sallyport-oidc-"));
-    }
-
-    #[test]
-    fn escape_covers_html_specials() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! The token endpoint (code exchange, refresh) and revocation are the same
 //! `sallyport_backend::Client` the `oauth2` kind uses, so renewal keeps every rule of
-//! `renew.rs` (single-flight, rotation grace, faults are not logouts).
+//! [`crate::renew`] (single-flight, rotation grace, faults are not logouts).
 //!
 //! Hand-written on `sallyport-jwt` rather than the `openidconnect` crate: that crate (4.x)
 //! brings `oauth2` 5 with reqwest 0.12, a second HTTP stack beside the workspace's reqwest

@@ -1,7 +1,8 @@
-//! Renewal: single-flight, the grace map of just-rotated refresh tokens, and the policy
-//! that turns a backend answer into what happens to the session.
+//! Single-flight: one backend call per refresh token, the grace map of just-rotated
+//! refresh tokens, and the same across replicas. The rule it implements is in
+//! [`crate::renew`]; the policy applied to its outcome is [`crate::Inner::renew`].
 //!
-//! # The rule
+//! # How
 //!
 //! A refresh token is redeemed **at most once per session, and only for a response that
 //! will carry the result**:
@@ -62,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use crate::Clock;
 use crate::backend::{Backend, BackendError};
 use crate::metrics::Metrics;
-use crate::state::{SessionData, Tokens};
+use crate::state::Tokens;
 use crate::store::Redis;
 
 /// How often a replica waiting for another replica's renewal looks for its result.
@@ -508,9 +509,11 @@ impl Published {
                 id_token: t.id_token,
                 id_sub: t.id_sub,
             })),
-            (None, code) => Err(Arc::new(BackendError::Refused(
-                code.unwrap_or_else(|| "invalid_grant".into()),
-            ))),
+            (None, code) => {
+                Err(Arc::new(BackendError::Refused(code.unwrap_or_else(|| {
+                    sallyport_proto::codes::INVALID_GRANT.into()
+                }))))
+            }
         }
     }
 }
@@ -547,61 +550,6 @@ fn seal_outcome(remote: &Remote, outcome: &Outcome, now_ms: u64) -> Option<Strin
         Err(e) => {
             tracing::error!(error = %e, "cannot seal a renewal result for other replicas");
             None
-        }
-    }
-}
-
-/// Retry-After for "backend unavailable" when the backend gave none.
-pub const DEFAULT_RETRY_AFTER: u64 = 5;
-
-/// Why a renewal did not produce tokens.
-pub(crate) enum RenewFailure {
-    /// `invalid_grant`: the session is over.
-    Refused,
-    /// Transient; retry after this many seconds.
-    Unavailable(u64),
-}
-
-impl crate::Inner {
-    /// Renews `data` in place through the single-flight renewer, and applies the policy:
-    /// a refusal ends the session, anything else is a fault that keeps it. `client`: the
-    /// request's TCP peer, for `backend.client_address_header`.
-    pub(crate) async fn renew(
-        &self,
-        data: &mut SessionData,
-        client: Option<IpAddr>,
-    ) -> Result<(), RenewFailure> {
-        let Some(rt) = data.refresh_token.clone() else {
-            return Err(RenewFailure::Refused);
-        };
-        match self.renewer.renew(&rt, client).await {
-            Ok(tokens) => {
-                // OpenID Connect Core §12.2: a renewed ID token names the same subject.
-                if let (Some(o), Some(sub)) = (&data.oidc, &tokens.id_sub)
-                    && o.sub != *sub
-                {
-                    tracing::error!(
-                        "the provider renewed a session with an ID token of another subject; session ended"
-                    );
-                    return Err(RenewFailure::Refused);
-                }
-                data.apply(&tokens);
-                Ok(())
-            }
-            Err(e) => match &*e {
-                BackendError::Refused(code) => {
-                    tracing::info!(%code, "backend refused the session's refresh token");
-                    Err(RenewFailure::Refused)
-                }
-                BackendError::RateLimited(r) => {
-                    Err(RenewFailure::Unavailable(r.unwrap_or(DEFAULT_RETRY_AFTER)))
-                }
-                BackendError::Unavailable(why) => {
-                    tracing::warn!(%why, "renewal failed; session kept");
-                    Err(RenewFailure::Unavailable(DEFAULT_RETRY_AFTER))
-                }
-                BackendError::InvalidCredentials => Err(RenewFailure::Refused),
-            },
         }
     }
 }
