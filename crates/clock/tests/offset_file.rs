@@ -49,16 +49,28 @@ fn child_follows_the_file() {
         // A change is seen after the re-read interval, not before the next call's cost.
         std::fs::write(&file, (-(HOUR_MS as i64)).to_string()).expect("rewrite");
         std::thread::sleep(Duration::from_millis(TEST_OFFSET_REREAD_MS * 3));
-        assert!(now_ms() <= wall() - HOUR_MS + 1_000, "new offset not picked up");
+        assert!(
+            now_ms() <= wall() - HOUR_MS + 1_000,
+            "new offset not picked up"
+        );
         // Garbage (e.g. a half-written file) keeps the last value.
         std::fs::write(&file, "not a number").expect("rewrite");
         std::thread::sleep(Duration::from_millis(TEST_OFFSET_REREAD_MS * 3));
-        assert!(now_ms() <= wall() - HOUR_MS + 1_000, "garbage reset the offset");
+        assert!(
+            now_ms() <= wall() - HOUR_MS + 1_000,
+            "garbage reset the offset"
+        );
         // A removed file means no offset.
         std::fs::remove_file(&file).expect("remove");
         std::thread::sleep(Duration::from_millis(TEST_OFFSET_REREAD_MS * 3));
-        assert!(now_ms().abs_diff(wall()) < 1_000, "offset kept without a file");
+        assert!(
+            now_ms().abs_diff(wall()) < 1_000,
+            "offset kept without a file"
+        );
     } else {
-        assert!(shifted.abs_diff(wall()) < 1_000, "a release build honoured the offset");
+        assert!(
+            shifted.abs_diff(wall()) < 1_000,
+            "a release build honoured the offset"
+        );
     }
 }

@@ -12,23 +12,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sallyport_client::{Auth, Backend, Clock, Error};
-use sallyport_issuer::{Clock as _, Config, Issuer, ManualClock};
+use sallyport_issuer::{Config, Issuer, ManualClock};
 use sallyport_jwt::{Verifier, VerifierConfig, bearer_token};
 
 use super::typed;
 
 const ISS: &str = "http://issuer.test";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// The issuer's clock, seen in seconds by the client.
-#[derive(Debug, Clone)]
-struct SharedClock(ManualClock);
-
-impl Clock for SharedClock {
-    fn now(&self) -> u64 {
-        u64::try_from(self.0.now_ms() / 1000).unwrap_or(0)
-    }
-}
 
 struct Harness {
     base: String,
@@ -73,7 +63,7 @@ impl Harness {
             .route("/data", get(data))
             .with_state(ApiState {
                 verifier,
-                clock: SharedClock(clock.clone()),
+                clock: clock.clone(),
             });
         let app = issuer
             .router()
@@ -100,7 +90,7 @@ impl Harness {
 
     fn auth(&self, backend: Backend) -> Auth {
         crate::auth_builder(backend)
-            .clock(SharedClock(self.clock.clone()))
+            .clock(self.clock.clone())
             .build()
             .unwrap()
     }
@@ -109,15 +99,16 @@ impl Harness {
         self.refreshes.load(Ordering::SeqCst)
     }
 
-    fn ttl_secs(&self) -> i64 {
-        i64::try_from(self.issuer.settings().raw.access_token_ttl_secs).unwrap()
+    fn ttl_secs(&self) -> u64 {
+        self.issuer.settings().raw.access_token_ttl_secs
     }
 }
 
 #[derive(Clone)]
 struct ApiState {
     verifier: Verifier,
-    clock: SharedClock,
+    /// The issuer's clock: the client, issuer and API share one clock type.
+    clock: ManualClock,
 }
 
 /// The protected API: verifies the bearer token at the shared clock's time.
@@ -125,7 +116,7 @@ async fn data(State(s): State<ApiState>, req: Request) -> Response {
     let Ok(token) = bearer_token(req.headers()) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    match s.verifier.verify_at(token, s.clock.now()).await {
+    match s.verifier.verify_at(token, s.clock.now_secs()).await {
         Ok(claims) => claims.sub.into_response(),
         Err(_) => StatusCode::UNAUTHORIZED.into_response(),
     }
