@@ -26,65 +26,44 @@ struct Harness {
     clock: ManualClock,
     /// Refresh requests that reached the issuer (JSON and OAuth).
     refreshes: Arc<AtomicU64>,
-    _dir: tempfile::TempDir,
+    /// Keeps the issuer's temporary directory alive.
+    _issuer: sallyport_testkit::TestIssuer,
 }
 
 impl Harness {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            database_url: format!("sqlite://{}", dir.path().join("issuer.db").display()),
-            issuer: ISS.into(),
-            ..Config::default()
-        };
-        // Cheap hashing: these tests are about tokens, not passwords.
-        config.argon2.memory_kib = 1024;
-        config.argon2.iterations = 1;
         let clock = ManualClock::starting_now();
-        let issuer = Issuer::open_with_clock(config, Arc::new(clock.clone()))
-            .await
-            .unwrap();
-        issuer
-            .admin()
-            .add_user("alice", PASSWORD, Some("Alice"), &["user"])
-            .await
-            .unwrap();
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let verifier = Verifier::new(VerifierConfig::new(
-            format!("{base}/.well-known/jwks.json"),
-            ISS,
-            issuer.settings().raw.audience.clone(),
-        ))
-        .unwrap();
         let refreshes = Arc::new(AtomicU64::new(0));
-        let api = axum::Router::new()
-            .route("/data", get(data))
-            .with_state(ApiState {
-                verifier,
-                clock: clock.clone(),
-            });
-        let app = issuer
-            .router()
-            .merge(api)
-            .layer(middleware::from_fn_with_state(
-                refreshes.clone(),
-                count_refreshes,
-            ));
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-        });
+        let (api_clock, counter) = (clock.clone(), refreshes.clone());
+        let t = sallyport_testkit::TestIssuer::builder()
+            .config(|c| c.issuer = ISS.into())
+            .clock(Arc::new(clock.clone()))
+            .wrap(move |router, addr| {
+                let verifier = Verifier::new(VerifierConfig::new(
+                    format!("http://{addr}/.well-known/jwks.json"),
+                    ISS,
+                    Config::default().audience,
+                ))
+                .unwrap();
+                let api = axum::Router::new()
+                    .route("/data", get(data))
+                    .with_state(ApiState {
+                        verifier,
+                        clock: api_clock,
+                    });
+                router
+                    .merge(api)
+                    .layer(middleware::from_fn_with_state(counter, count_refreshes))
+            })
+            .start()
+            .await;
+        t.add_user("alice", PASSWORD, &["user"]).await;
         Harness {
-            base,
-            issuer,
+            base: t.url.clone(),
+            issuer: t.issuer.clone(),
             clock,
             refreshes,
-            _dir: dir,
+            _issuer: t,
         }
     }
 
