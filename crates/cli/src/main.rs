@@ -76,8 +76,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Debug builds only (release builds never read the variable): say loudly that the
-    // clock is shifted, so a test stack's logs explain their timestamps.
+    // Debug builds only (release builds never read the variable, and carry neither its
+    // name nor this message): say loudly that the clock is shifted, so a test stack's
+    // logs explain their timestamps.
+    #[cfg(debug_assertions)]
     if let Some(file) = sallyport_clock::test_offset_file() {
         tracing::warn!(
             file = %file.display(),
