@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import {
-  startStack, Gateway, loginJson, api, sessionSets, parseSetCookie, isDeletion, bearerOf, decodeJwt, sleep, form,
+  startStack, Gateway, loginJson, api, sessionSets, parseSetCookie, isDeletion, bearerOf, decodeJwt, clockNow, untilBeforeExp, form,
   COOKIE, PASSWORD,
 } from './lib/harness.mjs';
 
@@ -71,11 +71,6 @@ async function session(g) {
   return { jar, token, exp: decodeJwt(token).exp };
 }
 
-async function untilBeforeExp(exp, secs) {
-  const ms = exp * 1000 - secs * 1000 - Date.now();
-  if (ms > 0) await sleep(ms);
-}
-
 const notCleared = (r) => !r.setCookies.map(parseSetCookie).some((c) => c.name.startsWith(COOKIE) && isDeletion(c));
 
 /** The 503 answer for a session that cannot be renewed right now. */
@@ -97,7 +92,7 @@ test('issuer stopped: session kept — proxied while the token is valid, 503 + R
     // Token valid, inside the leeway: renewal fails, the old token is still used.
     await untilBeforeExp(exp, LEEWAY - 1.5);
     const id = uid();
-    const sentAt = Date.now();
+    const sentAt = clockNow();
     const r1 = await withTimeout(api(s.gateway, jar, 'GET', `/api/${id}`), 10000, 'inside leeway');
     assert.ok(sentAt < exp * 1000 - 1000, 'control: token still valid');
     assert.equal(r1.status, 200, r1.text);

@@ -1,13 +1,14 @@
 // docs/design.md middleware steps 4 and 5 and "Logout cannot be undone by stragglers":
 // proactive, single-flight renewal against the real issuer, refusal → reauth, and
-// in-flight responses after logout. Access tokens live 8 s here; leeway is 4 s. The
+// in-flight responses after logout. Access tokens live 8 s here; leeway is 4 s; time
+// moves through the stack's test clock (`untilBeforeExp`), never by sleeping. The
 // issuer's reuse interval is 0, so a second use of a refresh token revokes the session:
 // any duplicate renewal shows up as a failure, not just as a counter.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
-  startStack, Gateway, loginJson, api, sessionSets, parseSetCookie, isDeletion, Jar, bearerOf, decodeJwt, sleep, ironUnseal, sessionSeal,
+  startStack, Gateway, loginJson, api, sessionSets, parseSetCookie, isDeletion, Jar, bearerOf, decodeJwt, clockNow, untilBeforeExp, ironUnseal, sessionSeal,
   COOKIE, SECRET,
 } from './lib/harness.mjs';
 
@@ -31,12 +32,6 @@ async function session() {
   return { user, jar, token, exp: decodeJwt(token).exp };
 }
 
-/** Sleeps until `secs` before the token's exp (negative: after it). */
-async function untilBeforeExp(exp, secs) {
-  const ms = exp * 1000 - secs * 1000 - Date.now();
-  if (ms > 0) await sleep(ms);
-}
-
 function cacheControlOk(r) {
   const cc = r.headers['cache-control'] ?? '';
   return /private/.test(cc) && /no-store/.test(cc);
@@ -47,7 +42,7 @@ test('proactive renewal inside the leeway: new token upstream, new cookie, Cache
   await untilBeforeExp(exp, LEEWAY - 1.5); // 2.5 s left: inside the leeway, still valid
   const before = await s.issuer.refreshCount();
   const id = uid();
-  const sentAt = Date.now();
+  const sentAt = clockNow();
   const r = await api(s.gateway, jar, 'GET', `/api/${id}`);
   assert.ok(sentAt < exp * 1000 - 1000, 'control: the old token had not expired yet');
   assert.equal(r.status, 200);

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startStack, Gateway, loginJson, api, rawRequest, bearerOf, sleep, sessionSets,
+  startStack, Gateway, loginJson, api, rawRequest, bearerOf, advanceClock, sessionSets,
 } from './lib/harness.mjs';
 
 let s;
@@ -144,10 +144,10 @@ test('CDN cache headers never accompany the session cookie', async () => {
   const t = await startStack({ accessTtl: 6, sessionToml: 'leeway_secs = 5' });
   try {
     const { jar } = await loginJson(t.gateway, t.issuer.addUser());
-    // Wait until inside the leeway (exp has one-second granularity): that request renews.
+    // Move the clock until inside the leeway (exp has one-second granularity): that request renews.
     let r;
     for (let i = 0; i < 8; i++) {
-      await sleep(1000);
+      await advanceClock(1000);
       r = await api(t.gateway, jar, 'GET', '/cdn');
       assert.equal(r.status, 200);
       if (sessionSets(r).length > 0) break;

@@ -89,6 +89,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Debug builds only (release builds never read the variable, and carry neither its
+    // name nor this message): say loudly that the clock is shifted, so a test stack's
+    // logs explain their timestamps.
+    #[cfg(debug_assertions)]
+    if let Some(file) = sallyport_clock::test_offset_file() {
+        tracing::warn!(
+            file = %file.display(),
+            "debug build: the clock follows the test clock offset file ({})",
+            sallyport_clock::TEST_OFFSET_ENV
+        );
+    }
     let result = match cli.command {
         Command::Seal(args) => cmd::seal::seal(args),
         Command::Unseal(args) => cmd::seal::unseal(args),

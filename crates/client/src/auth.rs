@@ -276,7 +276,12 @@ impl Auth {
     }
 
     fn fresh(&self, tokens: &Tokens) -> bool {
-        tokens.expires_at > self.inner.clock.now().saturating_add(self.inner.leeway)
+        tokens.expires_at
+            > self
+                .inner
+                .clock
+                .now_secs()
+                .saturating_add(self.inner.leeway)
     }
 
     async fn renew(&self, stale: &str) -> Result<String, Error> {
@@ -289,7 +294,7 @@ impl Auth {
     /// a concurrent caller renewed while we waited and we use its result.
     async fn renew_locked(&self, stale: &str, force: bool) -> Result<String, Error> {
         let tokens = self.load().await?.ok_or(Error::SessionExpired)?;
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.now_secs();
         let replaced = tokens.access_token != stale;
         if self.fresh(&tokens) && (replaced || !force) {
             return Ok(tokens.access_token);
@@ -330,14 +335,14 @@ impl Auth {
     }
 
     fn note_obtained(&self, access_token: &str) {
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.now_secs();
         if let Ok(mut slot) = self.inner.obtained.lock() {
             *slot = Some((now, access_token.to_owned()));
         }
     }
 
     fn just_obtained(&self, access_token: &str) -> bool {
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.now_secs();
         self.inner.obtained.lock().is_ok_and(|slot| {
             slot.as_ref().is_some_and(|(at, token)| {
                 token == access_token && now < at.saturating_add(FRESH_REJECTION_GRACE_SECS)
@@ -347,11 +352,11 @@ impl Auth {
 
     /// A backend call made now (a `Retry-After` date is measured from it).
     fn call(&self) -> Call {
-        Call::at_unix_secs(self.inner.clock.now())
+        Call::at_unix_secs(self.inner.clock.now_secs())
     }
 
     fn tokens_from(&self, granted: Grant, previous_refresh: Option<String>) -> Tokens {
-        let now = self.inner.clock.now();
+        let now = self.inner.clock.now_secs();
         // The JWT's own `exp` is authoritative; `expires_in` is the fallback
         // for opaque tokens, and "now" (renew on next use) the last resort.
         let expires_at = sallyport_jwt::expires_at(&granted.access_token)

@@ -55,7 +55,7 @@ mod store;
 
 pub use auth::{Auth, AuthBuilder, FRESH_REJECTION_GRACE_SECS};
 pub use backend::Backend;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{BoxError, Error};
 pub use middleware::AuthMiddleware;
 pub use sallyport_proto::AuthErrorCode;

@@ -24,7 +24,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
 use axum::routing::{any, get, post};
@@ -65,42 +64,9 @@ pub use reload::reload_on_sighup;
 pub use sallyport_session::SameSite;
 pub use state::{Freshness, SessionData};
 
-/// The source of "now" for every expiry decision (time is a parameter).
-pub trait Clock: Send + Sync + 'static {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
-}
-
-/// The wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        sallyport_iron::now_ms()
-    }
-}
-
-/// The wall clock shifted by an adjustable offset: lets tests (and skew drills) move the
-/// gateway into the future without sleeping.
-#[derive(Debug, Default)]
-pub struct OffsetClock {
-    offset_ms: AtomicI64,
-}
-
-impl OffsetClock {
-    /// Moves the clock forward (or back, with a negative value) by `ms`.
-    pub fn advance_ms(&self, ms: i64) {
-        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now_ms(&self) -> u64 {
-        let now = sallyport_iron::now_ms() as i64 + self.offset_ms.load(Ordering::SeqCst);
-        now.max(0) as u64
-    }
-}
+/// The source of "now" for every expiry decision (time is a parameter): the workspace's
+/// one clock trait and its wall, manual and offset clocks, from `sallyport-clock`.
+pub use sallyport_clock::{Clock, ManualClock, OffsetClock, SystemClock};
 
 /// A configured gateway; cheap to clone. Its configuration can be replaced while it
 /// serves ([`Gateway::reload`]).

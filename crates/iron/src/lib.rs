@@ -125,12 +125,10 @@ pub fn is_expired(expires_at_ms: u64, now_ms: u64) -> bool {
     expires_at_ms <= now_ms.saturating_sub(SKEW_MS)
 }
 
-/// Milliseconds since the Unix epoch: the one place that reads the wall clock.
+/// Milliseconds since the Unix epoch ([`sallyport_clock::now_ms`], the one read of the wall clock).
 /// Everything else takes `now_ms` as a parameter so tests control time.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    sallyport_clock::now_ms()
 }
 
 /// The expiration iron-session writes: `now_ms + ttl·1000`, or none for ttl 0.

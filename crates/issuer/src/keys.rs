@@ -407,7 +407,7 @@ mod tests {
                 &session(),
                 "http://iss",
                 "aud",
-                crate::clock::Clock::now_ms(&crate::clock::SystemClock),
+                crate::clock::now_ms_i64(&crate::clock::SystemClock),
                 60_000,
             );
             let jwt = ring.sign(&claims).unwrap();

@@ -47,7 +47,7 @@ use std::sync::{Arc, RwLock};
 
 pub use admin::{Admin, KeyInfo, SessionInfo, User};
 pub use client_auth::ClientAuthError;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use config::{Config, Settings};
 pub use error::{Error, Result};
 pub use http::ApiDoc;
@@ -209,7 +209,7 @@ impl Issuer {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Issuer> {
-        let now = clock.now_ms();
+        let now = clock::now_ms_i64(clock.as_ref());
         let kek = settings.key_encryption.as_deref();
         let mut stored = store.signing_keys().await?;
         if !stored.iter().any(|r| r.retired_at.is_none()) {
@@ -304,7 +304,7 @@ impl Issuer {
 
     /// Current time according to the issuer's clock (unix ms).
     pub fn now_ms(&self) -> i64 {
-        self.inner.clock.now_ms()
+        clock::now_ms_i64(self.inner.clock.as_ref())
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use serde::Deserialize;
@@ -586,10 +586,7 @@ async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<VerifyingKe
     Ok(usable_keys(&jwks))
 }
 
-/// The wall clock in Unix seconds — the one place this crate reads it.
+/// The wall clock in Unix seconds ([`sallyport_clock::now_secs`]).
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    sallyport_clock::now_secs()
 }

@@ -64,10 +64,49 @@ function tmpDir(tag) {
   return d;
 }
 
-/** process.env without inherited Sallyport settings, plus `env` (null deletes). */
+// ---------------------------------------------------------------- the test clock
+//
+// Every process this file starts reads one clock offset file (SALLYPORT_TEST_CLOCK_OFFSET_FILE,
+// honoured by debug builds only: see crates/clock). Tests move the whole stack's clock
+// forward with `advanceClock` instead of sleeping until a token expires; `clockNow` is the
+// stack's "now" for assertions. Only forward: tokens already minted keep their times.
+
+const CLOCK_DIR = tmpDir('clock');
+/** The offset file shared by every issuer and gateway of this test file. */
+export const CLOCK_FILE = path.join(CLOCK_DIR, 'offset-ms');
+/** The binary re-reads the file at most every 20 ms (sallyport_clock::TEST_OFFSET_REREAD_MS). */
+const CLOCK_SETTLE_MS = 60;
+let clockOffsetMs = 0;
+fs.writeFileSync(CLOCK_FILE, '0');
+
+/** The stack's current time in ms (the wall clock plus the offset). */
+export function clockNow() {
+  return Date.now() + clockOffsetMs;
+}
+
+/**
+ * Moves the stack's clock forward by `ms` (written atomically: a rename), then waits until
+ * every process has re-read it.
+ */
+export async function advanceClock(ms) {
+  if (!(ms > 0)) return;
+  clockOffsetMs += Math.ceil(ms);
+  const tmp = `${CLOCK_FILE}.tmp`;
+  fs.writeFileSync(tmp, String(clockOffsetMs));
+  fs.renameSync(tmp, CLOCK_FILE);
+  await sleep(CLOCK_SETTLE_MS);
+}
+
+/** Moves the stack's clock to `secs` before the unix-seconds time `exp` (negative: after it). */
+export async function untilBeforeExp(exp, secs) {
+  await advanceClock(exp * 1000 - secs * 1000 - clockNow());
+}
+
+/** process.env without inherited Sallyport settings, plus the test clock and `env` (null deletes). */
 function cleanEnv(env) {
   const full = { ...process.env };
   for (const k of Object.keys(full)) if (k.startsWith('SALLYPORT_ISSUER_') || k.startsWith('SALLYPORT_GATEWAY_')) delete full[k];
+  full.SALLYPORT_TEST_CLOCK_OFFSET_FILE = CLOCK_FILE;
   Object.assign(full, env);
   for (const [k, v] of Object.entries(full)) if (v === null || v === undefined) delete full[k];
   return full;

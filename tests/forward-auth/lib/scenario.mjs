@@ -6,7 +6,7 @@ import http from 'node:http';
 import { after, before, test } from 'node:test';
 
 import {
-  Issuer, Jar, PASSWORD, Upstream, bearerOf, decodeJwt, form, killAll, parseSetCookie, isDeletion, request, sleep,
+  Issuer, Jar, PASSWORD, Upstream, advanceClock, bearerOf, clockNow, decodeJwt, form, killAll, parseSetCookie, isDeletion, request, sleep,
 } from '../../blackbox/lib/harness.mjs';
 import { COOKIE, ORIGIN, START, startGateway, stop } from './servers.mjs';
 
@@ -18,13 +18,13 @@ const BIG_ROLES = Array.from({ length: 64 }, (_, i) => `role-${String(i).padStar
 const TTL = 12;
 
 /**
- * Milliseconds until a token expiring at `exp` (s) is surely inside the gateway's renewal
+ * Milliseconds (on the stack's test clock) until a token expiring at `exp` (s) is surely inside the gateway's renewal
  * leeway and still valid. The leeway is half the lifetime the gateway saw, counted in whole
  * seconds from when it received the token: on a busy machine that is a second or two after
  * the issuer's `iat`, which shrinks the leeway to 5 s — so aim 4 s before expiry, not 5.5.
  */
 function renewalDueIn(exp) {
-  return (exp - TTL / 2 + 2) * 1000 - Date.now();
+  return (exp - TTL / 2 + 2) * 1000 - clockNow();
 }
 
 export function forwardAuthSuite(proxy) {
@@ -165,7 +165,7 @@ export function forwardAuthSuite(proxy) {
     const exp = decodeJwt(first).exp;
     // Inside the leeway (half the lifetime), still valid: verify renews.
     const wait = renewalDueIn(exp);
-    if (wait > 0) await sleep(wait);
+    await advanceClock(wait); // the stack's test clock, not a sleep
     const r = await px('GET', '/page?renewed', { jar, headers: page });
     assert.equal(r.status, 200, r.text);
     const second = bearerOf(lastFor('/page?renewed'));
@@ -221,7 +221,7 @@ export function forwardAuthSuite(proxy) {
         assert.equal(b.status, 200);
         const first = bearerOf(lastFor('/page?nginx-chunked'));
         const wait = renewalDueIn(decodeJwt(first).exp);
-        if (wait > 0) await sleep(wait);
+        await advanceClock(wait); // the stack's test clock, not a sleep
         const r = await via('GET', '/page?nginx-chunked-renewed', { jar, headers: page });
         assert.equal(r.status, 200);
         assert.notEqual(bearerOf(lastFor('/page?nginx-chunked-renewed')), first, 'no renewal happened');
@@ -240,7 +240,7 @@ export function forwardAuthSuite(proxy) {
       assert.equal(b.status, 200, `${b.status} ${b.text}`);
       const first = bearerOf(lastFor('/page?big-before'));
       const wait = renewalDueIn(decodeJwt(first).exp);
-      if (wait > 0) await sleep(wait);
+      await advanceClock(wait); // the stack's test clock, not a sleep
       const r = await px('GET', '/page?big-renewed', { jar, headers: page });
       assert.equal(r.status, 200, r.text);
       const second = bearerOf(lastFor('/page?big-renewed'));

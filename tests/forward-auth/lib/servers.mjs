@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { BIN, freePort, request, sleep } from '../../blackbox/lib/harness.mjs';
+import { BIN, CLOCK_FILE, freePort, request, sleep } from '../../blackbox/lib/harness.mjs';
 import { logPath, registerSecrets, rustLog } from '../../../scripts/lib/test-log.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -102,7 +102,8 @@ export async function startGateway(proxy, { issuerPort, appPort, env: extraEnv =
     BACKEND: `http://127.0.0.1:${issuerPort}`,
   }));
   const log = logPath('forward-auth', `gateway-${proxy}`, path.join(dir, 'gateway.log'));
-  const env = { SESSION_SECRET: SECRET, RUST_LOG: rustLog('info') };
+  // The same test clock as the issuer (blackbox harness): renewal tests move it, not sleep.
+  const env = { SESSION_SECRET: SECRET, RUST_LOG: rustLog('info'), SALLYPORT_TEST_CLOCK_OFFSET_FILE: CLOCK_FILE };
   for (const k of Object.keys(process.env)) if (k.startsWith('SALLYPORT_GATEWAY_')) env[k] = undefined;
   // Its own durable logout record, removed with the run: not the default under $HOME,
   // which every test gateway (and a real one) on the machine would otherwise share.

@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sallyport_client::{Auth, Backend, Clock, Error};
-use sallyport_issuer::{Clock as _, Config, Issuer, ManualClock};
+use sallyport_issuer::{Config, Issuer, ManualClock};
 use sallyport_jwt::{Verifier, VerifierConfig, bearer_token};
 
 use super::typed;
@@ -20,87 +20,56 @@ use super::typed;
 const ISS: &str = "http://issuer.test";
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The issuer's clock, seen in seconds by the client.
-#[derive(Debug, Clone)]
-struct SharedClock(ManualClock);
-
-impl Clock for SharedClock {
-    fn now(&self) -> u64 {
-        u64::try_from(self.0.now_ms() / 1000).unwrap_or(0)
-    }
-}
-
 struct Harness {
     base: String,
     issuer: Issuer,
     clock: ManualClock,
     /// Refresh requests that reached the issuer (JSON and OAuth).
     refreshes: Arc<AtomicU64>,
-    _dir: tempfile::TempDir,
+    /// Keeps the issuer's temporary directory alive.
+    _issuer: sallyport_testkit::TestIssuer,
 }
 
 impl Harness {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            database_url: format!("sqlite://{}", dir.path().join("issuer.db").display()),
-            issuer: ISS.into(),
-            ..Config::default()
-        };
-        // Cheap hashing: these tests are about tokens, not passwords.
-        config.argon2.memory_kib = 1024;
-        config.argon2.iterations = 1;
         let clock = ManualClock::starting_now();
-        let issuer = Issuer::open_with_clock(config, Arc::new(clock.clone()))
-            .await
-            .unwrap();
-        issuer
-            .admin()
-            .add_user("alice", PASSWORD, Some("Alice"), &["user"])
-            .await
-            .unwrap();
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let verifier = Verifier::new(VerifierConfig::new(
-            format!("{base}/.well-known/jwks.json"),
-            ISS,
-            issuer.settings().raw.audience.clone(),
-        ))
-        .unwrap();
         let refreshes = Arc::new(AtomicU64::new(0));
-        let api = axum::Router::new()
-            .route("/data", get(data))
-            .with_state(ApiState {
-                verifier,
-                clock: SharedClock(clock.clone()),
-            });
-        let app = issuer
-            .router()
-            .merge(api)
-            .layer(middleware::from_fn_with_state(
-                refreshes.clone(),
-                count_refreshes,
-            ));
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-        });
+        let (api_clock, counter) = (clock.clone(), refreshes.clone());
+        let t = sallyport_testkit::TestIssuer::builder()
+            .config(|c| c.issuer = ISS.into())
+            .clock(Arc::new(clock.clone()))
+            .wrap(move |router, addr| {
+                let verifier = Verifier::new(VerifierConfig::new(
+                    format!("http://{addr}/.well-known/jwks.json"),
+                    ISS,
+                    Config::default().audience,
+                ))
+                .unwrap();
+                let api = axum::Router::new()
+                    .route("/data", get(data))
+                    .with_state(ApiState {
+                        verifier,
+                        clock: api_clock,
+                    });
+                router
+                    .merge(api)
+                    .layer(middleware::from_fn_with_state(counter, count_refreshes))
+            })
+            .start()
+            .await;
+        t.add_user("alice", PASSWORD, &["user"]).await;
         Harness {
-            base,
-            issuer,
+            base: t.url.clone(),
+            issuer: t.issuer.clone(),
             clock,
             refreshes,
-            _dir: dir,
+            _issuer: t,
         }
     }
 
     fn auth(&self, backend: Backend) -> Auth {
         crate::auth_builder(backend)
-            .clock(SharedClock(self.clock.clone()))
+            .clock(self.clock.clone())
             .build()
             .unwrap()
     }
@@ -109,15 +78,16 @@ impl Harness {
         self.refreshes.load(Ordering::SeqCst)
     }
 
-    fn ttl_secs(&self) -> i64 {
-        i64::try_from(self.issuer.settings().raw.access_token_ttl_secs).unwrap()
+    fn ttl_secs(&self) -> u64 {
+        self.issuer.settings().raw.access_token_ttl_secs
     }
 }
 
 #[derive(Clone)]
 struct ApiState {
     verifier: Verifier,
-    clock: SharedClock,
+    /// The issuer's clock: the client, issuer and API share one clock type.
+    clock: ManualClock,
 }
 
 /// The protected API: verifies the bearer token at the shared clock's time.
@@ -125,7 +95,7 @@ async fn data(State(s): State<ApiState>, req: Request) -> Response {
     let Ok(token) = bearer_token(req.headers()) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    match s.verifier.verify_at(token, s.clock.now()).await {
+    match s.verifier.verify_at(token, s.clock.now_secs()).await {
         Ok(claims) => claims.sub.into_response(),
         Err(_) => StatusCode::UNAUTHORIZED.into_response(),
     }

@@ -88,7 +88,7 @@ async fn mount_api(server: &MockServer, token: &str) {
 #[tokio::test]
 async fn login_stores_tokens_and_attaches_bearer() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let access = jwt("alice", T0 + 900);
     Mock::given(method("POST"))
         .and(path("/api/login"))
@@ -118,7 +118,7 @@ async fn login_stores_tokens_and_attaches_bearer() {
 #[tokio::test]
 async fn renews_proactively_within_the_leeway() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let (old, new) = (jwt("a", T0 + 20), jwt("a", T0 + 900));
     Mock::given(method("POST"))
         .and(path("/api/refresh-token"))
@@ -149,7 +149,7 @@ async fn renews_proactively_within_the_leeway() {
 #[tokio::test]
 async fn concurrent_stale_requests_share_one_refresh() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let (old, new) = (jwt("a", T0 + 60), jwt("a", T0 + 960));
     Mock::given(method("POST"))
         .and(path("/api/refresh-token"))
@@ -158,7 +158,7 @@ async fn concurrent_stale_requests_share_one_refresh() {
         .await;
     mount_api(&server, &new).await;
     let auth = seeded(&server, &clock, &old, Some("r1"), T0 + 60);
-    clock.advance(120); // now past expiry
+    clock.advance_secs(120); // now past expiry
     let api = auth.client(reqwest::Client::new());
     let url = format!("{}/data", server.uri());
     let tasks: Vec<_> = (0..50)
@@ -177,7 +177,7 @@ async fn concurrent_stale_requests_share_one_refresh() {
 #[tokio::test]
 async fn retries_once_after_401_with_a_renewed_token() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     // The client believes `revoked` is valid for 15 min; the API disagrees.
     let (revoked, new) = (jwt("a", T0 + 900), jwt("b", T0 + 900));
     Mock::given(method("POST"))
@@ -203,7 +203,7 @@ async fn retries_once_after_401_with_a_renewed_token() {
 #[tokio::test]
 async fn a_persistent_401_is_returned_not_looped() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let n = std::sync::atomic::AtomicU64::new(0);
     Mock::given(method("POST"))
         .and(path("/api/refresh-token"))
@@ -236,7 +236,7 @@ async fn a_persistent_401_is_returned_not_looped() {
     assert_eq!(count(&server, "/data").await, 5);
     assert_eq!(count(&server, "/api/refresh-token").await, 1);
     // Later, a 401 is worth one renewal again.
-    clock.advance(sallyport_client::FRESH_REJECTION_GRACE_SECS);
+    clock.advance_secs(sallyport_client::FRESH_REJECTION_GRACE_SECS);
     assert_eq!(api.get(&url).send().await.unwrap().status(), 401);
     assert_eq!(count(&server, "/api/refresh-token").await, 2);
 }
@@ -244,7 +244,7 @@ async fn a_persistent_401_is_returned_not_looped() {
 #[tokio::test]
 async fn streaming_bodies_are_not_replayed() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let new = jwt("b", T0 + 900);
     Mock::given(method("POST"))
         .and(path("/api/refresh-token"))
@@ -274,7 +274,7 @@ async fn streaming_bodies_are_not_replayed() {
 #[tokio::test]
 async fn refused_refresh_ends_the_session_without_a_loop() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     Mock::given(method("POST"))
         .and(path("/api/refresh-token"))
         .respond_with(
@@ -288,7 +288,7 @@ async fn refused_refresh_ends_the_session_without_a_loop() {
         .mount(&server)
         .await;
     let auth = seeded(&server, &clock, &jwt("a", T0 + 10), Some("r1"), T0 + 10);
-    clock.advance(60);
+    clock.advance_secs(60);
     let api = auth.client(reqwest::Client::new());
     let err = api
         .get(format!("{}/data", server.uri()))
@@ -321,7 +321,7 @@ async fn refused_refresh_ends_the_session_without_a_loop() {
 #[tokio::test]
 async fn backend_outage_is_not_a_logout() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     Mock::given(method("POST"))
         .and(path("/api/refresh-token"))
         .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "7"))
@@ -340,7 +340,7 @@ async fn backend_outage_is_not_a_logout() {
     assert_eq!(resp.status(), 200);
 
     // Expired: the request fails with BackendUnavailable, the session stays.
-    clock.advance(60);
+    clock.advance_secs(60);
     let err = api
         .get(format!("{}/data", server.uri()))
         .send()
@@ -383,7 +383,7 @@ async fn unreachable_backend_is_unavailable() {
 #[tokio::test]
 async fn login_errors_are_typed() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let cases = [
         (
             ResponseTemplate::new(401)
@@ -436,7 +436,7 @@ async fn login_errors_are_typed() {
 #[tokio::test]
 async fn retry_after_as_an_http_date_is_honoured() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let date = "Tue, 14 Nov 2023 22:14:50 GMT";
     Mock::given(path("/api/login"))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", date))
@@ -463,7 +463,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
 #[tokio::test]
 async fn an_oversized_token_answer_is_unavailable() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let huge = format!(r#"{{"accessToken":"a","pad":"{}"}}"#, "x".repeat(10 << 20));
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_string(huge))
@@ -502,7 +502,7 @@ async fn a_callers_http_client_is_bounded_by_the_timeout() {
 #[tokio::test]
 async fn refresh_response_without_refresh_token_keeps_the_old_one() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let new = jwt("a", T0 + 900);
     Mock::given(method("POST"))
         .and(path("/api/refresh-token"))
@@ -519,7 +519,7 @@ async fn refresh_response_without_refresh_token_keeps_the_old_one() {
 #[tokio::test]
 async fn opaque_tokens_use_expires_in() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     Mock::given(path("/api/login"))
         .respond_with(grant("opaque-token", "r"))
         .mount(&server)
@@ -532,11 +532,11 @@ async fn opaque_tokens_use_expires_in() {
 #[tokio::test]
 async fn no_refresh_token_means_session_expired_at_exp() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let auth = seeded(&server, &clock, &jwt("a", T0 + 10), None, T0 + 10);
     // Still valid (inside the leeway, but nothing to renew with): used.
     assert!(auth.access_token().await.is_ok());
-    clock.advance(10);
+    clock.advance_secs(10);
     assert!(matches!(
         auth.access_token().await.unwrap_err(),
         Error::SessionExpired
@@ -547,7 +547,7 @@ async fn no_refresh_token_means_session_expired_at_exp() {
 #[tokio::test]
 async fn not_logged_in_is_session_expired() {
     let server = MockServer::start().await;
-    let auth = auth(&server, &ManualClock::new(T0));
+    let auth = auth(&server, &ManualClock::from_secs(T0));
     let e = auth.access_token().await.unwrap_err();
     assert!(matches!(e, Error::SessionExpired));
     assert_eq!(e.auth_code(), Some(AuthErrorCode::SessionExpired));
@@ -556,7 +556,7 @@ async fn not_logged_in_is_session_expired() {
 #[tokio::test]
 async fn logout_revokes_and_forgets() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     Mock::given(method("POST"))
         .and(path("/api/logout"))
         .and(body_json(json!({"refresh_token": "r1"})))
@@ -584,7 +584,7 @@ async fn logout_revokes_and_forgets() {
 #[tokio::test]
 async fn oauth2_backend_uses_form_grants_and_client_credentials() {
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let (a1, a2) = (jwt("a", T0 + 10), jwt("a", T0 + 900));
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
@@ -650,7 +650,7 @@ async fn oauth2_backend_uses_form_grants_and_client_credentials() {
 async fn bearer_only_goes_to_allowed_origins() {
     let api = MockServer::start().await;
     let other = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let token = jwt("a", T0 + 900);
     for s in [&api, &other] {
         Mock::given(path("/x"))
@@ -693,7 +693,7 @@ async fn bearer_only_goes_to_allowed_origins() {
 async fn shared_auth_is_one_session() {
     // Clones and separate clients share the session and its single flight.
     let server = MockServer::start().await;
-    let clock = ManualClock::new(T0);
+    let clock = ManualClock::from_secs(T0);
     let new = jwt("a", T0 + 900);
     Mock::given(method("POST"))
         .and(path("/api/refresh-token"))

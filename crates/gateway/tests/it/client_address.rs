@@ -4,7 +4,7 @@
 //! then cannot lock the user out on another. On the old gateway (no client address) the
 //! issuer saw every login as coming from the gateway, and the user got 429.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,33 +14,20 @@ use serde_json::json;
 use crate::harness::{PASSWORD, SECRET, USER, cookie_header, start_gateway, start_upstream};
 
 /// The real issuer with production login limits, trusting the gateway on 127.0.0.1.
-async fn start_issuer() -> (String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = sallyport_issuer::Config::default();
-    cfg.database_url = format!("sqlite://{}", dir.path().join("issuer.db").display());
-    cfg.issuer = format!("http://{addr}");
-    cfg.argon2.memory_kib = 1024;
-    cfg.argon2.iterations = 1;
-    cfg.http.trusted_proxies = vec!["127.0.0.1/32".into()];
-    let issuer = sallyport_issuer::Issuer::open(cfg).await.unwrap();
-    issuer
+async fn start_issuer() -> (String, sallyport_testkit::TestIssuer) {
+    let t = sallyport_testkit::TestIssuer::builder()
+        .config(|cfg| {
+            cfg.rate_limit = Default::default();
+            cfg.http.trusted_proxies = vec!["127.0.0.1/32".into()];
+        })
+        .start()
+        .await;
+    t.issuer
         .admin()
         .add_user(USER, PASSWORD, None, &[])
         .await
         .unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            issuer
-                .router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .ok();
-    });
-    (format!("http://{addr}"), dir)
+    (t.url.clone(), t)
 }
 
 fn client_from(ip: Ipv4Addr) -> reqwest::Client {
@@ -154,9 +141,7 @@ async fn renewal_sends_the_client_address_to_the_backend() {
                 axum::Json(json!({"accessToken": "at-2", "refreshToken": "rt-2", "expiresIn": 60}))
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, backend).await.ok() });
+    let backend_url = sallyport_testkit::start_upstream(backend).await;
     let (_upstream, upstream_url) = start_upstream().await;
     let mut c = sallyport_gateway::Config::default();
     c.upstream = upstream_url;

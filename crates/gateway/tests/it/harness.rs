@@ -1,7 +1,6 @@
 //! Test harness: issuer (behind a counting / fault-injecting layer), upstream app, gateway.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,7 +42,8 @@ pub struct Backend {
     pub mode: Arc<AtomicU8>,
     /// What each backend call carried: (path, `X-Request-Id`, `traceparent`).
     pub seen: Arc<Mutex<Vec<BackendCall>>>,
-    _dir: tempfile::TempDir,
+    /// Keeps the issuer's temporary directory alive.
+    _issuer: sallyport_testkit::TestIssuer,
 }
 
 /// One call the backend received.
@@ -110,56 +110,39 @@ async fn count_and_fault(State(c): State<BackendCounters>, req: Request, next: N
 
 pub async fn start_backend(reuse_interval_secs: u64) -> Arc<Backend> {
     init_test_logs();
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = sallyport_issuer::Config::default();
-    cfg.database_url = format!("sqlite://{}", dir.path().join("issuer.db").display());
-    cfg.listen = addr.to_string();
-    cfg.issuer = format!("http://{addr}");
-    cfg.refresh_reuse_interval_secs = reuse_interval_secs;
-    cfg.argon2.memory_kib = 1024;
-    cfg.argon2.iterations = 1;
-    cfg.rate_limit.account_burst = 1000;
-    cfg.rate_limit.address_burst = 1000;
-    cfg.allow_public_clients = false;
-    cfg.clients = vec![sallyport_issuer::config::ClientConfig {
-        id: "gateway".into(),
-        secret: Some("gateway-client-secret-0001".into()),
-        ..Default::default()
-    }];
-    let issuer = sallyport_issuer::Issuer::open(cfg).await.unwrap();
-    issuer
-        .admin()
-        .add_user(USER, PASSWORD, Some("Alice Example"), &["admin", "dev"])
-        .await
-        .unwrap();
     let counters = BackendCounters {
         refreshes: Arc::new(AtomicUsize::new(0)),
         revocations: Arc::new(AtomicUsize::new(0)),
         mode: Arc::new(AtomicU8::new(MODE_OK)),
         seen: Arc::new(Mutex::new(Vec::new())),
     };
-    let app = issuer.router().layer(middleware::from_fn_with_state(
-        counters.clone(),
-        count_and_fault,
-    ));
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
+    let layer = counters.clone();
+    let t = sallyport_testkit::TestIssuer::builder()
+        .config(move |cfg| {
+            cfg.refresh_reuse_interval_secs = reuse_interval_secs;
+            cfg.allow_public_clients = false;
+            cfg.clients = vec![sallyport_issuer::config::ClientConfig {
+                id: "gateway".into(),
+                secret: Some("gateway-client-secret-0001".into()),
+                ..Default::default()
+            }];
+        })
+        .wrap(move |router, _| router.layer(middleware::from_fn_with_state(layer, count_and_fault)))
+        .start()
+        .await;
+    t.issuer
+        .admin()
+        .add_user(USER, PASSWORD, Some("Alice Example"), &["admin", "dev"])
         .await
-        .ok();
-    });
+        .unwrap();
     Arc::new(Backend {
-        url: format!("http://{addr}"),
-        issuer,
+        url: t.url.clone(),
+        issuer: t.issuer.clone(),
         refreshes: counters.refreshes,
         revocations: counters.revocations,
         mode: counters.mode,
         seen: counters.seen,
-        _dir: dir,
+        _issuer: t,
     })
 }
 
@@ -229,12 +212,7 @@ pub async fn start_upstream() -> (Arc<Upstream>, String) {
         .fallback(echo)
         .layer(middleware::from_fn_with_state(up.clone(), counted))
         .with_state(up.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.ok();
-    });
-    (up, format!("http://{addr}"))
+    (up, sallyport_testkit::start_upstream(app).await)
 }
 
 async fn picky(State(up): State<Arc<Upstream>>, req: Request) -> Response {
@@ -333,32 +311,13 @@ pub fn init_test_logs() {
 
 pub async fn start_gateway(config: Config) -> (String, Gateway, Arc<OffsetClock>) {
     init_test_logs();
-    let settings = config.validate().unwrap();
     let clock = Arc::new(OffsetClock::default());
-    let gateway = Gateway::with_clock(settings, clock.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let g = gateway.clone();
-    tokio::spawn(async move {
-        sallyport_gateway::serve_with_shutdown(listener, g, std::future::pending())
-            .await
-            .ok();
-    });
-    // The admin listener (verify, health, metrics), on its own port.
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap();
-    let g = gateway.clone();
-    tokio::spawn(async move {
-        sallyport_gateway::serve_admin_with_shutdown(admin, g, std::future::pending())
-            .await
-            .ok();
-    });
-    let url = format!("http://{addr}");
+    let g = sallyport_testkit::start_gateway(config, clock.clone()).await;
     ADMIN_URLS
         .lock()
         .unwrap()
-        .insert(url.clone(), format!("http://{admin_addr}"));
-    (url, gateway, clock)
+        .insert(g.url.clone(), g.admin_url);
+    (g.url, g.gateway, clock)
 }
 
 static ADMIN_URLS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
