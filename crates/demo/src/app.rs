@@ -133,7 +133,7 @@ pub struct Hello {
 }
 
 async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let now = unix_now();
+    let now = sallyport_jwt::unix_now();
     match verify(&state, &headers).await {
         Ok(claims) => {
             let html = render_page(
@@ -164,7 +164,7 @@ async fn hello(BearerClaims(claims): BearerClaims) -> Response {
         roles: claims.roles,
         issued_at: claims.iat,
         expires_at: claims.exp,
-        now: unix_now(),
+        now: sallyport_jwt::unix_now(),
         token_id: claims.jti,
     };
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
@@ -203,12 +203,6 @@ async fn verify(state: &AppState, headers: &HeaderMap) -> Result<AccessClaims, S
         tracing::info!(error = %err, "demo app: token refused");
         "the access token did not verify against the issuer's JWKS".to_owned()
     })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn utc(unix: u64) -> String {
