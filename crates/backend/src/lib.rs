@@ -513,7 +513,7 @@ impl Client {
                 // RFC 6749 §2.3.1: form-urlencode id and secret before Basic encoding.
                 let enc = |s: &str| {
                     serde_urlencoded::to_string([("", s)])
-                        .map(|x| x.trim_start_matches('=').to_string())
+                        .map(|x| x.trim_start_matches('=').to_owned())
                         .unwrap_or_default()
                 };
                 req = req.basic_auth(enc(id), secret.as_deref().map(enc));
@@ -522,7 +522,7 @@ impl Client {
                 form.push(("client_id", id));
                 if let Some(jwt) = (assertion.0)() {
                     let mut owned: Vec<(&str, String)> =
-                        form.iter().map(|(k, v)| (*k, (*v).to_string())).collect();
+                        form.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
                     owned.push((
                         "client_assertion_type",
                         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
@@ -589,7 +589,7 @@ impl Client {
             body.get(field)
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
-                .map(str::to_string)
+                .map(str::to_owned)
         };
         Ok(Grant {
             access_token: text(at)
@@ -652,7 +652,7 @@ fn error_body(body: &[u8]) -> (String, String) {
     let Ok(body) = serde_json::from_slice::<Value>(body) else {
         return Default::default();
     };
-    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
     (
         text("error").unwrap_or_default(),
         text("message")

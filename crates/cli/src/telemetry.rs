@@ -21,7 +21,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -30,7 +30,7 @@ pub enum LogFormat {
 }
 
 /// Keeps the trace exporter alive; dropping it flushes the spans still queued.
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
@@ -55,7 +55,7 @@ fn otlp_configured() -> bool {
 
 /// Installs the global subscriber: the log format, `RUST_LOG`, and the OTLP exporter
 /// when configured, naming the service `sallyport-<role>` (unless `OTEL_SERVICE_NAME`).
-pub fn init(format: LogFormat, role: &str) -> anyhow::Result<Telemetry> {
+pub(crate) fn init(format: LogFormat, role: &str) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: a log file or journald gets plain text.
     let fmt = tracing_subscriber::fmt::layer()

@@ -53,7 +53,7 @@ impl From<sallyport_backend::Error> for BackendError {
 
 /// A configured backend.
 #[derive(Clone)]
-pub struct Backend {
+pub(crate) struct Backend {
     client: sallyport_backend::Client,
     health_url: String,
     verifier: Option<sallyport_jwt::Verifier>,
@@ -63,7 +63,7 @@ pub struct Backend {
 
 impl Backend {
     /// Builds the HTTP client (bounded by `backend.timeout_ms`) and the optional verifier.
-    pub fn new(settings: BackendSettings) -> Result<Self, Error> {
+    pub(crate) fn new(settings: BackendSettings) -> Result<Self, Error> {
         let url = |setting: &'static str, u: &str| {
             Url::parse(u).map_err(|e| Error::config(setting, format!("{u:?}: {e}")))
         };
@@ -150,14 +150,14 @@ impl Backend {
     }
 
     /// The configured bound on each call.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.client.config().timeout
     }
 
     /// Exchanges credentials for tokens on behalf of `client` (sent in
     /// `backend.client_address_header`, so the backend's login limits key on the
     /// client rather than on the gateway).
-    pub async fn login(
+    pub(crate) async fn login(
         &self,
         username: &str,
         password: &str,
@@ -172,7 +172,7 @@ impl Backend {
     /// Redeems a refresh token on behalf of `client` (sent in
     /// `backend.client_address_header`). A backend that sends no new refresh token keeps
     /// the old one.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         refresh_token: &str,
         now_s: u64,
@@ -185,7 +185,7 @@ impl Backend {
 
     /// Revokes the session at the backend (json: logout URL; oauth2: RFC 7009).
     /// Best effort: the caller bounds it in time and logs a failure.
-    pub async fn revoke(
+    pub(crate) async fn revoke(
         &self,
         refresh_token: &str,
         now_s: u64,
@@ -197,7 +197,7 @@ impl Backend {
     }
 
     /// Readiness: any HTTP answer from the backend counts as reachable.
-    pub async fn probe(&self) -> bool {
+    pub(crate) async fn probe(&self) -> bool {
         self.client
             .http()
             .get(&self.health_url)
@@ -214,7 +214,7 @@ impl Backend {
     ) -> Result<Tokens, BackendError> {
         let refresh_token = match (grant.refresh_token, old_refresh) {
             (Some(rt), _) => rt,
-            (None, Some(old)) => old.to_string(),
+            (None, Some(old)) => old.to_owned(),
             (None, None) => {
                 return Err(BackendError::Unavailable(
                     "login response has no refresh token".into(),

@@ -152,7 +152,7 @@ impl Default for StoreSection {
 }
 
 /// The default `store.state_dir`, from the environment (see [`StoreSection::state_dir`]).
-pub fn default_state_dir(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+pub(crate) fn default_state_dir(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
     if let Some(d) = non_empty("STATE_DIRECTORY") {
         // systemd passes a colon-separated list when several are configured.
@@ -1051,7 +1051,7 @@ fn parse_prefix(raw: &str) -> Result<String, Error> {
             format!("must be a path such as /auth (not the root), got {raw:?}"),
         ));
     }
-    Ok(p.to_string())
+    Ok(p.to_owned())
 }
 
 fn public_globs(globs: &[String], prefix: &str) -> Result<GlobSet, Error> {
@@ -1067,7 +1067,7 @@ fn public_globs(globs: &[String], prefix: &str) -> Result<GlobSet, Error> {
         .build()
         .map_err(|e| Error::config("public_paths", e.to_string()))?;
     for probe in [
-        prefix.to_string(),
+        prefix.to_owned(),
         format!("{prefix}/"),
         format!("{prefix}/login"),
         format!("{prefix}/logout"),

@@ -341,7 +341,7 @@ impl RequestError {
         let p = |status, code, message: &str| Parts {
             status,
             code,
-            message: message.to_string(),
+            message: message.to_owned(),
         };
         match self {
             Self::NoSession {
@@ -471,7 +471,7 @@ impl SignInFailure {
 
     fn parts(&self) -> Parts {
         let (status, message) = match self {
-            Self::Start(m) => (StatusCode::INTERNAL_SERVER_ERROR, (*m).to_string()),
+            Self::Start(m) => (StatusCode::INTERNAL_SERVER_ERROR, (*m).to_owned()),
             Self::State => (
                 StatusCode::BAD_REQUEST,
                 "This sign-in link is not valid in this browser, or it has expired.".into(),
@@ -519,13 +519,13 @@ impl BackChannelFailure {
         let (status, message) = match self {
             Self::NotOidc => (
                 StatusCode::NOT_IMPLEMENTED,
-                "back-channel logout needs backend.kind = \"oidc\"".to_string(),
+                "back-channel logout needs backend.kind = \"oidc\"".to_owned(),
             ),
-            Self::Request(why) => (StatusCode::BAD_REQUEST, (*why).to_string()),
+            Self::Request(why) => (StatusCode::BAD_REQUEST, (*why).to_owned()),
             Self::Token(why) => (StatusCode::BAD_REQUEST, why.clone()),
             Self::KeysUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the provider's keys are unavailable".to_string(),
+                "the provider's keys are unavailable".to_owned(),
             ),
         };
         Parts {
@@ -540,7 +540,7 @@ impl BackChannelFailure {
 fn back_channel(f: &BackChannelFailure) -> Response {
     let p = f.parts();
     let body = OAuthError {
-        error: p.code.to_string(),
+        error: p.code.to_owned(),
         error_description: Some(p.message),
     };
     let mut r = (
@@ -570,7 +570,7 @@ fn upstream_parts(e: &UpstreamError) -> Parts {
     Parts {
         status,
         code,
-        message: text.to_string(),
+        message: text.to_owned(),
     }
 }
 

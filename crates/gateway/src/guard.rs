@@ -3,7 +3,7 @@
 use http::{HeaderMap, Method, header};
 
 /// Longest `next` value we keep; longer ones fall back to `/`.
-pub const MAX_NEXT_LEN: usize = 2048;
+pub(crate) const MAX_NEXT_LEN: usize = 2048;
 
 /// Accepts `raw` (an already URL-decoded query/form value) as a return path only if it is
 /// a same-site relative path. Anything else — `//host`, `/\host`, schemes, encoded slashes
@@ -34,7 +34,7 @@ pub fn safe_next(raw: &str) -> Option<String> {
     if joined.origin() != base.origin() {
         return None;
     }
-    Some(raw.to_string())
+    Some(raw.to_owned())
 }
 
 fn path_is_plain(p: &str) -> bool {
@@ -47,7 +47,7 @@ fn path_is_plain(p: &str) -> bool {
 }
 
 /// Methods that do not change state (CSRF-exempt, and replayable after a 401).
-pub fn is_safe_method(m: &Method) -> bool {
+pub(crate) fn is_safe_method(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 

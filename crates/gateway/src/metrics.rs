@@ -13,7 +13,7 @@ static META: Metadata<'static> = Metadata::new("sallyport_gateway", Level::INFO,
 
 /// Cheap to clone; counters are shared.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
     joined_local: Counter,
@@ -25,7 +25,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// A fresh, empty registry.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let recorder = Arc::new(PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
         let joined = |via: &'static str| {
@@ -66,13 +66,13 @@ impl Metrics {
     }
 
     /// A renewal reached the backend, with its outcome (`ok`, `refused`, `unavailable`).
-    pub fn renewal(&self, outcome: &'static str) {
+    pub(crate) fn renewal(&self, outcome: &'static str) {
         self.counter("sallyport_gateway_renewals_total", "outcome", outcome);
     }
 
     /// A request used an in-flight or just-finished renewal instead of calling the
     /// backend: `local` (this replica's) or `replica` (another replica's, through Redis).
-    pub fn renewal_joined(&self, via: &'static str) {
+    pub(crate) fn renewal_joined(&self, via: &'static str) {
         match via {
             "replica" => self.joined_replica.increment(1),
             _ => self.joined_local.increment(1),
@@ -81,7 +81,7 @@ impl Metrics {
 
     /// Cross-replica coordination was skipped and this replica renewed on its own
     /// (`redis_unavailable`), or gave up waiting for another replica (`wait_timeout`).
-    pub fn renewal_fallback(&self, reason: &'static str) {
+    pub(crate) fn renewal_fallback(&self, reason: &'static str) {
         self.counter(
             "sallyport_gateway_renewal_fallbacks_total",
             "reason",
@@ -90,32 +90,32 @@ impl Metrics {
     }
 
     /// Time a replica waited for another replica's renewal (lock held elsewhere).
-    pub fn renewal_lock_wait(&self, seconds: f64) {
+    pub(crate) fn renewal_lock_wait(&self, seconds: f64) {
         self.lock_wait.record(seconds);
     }
 
     /// A login attempt with its outcome.
-    pub fn login(&self, outcome: &'static str) {
+    pub(crate) fn login(&self, outcome: &'static str) {
         self.counter("sallyport_gateway_logins_total", "outcome", outcome);
     }
 
     /// A logout; `revoked` says whether the backend confirmed the revocation.
-    pub fn logout(&self, outcome: &'static str) {
+    pub(crate) fn logout(&self, outcome: &'static str) {
         self.counter("sallyport_gateway_logouts_total", "revocation", outcome);
     }
 
     /// The shared store (Redis) failed a `read` or `write`.
-    pub fn store_error(&self, op: &'static str) {
+    pub(crate) fn store_error(&self, op: &'static str) {
         self.counter("sallyport_gateway_store_errors_total", "op", op);
     }
 
     /// A request answered by the middleware without reaching upstream, by reason.
-    pub fn rejected(&self, reason: &'static str) {
+    pub(crate) fn rejected(&self, reason: &'static str) {
         self.counter("sallyport_gateway_rejected_total", "reason", reason);
     }
 
     /// A proxied request, by coarse result (`ok`, `bad_gateway`, `timeout`, `replayed`).
-    pub fn proxied(&self, result: &'static str) {
+    pub(crate) fn proxied(&self, result: &'static str) {
         if result == "ok" {
             self.proxied_ok.increment(1);
             return;
@@ -125,7 +125,7 @@ impl Metrics {
 
     /// A configuration reload: `ok` (applied) or `refused` (invalid: the previous
     /// configuration keeps serving), with [`Self::config_state`].
-    pub fn config_reload(&self, applied: bool, now_ms: u64) {
+    pub(crate) fn config_reload(&self, applied: bool, now_ms: u64) {
         self.counter(
             "sallyport_gateway_config_reloads_total",
             "result",
@@ -136,7 +136,7 @@ impl Metrics {
 
     /// `sallyport_gateway_config_last_reload_successful` (1 or 0: the gauge to alert on)
     /// and, when the configuration was applied (at start-up too), the time it was.
-    pub fn config_state(&self, applied: bool, now_ms: u64) {
+    pub(crate) fn config_state(&self, applied: bool, now_ms: u64) {
         let gauge = |name: &'static str| self.recorder.register_gauge(&Key::from_name(name), &META);
         gauge("sallyport_gateway_config_last_reload_successful").set(if applied {
             1.0
@@ -150,7 +150,7 @@ impl Metrics {
     }
 
     /// Prometheus text format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.handle.render()
     }
 }

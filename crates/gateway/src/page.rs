@@ -18,13 +18,13 @@ const BUILTIN: &str = include_str!("../../../web/templates/login.html");
 const NAME: &str = "login.html";
 
 /// The login page renderer.
-pub struct LoginPage {
+pub(crate) struct LoginPage {
     env: Environment<'static>,
     title: String,
 }
 
 /// Values shown on the page.
-pub struct LoginContext<'a> {
+pub(crate) struct LoginContext<'a> {
     /// Form action (`{prefix}/login`).
     pub action: &'a str,
     /// Validated return path.
@@ -37,7 +37,7 @@ pub struct LoginContext<'a> {
 
 impl LoginPage {
     /// Parses the operator's template, or the built-in one.
-    pub fn new(custom: Option<String>, title: String) -> Result<Self, Error> {
+    pub(crate) fn new(custom: Option<String>, title: String) -> Result<Self, Error> {
         let mut env = Environment::new();
         match custom {
             Some(src) => env
@@ -60,7 +60,7 @@ impl LoginPage {
     }
 
     /// Renders the page.
-    pub fn render(&self, c: &LoginContext<'_>) -> Result<String, Error> {
+    pub(crate) fn render(&self, c: &LoginContext<'_>) -> Result<String, Error> {
         let t = self
             .env
             .get_template(NAME)
@@ -77,7 +77,7 @@ impl LoginPage {
 }
 
 /// A minimal page for "the sign-in service is unavailable" answers to page navigations.
-pub fn unavailable_page() -> &'static str {
+pub(crate) fn unavailable_page() -> &'static str {
     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Temporarily unavailable</title></head>\
      <body><main><h1>Temporarily unavailable</h1><p role=\"alert\">The sign-in service cannot be reached right now. \
      You are still signed in; please try again in a moment.</p></main></body></html>"

@@ -101,7 +101,7 @@ thread_local! {
 /// keep-alive pool), with the parts of every upstream request that never change
 /// (scheme, authority, `Host`) parsed once at start-up instead of per request.
 #[derive(Clone)]
-pub struct HttpClient {
+pub(crate) struct HttpClient {
     /// This client's key in the thread-local pools.
     pool: u64,
     /// Held by every copy of this client; its idle connections hold a `Weak` (see
@@ -118,7 +118,7 @@ pub struct HttpClient {
 }
 
 /// Builds the pooled upstream client.
-pub fn client(settings: &Settings) -> HttpClient {
+pub(crate) fn client(settings: &Settings) -> HttpClient {
     let up = &settings.upstream;
     let scheme_authority = match up.base.strip_prefix("http://") {
         Some(rest) if rest == up.authority => up
@@ -289,7 +289,7 @@ impl HttpClient {
 }
 
 /// What the gateway adds to a proxied request.
-pub struct Credentials<'a> {
+pub(crate) struct Credentials<'a> {
     /// Sent as `Bearer <token>` in the configured header.
     pub access_token: &'a str,
     /// For identity headers.
@@ -298,7 +298,7 @@ pub struct Credentials<'a> {
 
 /// Why upstream gave no response (answered 502 or 504: [`crate::error`]).
 #[derive(Debug)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// Connection refused, reset, or a protocol error.
     Unreachable(String),
     /// No response head within `proxy.response_timeout_ms`.
@@ -319,7 +319,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Whether the request asks for a protocol upgrade (WebSocket).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
 }
 
@@ -334,7 +334,7 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Removes hop-by-hop headers, including those named in `Connection`. Keeps
 /// `Upgrade`/`Connection: upgrade` when `keep_upgrade`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Taken first: `Connection: upgrade` names it, and the loop below would drop it.
     let upgrade = headers.remove(header::UPGRADE);
     // Usually only `keep-alive`/`close` (Node sends `Connection: keep-alive` on every
@@ -464,7 +464,7 @@ enum Fwd {
 
 /// Which client request headers never reach upstream; built once from the settings.
 #[derive(Debug, Clone)]
-pub struct HeaderPolicy {
+pub(crate) struct HeaderPolicy {
     /// `proxy.authorization_header`, `_` read as `-`.
     auth_header: String,
     /// `proxy.identity_header_prefix`, `_` read as `-`.
@@ -493,7 +493,7 @@ fn dashed(name: &str) -> std::borrow::Cow<'_, str> {
 
 impl HeaderPolicy {
     /// The policy for these settings (see `proxy.drop_request_headers` for `extra`).
-    pub fn new(
+    pub(crate) fn new(
         auth_header: &HeaderName,
         identity_prefix: &str,
         extra: &[String],
@@ -529,7 +529,7 @@ impl HeaderPolicy {
     /// The same policy, believing the client's `X-Request-Id` and `traceparent`
     /// (`trust_request_id`) or not.
     #[must_use]
-    pub fn trusting_request_id(self, trust: bool) -> Self {
+    pub(crate) fn trusting_request_id(self, trust: bool) -> Self {
         Self {
             trust_request_id: trust,
             ..self
@@ -537,7 +537,7 @@ impl HeaderPolicy {
     }
 
     /// Whether the client's `X-Request-Id` and `traceparent` are believed.
-    pub fn trusts_request_id(&self) -> bool {
+    pub(crate) fn trusts_request_id(&self) -> bool {
         self.trust_request_id
     }
 
@@ -695,7 +695,7 @@ fn filter_request_headers(
 }
 
 /// Whether an upgrade request names only allowed protocols (`websocket` by default).
-pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+pub(crate) fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let mut any = false;
     for v in headers.get_all(header::UPGRADE) {
         for proto in v.as_bytes().split(|b| *b == b',') {
@@ -780,7 +780,7 @@ fn rewrite_cookies(
 }
 
 /// Everything needed to rewrite one request.
-pub struct Rewrite<'a> {
+pub(crate) struct Rewrite<'a> {
     /// Validated settings.
     pub settings: &'a Settings,
     /// The upstream client (for its pre-parsed upstream parts).
@@ -813,7 +813,7 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// `X-Forwarded-For/-Proto/-Host/-Port` plus `Forwarded` (RFC 7239) from its own view
 /// of the connection, extended from a trusted proxy's only with
 /// `trust_forwarded_headers`.
-pub fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), UpstreamError> {
+pub(crate) fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), UpstreamError> {
     let s = rw.settings;
     let safe_method = crate::guard::is_safe_method(req.method());
     // HTTP/2 clients send `:authority` instead of `Host`.
@@ -1107,7 +1107,7 @@ pub(crate) fn sets_session_cookie(
 }
 
 /// Identity headers: `<prefix>user` (sub), `<prefix>name`, `<prefix>roles` (comma-joined).
-pub fn insert_identity(headers: &mut HeaderMap, policy: &HeaderPolicy, u: &SessionUser) {
+pub(crate) fn insert_identity(headers: &mut HeaderMap, policy: &HeaderPolicy, u: &SessionUser) {
     let [user, name, roles] = &policy.identity_names;
     let mut put = |n: &Option<HeaderName>, value: &str| {
         if let (Some(n), Ok(v)) = (n, HeaderValue::from_str(value)) {
@@ -1125,7 +1125,7 @@ pub fn insert_identity(headers: &mut HeaderMap, policy: &HeaderPolicy, u: &Sessi
 
 /// Sends a rewritten request, bounded by the response timeout, and prepares the response
 /// for the client. A 101 answer is spliced to the client connection.
-pub async fn send(
+pub(crate) async fn send(
     client: &HttpClient,
     settings: &Settings,
     mut req: Request<Body>,
@@ -1458,7 +1458,7 @@ mod tests {
 
     #[test]
     fn upgrades_allowed_by_name() {
-        let allowed = vec!["websocket".to_string()];
+        let allowed = vec!["websocket".to_owned()];
         let up = |v: &'static str| {
             let mut h = HeaderMap::new();
             h.insert("upgrade", v.parse().unwrap());

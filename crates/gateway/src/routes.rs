@@ -181,7 +181,7 @@ async fn read_login(inner: &Inner, req: Request<Body>) -> Result<Login, RequestE
         serde_urlencoded::from_bytes(&bytes).map_err(|e| e.to_string())
     }
     .map_err(RequestError::MalformedLogin)?;
-    let username = input.username.trim().to_string();
+    let username = input.username.trim().to_owned();
     Ok(Login {
         form: !json,
         next: input

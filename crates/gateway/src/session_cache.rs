@@ -172,7 +172,7 @@ mod tests {
         let set = g.seal_session(data, NOW).expect("seal");
         assert_eq!(set.len(), 1, "one unchunked cookie");
         let first = set[0].to_str().expect("ascii");
-        first.split(';').next().expect("pair").to_string()
+        first.split(';').next().expect("pair").to_owned()
     }
 
     fn headers(pair: &str) -> HeaderMap {

@@ -7,12 +7,12 @@
 use sallyport_proto::SessionUser;
 
 /// The JWT `exp`, or `None` for an opaque or malformed token.
-pub fn expires_at(token: &str) -> Option<u64> {
+pub(crate) fn expires_at(token: &str) -> Option<u64> {
     sallyport_jwt::expires_at(token).ok()
 }
 
 /// The identity in the token's claims.
-pub fn user_of(token: &str) -> Option<SessionUser> {
+pub(crate) fn user_of(token: &str) -> Option<SessionUser> {
     let claims = sallyport_jwt::decode_unverified(token).ok()?;
     Some(SessionUser {
         sub: claims.sub,
@@ -27,7 +27,7 @@ pub fn user_of(token: &str) -> Option<SessionUser> {
 /// differs from ours must neither make us forward expired tokens nor renew in a loop. So
 /// the token's lifetime (`exp - iat`, or `expires_in`) is added to *our* `now`, and the
 /// smallest candidate wins.
-pub fn local_expiry(token: &str, expires_in: Option<u64>, now_s: u64) -> Option<u64> {
+pub(crate) fn local_expiry(token: &str, expires_in: Option<u64>, now_s: u64) -> Option<u64> {
     let mut candidates: Vec<u64> = Vec::with_capacity(2);
     if let Some(e) = expires_in {
         candidates.push(now_s.saturating_add(e));

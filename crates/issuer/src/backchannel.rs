@@ -25,7 +25,7 @@ use crate::config::BackchannelLogoutConfig;
 use crate::metrics::Metrics;
 
 /// The `events` member of a logout token.
-pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+pub(crate) const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// One logout token for one client (no `Debug`: the token is a bearer credential for
 /// ending a session at the client).

@@ -7,7 +7,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 /// The issuer's metrics.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
 }
@@ -24,7 +24,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 impl Metrics {
     /// A fresh recorder.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let builder = PrometheusBuilder::new();
         let builder = match builder.set_buckets(LATENCY_BUCKETS) {
             Ok(b) => b,
@@ -44,31 +44,31 @@ impl Metrics {
     }
 
     /// `sallyport_issuer_logins_total{outcome}`.
-    pub fn login(&self, outcome: &'static str) {
+    pub(crate) fn login(&self, outcome: &'static str) {
         self.with(|| {
             metrics::counter!("sallyport_issuer_logins_total", "outcome" => outcome).increment(1)
         });
     }
 
     /// `sallyport_issuer_refreshes_total{outcome}`.
-    pub fn refresh(&self, outcome: &'static str) {
+    pub(crate) fn refresh(&self, outcome: &'static str) {
         self.with(|| {
             metrics::counter!("sallyport_issuer_refreshes_total", "outcome" => outcome).increment(1)
         });
     }
 
     /// `sallyport_issuer_reuse_detections_total`.
-    pub fn reuse_detected(&self) {
+    pub(crate) fn reuse_detected(&self) {
         self.with(|| metrics::counter!("sallyport_issuer_reuse_detections_total").increment(1));
     }
 
     /// `sallyport_issuer_client_auth_failures_total`: `invalid_client` answers.
-    pub fn client_auth_failed(&self) {
+    pub(crate) fn client_auth_failed(&self) {
         self.with(|| metrics::counter!("sallyport_issuer_client_auth_failures_total").increment(1));
     }
 
     /// `sallyport_issuer_revocations_total{reason}`.
-    pub fn revocation(&self, reason: &'static str) {
+    pub(crate) fn revocation(&self, reason: &'static str) {
         self.with(|| {
             metrics::counter!("sallyport_issuer_revocations_total", "reason" => reason).increment(1)
         });
@@ -76,7 +76,7 @@ impl Metrics {
 
     /// `sallyport_issuer_authorizations_total{outcome}`: the code flow (codes issued,
     /// redeemed, refused, reused; login-form outcomes are under `logins_total`).
-    pub fn authorization(&self, outcome: &'static str) {
+    pub(crate) fn authorization(&self, outcome: &'static str) {
         self.with(|| {
             metrics::counter!("sallyport_issuer_authorizations_total", "outcome" => outcome)
                 .increment(1)
@@ -85,7 +85,7 @@ impl Metrics {
 
     /// `sallyport_issuer_backchannel_logouts_total{outcome}`: `delivered`, `failed`
     /// (gave up after the last attempt, or could not be prepared) or `dropped` (queue full).
-    pub fn backchannel_logout(&self, outcome: &'static str) {
+    pub(crate) fn backchannel_logout(&self, outcome: &'static str) {
         self.with(|| {
             metrics::counter!("sallyport_issuer_backchannel_logouts_total", "outcome" => outcome)
                 .increment(1)
@@ -94,7 +94,7 @@ impl Metrics {
 
     /// `sallyport_issuer_backchannel_logout_failed_attempts_total`: each failed POST,
     /// retried or not.
-    pub fn backchannel_logout_attempt_failed(&self) {
+    pub(crate) fn backchannel_logout_attempt_failed(&self) {
         self.with(|| {
             metrics::counter!("sallyport_issuer_backchannel_logout_failed_attempts_total")
                 .increment(1)
@@ -102,7 +102,7 @@ impl Metrics {
     }
 
     /// `sallyport_issuer_request_duration_seconds{method,path,status}`.
-    pub fn request(&self, method: String, path: String, status: u16, seconds: f64) {
+    pub(crate) fn request(&self, method: String, path: String, status: u16, seconds: f64) {
         self.with(|| {
             metrics::histogram!(
                 "sallyport_issuer_request_duration_seconds",
@@ -116,7 +116,7 @@ impl Metrics {
 
     /// `sallyport_issuer_config_reloads_total{result=ok|refused}` and
     /// `sallyport_issuer_config_last_reload_successful` (1 or 0).
-    pub fn config_reload(&self, applied: bool) {
+    pub(crate) fn config_reload(&self, applied: bool) {
         let result = if applied { "ok" } else { "refused" };
         self.with(|| {
             metrics::counter!("sallyport_issuer_config_reloads_total", "result" => result)
@@ -130,7 +130,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.handle.render()
     }
 }

@@ -28,11 +28,11 @@ use crate::error::{Error, Result};
 
 /// Longest password accepted, in bytes (argon2 pre-hashes, but unbounded input is
 /// still pointless work).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Hashes and verifies passwords with fixed parameters.
 #[derive(Clone)]
-pub struct Hasher {
+pub(crate) struct Hasher {
     params: Params,
     /// A real hash of a random password with the same parameters, verified against
     /// when the user does not exist so that "no such user" costs the same time as
@@ -198,7 +198,7 @@ fn verify_in_place(password: &[u8], stored: &str, usual_blocks: usize) -> bool {
 
 impl Hasher {
     /// Builds the hasher and its dummy hash.
-    pub async fn new(config: &Argon2Config) -> Result<Self> {
+    pub(crate) async fn new(config: &Argon2Config) -> Result<Self> {
         let params = Params::new(
             config.memory_kib,
             config.iterations,
@@ -221,7 +221,7 @@ impl Hasher {
     }
 
     /// PHC string for `password`.
-    pub async fn hash(&self, password: String) -> Result<String> {
+    pub(crate) async fn hash(&self, password: String) -> Result<String> {
         let params = self.params.clone();
         self.slots
             .run(move || {
@@ -235,7 +235,7 @@ impl Hasher {
 
     /// True when `password` matches `stored`; with `stored = None` verifies against the
     /// dummy hash and returns false.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool> {
+    pub(crate) async fn verify(&self, password: String, stored: Option<String>) -> Result<bool> {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy.to_string());
         let usual_blocks = self.params.block_count();

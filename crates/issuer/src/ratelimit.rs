@@ -143,7 +143,7 @@ fn wait(until: i64, now: i64) -> Option<Duration> {
 }
 
 /// The three login limits (see the module documentation).
-pub struct LoginLimiter {
+pub(crate) struct LoginLimiter {
     address: Option<Limiter>,
     account_address: Option<Limiter>,
     account: Option<Limiter>,
@@ -196,7 +196,7 @@ impl Keys {
 
 impl LoginLimiter {
     /// From configuration (a burst of 0 disables that limit).
-    pub fn new(config: &RateLimitConfig) -> Self {
+    pub(crate) fn new(config: &RateLimitConfig) -> Self {
         let cap = config.max_tracked_keys;
         LoginLimiter {
             address: Limiter::new(config.address_burst, config.address_replenish_secs, cap),
@@ -247,7 +247,7 @@ impl LoginLimiter {
     /// both take the last place in a burst. The count is taken back when the returned
     /// [`Attempt`] is dropped without [`Attempt::failed`] (right password, disabled
     /// account, error, cancelled request) and at once when the attempt is refused.
-    pub fn attempt(
+    pub(crate) fn attempt(
         &self,
         username: &str,
         address: Option<&str>,
@@ -287,14 +287,14 @@ impl LoginLimiter {
     }
 
     /// Entries per limit (address, account+address, account), after pending evictions.
-    pub fn tracked_keys(&self) -> [u64; 3] {
+    pub(crate) fn tracked_keys(&self) -> [u64; 3] {
         let n = |l: &Option<Limiter>| l.as_ref().map_or(0, Limiter::entries);
         [n(&self.address), n(&self.account_address), n(&self.account)]
     }
 }
 
 /// A login attempt counted as a failure in advance ([`LoginLimiter::attempt`]).
-pub struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     limiter: &'a LoginLimiter,
     keys: Keys,
     blocked: Option<Duration>,
@@ -304,7 +304,7 @@ pub struct Attempt<'a> {
 impl Attempt<'_> {
     /// The password was wrong: the failure stays counted. `Some(wait)` when it
     /// exhausted a limit that now refuses this account from this address.
-    pub fn failed(mut self) -> Option<Duration> {
+    pub(crate) fn failed(mut self) -> Option<Duration> {
         self.failed = true;
         self.blocked
     }

@@ -92,7 +92,7 @@ impl<T: AsyncWrite> AsyncWrite for SendTimeoutIo<T> {
         let this = self.project();
         match this.inner.poll_write(cx, buf) {
             Poll::Pending => stall(cx, *this.timeout, this.sleep, this.stalled),
-            ready => {
+            ready @ Poll::Ready(_) => {
                 *this.stalled = false;
                 ready
             }
@@ -107,7 +107,7 @@ impl<T: AsyncWrite> AsyncWrite for SendTimeoutIo<T> {
         let this = self.project();
         match this.inner.poll_write_vectored(cx, bufs) {
             Poll::Pending => stall(cx, *this.timeout, this.sleep, this.stalled),
-            ready => {
+            ready @ Poll::Ready(_) => {
                 *this.stalled = false;
                 ready
             }
@@ -122,7 +122,7 @@ impl<T: AsyncWrite> AsyncWrite for SendTimeoutIo<T> {
         let this = self.project();
         match this.inner.poll_flush(cx) {
             Poll::Pending => stall(cx, *this.timeout, this.sleep, this.stalled),
-            ready => {
+            ready @ Poll::Ready(_) => {
                 *this.stalled = false;
                 ready
             }
@@ -133,7 +133,7 @@ impl<T: AsyncWrite> AsyncWrite for SendTimeoutIo<T> {
         let this = self.project();
         match this.inner.poll_shutdown(cx) {
             Poll::Pending => stall(cx, *this.timeout, this.sleep, this.stalled),
-            ready => {
+            ready @ Poll::Ready(_) => {
                 *this.stalled = false;
                 ready
             }

@@ -11,7 +11,7 @@ use sallyport_issuer::{Config, Issuer};
 
 /// Where the issuer's database is.
 #[derive(Debug, Clone, clap::Args)]
-pub struct DbArgs {
+pub(crate) struct DbArgs {
     /// Issuer TOML configuration file.
     #[arg(long, short, env = "SALLYPORT_ISSUER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -40,7 +40,7 @@ impl DbArgs {
 
 /// `sallyport user …`
 #[derive(Debug, clap::Subcommand)]
-pub enum UserCommand {
+pub(crate) enum UserCommand {
     /// Create a user (password from a prompt, or one line of stdin).
     Add {
         /// Login name.
@@ -93,7 +93,7 @@ pub enum UserCommand {
 
 /// `sallyport session …`
 #[derive(Debug, clap::Subcommand)]
-pub enum SessionCommand {
+pub(crate) enum SessionCommand {
     /// List sessions (refresh-token families), newest first.
     List {
         /// Only this user's sessions.
@@ -125,7 +125,7 @@ pub enum SessionCommand {
 
 /// `sallyport keys …`
 #[derive(Debug, clap::Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// List signing keys.
     List {
         /// JSON lines instead of a table.
@@ -180,7 +180,7 @@ fn fmt_ms(ms: Option<i64>) -> String {
 }
 
 /// Runs `sallyport user …`.
-pub async fn user(c: UserCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn user(c: UserCommand) -> anyhow::Result<ExitCode> {
     match c {
         UserCommand::Add {
             username,
@@ -253,7 +253,7 @@ async fn flush_logouts(issuer: &Issuer) {
 }
 
 /// Runs `sallyport session …`.
-pub async fn session(c: SessionCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn session(c: SessionCommand) -> anyhow::Result<ExitCode> {
     match c {
         SessionCommand::List {
             user,
@@ -302,7 +302,7 @@ pub async fn session(c: SessionCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `sallyport keys …`.
-pub async fn keys(c: KeysCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn keys(c: KeysCommand) -> anyhow::Result<ExitCode> {
     match c {
         KeysCommand::List { json, db } => {
             let issuer = db.open().await?;

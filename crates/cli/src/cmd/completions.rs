@@ -12,14 +12,14 @@ use clap_complete::Shell;
 
 /// Options of `sallyport completions`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: Shell,
 }
 
 /// Writes the completion script for `args.shell` to stdout.
-pub fn run(args: Args, mut command: clap::Command) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, mut command: clap::Command) -> anyhow::Result<ExitCode> {
     let name = command.get_name().to_owned();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut command, name, &mut out);

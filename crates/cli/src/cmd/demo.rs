@@ -30,7 +30,7 @@ impl From<FlowArg> for Flow {
 
 /// Options of `sallyport demo`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Directory for the issuer's SQLite database, the session secret, the gateway's
     /// client secret, the issuer's settings (`issuer.toml`, for `sallyport session
     /// revoke --config`) and the demo login; a second run reuses it.
@@ -69,7 +69,7 @@ pub struct Args {
 const PASSWORD_ENV: &str = "SALLYPORT_DEMO_PASSWORD";
 
 /// Runs the demo until Ctrl-C (or SIGTERM), then stops all three parts.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = DemoOptions {
         data_dir: args.data_dir,
         port: args.port,

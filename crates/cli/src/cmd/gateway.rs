@@ -8,7 +8,7 @@ use anyhow::Context;
 
 /// Options of `sallyport gateway`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// TOML configuration file (see config/gateway.example.toml). Environment variables
     /// `SALLYPORT_GATEWAY_*` and `SESSION_SECRET` override it. `SIGHUP` reads it again and
     /// applies it without dropping connections (docs/operations.md, "Reloading the
@@ -61,7 +61,7 @@ impl Source {
 }
 
 /// Runs the gateway until Ctrl-C / SIGTERM; `SIGHUP` reloads the configuration.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let source = Source {
         config: args.config,
         listen: args.listen,

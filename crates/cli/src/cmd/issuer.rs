@@ -8,7 +8,7 @@ use sallyport_issuer::{Config, Issuer, config::redact_url};
 
 /// Options of `sallyport issuer`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// TOML configuration file (see config/issuer.example.toml); `SALLYPORT_ISSUER_*`
     /// environment variables override it. `SIGHUP` reads it again and applies what can
     /// change without a restart (clients, trusted proxies, lifetimes; docs/operations.md).
@@ -18,7 +18,7 @@ pub struct Args {
 
 /// Loads the configuration, opens the database (migrating, creating the first signing
 /// key), listens and serves until SIGINT/SIGTERM; `SIGHUP` reloads the configuration.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // First of all: from here on SIGHUP no longer ends the process (its default action);
     // one received while the database is opened is applied once the issuer serves.
     #[cfg(unix)]

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 
 /// Options of `sallyport man`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Write a page for every command and subcommand into this directory (created if
     /// missing) instead of printing the main page.
     #[arg(long, value_name = "DIR")]
@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 /// Prints the main page, or writes every page to `--out-dir`.
-pub fn run(args: Args, command: clap::Command) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, command: clap::Command) -> anyhow::Result<ExitCode> {
     match args.out_dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

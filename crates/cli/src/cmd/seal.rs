@@ -16,7 +16,7 @@ use sallyport_iron::{Error, Passwords, UnsealReason};
 
 /// Where the sealing password comes from. Shared by `seal` and `unseal`.
 #[derive(Debug, clap::Args)]
-pub struct PasswordArgs {
+pub(crate) struct PasswordArgs {
     /// Name of the environment variable holding the password (at least 32 characters)
     /// or a JSON password map such as {"1":"old-password…","2":"new-password…"}.
     /// Ignored when --password-file is given.
@@ -44,7 +44,7 @@ Passwords are never taken from the command line.
 
 Example:
   echo '{\"isLoggedIn\":false}' | SESSION_SECRET=… sallyport seal --ttl 3600")]
-pub struct SealArgs {
+pub(crate) struct SealArgs {
     #[command(flatten)]
     pub password: PasswordArgs,
 
@@ -66,7 +66,7 @@ its \"default\" entry opens seals that carry no id (made by @hapi/iron).
 
 Example:
   SESSION_SECRET=… sallyport unseal --pretty 'Fe26.2*1*…~2'")]
-pub struct UnsealArgs {
+pub(crate) struct UnsealArgs {
     /// The cookie value, or `-` to read it from stdin. A `name=` prefix (as copied from
     /// a Cookie header) and percent-encoding are removed.
     #[arg(value_name = "COOKIE_VALUE | -")]
@@ -89,7 +89,7 @@ pub struct UnsealArgs {
 }
 
 /// `sallyport seal`.
-pub fn seal(args: SealArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn seal(args: SealArgs) -> anyhow::Result<ExitCode> {
     let passwords = load_passwords(&args.password)?;
     let mut input = String::new();
     if std::io::stdin().is_terminal() {
@@ -108,7 +108,7 @@ pub fn seal(args: SealArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `sallyport unseal`.
-pub fn unseal(args: UnsealArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn unseal(args: UnsealArgs) -> anyhow::Result<ExitCode> {
     let passwords = load_passwords(&args.password)?;
     let raw = if args.cookie == "-" {
         let mut input = String::new();

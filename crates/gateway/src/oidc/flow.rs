@@ -92,7 +92,7 @@ pub(crate) fn start(inner: &Inner, oidc: &Oidc, next: &str) -> Response {
         state: state.clone(),
         nonce: nonce.clone(),
         verifier,
-        next: next.to_string(),
+        next: next.to_owned(),
     };
     let now_ms = inner.clock.now_ms();
     let sealed = match sallyport_iron::seal_value(
@@ -199,7 +199,7 @@ async fn finish(
     now_ms: u64,
     client: Option<IpAddr>,
 ) -> Result<Finished, (SignInFailure, String)> {
-    let home = || "/".to_string();
+    let home = || "/".to_owned();
     let state = q
         .state
         .as_deref()

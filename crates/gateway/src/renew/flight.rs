@@ -243,7 +243,7 @@ impl Renewer {
                     key,
                 };
                 let task_inner = inner.clone();
-                let rt = refresh_token.to_string();
+                let rt = refresh_token.to_owned();
                 // The task, not the caller, owns the call: see the module docs.
                 // Carries the request id and span of the request that started it.
                 let task = tokio::spawn(sallyport_observe::carry(async move {

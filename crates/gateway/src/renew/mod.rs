@@ -167,7 +167,7 @@ impl Inner {
 }
 
 /// Retry-After for "backend unavailable" when the backend gave none.
-pub const DEFAULT_RETRY_AFTER: u64 = 5;
+pub(crate) const DEFAULT_RETRY_AFTER: u64 = 5;
 
 /// Why a renewal did not produce tokens.
 pub(crate) enum RenewFailure {

@@ -243,7 +243,7 @@ async fn unauthenticated_api_calls_get_401_json_and_no_cookie() {
         let www = resp.headers()["www-authenticate"]
             .to_str()
             .unwrap()
-            .to_string();
+            .to_owned();
         assert!(www.contains("session_expired"), "{www}");
         assert!(resp.headers().get("set-cookie").is_none());
         let body: serde_json::Value = resp.json().await.unwrap();

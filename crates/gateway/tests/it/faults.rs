@@ -115,7 +115,7 @@ async fn unreachable_backend_keeps_session_and_readyz_fails() {
         .split(';')
         .next()
         .unwrap()
-        .to_string();
+        .to_owned();
     let http = client();
     let resp = http
         .get(format!("{url}/echo"))

@@ -48,7 +48,7 @@ async fn form_login_redirects_to_next_and_sets_a_cookie() {
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/dashboard?tab=2");
     assert_eq!(resp.headers()["cache-control"], "private, no-store");
-    let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.starts_with("sallyport=Fe26.2*"), "{set}");
     assert!(set.contains("HttpOnly"));
     assert!(set.contains("SameSite=Lax"));

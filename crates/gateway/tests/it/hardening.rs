@@ -97,7 +97,7 @@ async fn reject_current_token(h: &Harness, cookie: &str) {
         .rejected
         .lock()
         .unwrap()
-        .insert(at.trim_start_matches("Bearer ").to_string());
+        .insert(at.trim_start_matches("Bearer ").to_owned());
 }
 
 #[tokio::test]
@@ -210,7 +210,7 @@ async fn bodies_over_the_replay_limit_stream_whole_and_are_not_replayed() {
 async fn csrf_compares_scheme_host_and_port() {
     let h = Harness::start().await;
     let cookie = h.login().await;
-    let port = h.url.rsplit(':').next().unwrap().to_string();
+    let port = h.url.rsplit(':').next().unwrap().to_owned();
     let hits = h.upstream.hits.load(Ordering::SeqCst);
     let forged: Vec<(Option<String>, Option<&str>)> = vec![
         // Same host and port, other scheme (the audit's finding).

@@ -17,16 +17,16 @@ use sallyport_gateway::{Config, Gateway, OffsetClock};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-pub const SECRET: &str = "test-secret-test-secret-test-secret-0001";
-pub const USER: &str = "alice";
-pub const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const SECRET: &str = "test-secret-test-secret-test-secret-0001";
+pub(crate) const USER: &str = "alice";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// Backend fault modes.
-pub const MODE_OK: u8 = 0;
-pub const MODE_5XX: u8 = 1;
-pub const MODE_SLOW: u8 = 2;
+pub(crate) const MODE_OK: u8 = 0;
+pub(crate) const MODE_5XX: u8 = 1;
+pub(crate) const MODE_SLOW: u8 = 2;
 
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub hits: AtomicUsize,
     pub rejected: Mutex<HashSet<String>>,
     pub entered: Notify,
@@ -34,7 +34,7 @@ pub struct Upstream {
     pub stream_gate: Notify,
 }
 
-pub struct Backend {
+pub(crate) struct Backend {
     pub url: String,
     pub issuer: sallyport_issuer::Issuer,
     pub refreshes: Arc<AtomicUsize>,
@@ -48,13 +48,13 @@ pub struct Backend {
 
 /// One call the backend received.
 #[derive(Debug, Clone)]
-pub struct BackendCall {
+pub(crate) struct BackendCall {
     pub path: String,
     pub request_id: Option<String>,
     pub traceparent: Option<String>,
 }
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub url: String,
     pub gateway: Gateway,
     pub clock: Arc<OffsetClock>,
@@ -64,7 +64,7 @@ pub struct Harness {
 }
 
 #[derive(Clone)]
-pub struct BackendCounters {
+pub(crate) struct BackendCounters {
     refreshes: Arc<AtomicUsize>,
     revocations: Arc<AtomicUsize>,
     mode: Arc<AtomicU8>,
@@ -72,7 +72,7 @@ pub struct BackendCounters {
 }
 
 async fn count_and_fault(State(c): State<BackendCounters>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+    let path = req.uri().path().to_owned();
     let call = {
         let header = |n: &str| {
             req.headers()
@@ -108,7 +108,7 @@ async fn count_and_fault(State(c): State<BackendCounters>, req: Request, next: N
         .await
 }
 
-pub async fn start_backend(reuse_interval_secs: u64) -> Arc<Backend> {
+pub(crate) async fn start_backend(reuse_interval_secs: u64) -> Arc<Backend> {
     init_test_logs();
     let counters = BackendCounters {
         refreshes: Arc::new(AtomicUsize::new(0)),
@@ -157,7 +157,7 @@ async fn echo(req: Request) -> Response {
 fn echo_parts(method: &http::Method, uri: &http::Uri, headers: &HeaderMap, len: usize) -> Response {
     let mut h = BTreeMap::new();
     for (k, v) in headers {
-        h.entry(k.as_str().to_string())
+        h.entry(k.as_str().to_owned())
             .or_insert_with(Vec::new)
             .push(String::from_utf8_lossy(v.as_bytes()).to_string());
     }
@@ -175,16 +175,16 @@ async fn counted(State(up): State<Arc<Upstream>>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-pub fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     headers
         .get("authorization")?
         .to_str()
         .ok()?
         .strip_prefix("Bearer ")
-        .map(str::to_string)
+        .map(str::to_owned)
 }
 
-pub async fn start_upstream() -> (Arc<Upstream>, String) {
+pub(crate) async fn start_upstream() -> (Arc<Upstream>, String) {
     let up = Arc::new(Upstream {
         hits: AtomicUsize::new(0),
         rejected: Mutex::new(HashSet::new()),
@@ -282,9 +282,9 @@ async fn ws(upgrade: WebSocketUpgrade, headers: HeaderMap) -> Response {
 }
 
 /// A gateway configuration against `backend` and `upstream`.
-pub fn config(backend: &Backend, upstream_url: &str) -> Config {
+pub(crate) fn config(backend: &Backend, upstream_url: &str) -> Config {
     let mut c = Config::default();
-    c.upstream = upstream_url.to_string();
+    c.upstream = upstream_url.to_owned();
     c.session.secret = Some(SECRET.into());
     c.session.secure = false;
     c.public_paths = vec!["/public/**".into()];
@@ -302,14 +302,14 @@ pub fn config(backend: &Backend, upstream_url: &str) -> Config {
 /// issuer log in this test binary goes to a file there, at `SALLYPORT_TEST_RUST_LOG`
 /// (else `RUST_LOG`, else debug and trace for sallyport crates), for the secret scan
 /// (scripts/lib/scan-logs). Once per process; without the variable, nothing is logged.
-pub fn init_test_logs() {
+pub(crate) fn init_test_logs() {
     sallyport_observe::testing::init_test_logs(
         "gateway-it",
         &[PASSWORD, SECRET, "gateway-client-secret-0001"],
     );
 }
 
-pub async fn start_gateway(config: Config) -> (String, Gateway, Arc<OffsetClock>) {
+pub(crate) async fn start_gateway(config: Config) -> (String, Gateway, Arc<OffsetClock>) {
     init_test_logs();
     let clock = Arc::new(OffsetClock::default());
     let g = sallyport_testkit::start_gateway(config, clock.clone()).await;
@@ -323,11 +323,11 @@ pub async fn start_gateway(config: Config) -> (String, Gateway, Arc<OffsetClock>
 static ADMIN_URLS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 /// The admin listener's URL of the gateway serving `url` (started by `start_gateway`).
-pub fn admin_of(url: &str) -> String {
+pub(crate) fn admin_of(url: &str) -> String {
     ADMIN_URLS.lock().unwrap()[url].clone()
 }
 
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -335,7 +335,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// `POST {url}/auth/logout` with `cookie`; the status.
-pub async fn logout(url: &str, cookie: &str) -> u16 {
+pub(crate) async fn logout(url: &str, cookie: &str) -> u16 {
     client()
         .post(format!("{url}/auth/logout"))
         .header("cookie", cookie)
@@ -347,11 +347,14 @@ pub async fn logout(url: &str, cookie: &str) -> u16 {
 }
 
 impl Harness {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(0, |_| {}).await
     }
 
-    pub async fn start_with(reuse_interval_secs: u64, tweak: impl FnOnce(&mut Config)) -> Self {
+    pub(crate) async fn start_with(
+        reuse_interval_secs: u64,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let backend = start_backend(reuse_interval_secs).await;
         let (upstream, upstream_url) = start_upstream().await;
         let mut c = config(&backend, &upstream_url);
@@ -369,14 +372,14 @@ impl Harness {
     }
 
     /// Logs in with JSON and returns the `Cookie` header value for the session.
-    pub async fn login(&self) -> String {
+    pub(crate) async fn login(&self) -> String {
         let resp = login_at(&self.http, &self.url).await;
         assert_eq!(resp.status(), 200, "login failed");
         cookie_header(resp.headers()).expect("login sets a cookie")
     }
 
     /// GET on the admin listener (verify, health, metrics).
-    pub fn admin_get(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn admin_get(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {
         let mut r = self.http.get(format!("{}{path}", admin_of(&self.url)));
         if !cookie.is_empty() {
             r = r.header("cookie", cookie);
@@ -384,7 +387,7 @@ impl Harness {
         r
     }
 
-    pub fn get(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn get(&self, path: &str, cookie: &str) -> reqwest::RequestBuilder {
         let mut r = self.http.get(format!("{}{path}", self.url));
         if !cookie.is_empty() {
             r = r.header("cookie", cookie);
@@ -393,7 +396,7 @@ impl Harness {
     }
 
     /// GET /echo as an API call; returns (status, echoed JSON, new Cookie header if set).
-    pub async fn echo(&self, cookie: &str) -> (StatusCode, Value, Option<String>) {
+    pub(crate) async fn echo(&self, cookie: &str) -> (StatusCode, Value, Option<String>) {
         let resp = self
             .get("/echo", cookie)
             .header("accept", "application/json")
@@ -407,20 +410,20 @@ impl Harness {
     }
 
     /// Moves the gateway's clock past the access token's lifetime (15 min).
-    pub fn expire_access_token(&self) {
+    pub(crate) fn expire_access_token(&self) {
         self.clock.advance_ms(16 * 60 * 1000);
     }
 
-    pub fn refreshes(&self) -> usize {
+    pub(crate) fn refreshes(&self) -> usize {
         self.backend.refreshes.load(Ordering::SeqCst)
     }
 
-    pub fn set_backend_mode(&self, mode: u8) {
+    pub(crate) fn set_backend_mode(&self, mode: u8) {
         self.backend.mode.store(mode, Ordering::SeqCst);
     }
 
     /// Whether a `Cookie` header value holds a valid session for the gateway now.
-    pub fn is_valid_cookie(&self, cookie: &str) -> bool {
+    pub(crate) fn is_valid_cookie(&self, cookie: &str) -> bool {
         let mut h = HeaderMap::new();
         h.insert("cookie", cookie.parse().unwrap());
         self.gateway
@@ -430,7 +433,7 @@ impl Harness {
 }
 
 /// `POST {url}/auth/login` with [`USER`]'s JSON credentials.
-pub async fn login_at(http: &reqwest::Client, url: &str) -> reqwest::Response {
+pub(crate) async fn login_at(http: &reqwest::Client, url: &str) -> reqwest::Response {
     http.post(format!("{url}/auth/login"))
         .json(&json!({"username": USER, "password": PASSWORD}))
         .send()
@@ -439,19 +442,19 @@ pub async fn login_at(http: &reqwest::Client, url: &str) -> reqwest::Response {
 }
 
 /// Builds a `Cookie` header from a response's non-expired `Set-Cookie` values.
-pub fn cookie_header(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn cookie_header(headers: &HeaderMap) -> Option<String> {
     let pairs: Vec<String> = headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter(|s| !s.contains("Max-Age=0"))
-        .filter_map(|s| s.split(';').next().map(str::to_string))
+        .filter_map(|s| s.split(';').next().map(str::to_owned))
         .collect();
     (!pairs.is_empty()).then(|| pairs.join("; "))
 }
 
 /// Whether the response expires the session cookie.
-pub fn clears_cookie(headers: &HeaderMap) -> bool {
+pub(crate) fn clears_cookie(headers: &HeaderMap) -> bool {
     headers
         .get_all("set-cookie")
         .iter()
@@ -459,12 +462,12 @@ pub fn clears_cookie(headers: &HeaderMap) -> bool {
         .any(|s| s.contains("Max-Age=0"))
 }
 
-pub fn header_of(v: &Value, name: &str) -> Option<String> {
-    v["headers"][name][0].as_str().map(str::to_string)
+pub(crate) fn header_of(v: &Value, name: &str) -> Option<String> {
+    v["headers"][name][0].as_str().map(str::to_owned)
 }
 
 /// Undoes minijinja's HTML escaping (it escapes `/` too) for assertions on page text.
-pub fn unescape(html: &str) -> String {
+pub(crate) fn unescape(html: &str) -> String {
     html.replace("&#x2f;", "/")
         .replace("&quot;", "\"")
         .replace("&#x27;", "'")

@@ -95,7 +95,7 @@ impl IssuerProc {
             .build()
             .unwrap();
         let mut cfg = sallyport_issuer::Config::default();
-        cfg.database_url = database_url.to_string();
+        cfg.database_url = database_url.to_owned();
         cfg.listen = addr.to_string();
         cfg.issuer = format!("http://{addr}");
         // Long enough for every round of the test: a token whose rotation committed but
@@ -204,7 +204,7 @@ impl Drop for IssuerProc {
 
 fn gateway_config(issuer: &str, upstream: &str) -> Config {
     let mut c = Config::default();
-    c.upstream = upstream.to_string();
+    c.upstream = upstream.to_owned();
     c.session.secret = Some(SECRET.into());
     c.session.secure = false;
     c.backend.login_url = Some(format!("{issuer}/api/login"));

@@ -95,7 +95,7 @@ impl Op {
     fn id_token(&self, sub: &str, nonce: Option<&str>) -> String {
         let t = self.tweak.lock().unwrap().clone();
         let now = self.now();
-        let sub = t.sub.clone().unwrap_or_else(|| sub.to_string());
+        let sub = t.sub.clone().unwrap_or_else(|| sub.to_owned());
         let mut claims = json!({
             "iss": t.iss.clone().unwrap_or_else(|| self.url.clone()),
             "sub": sub,
@@ -238,7 +238,7 @@ async fn token(State(op): State<Arc<Op>>, Form(f): Form<HashMap<String, String>>
             if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != challenge {
                 return refuse();
             }
-            (sub.to_string(), Some(nonce))
+            (sub.to_owned(), Some(nonce))
         }
         Some("refresh_token") => {
             op.refreshes.fetch_add(1, Ordering::SeqCst);
@@ -302,7 +302,7 @@ struct Rp {
 fn oidc_config(op: &Op, upstream: &str, gateway_port: u16) -> Config {
     let mut c = Config::default();
     c.listen = format!("127.0.0.1:{gateway_port}").parse().unwrap();
-    c.upstream = upstream.to_string();
+    c.upstream = upstream.to_owned();
     c.public_origin = Some(format!("http://127.0.0.1:{gateway_port}"));
     c.session.secret = Some(SECRET.into());
     c.session.secure = false;
@@ -369,13 +369,13 @@ impl Rp {
             .unwrap();
         assert_eq!(r.status(), 303);
         let attempt = cookie_header(r.headers()).expect("attempt cookie");
-        let to = r.headers()["location"].to_str().unwrap().to_string();
+        let to = r.headers()["location"].to_str().unwrap().to_owned();
         assert!(
             to.starts_with(&format!("{}/authorize?", self.op.url)),
             "{to}"
         );
         let r = self.http.get(&to).send().await.unwrap();
-        let callback = r.headers()["location"].to_str().unwrap().to_string();
+        let callback = r.headers()["location"].to_str().unwrap().to_owned();
         Login { attempt, callback }
     }
 
@@ -397,7 +397,7 @@ impl Rp {
         let loc = r
             .headers()
             .get("location")
-            .map(|v| v.to_str().unwrap().to_string());
+            .map(|v| v.to_str().unwrap().to_owned());
         let set = cookie_header(r.headers());
         (status, loc, set, r.text().await.unwrap())
     }

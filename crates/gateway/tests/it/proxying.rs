@@ -123,7 +123,7 @@ async fn upstream_set_cookie_is_kept_next_to_ours() {
         .headers()
         .get_all("set-cookie")
         .iter()
-        .map(|v| v.to_str().unwrap().to_string())
+        .map(|v| v.to_str().unwrap().to_owned())
         .collect();
     assert!(all.iter().any(|c| c.starts_with("app=1")));
     assert!(all.iter().any(|c| c.starts_with("sallyport=")));
@@ -140,7 +140,7 @@ async fn chunked_sessions_round_trip() {
     let now = sallyport_gateway::Clock::now_ms(&*h.clock);
     let mut big = sallyport_gateway::SessionData {
         is_logged_in: true,
-        access_token: Some(at.trim_start_matches("Bearer ").to_string()),
+        access_token: Some(at.trim_start_matches("Bearer ").to_owned()),
         refresh_token: Some("unused-refresh".into()),
         sid: Some("chunky".into()),
         ..Default::default()
@@ -149,7 +149,7 @@ async fn chunked_sessions_round_trip() {
     let set = h.gateway.seal_session(&big, now).unwrap();
     let chunks: Vec<String> = set
         .iter()
-        .map(|v| v.to_str().unwrap().to_string())
+        .map(|v| v.to_str().unwrap().to_owned())
         .filter(|s| !s.contains("Max-Age=0"))
         .collect();
     assert!(chunks.len() >= 2, "expected chunks, got {chunks:?}");

@@ -58,7 +58,7 @@ async fn secret_rotation_keeps_old_cookies_and_seals_new_ones_with_the_new_id() 
     let (_up, up_url) = start_upstream().await;
     let mut c1 = config(&backend, &up_url);
     c1.session.secret = None;
-    c1.session.secrets = [("1".to_string(), OLD.to_string())].into();
+    c1.session.secrets = [("1".to_owned(), OLD.to_owned())].into();
     let (url, gateway, _) = start_gateway(c1.clone()).await;
     let old_cookie = login(&url).await;
     assert!(old_cookie.contains("Fe26.2*1*"), "{old_cookie}");
@@ -86,7 +86,7 @@ async fn secret_rotation_keeps_old_cookies_and_seals_new_ones_with_the_new_id() 
     // Retiring id 1: cookies sealed with it stop opening at once (even though the
     // gateway had them cached), those sealed with id 2 keep working.
     let mut c3 = c1.clone();
-    c3.session.secrets = [("2".to_string(), NEW.to_string())].into();
+    c3.session.secrets = [("2".to_owned(), NEW.to_owned())].into();
     gateway.reload(c3).unwrap();
     assert_eq!(get(&url, "/echo", &old_cookie).await.status(), 401);
     assert_eq!(get(&url, "/echo", &resealed).await.status(), 200);
@@ -137,7 +137,7 @@ async fn new_upstream_receives_the_traffic_and_a_held_connection_survives() {
     let (url, gateway, _) = start_gateway(c1.clone()).await;
 
     // One keep-alive connection, opened before the reload and used on both sides of it.
-    let addr = url.trim_start_matches("http://").to_string();
+    let addr = url.trim_start_matches("http://").to_owned();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (mut held, conn) =
         hyper::client::conn::http1::handshake::<_, String>(hyper_util::rt::TokioIo::new(stream))
@@ -201,7 +201,7 @@ async fn a_slow_request_in_flight_completes_across_a_reload() {
     let mut c2 = c1.clone();
     c2.upstream = up2_url;
     c2.session.secret = None;
-    c2.session.secrets = [("2".to_string(), NEW.to_string())].into();
+    c2.session.secrets = [("2".to_owned(), NEW.to_owned())].into();
     gateway.reload(c2).unwrap();
     up1.release.notify_one();
     let resp = slow.await.unwrap();

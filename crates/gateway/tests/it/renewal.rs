@@ -135,7 +135,7 @@ async fn upstream_401_on_idempotent_request_renews_and_replays_once() {
         .rejected
         .lock()
         .unwrap()
-        .insert(at1.trim_start_matches("Bearer ").to_string());
+        .insert(at1.trim_start_matches("Bearer ").to_owned());
     let hits = h.upstream.hits.load(std::sync::atomic::Ordering::SeqCst);
     let resp = h
         .get("/picky", &cookie)
@@ -161,7 +161,7 @@ async fn upstream_401_on_idempotent_request_renews_and_replays_once() {
         .rejected
         .lock()
         .unwrap()
-        .insert(at.trim_start_matches("Bearer ").to_string());
+        .insert(at.trim_start_matches("Bearer ").to_owned());
     let resp = h
         .http
         .post(format!("{}/picky", h.url))
@@ -198,7 +198,7 @@ async fn password_rotation_old_cookie_works_and_is_resealed() {
 
     let mut c1 = config(&backend, &up_url);
     c1.session.secret = None;
-    c1.session.secrets = [("1".to_string(), old.to_string())].into();
+    c1.session.secrets = [("1".to_owned(), old.to_owned())].into();
     let (url1, _, _) = start_gateway(c1.clone()).await;
     let http = client();
     let resp = http
@@ -234,7 +234,7 @@ async fn password_rotation_old_cookie_works_and_is_resealed() {
 
     // Old password retired: the old cookie is no session (never a 5xx); the new one works.
     let mut c3 = c1.clone();
-    c3.session.secrets = [("2".to_string(), new.to_string())].into();
+    c3.session.secrets = [("2".to_owned(), new.to_owned())].into();
     let (url3, _, _) = start_gateway(c3).await;
     let resp = http
         .get(format!("{url3}/echo"))

@@ -125,8 +125,8 @@ fn redis_config(
     timeout_ms: u64,
 ) -> Config {
     let mut c = single_use::config(b, upstream);
-    c.store.redis_url = Some(redis.to_string());
-    c.store.key_prefix = prefix.to_string();
+    c.store.redis_url = Some(redis.to_owned());
+    c.store.key_prefix = prefix.to_owned();
     c.store.timeout_ms = timeout_ms;
     c
 }
@@ -170,7 +170,7 @@ async fn storm(url: &str, cookie: &str, n: usize) -> Vec<(u16, Option<String>, O
                         r.headers()
                             .get("retry-after")
                             .and_then(|v| v.to_str().ok())
-                            .map(str::to_string),
+                            .map(str::to_owned),
                     ),
                     Err(_) => (0, None, None),
                 }

@@ -39,7 +39,7 @@ struct Db {
     access_tokens: HashMap<String, u64>,
 }
 
-pub struct SingleUse {
+pub(crate) struct SingleUse {
     pub url: String,
     db: Mutex<Db>,
     /// Refresh calls received (counted when they arrive).
@@ -64,7 +64,7 @@ pub struct SingleUse {
 }
 
 impl SingleUse {
-    pub fn revoked_families(&self) -> usize {
+    pub(crate) fn revoked_families(&self) -> usize {
         self.db
             .lock()
             .unwrap()
@@ -75,7 +75,7 @@ impl SingleUse {
     }
 
     /// Whether `access_token` belongs to a family that is still alive.
-    pub fn access_ok(&self, access_token: &str) -> bool {
+    pub(crate) fn access_ok(&self, access_token: &str) -> bool {
         let db = self.db.lock().unwrap();
         db.access_tokens
             .get(access_token)
@@ -141,7 +141,7 @@ async fn refresh(State(b): State<Arc<SingleUse>>, Json(body): Json<Value>) -> Re
     let rt = body["refresh_token"]
         .as_str()
         .unwrap_or_default()
-        .to_string();
+        .to_owned();
     let interval = b.reuse_interval_ms.load(Ordering::SeqCst);
     let resp = {
         let mut db = b.db.lock().unwrap();
@@ -190,7 +190,7 @@ async fn logout(State(b): State<Arc<SingleUse>>, Json(body): Json<Value>) -> Res
     StatusCode::OK.into_response()
 }
 
-pub async fn start_single_use() -> Arc<SingleUse> {
+pub(crate) async fn start_single_use() -> Arc<SingleUse> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let b = Arc::new(SingleUse {
@@ -227,7 +227,7 @@ async fn checked(State(b): State<Arc<SingleUse>>, headers: HeaderMap) -> Respons
 }
 
 /// An upstream that answers 200 only to a live access token of `backend`.
-pub async fn start_checking_upstream(backend: Arc<SingleUse>) -> String {
+pub(crate) async fn start_checking_upstream(backend: Arc<SingleUse>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new().fallback(any(checked)).with_state(backend);
@@ -238,9 +238,9 @@ pub async fn start_checking_upstream(backend: Arc<SingleUse>) -> String {
 }
 
 /// A gateway configuration against the single-use backend.
-pub fn config(backend: &SingleUse, upstream: &str) -> sallyport_gateway::Config {
+pub(crate) fn config(backend: &SingleUse, upstream: &str) -> sallyport_gateway::Config {
     let mut c = sallyport_gateway::Config::default();
-    c.upstream = upstream.to_string();
+    c.upstream = upstream.to_owned();
     c.session.secret = Some(crate::harness::SECRET.into());
     c.session.secure = false;
     c.backend.login_url = Some(format!("{}/api/login", backend.url));
@@ -253,7 +253,7 @@ pub fn config(backend: &SingleUse, upstream: &str) -> sallyport_gateway::Config 
 }
 
 /// Logs in through a gateway; returns the `Cookie` header value.
-pub async fn login(gateway_url: &str) -> String {
+pub(crate) async fn login(gateway_url: &str) -> String {
     let resp = crate::harness::client()
         .post(format!("{gateway_url}/auth/login"))
         .json(&json!({"username": crate::harness::USER, "password": crate::harness::PASSWORD}))
@@ -266,12 +266,12 @@ pub async fn login(gateway_url: &str) -> String {
 
 /// A round-robin TCP load balancer on loopback; each connection goes to the next
 /// backend in turn.
-pub async fn start_balancer(targets: Vec<String>) -> String {
+pub(crate) async fn start_balancer(targets: Vec<String>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let targets: Vec<String> = targets
         .into_iter()
-        .map(|t| t.trim_start_matches("http://").to_string())
+        .map(|t| t.trim_start_matches("http://").to_owned())
         .collect();
     let next = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
@@ -292,7 +292,7 @@ pub async fn start_balancer(targets: Vec<String>) -> String {
 }
 
 /// A client that opens a new connection per request (so the balancer spreads them).
-pub fn fresh_connection_client() -> reqwest::Client {
+pub(crate) fn fresh_connection_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)

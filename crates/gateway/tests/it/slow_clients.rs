@@ -11,7 +11,7 @@ use crate::harness::Harness;
 use sallyport_serve::testing::{BOUND, read_after_stall, served};
 
 fn addr(h: &Harness) -> String {
-    h.url.trim_start_matches("http://").to_string()
+    h.url.trim_start_matches("http://").to_owned()
 }
 
 /// Sends `head` and `first` body bytes, then `every` (if any) one more byte at that

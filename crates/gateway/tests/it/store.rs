@@ -9,7 +9,7 @@ use crate::harness::*;
 /// The test Redis URL. Unset (or empty) skips the test on a developer machine, but fails it
 /// under CI (`CI` set to anything non-empty, as CI services and `scripts/test` do): a
 /// suite that silently skips its Redis tests must not pass there.
-pub fn redis_url() -> Option<String> {
+pub(crate) fn redis_url() -> Option<String> {
     match std::env::var("SALLYPORT_TEST_REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => panic!(

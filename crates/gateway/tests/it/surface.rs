@@ -528,7 +528,7 @@ async fn a_browser_never_receives_the_access_token_from_the_public_listener() {
         .to_str()
         .unwrap()
         .trim_start_matches("Bearer ")
-        .to_string();
+        .to_owned();
     assert!(token.len() > 20);
     token_free("login", &lh, &body, &token);
 

@@ -8,7 +8,7 @@ use sallyport_proto::{ApiError, OAuthError};
 
 /// A JSON API failure.
 #[derive(Debug)]
-pub struct ApiFailure {
+pub(crate) struct ApiFailure {
     status: StatusCode,
     body: ApiError,
     retry_after: Option<u64>,
@@ -17,7 +17,7 @@ pub struct ApiFailure {
 }
 
 impl ApiFailure {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiFailure {
             status,
             body: ApiError::new(code, message),
@@ -26,11 +26,11 @@ impl ApiFailure {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
-    pub fn rate_limited(retry_after: u64) -> Self {
+    pub(crate) fn rate_limited(retry_after: u64) -> Self {
         ApiFailure {
             retry_after: Some(retry_after),
             ..Self::new(
@@ -42,14 +42,14 @@ impl ApiFailure {
     }
 
     /// Adds a `WWW-Authenticate` challenge.
-    pub fn with_challenge(self, challenge: &'static str) -> Self {
+    pub(crate) fn with_challenge(self, challenge: &'static str) -> Self {
         ApiFailure {
             challenge: Some(challenge),
             ..self
         }
     }
 
-    pub fn invalid_token() -> Self {
+    pub(crate) fn invalid_token() -> Self {
         ApiFailure {
             challenge: Some(r#"Bearer error="invalid_token""#),
             ..Self::new(
@@ -60,7 +60,7 @@ impl ApiFailure {
         }
     }
 
-    pub fn internal(err: &crate::Error) -> Self {
+    pub(crate) fn internal(err: &crate::Error) -> Self {
         if let crate::Error::Overloaded = err {
             // Expected under load or attack; not an error of ours.
             tracing::debug!("login refused: password hashing saturated");
@@ -119,7 +119,7 @@ impl IntoResponse for ApiFailure {
 
 /// An RFC 6749 §5.2 error.
 #[derive(Debug)]
-pub struct OAuthFailure {
+pub(crate) struct OAuthFailure {
     status: StatusCode,
     body: OAuthError,
     retry_after: Option<u64>,
@@ -130,7 +130,7 @@ pub struct OAuthFailure {
 const BASIC_CHALLENGE: &str = r#"Basic realm="sallyport", charset="UTF-8""#;
 
 impl OAuthFailure {
-    pub fn new(status: StatusCode, code: &str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, description: impl Into<String>) -> Self {
         OAuthFailure {
             status,
             body: OAuthError::new(code, description),
@@ -138,20 +138,20 @@ impl OAuthFailure {
         }
     }
 
-    pub fn invalid_request(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
 
     /// `401 invalid_client` with `WWW-Authenticate: Basic`.
-    pub fn invalid_client(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_client(description: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
     }
 
-    pub fn invalid_grant(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_grant(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
     }
 
-    pub fn rate_limited(retry_after: u64) -> Self {
+    pub(crate) fn rate_limited(retry_after: u64) -> Self {
         OAuthFailure {
             retry_after: Some(retry_after),
             ..Self::new(
@@ -162,7 +162,7 @@ impl OAuthFailure {
         }
     }
 
-    pub fn internal(err: &crate::Error) -> Self {
+    pub(crate) fn internal(err: &crate::Error) -> Self {
         if let crate::Error::Overloaded = err {
             tracing::debug!("login refused: password hashing saturated");
         } else {

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use utoipa::OpenApi;
 
-pub use self::error::{ApiFailure, OAuthFailure};
+pub(crate) use self::error::{ApiFailure, OAuthFailure};
 use crate::client_auth::ClientAuthError;
 use crate::{IssuedTokens, Issuer, LoginError, RefreshError, RequestContext};
 
@@ -260,7 +260,7 @@ async fn method_not_allowed() -> ApiFailure {
 // ---------------------------------------------------------------------------
 
 /// Client address and user agent.
-pub struct Ctx(pub RequestContext);
+pub(crate) struct Ctx(pub RequestContext);
 
 impl FromRequestParts<Issuer> for Ctx {
     type Rejection = ApiFailure;
@@ -319,7 +319,7 @@ async fn body_bytes(req: Request, state: &Issuer) -> Result<Bytes, ApiFailure> {
 
 /// A JSON body with JSON errors: 415 for another content type, 413 over the limit,
 /// 400 for malformed JSON or missing fields.
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Issuer> for JsonBody<T> {
     type Rejection = ApiFailure;
@@ -342,7 +342,7 @@ impl<T: DeserializeOwned> FromRequest<Issuer> for JsonBody<T> {
 /// A form-encoded body (RFC 6749 endpoints), errors as OAuth JSON. Another content
 /// type is `400 invalid_request`, not 415: RFC 6749 §5.2 fixes the status of every
 /// token-endpoint error.
-pub struct FormBody<T>(pub T);
+pub(crate) struct FormBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Issuer> for FormBody<T> {
     type Rejection = OAuthFailure;
@@ -512,7 +512,7 @@ async fn me(
 /// grant's parameters (kept here rather than in `sallyport-proto`, whose request type
 /// is the gateway's password-grant client).
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
-pub struct TokenForm {
+pub(crate) struct TokenForm {
     /// `authorization_code`, `refresh_token` or `password`.
     pub grant_type: String,
     /// For `grant_type=password`.
@@ -536,7 +536,7 @@ pub struct TokenForm {
 /// The token endpoint's answer: [`OAuthTokenResponse`] plus an OpenID Connect
 /// `id_token` (code-flow sessions with scope `openid`).
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct TokenEndpointResponse {
+pub(crate) struct TokenEndpointResponse {
     /// Access, refresh, expiry, scope.
     #[serde(flatten)]
     pub tokens: OAuthTokenResponse,
@@ -774,7 +774,7 @@ async fn jwks(State(issuer): State<Issuer>) -> Result<Response, ApiFailure> {
 /// of the access tokens are under `access_token_signing_alg_values_supported` (no
 /// registered name exists); ID tokens are signed with the same keys.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     /// The `iss` of the tokens.
     pub issuer: String,
     /// Where the public keys are.

@@ -4,12 +4,12 @@ use super::*;
 
 /// Which store a test runs on.
 #[derive(Debug, Clone, Copy)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub base: String,
     pub issuer: Issuer,
     pub clock: ManualClock,
@@ -21,7 +21,7 @@ pub struct Server {
 /// test binary goes to a file there, at `SALLYPORT_TEST_RUST_LOG` (else `RUST_LOG`, else
 /// debug and trace for sallyport crates), for the secret scan (scripts/lib/scan-logs).
 /// Once per process; without the variable, nothing is logged.
-pub fn init_test_logs() {
+pub(crate) fn init_test_logs() {
     // The passwords and secrets these tests use, which the scan looks for literally.
     sallyport_observe::testing::init_test_logs(
         "issuer-it",
@@ -41,7 +41,7 @@ pub fn init_test_logs() {
 }
 
 /// Fast argon2 and generous limits unless a test says otherwise.
-pub fn test_config() -> Config {
+pub(crate) fn test_config() -> Config {
     init_test_logs();
     let mut c = Config::default();
     c.argon2.memory_kib = 256;
@@ -54,7 +54,7 @@ pub fn test_config() -> Config {
 }
 
 /// [`test_config`] on `database_url`.
-pub fn test_config_with(database_url: &str) -> Config {
+pub(crate) fn test_config_with(database_url: &str) -> Config {
     Config {
         database_url: database_url.into(),
         ..test_config()
@@ -62,7 +62,7 @@ pub fn test_config_with(database_url: &str) -> Config {
 }
 
 /// A database URL for `backend`, or `None` (test skipped) without PostgreSQL.
-pub async fn database(backend: Backend) -> Option<(String, Option<Arc<tempfile::TempDir>>)> {
+pub(crate) async fn database(backend: Backend) -> Option<(String, Option<Arc<tempfile::TempDir>>)> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -109,7 +109,7 @@ pub async fn database(backend: Backend) -> Option<(String, Option<Arc<tempfile::
     }
 }
 
-pub async fn start_on(
+pub(crate) async fn start_on(
     config: Config,
     clock: ManualClock,
     dir: Option<Arc<tempfile::TempDir>>,
@@ -136,7 +136,7 @@ pub async fn start_on(
     }
 }
 
-pub async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Server> {
+pub(crate) async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Server> {
     let (url, dir) = database(backend).await?;
     let mut config = test_config();
     config.database_url = url;
@@ -145,11 +145,11 @@ pub async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<
 }
 
 impl Server {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn add_alice(&self) {
+    pub(crate) async fn add_alice(&self) {
         self.issuer
             .admin()
             .add_user("alice", "alice-password", Some("Alice"), &["admin", "user"])
@@ -157,7 +157,7 @@ impl Server {
             .expect("add alice");
     }
 
-    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+    pub(crate) async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
         self.http
             .post(self.url(path))
             .json(&body)
@@ -167,7 +167,7 @@ impl Server {
     }
 
     /// GETs `path` and parses the body as JSON (whatever the status).
-    pub async fn get_json(&self, path: &str) -> Value {
+    pub(crate) async fn get_json(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))
             .send()
@@ -178,7 +178,7 @@ impl Server {
             .expect("JSON body")
     }
 
-    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+    pub(crate) async fn login(&self, username: &str, password: &str) -> reqwest::Response {
         self.post_json(
             "/api/login",
             json!({"username": username, "password": password}),
@@ -187,25 +187,25 @@ impl Server {
     }
 
     /// Logs alice in; returns the token response body.
-    pub async fn login_alice(&self) -> Value {
+    pub(crate) async fn login_alice(&self) -> Value {
         let r = self.login("alice", "alice-password").await;
         assert_eq!(r.status(), StatusCode::OK);
         r.json().await.expect("json")
     }
 
-    pub async fn refresh(&self, token: &str) -> reqwest::Response {
+    pub(crate) async fn refresh(&self, token: &str) -> reqwest::Response {
         self.post_json("/api/refresh-token", json!({"refresh_token": token}))
             .await
     }
 }
 
-pub fn str_field(v: &Value, k: &str) -> String {
+pub(crate) fn str_field(v: &Value, k: &str) -> String {
     v[k].as_str()
         .unwrap_or_else(|| panic!("{k} missing in {v}"))
         .to_owned()
 }
 
-pub async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
+pub(crate) async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
     let status = r.status();
     let body: Value = r.json().await.expect("error body is JSON");
     (

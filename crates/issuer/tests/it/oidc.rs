@@ -20,18 +20,18 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// A loopback back-channel logout receiver: records each `logout_token` and answers
 /// 500 to the first `fail_first` requests.
 #[derive(Clone)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub url: String,
     pub tokens: Arc<Mutex<Vec<String>>>,
     pub attempts: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-pub async fn receiver(fail_first: usize) -> Receiver {
+pub(crate) async fn receiver(fail_first: usize) -> Receiver {
     receiver_gated(fail_first, None).await
 }
 
 /// [`receiver`] whose handlers each wait for a permit of `gate` before answering.
-pub async fn receiver_gated(
+pub(crate) async fn receiver_gated(
     fail_first: usize,
     gate: Option<Arc<tokio::sync::Semaphore>>,
 ) -> Receiver {
@@ -71,7 +71,7 @@ pub async fn receiver_gated(
 
 impl Receiver {
     /// Waits (bounded) until `n` tokens arrived.
-    pub async fn wait_for(&self, n: usize) -> Vec<String> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<String> {
         for _ in 0..500 {
             let got = self.tokens.lock().unwrap().clone();
             if got.len() >= n {

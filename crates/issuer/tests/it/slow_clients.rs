@@ -49,7 +49,7 @@ async fn issue8_connections_past_the_cap_are_refused() {
     let server = start(Backend::Sqlite, |c| c.server.max_connections = 1)
         .await
         .unwrap();
-    let addr = server.base.trim_start_matches("http://").to_string();
+    let addr = server.base.trim_start_matches("http://").to_owned();
     let mut first = TcpStream::connect(&addr).await.unwrap();
     first
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -303,7 +303,7 @@ fn every_single_character_change_is_rejected() {
         assert!(
             matches!(
                 err.reason(),
-                Some("invalid") | Some("unknown-password") | Some("expired")
+                Some("invalid" | "unknown-password" | "expired")
             ),
             "position {i}: {err}"
         );
