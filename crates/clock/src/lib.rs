@@ -15,10 +15,13 @@
 //! The black-box suites drive the real `sallyport` binary, which cannot be handed a
 //! [`ManualClock`]. In a build with `debug_assertions` (a plain `cargo build`), when the
 //! environment variable [`TEST_OFFSET_ENV`] names a file, [`now_ms`] adds the file's
-//! content (a signed integer, milliseconds) to the wall clock. The file is re-read at
-//! most every [`TEST_OFFSET_REREAD_MS`] ms, so a call costs an `Instant::now()` and two
-//! atomic loads, not a file read. Every process of a test stack (issuer and gateway)
-//! reads the same file, so they agree on the time.
+//! content (a signed integer, milliseconds) to the wall clock. The file is read once at
+//! the first call and then every [`TEST_OFFSET_REREAD_MS`] ms by a background thread, so
+//! a call costs one atomic load, never a file read, and every thread of the process sees
+//! a new offset at the same moment (a lazy re-read by whichever request came first let
+//! the other worker thread judge expiry on the old offset meanwhile — a renewal storm
+//! then saw two tokens). Every process of a test stack (issuer and gateway) reads the
+//! same file, so they agree on the time.
 //!
 //! A release build (`cargo build --release`, `cargo install`, the `.deb` built by
 //! `cargo deb`) has no `debug_assertions`: the code below is not compiled in, and the
@@ -74,7 +77,8 @@ pub fn now_secs() -> u64 {
 /// Name of the environment variable naming the test clock offset file (debug builds).
 pub const TEST_OFFSET_ENV: &str = "SALLYPORT_TEST_CLOCK_OFFSET_FILE";
 
-/// How often, at most, the test clock offset file is re-read (debug builds).
+/// How often the test clock offset file is re-read by its background thread (debug
+/// builds): a test that changes the file waits longer than this before relying on it.
 pub const TEST_OFFSET_REREAD_MS: u64 = 20;
 
 /// Whether this build honours [`TEST_OFFSET_ENV`] at all: true only with
@@ -99,28 +103,49 @@ fn shift(ms: u64, offset: i64) -> u64 {
 
 #[cfg(debug_assertions)]
 mod test_offset {
-    use std::path::PathBuf;
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-    use std::time::Instant;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::{Arc, OnceLock};
+    use std::time::Duration;
 
     struct State {
         path: Option<PathBuf>,
-        start: Instant,
-        /// Milliseconds after `start` at which the file is read again.
-        next_read: AtomicU64,
-        offset: AtomicI64,
+        offset: Arc<AtomicI64>,
+    }
+
+    /// The offset in the file: `None` when it cannot be parsed (e.g. caught mid-write:
+    /// keep the previous value); 0 when the file is missing.
+    fn read(path: &Path) -> Option<i64> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => text.trim().parse::<i64>().ok(),
+            Err(_) => Some(0),
+        }
     }
 
     fn state() -> &'static State {
         static STATE: OnceLock<State> = OnceLock::new();
-        STATE.get_or_init(|| State {
-            path: std::env::var_os(super::TEST_OFFSET_ENV)
+        STATE.get_or_init(|| {
+            let path = std::env::var_os(super::TEST_OFFSET_ENV)
                 .filter(|p| !p.is_empty())
-                .map(PathBuf::from),
-            start: Instant::now(),
-            next_read: AtomicU64::new(0),
-            offset: AtomicI64::new(0),
+                .map(PathBuf::from);
+            let offset = Arc::new(AtomicI64::new(0));
+            if let Some(path) = &path {
+                offset.store(read(path).unwrap_or(0), Ordering::SeqCst);
+                let (path, offset) = (path.clone(), offset.clone());
+                // A test-only poller: debug builds with the variable set, never a shipped
+                // binary. If the thread cannot start, the offset stays as first read.
+                let _ = std::thread::Builder::new()
+                    .name("sallyport-test-clock".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(Duration::from_millis(super::TEST_OFFSET_REREAD_MS));
+                            if let Some(v) = read(&path) {
+                                offset.store(v, Ordering::SeqCst);
+                            }
+                        }
+                    });
+            }
+            State { path, offset }
         })
     }
 
@@ -129,25 +154,7 @@ mod test_offset {
     }
 
     pub(super) fn offset_ms() -> i64 {
-        let s = state();
-        let Some(path) = &s.path else { return 0 };
-        let elapsed = u64::try_from(s.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if elapsed >= s.next_read.load(Ordering::Relaxed) {
-            s.next_read.store(
-                elapsed.saturating_add(super::TEST_OFFSET_REREAD_MS),
-                Ordering::Relaxed,
-            );
-            match std::fs::read_to_string(path) {
-                // Unparsable (e.g. caught mid-write): keep the previous value.
-                Ok(text) => {
-                    if let Ok(v) = text.trim().parse::<i64>() {
-                        s.offset.store(v, Ordering::Relaxed);
-                    }
-                }
-                Err(_) => s.offset.store(0, Ordering::Relaxed),
-            }
-        }
-        s.offset.load(Ordering::Relaxed)
+        state().offset.load(Ordering::SeqCst)
     }
 }
 

@@ -74,7 +74,7 @@ function tmpDir(tag) {
 const CLOCK_DIR = tmpDir('clock');
 /** The offset file shared by every issuer and gateway of this test file. */
 export const CLOCK_FILE = path.join(CLOCK_DIR, 'offset-ms');
-/** The binary re-reads the file at most every 20 ms (sallyport_clock::TEST_OFFSET_REREAD_MS). */
+/** The binary re-reads the file every 20 ms in a background thread (sallyport_clock::TEST_OFFSET_REREAD_MS). */
 const CLOCK_SETTLE_MS = 60;
 let clockOffsetMs = 0;
 fs.writeFileSync(CLOCK_FILE, '0');
