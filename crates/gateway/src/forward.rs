@@ -21,7 +21,7 @@ use crate::{Gateway, Inner, guard};
 /// The fallback handler: screen the request, then either forward it to a public path
 /// or admit its session (CSRF, then authenticate and renew) and forward it with that.
 pub(crate) async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
-    let current = gw.current();
+    let current = gw.for_request(&req);
     let inner = &*current;
     let now_ms = inner.clock.now_ms();
     let client_addr = req

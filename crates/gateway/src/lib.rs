@@ -75,6 +75,10 @@ pub struct Gateway {
     pub(crate) live: Arc<reload::Live>,
 }
 
+/// The configuration a request was admitted under, in its extensions.
+#[derive(Clone)]
+pub(crate) struct RequestConfig(pub(crate) Arc<Inner>);
+
 /// One configuration and what it runs with. A request takes the current one once
 /// ([`Gateway::current`]) and uses it from start to end; a reload swaps in a new one that
 /// shares the state that outlives configurations (see `reload.rs`).
@@ -174,6 +178,15 @@ impl Gateway {
     /// start to end, even across a reload.
     pub(crate) fn current(&self) -> Arc<Inner> {
         self.live.current()
+    }
+
+    /// The configuration `req` was admitted under (set by the request-id middleware
+    /// that runs first on both listeners), else the current one.
+    pub(crate) fn for_request<B>(&self, req: &http::Request<B>) -> Arc<Inner> {
+        match req.extensions().get::<RequestConfig>() {
+            Some(RequestConfig(inner)) => inner.clone(),
+            None => self.current(),
+        }
     }
 
     /// The validated settings in force now (a copy: a reload may replace them).

@@ -17,8 +17,13 @@ use crate::Gateway;
 
 /// The middleware: decides the id, runs the request inside its span and id scope, and
 /// returns the id on the response.
-pub(crate) async fn track(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
-    let trusted = gw.current().settings.header_policy.trusts_request_id();
+pub(crate) async fn track(State(gw): State<Gateway>, mut req: Request, next: Next) -> Response {
+    // The request's one configuration, taken here and handed to the handler
+    // (`Gateway::for_request`): the trust decision and everything after it agree even
+    // when a reload lands mid-request, and the proxy path loads it once.
+    let current = gw.current();
+    let trusted = current.settings.header_policy.trusts_request_id();
+    req.extensions_mut().insert(crate::RequestConfig(current));
     let id = RequestId::from_headers(req.headers(), trusted);
     let span = sallyport_observe::request_span(
         req.method(),
