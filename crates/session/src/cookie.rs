@@ -46,6 +46,14 @@ impl Jar {
     }
 }
 
+/// The value of the first cookie called `name` in the request's `Cookie` header fields,
+/// read exactly as the session cookie is (cookie@2's rules: fields joined, the first
+/// match wins, percent-decoded when it can be). For other cookies a server sets next to
+/// the session, e.g. a login attempt's.
+pub fn request_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    Jar::from_headers(headers).get(name).map(Cow::into_owned)
+}
+
 /// cookie@2's `parseCookie` scan, stopping at the first pair whose key is `name`.
 fn find_first<'a>(s: &'a str, name: &str) -> Option<&'a str> {
     let len = s.len();
@@ -120,6 +128,16 @@ pub(crate) fn is_raw_cookie_value(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_cookie_reads_every_field_and_the_first_match() {
+        let mut h = HeaderMap::new();
+        h.append(http::header::COOKIE, "a=1; b=x%20y".parse().unwrap());
+        h.append(http::header::COOKIE, "b=2; c=3".parse().unwrap());
+        assert_eq!(request_cookie(&h, "b").as_deref(), Some("x y"));
+        assert_eq!(request_cookie(&h, "c").as_deref(), Some("3"));
+        assert_eq!(request_cookie(&h, "d"), None);
+    }
 
     fn jar(h: &str) -> Jar {
         let mut headers = HeaderMap::new();

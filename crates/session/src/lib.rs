@@ -45,7 +45,7 @@ pub use config::{
     DEFAULT_INSECURE_NAME, DEFAULT_SECURE_NAME, DEFAULT_TTL, Priority, SameSite, SessionConfig,
     UnknownSameSite,
 };
-pub use cookie::{MAX_CHUNKS, MAX_COOKIE_BYTES};
+pub use cookie::{MAX_CHUNKS, MAX_COOKIE_BYTES, request_cookie};
 pub use error::Error;
 pub use layer::{ResponseFuture, Session, SessionLayer, SessionService};
 

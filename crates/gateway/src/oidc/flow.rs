@@ -206,9 +206,10 @@ async fn finish(
         .filter(|s| !s.is_empty() && s.len() <= 512)
         .ok_or((SignInFailure::State, home()))?;
     let name = cookie_name(inner.cookies.config().is_secure(), state);
-    let sealed = read_cookie(headers, &name).ok_or((SignInFailure::State, home()))?;
+    let sealed =
+        sallyport_session::request_cookie(headers, &name).ok_or((SignInFailure::State, home()))?;
     let attempt: Attempt =
-        sallyport_iron::unseal_value::<Attempt>(sealed, inner.settings.passwords(), now_ms)
+        sallyport_iron::unseal_value::<Attempt>(&sealed, inner.settings.passwords(), now_ms)
             .map(|(a, _)| a)
             .map_err(|_| (SignInFailure::State, home()))?;
     if attempt.purpose != PURPOSE || attempt.state != state {
@@ -313,18 +314,6 @@ async fn finish(
         (SignInFailure::Unavailable, next.clone())
     })?;
     Ok((next, cookies))
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 /// Why an ID token was not accepted.
