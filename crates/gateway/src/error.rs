@@ -385,7 +385,7 @@ impl RequestError {
             Self::PasswordLoginDisabled => p(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "password_login_disabled",
-                "this gateway signs in at an OpenID provider: navigate to GET {prefix}/login",
+                "this gateway signs in at an OpenID provider: open the login page with GET instead of posting a password",
             ),
             Self::UnsupportedMediaType => p(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -495,6 +495,11 @@ async fn api_requests_without_a_session_get_401_pages_go_to_the_provider() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "password_login_disabled");
+    // The message is for a person: no unfilled `{placeholder}` in it.
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains('{'), "{message}");
 }
 
 #[tokio::test]
