@@ -341,12 +341,8 @@ pub(crate) async fn authorize_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !super::content_type_is(&headers, "application/x-www-form-urlencoded") {
-        return page_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Sign-in request refused",
-            "Expected a form submission.",
-        );
+    if let Some(refused) = not_a_form(&headers, "Sign-in request refused") {
+        return refused;
     }
     let params = match parse_params(&body) {
         Ok(p) => p,
@@ -462,6 +458,17 @@ pub(crate) async fn authorize_post(
     redirect_to(&v.request.redirect_uri, &params)
 }
 
+/// A `415` page (titled `title`) unless the request body is a form.
+fn not_a_form(headers: &HeaderMap, title: &str) -> Option<Response> {
+    (!super::content_type_is(headers, "application/x-www-form-urlencoded")).then(|| {
+        page_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            title,
+            "Expected a form submission.",
+        )
+    })
+}
+
 /// `scheme://host[:port]` of a URL (what browsers send as `Origin`).
 fn origin_of(url: &str) -> String {
     url::Url::parse(url)
@@ -507,12 +514,8 @@ pub(crate) async fn logout_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !super::content_type_is(&headers, "application/x-www-form-urlencoded") {
-        return page_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Sign-out refused",
-            "Expected a form submission.",
-        );
+    if let Some(refused) = not_a_form(&headers, "Sign-out refused") {
+        return refused;
     }
     end_session(&issuer, &ctx, &body).await
 }
