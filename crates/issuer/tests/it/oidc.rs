@@ -422,6 +422,8 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
     assert!(r.headers().get("location").is_none());
 
     // After: back to the client with error, state and iss.
+    let long_nonce = "n".repeat(513);
+    let long_scope = format!("openid{}", " x".repeat(512));
     for (extra, error) in [
         (vec![("code_challenge", "")], "invalid_request"),
         (vec![("code_challenge_method", "")], "invalid_request"),
@@ -439,6 +441,12 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
         (vec![("prompt", "none")], "login_required"),
         (vec![("request", "eyJ")], "request_not_supported"),
         (vec![("response_mode", "fragment")], "invalid_request"),
+        (
+            vec![("request_uri", "https://evil.example/r")],
+            "request_uri_not_supported",
+        ),
+        (vec![("nonce", long_nonce.as_str())], "invalid_request"),
+        (vec![("scope", long_scope.as_str())], "invalid_scope"),
     ] {
         let r = get(authorize_query(APP, REDIRECT, &extra)).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{extra:?}");
@@ -475,6 +483,17 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
     let html = r.text().await.unwrap();
     assert!(!html.contains("<script>"));
     assert!(html.contains("&lt;script&gt;"));
+    // The form endpoints take forms only (a JSON body is not parsed as one).
+    for path in ["/oauth/authorize", "/oauth/logout"] {
+        let r = http
+            .post(s.url(path))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+    }
 }
 
 pub(crate) async fn login_form_needs_csrf_and_the_password(b: Backend) {
