@@ -67,10 +67,6 @@ struct Validated {
     request: AuthorizationRequest,
     state: Option<String>,
     login_hint: Option<String>,
-    /// `code_challenge_method`, echoed in the form.
-    method: String,
-    /// `response_type`, echoed in the form.
-    response_type: String,
 }
 
 fn validate(issuer: &Issuer, p: &Params) -> Result<Validated, AuthzError> {
@@ -121,16 +117,16 @@ fn validate(issuer: &Issuer, p: &Params) -> Result<Validated, AuthzError> {
             "request_uri is not supported",
         ));
     }
-    let response_type = match param(p, "response_type") {
+    match param(p, "response_type") {
         None => return Err(fail("invalid_request", "response_type is required")),
-        Some("code") => "code",
+        Some("code") => {}
         Some(_) => {
             return Err(fail(
                 "unsupported_response_type",
                 "only response_type=code is supported",
             ));
         }
-    };
+    }
     if param(p, "response_mode").is_some_and(|m| m != "query") {
         return Err(fail(
             "invalid_request",
@@ -190,8 +186,6 @@ fn validate(issuer: &Issuer, p: &Params) -> Result<Validated, AuthzError> {
         },
         state,
         login_hint: param(p, "login_hint").map(|h| h.chars().take(256).collect()),
-        method: "S256".into(),
-        response_type: response_type.into(),
     })
 }
 
@@ -667,13 +661,14 @@ fn login_page(
     error: Option<&str>,
 ) -> Response {
     let r = &v.request;
+    // `response_type` and `code_challenge_method` have one accepted value each.
     let mut hidden = vec![
-        ("response_type", v.response_type.as_str()),
+        ("response_type", "code"),
         ("client_id", r.client_id.as_str()),
         ("redirect_uri", r.redirect_uri.as_str()),
         ("scope", r.scope.as_str()),
         ("code_challenge", r.code_challenge.as_str()),
-        ("code_challenge_method", v.method.as_str()),
+        ("code_challenge_method", "S256"),
         ("csrf", csrf),
     ];
     if let Some(s) = &v.state {
