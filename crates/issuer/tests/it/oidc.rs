@@ -556,15 +556,7 @@ pub(crate) async fn login_form_needs_csrf_and_the_password(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert!(
         m.contains(r#"sallyport_issuer_logins_total{outcome="invalid_credentials"} 1"#),
         "{m}"
@@ -856,15 +848,7 @@ pub(crate) async fn backchannel_logout_for_each_cause(b: Backend) {
             .await
     );
     assert_eq!(rx.tokens.lock().unwrap().len(), 3);
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert!(
         m.contains(r#"sallyport_issuer_backchannel_logouts_total{outcome="delivered"} 3"#),
         "{m}"
@@ -903,15 +887,7 @@ pub(crate) async fn backchannel_logout_gives_up(b: Backend) {
             .await
     );
     assert_eq!(rx.attempts.load(std::sync::atomic::Ordering::SeqCst), 3);
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert!(
         m.contains(r#"sallyport_issuer_backchannel_logouts_total{outcome="failed"} 1"#),
         "{m}"
@@ -957,15 +933,7 @@ pub(crate) async fn backchannel_logout_never_blocks(b: Backend) {
         5
     );
     assert!(rx.tokens.lock().unwrap().is_empty());
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     let dropped: u64 = m
         .lines()
         .find_map(|l| {
