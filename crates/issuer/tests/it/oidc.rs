@@ -458,6 +458,18 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
         assert_eq!(q["iss"], "http://issuer.test");
         assert!(!q.contains_key("code"));
     }
+    // An over-long state is refused, and not echoed back.
+    let long_state = "s".repeat(2049);
+    let r = get(authorize_query(
+        APP,
+        REDIRECT,
+        &[("state", long_state.as_str())],
+    ))
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let q = query_of(r.headers()["location"].to_str().unwrap());
+    assert_eq!(q["error"], "invalid_request");
+    assert!(!q.contains_key("state"));
     // The page itself: hardened, the request echoed escaped.
     let r = get(authorize_query(
         APP,
@@ -544,6 +556,22 @@ pub(crate) async fn login_form_needs_csrf_and_the_password(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A browser that says the post is cross-site, and a cookie that differs from the
+    // form's token, are refused as well.
+    for (cookie, fetch_site) in [("A", "cross-site"), ("B", "same-origin")] {
+        let r = http
+            .post(s.url("/oauth/authorize"))
+            .header(
+                "cookie",
+                format!("sallyport_authorize_csrf={}", cookie.repeat(43)),
+            )
+            .header("sec-fetch-site", fetch_site)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{cookie} {fetch_site}");
+    }
     // Same form with the matching cookie and no foreign origin: signed in.
     let r = http
         .post(s.url("/oauth/authorize"))
@@ -722,6 +750,10 @@ pub(crate) async fn rp_initiated_logout(b: Backend) {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q:?}");
         assert!(r.headers().get("location").is_none());
     }
+    // An oversized hint is refused before any JWT work.
+    let r = logout(vec![("id_token_hint", "a".repeat(8193))]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("too long"));
     let rt = str_field(&t, "refresh_token");
     assert_eq!(
         refresh_as(&s, Some(APP), &rt).await.status(),
