@@ -46,8 +46,6 @@ pub struct RegisteredClient {
     pub post_logout_redirect_uris: Vec<String>,
     /// Back-channel logout receiver.
     pub backchannel_logout_uri: Option<String>,
-    /// Advertised `backchannel_logout_session_required`.
-    pub backchannel_logout_session_required: bool,
 }
 
 impl RegisteredClient {
@@ -151,7 +149,6 @@ impl ClientRegistry {
                 redirect_uris: c.redirect_uris.clone(),
                 post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
                 backchannel_logout_uri: c.backchannel_logout_uri.clone(),
-                backchannel_logout_session_required: c.backchannel_logout_session_required,
             };
             if map.insert(c.id.clone(), client).is_some() {
                 return Err(Error::config(

@@ -32,9 +32,8 @@ use crate::{IssuedTokens, Issuer, RefreshError, RequestContext, ceil_secs, mint_
 pub const ID_TOKEN_TYP: &str = "JWT";
 /// Header `typ` of logout tokens (Back-Channel Logout 1.0 §2.4).
 pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
-/// How long a logout token is valid after it was signed (covers the retries).
-const LOGOUT_TOKEN_TTL_SECS: u64 = 300;
-/// [`LOGOUT_TOKEN_TTL_SECS`] in milliseconds (how long a retired key stays published).
+/// How long a logout token is valid after it was signed (covers the retries), in
+/// milliseconds: also how long a retired key stays published.
 pub(crate) const LOGOUT_TOKEN_TTL_MS: i64 = 300_000;
 
 /// ID-token claims (OpenID Connect Core §2).
@@ -456,7 +455,7 @@ impl Issuer {
             iss: self.settings().issuer.clone(),
             aud: oidc.client_id.clone(),
             iat,
-            exp: iat.saturating_add(LOGOUT_TOKEN_TTL_SECS),
+            exp: iat.saturating_add(secs(LOGOUT_TOKEN_TTL_MS)),
             jti: uuid::Uuid::new_v4().to_string(),
             events: serde_json::json!({ LOGOUT_EVENT: {} }),
             sid: oidc.session_id.clone(),

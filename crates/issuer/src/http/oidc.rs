@@ -67,10 +67,6 @@ struct Validated {
     request: AuthorizationRequest,
     state: Option<String>,
     login_hint: Option<String>,
-    /// `code_challenge_method`, echoed in the form.
-    method: String,
-    /// `response_type`, echoed in the form.
-    response_type: String,
 }
 
 fn validate(issuer: &Issuer, p: &Params) -> Result<Validated, AuthzError> {
@@ -121,16 +117,16 @@ fn validate(issuer: &Issuer, p: &Params) -> Result<Validated, AuthzError> {
             "request_uri is not supported",
         ));
     }
-    let response_type = match param(p, "response_type") {
+    match param(p, "response_type") {
         None => return Err(fail("invalid_request", "response_type is required")),
-        Some("code") => "code",
+        Some("code") => {}
         Some(_) => {
             return Err(fail(
                 "unsupported_response_type",
                 "only response_type=code is supported",
             ));
         }
-    };
+    }
     if param(p, "response_mode").is_some_and(|m| m != "query") {
         return Err(fail(
             "invalid_request",
@@ -190,8 +186,6 @@ fn validate(issuer: &Issuer, p: &Params) -> Result<Validated, AuthzError> {
         },
         state,
         login_hint: param(p, "login_hint").map(|h| h.chars().take(256).collect()),
-        method: "S256".into(),
-        response_type: response_type.into(),
     })
 }
 
@@ -341,12 +335,8 @@ pub(crate) async fn authorize_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !super::content_type_is(&headers, "application/x-www-form-urlencoded") {
-        return page_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Sign-in request refused",
-            "Expected a form submission.",
-        );
+    if let Some(refused) = not_a_form(&headers, "Sign-in request refused") {
+        return refused;
     }
     let params = match parse_params(&body) {
         Ok(p) => p,
@@ -462,6 +452,17 @@ pub(crate) async fn authorize_post(
     redirect_to(&v.request.redirect_uri, &params)
 }
 
+/// A `415` page (titled `title`) unless the request body is a form.
+fn not_a_form(headers: &HeaderMap, title: &str) -> Option<Response> {
+    (!super::content_type_is(headers, "application/x-www-form-urlencoded")).then(|| {
+        page_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            title,
+            "Expected a form submission.",
+        )
+    })
+}
+
 /// `scheme://host[:port]` of a URL (what browsers send as `Origin`).
 fn origin_of(url: &str) -> String {
     url::Url::parse(url)
@@ -507,12 +508,8 @@ pub(crate) async fn logout_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !super::content_type_is(&headers, "application/x-www-form-urlencoded") {
-        return page_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Sign-out refused",
-            "Expected a form submission.",
-        );
+    if let Some(refused) = not_a_form(&headers, "Sign-out refused") {
+        return refused;
     }
     end_session(&issuer, &ctx, &body).await
 }
@@ -664,13 +661,14 @@ fn login_page(
     error: Option<&str>,
 ) -> Response {
     let r = &v.request;
+    // `response_type` and `code_challenge_method` have one accepted value each.
     let mut hidden = vec![
-        ("response_type", v.response_type.as_str()),
+        ("response_type", "code"),
         ("client_id", r.client_id.as_str()),
         ("redirect_uri", r.redirect_uri.as_str()),
         ("scope", r.scope.as_str()),
         ("code_challenge", r.code_challenge.as_str()),
-        ("code_challenge_method", v.method.as_str()),
+        ("code_challenge_method", "S256"),
         ("csrf", csrf),
     ];
     if let Some(s) = &v.state {

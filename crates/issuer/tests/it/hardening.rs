@@ -141,15 +141,7 @@ async fn concurrent_guesses_from_one_address_stay_within_the_burst() {
             "{status}"
         );
     }
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     let hashed: u32 = metrics
         .lines()
         .find_map(|l| {

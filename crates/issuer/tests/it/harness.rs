@@ -178,6 +178,18 @@ impl Server {
             .expect("JSON body")
     }
 
+    /// The `/metrics` page (Prometheus text).
+    pub(crate) async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub(crate) async fn login(&self, username: &str, password: &str) -> reqwest::Response {
         self.post_json(
             "/api/login",

@@ -422,6 +422,8 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
     assert!(r.headers().get("location").is_none());
 
     // After: back to the client with error, state and iss.
+    let long_nonce = "n".repeat(513);
+    let long_scope = format!("openid{}", " x".repeat(512));
     for (extra, error) in [
         (vec![("code_challenge", "")], "invalid_request"),
         (vec![("code_challenge_method", "")], "invalid_request"),
@@ -439,6 +441,12 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
         (vec![("prompt", "none")], "login_required"),
         (vec![("request", "eyJ")], "request_not_supported"),
         (vec![("response_mode", "fragment")], "invalid_request"),
+        (
+            vec![("request_uri", "https://evil.example/r")],
+            "request_uri_not_supported",
+        ),
+        (vec![("nonce", long_nonce.as_str())], "invalid_request"),
+        (vec![("scope", long_scope.as_str())], "invalid_scope"),
     ] {
         let r = get(authorize_query(APP, REDIRECT, &extra)).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{extra:?}");
@@ -450,6 +458,18 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
         assert_eq!(q["iss"], "http://issuer.test");
         assert!(!q.contains_key("code"));
     }
+    // An over-long state is refused, and not echoed back.
+    let long_state = "s".repeat(2049);
+    let r = get(authorize_query(
+        APP,
+        REDIRECT,
+        &[("state", long_state.as_str())],
+    ))
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let q = query_of(r.headers()["location"].to_str().unwrap());
+    assert_eq!(q["error"], "invalid_request");
+    assert!(!q.contains_key("state"));
     // The page itself: hardened, the request echoed escaped.
     let r = get(authorize_query(
         APP,
@@ -475,6 +495,17 @@ pub(crate) async fn authorize_refuses_bad_requests(b: Backend) {
     let html = r.text().await.unwrap();
     assert!(!html.contains("<script>"));
     assert!(html.contains("&lt;script&gt;"));
+    // The form endpoints take forms only (a JSON body is not parsed as one).
+    for path in ["/oauth/authorize", "/oauth/logout"] {
+        let r = http
+            .post(s.url(path))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+    }
 }
 
 pub(crate) async fn login_form_needs_csrf_and_the_password(b: Backend) {
@@ -525,6 +556,22 @@ pub(crate) async fn login_form_needs_csrf_and_the_password(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A browser that says the post is cross-site, and a cookie that differs from the
+    // form's token, are refused as well.
+    for (cookie, fetch_site) in [("A", "cross-site"), ("B", "same-origin")] {
+        let r = http
+            .post(s.url("/oauth/authorize"))
+            .header(
+                "cookie",
+                format!("sallyport_authorize_csrf={}", cookie.repeat(43)),
+            )
+            .header("sec-fetch-site", fetch_site)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{cookie} {fetch_site}");
+    }
     // Same form with the matching cookie and no foreign origin: signed in.
     let r = http
         .post(s.url("/oauth/authorize"))
@@ -537,15 +584,7 @@ pub(crate) async fn login_form_needs_csrf_and_the_password(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert!(
         m.contains(r#"sallyport_issuer_logins_total{outcome="invalid_credentials"} 1"#),
         "{m}"
@@ -711,6 +750,10 @@ pub(crate) async fn rp_initiated_logout(b: Backend) {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q:?}");
         assert!(r.headers().get("location").is_none());
     }
+    // An oversized hint is refused before any JWT work.
+    let r = logout(vec![("id_token_hint", "a".repeat(8193))]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("too long"));
     let rt = str_field(&t, "refresh_token");
     assert_eq!(
         refresh_as(&s, Some(APP), &rt).await.status(),
@@ -837,15 +880,7 @@ pub(crate) async fn backchannel_logout_for_each_cause(b: Backend) {
             .await
     );
     assert_eq!(rx.tokens.lock().unwrap().len(), 3);
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert!(
         m.contains(r#"sallyport_issuer_backchannel_logouts_total{outcome="delivered"} 3"#),
         "{m}"
@@ -884,15 +919,7 @@ pub(crate) async fn backchannel_logout_gives_up(b: Backend) {
             .await
     );
     assert_eq!(rx.attempts.load(std::sync::atomic::Ordering::SeqCst), 3);
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert!(
         m.contains(r#"sallyport_issuer_backchannel_logouts_total{outcome="failed"} 1"#),
         "{m}"
@@ -938,15 +965,7 @@ pub(crate) async fn backchannel_logout_never_blocks(b: Backend) {
         5
     );
     assert!(rx.tokens.lock().unwrap().is_empty());
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     let dropped: u64 = m
         .lines()
         .find_map(|l| {

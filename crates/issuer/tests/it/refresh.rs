@@ -105,15 +105,7 @@ pub(crate) async fn reuse_after_interval_revokes_the_family(b: Backend) {
         sessions[0].revoked_reason.as_deref(),
         Some("refresh_token_reuse")
     );
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("sallyport_issuer_reuse_detections_total 1"),
         "{metrics}"

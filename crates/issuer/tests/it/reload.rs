@@ -75,15 +75,7 @@ async fn the_client_registry_changes_on_reload() {
         password_grant(&s, "second", SECOND_SECRET).await,
         StatusCode::OK
     );
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert_eq!(
         metric(&m, "sallyport_issuer_config_reloads_total{result=\"ok\"}"),
         2.0,
@@ -265,15 +257,7 @@ async fn an_invalid_configuration_is_refused_and_restart_only_settings_are_kept(
         password_grant(&s, "gateway", GW_SECRET).await,
         StatusCode::OK
     );
-    let m = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert_eq!(
         metric(
             &m,
