@@ -841,6 +841,19 @@ async fn invalid_logout_tokens_are_refused_with_400() {
             }),
         ),
         (
+            "issued in the future",
+            op.logout_token(sid, None, |c| {
+                c["iat"] = json!(now + 3600);
+                c["exp"] = json!(now + 3720);
+            }),
+        ),
+        (
+            "without iat",
+            op.logout_token(sid, None, |c| {
+                c.as_object_mut().unwrap().remove("iat");
+            }),
+        ),
+        (
             "wrong signature",
             Op::jws(&other_key, Some("logout+jwt"), &valid_claims),
         ),
@@ -871,6 +884,58 @@ async fn invalid_logout_tokens_are_refused_with_400() {
             .unwrap()
             .contains("replayed")
     );
+    assert_eq!(rp.echo(&cookie).await.0, 401);
+}
+
+/// The back-channel route reads only a form, and only 16 KiB of it: anything else
+/// is refused with 400 before a token is looked at, and the session stays.
+#[tokio::test]
+async fn logout_requests_not_a_form_or_too_large_are_refused() {
+    let rp = start_rp().await;
+    let cookie = rp.login().await;
+    let token = rp.op.logout_token(Some("op-session-alice"), None, |_| {});
+    let url = format!("{}/auth/backchannel-logout", rp.url);
+    // A form body under another content type (a cross-site "simple" text/plain POST).
+    let not_a_form = rp
+        .http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(format!("logout_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_form.status().as_u16(), 400);
+    let body: Value = not_a_form.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("x-www-form-urlencoded"),
+        "{body}"
+    );
+    // 16 KiB is the limit; the token is valid, only the padding makes it too large.
+    let padded = format!("logout_token={token}&pad={}", "x".repeat(16 * 1024));
+    let too_large = rp
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status().as_u16(), 400);
+    let body: Value = too_large.json().await.unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{body}"
+    );
+    assert_eq!(rp.echo(&cookie).await.0, 200, "the session was ended");
+    // The same token in a form of ordinary size is accepted.
+    assert_eq!(rp.backchannel(&token).await.0, 200);
     assert_eq!(rp.echo(&cookie).await.0, 401);
 }
 
@@ -926,6 +991,11 @@ async fn misconfiguration_names_the_setting() {
     let mut c = base();
     c.backend.redirect_path = "logout".into();
     assert_eq!(setting(c), "backend.redirect_path");
+    for bad in ["backchannel-logout", "a/../b", "a//b", "call back", "/"] {
+        let mut c = base();
+        c.backend.redirect_path = bad.into();
+        assert_eq!(setting(c), "backend.redirect_path", "{bad:?}");
+    }
     let mut c = base();
     c.backend.client_auth = sallyport_gateway::ClientAuth::PrivateKeyJwt;
     assert_eq!(setting(c), "backend.client_secret");
