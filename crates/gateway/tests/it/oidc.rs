@@ -39,6 +39,8 @@ struct Tweak {
     exp_offset: i64,
     /// Seconds added to `iat`.
     iat_offset: i64,
+    /// Leave `iat` out of the ID token.
+    no_iat: bool,
     sub: Option<String>,
     /// The provider session id (default `op-session-<sub>`).
     sid: Option<String>,
@@ -111,6 +113,9 @@ impl Op {
         }
         if let Some(azp) = &t.azp {
             claims["azp"] = json!(azp);
+        }
+        if t.no_iat {
+            claims.as_object_mut().unwrap().remove("iat");
         }
         let key = t.signer.clone().unwrap_or_else(|| self.signer());
         Self::jws(&key, Some("JWT"), &claims)
@@ -723,6 +728,15 @@ async fn renewal_uses_the_refresh_token_and_checks_the_renewed_id_token() {
         signer: Some(Arc::new(
             SigningKey::generate(Algorithm::Rs256, "rsa-1").unwrap(),
         )),
+        ..Tweak::default()
+    });
+    rp.clock.advance_ms(11 * 60 * 1000);
+    assert_eq!(rp.echo(&cookie).await.0, 401);
+    // …as does one whose ID token has no `iat` (at renewal no age limit would catch it).
+    rp.tweak(Tweak::default());
+    let cookie = rp.login().await;
+    rp.tweak(Tweak {
+        no_iat: true,
         ..Tweak::default()
     });
     rp.clock.advance_ms(11 * 60 * 1000);
