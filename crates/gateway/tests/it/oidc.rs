@@ -637,6 +637,15 @@ async fn forged_missing_and_replayed_state_is_refused() {
         .await;
     assert_eq!(s, 400);
     assert!(set.is_none());
+    // One attempt's sealed value under the cookie name of another attempt's state.
+    let (name, _) = other.attempt.split_once('=').unwrap();
+    let (_, value) = l.attempt.split_once('=').unwrap();
+    let (s, _, set, body) = rp
+        .callback(&other.callback, &format!("{name}={value}"))
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(set.is_none());
+    assert!(body.contains("not valid in this browser"), "{body}");
     // The real one works once…
     let (s, loc, _, _) = rp.callback(&l.callback, &l.attempt).await;
     assert_eq!((s, loc.as_deref()), (303, Some("/x")));
