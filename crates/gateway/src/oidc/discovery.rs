@@ -228,4 +228,23 @@ mod tests {
         );
         assert!(parse(&s256, i).unwrap().iss_parameter_supported);
     }
+
+    #[test]
+    fn a_provider_without_the_code_response_type_is_refused() {
+        let i = "https://op.example";
+        let implicit = doc(
+            i,
+            serde_json::json!({"response_types_supported": ["id_token", "token id_token"]}),
+        );
+        assert!(
+            parse(&implicit, i)
+                .unwrap_err()
+                .contains("response_type=code")
+        );
+        let code = doc(
+            i,
+            serde_json::json!({"response_types_supported": ["code", "id_token"]}),
+        );
+        assert!(parse(&code, i).is_ok());
+    }
 }

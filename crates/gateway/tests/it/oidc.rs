@@ -39,6 +39,8 @@ struct Tweak {
     exp_offset: i64,
     /// Seconds added to `iat`.
     iat_offset: i64,
+    /// Leave `iat` out of the ID token.
+    no_iat: bool,
     sub: Option<String>,
     /// The provider session id (default `op-session-<sub>`).
     sid: Option<String>,
@@ -111,6 +113,9 @@ impl Op {
         }
         if let Some(azp) = &t.azp {
             claims["azp"] = json!(azp);
+        }
+        if t.no_iat {
+            claims.as_object_mut().unwrap().remove("iat");
         }
         let key = t.signer.clone().unwrap_or_else(|| self.signer());
         Self::jws(&key, Some("JWT"), &claims)
@@ -637,6 +642,15 @@ async fn forged_missing_and_replayed_state_is_refused() {
         .await;
     assert_eq!(s, 400);
     assert!(set.is_none());
+    // One attempt's sealed value under the cookie name of another attempt's state.
+    let (name, _) = other.attempt.split_once('=').unwrap();
+    let (_, value) = l.attempt.split_once('=').unwrap();
+    let (s, _, set, body) = rp
+        .callback(&other.callback, &format!("{name}={value}"))
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(set.is_none());
+    assert!(body.contains("not valid in this browser"), "{body}");
     // The real one works once…
     let (s, loc, _, _) = rp.callback(&l.callback, &l.attempt).await;
     assert_eq!((s, loc.as_deref()), (303, Some("/x")));
@@ -728,6 +742,15 @@ async fn renewal_uses_the_refresh_token_and_checks_the_renewed_id_token() {
         signer: Some(Arc::new(
             SigningKey::generate(Algorithm::Rs256, "rsa-1").unwrap(),
         )),
+        ..Tweak::default()
+    });
+    rp.clock.advance_ms(11 * 60 * 1000);
+    assert_eq!(rp.echo(&cookie).await.0, 401);
+    // …as does one whose ID token has no `iat` (at renewal no age limit would catch it).
+    rp.tweak(Tweak::default());
+    let cookie = rp.login().await;
+    rp.tweak(Tweak {
+        no_iat: true,
         ..Tweak::default()
     });
     rp.clock.advance_ms(11 * 60 * 1000);
@@ -846,6 +869,19 @@ async fn invalid_logout_tokens_are_refused_with_400() {
             }),
         ),
         (
+            "issued in the future",
+            op.logout_token(sid, None, |c| {
+                c["iat"] = json!(now + 3600);
+                c["exp"] = json!(now + 3720);
+            }),
+        ),
+        (
+            "without iat",
+            op.logout_token(sid, None, |c| {
+                c.as_object_mut().unwrap().remove("iat");
+            }),
+        ),
+        (
             "wrong signature",
             Op::jws(&other_key, Some("logout+jwt"), &valid_claims),
         ),
@@ -876,6 +912,58 @@ async fn invalid_logout_tokens_are_refused_with_400() {
             .unwrap()
             .contains("replayed")
     );
+    assert_eq!(rp.echo(&cookie).await.0, 401);
+}
+
+/// The back-channel route reads only a form, and only 16 KiB of it: anything else
+/// is refused with 400 before a token is looked at, and the session stays.
+#[tokio::test]
+async fn logout_requests_not_a_form_or_too_large_are_refused() {
+    let rp = start_rp().await;
+    let cookie = rp.login().await;
+    let token = rp.op.logout_token(Some("op-session-alice"), None, |_| {});
+    let url = format!("{}/auth/backchannel-logout", rp.url);
+    // A form body under another content type (a cross-site "simple" text/plain POST).
+    let not_a_form = rp
+        .http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(format!("logout_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_form.status().as_u16(), 400);
+    let body: Value = not_a_form.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("x-www-form-urlencoded"),
+        "{body}"
+    );
+    // 16 KiB is the limit; the token is valid, only the padding makes it too large.
+    let padded = format!("logout_token={token}&pad={}", "x".repeat(16 * 1024));
+    let too_large = rp
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status().as_u16(), 400);
+    let body: Value = too_large.json().await.unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{body}"
+    );
+    assert_eq!(rp.echo(&cookie).await.0, 200, "the session was ended");
+    // The same token in a form of ordinary size is accepted.
+    assert_eq!(rp.backchannel(&token).await.0, 200);
     assert_eq!(rp.echo(&cookie).await.0, 401);
 }
 
@@ -931,6 +1019,11 @@ async fn misconfiguration_names_the_setting() {
     let mut c = base();
     c.backend.redirect_path = "logout".into();
     assert_eq!(setting(c), "backend.redirect_path");
+    for bad in ["backchannel-logout", "a/../b", "a//b", "call back", "/"] {
+        let mut c = base();
+        c.backend.redirect_path = bad.into();
+        assert_eq!(setting(c), "backend.redirect_path", "{bad:?}");
+    }
     let mut c = base();
     c.backend.client_auth = sallyport_gateway::ClientAuth::PrivateKeyJwt;
     assert_eq!(setting(c), "backend.client_secret");
