@@ -3,9 +3,10 @@
 //! idempotent request's token (the rule: [`crate::renew`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::ConnectInfo;
 use axum::response::Response;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Request, StatusCode};
@@ -16,12 +17,12 @@ use crate::error::{Asker, RequestError};
 use crate::proxy::{self, Credentials, Rewrite};
 use crate::renew::Replay;
 use crate::state::SessionData;
-use crate::{Gateway, Inner, guard};
+use crate::{Inner, guard};
 
-/// The fallback handler: screen the request, then either forward it to a public path
-/// or admit its session (CSRF, then authenticate and renew) and forward it with that.
-pub(crate) async fn handle(State(gw): State<Gateway>, req: Request<Body>) -> Response {
-    let current = gw.for_request(&req);
+/// Every request that is not a gateway route ([`crate::Gateway::handler`]), under the
+/// configuration `current`: screen it, then either forward it to a public path or admit
+/// its session (CSRF, then authenticate and renew) and forward it with that.
+pub(crate) async fn handle(current: Arc<Inner>, req: Request<Body>) -> Response {
     let inner = &*current;
     let now_ms = inner.clock.now_ms();
     let client_addr = req

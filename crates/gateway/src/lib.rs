@@ -9,13 +9,16 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use sallyport_gateway::{Config, Gateway, serve};
 //! let settings = Config::load(Some("gateway.toml".as_ref()))?.validate()?;
-//! let listener = tokio::net::TcpListener::bind(settings.listen()).await?;
+//! let listener = std::net::TcpListener::bind(settings.listen())?;
+//! listener.set_nonblocking(true)?;
 //! let admin = match settings.admin_listen() {
 //!     Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
 //!     None => None,
 //! };
 //! let gateway = Gateway::new(settings).await?;
-//! serve(listener, admin, gateway).await?;
+//! // One event loop per core, like nginx's worker processes.
+//! let threads = std::thread::available_parallelism()?.get();
+//! serve(listener, admin, gateway, threads).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -74,10 +77,6 @@ pub use sallyport_clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub struct Gateway {
     pub(crate) live: Arc<reload::Live>,
 }
-
-/// The configuration a request was admitted under, in its extensions.
-#[derive(Clone)]
-pub(crate) struct RequestConfig(pub(crate) Arc<Inner>);
 
 /// One configuration and what it runs with. A request takes the current one once
 /// ([`Gateway::current`]) and uses it from start to end; a reload swaps in a new one that
@@ -180,29 +179,53 @@ impl Gateway {
         self.live.current()
     }
 
-    /// The configuration `req` was admitted under (set by the request-id middleware
-    /// that runs first on both listeners), else the current one.
-    pub(crate) fn for_request<B>(&self, req: &http::Request<B>) -> Arc<Inner> {
-        match req.extensions().get::<RequestConfig>() {
-            Some(RequestConfig(inner)) => inner.clone(),
-            None => self.current(),
-        }
-    }
-
     /// The validated settings in force now (a copy: a reload may replace them).
     pub fn settings(&self) -> Settings {
         self.current().settings.clone()
     }
 
-    /// The public listener's routes: `{prefix}/login`, `logout`, `refresh`, `session`,
-    /// `client.js` (anything else under the prefix is a 404, `{prefix}/verify`
-    /// included), `/healthz` and `/readyz` only with `admin.health_on_public_listener`,
-    /// and the proxy for everything else.
-    ///
-    /// The routes are fixed when the router is built: `prefix` and
-    /// `admin.health_on_public_listener` need a restart to change.
+    /// The public listener as an axum [`Router`], for embedding the gateway in an axum
+    /// app: [`Gateway::handler`] behind a router that sends everything to it.
     pub fn router(&self) -> Router {
+        let handler = self.handler();
+        Router::new().fallback(move |req: axum::extract::Request| {
+            sallyport_serve::Handler::call(&handler, req)
+        })
+    }
+
+    /// The public listener's request handler: the gateway's own routes
+    /// (`{prefix}/login`, `logout`, `refresh`, `session`, `client.js`, the OpenID Connect
+    /// callback and back-channel logout; anything else under the prefix is a 404,
+    /// `{prefix}/verify` included; `/healthz` and `/readyz` only with
+    /// `admin.health_on_public_listener`) go through an axum router, and everything else
+    /// straight to the proxy ([`forward::handle`]) — no routing, middleware or boxing
+    /// on the path that carries the app's traffic.
+    ///
+    /// The routes are fixed when the handler is built: `prefix` and
+    /// `admin.health_on_public_listener` need a restart to change.
+    pub fn handler(&self) -> impl sallyport_serve::Handler {
+        let gw = self.clone();
         let inner = self.current();
+        let table = RouteTable::new(&inner.settings);
+        let routes = sallyport_serve::router(self.routes(&inner));
+        move |req: axum::extract::Request| {
+            let gw = gw.clone();
+            let routes = table.matches(req.uri().path()).then(|| routes.clone());
+            async move {
+                observe::tracked(&gw, req, |req, current| async move {
+                    match routes {
+                        Some(routes) => sallyport_serve::Handler::call(&routes, req).await,
+                        None => forward::handle(current, req).await,
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// The gateway's own routes on the public listener (see [`Gateway::handler`]), with
+    /// no fallback: [`RouteTable`] sends only requests these match.
+    fn routes(&self, inner: &Inner) -> Router {
         let p = &inner.settings.prefix;
         let mut router = Router::new()
             .route(
@@ -222,13 +245,7 @@ impl Gateway {
                 .route("/healthz", get(routes::healthz))
                 .route("/readyz", get(routes::readyz));
         }
-        router
-            .fallback(forward::handle)
-            .with_state(self.clone())
-            .layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                observe::track,
-            ))
+        router.with_state(self.clone())
     }
 
     /// The admin listener's routes: `{prefix}/verify` (forward-auth for nginx, Traefik,
@@ -278,6 +295,33 @@ impl Gateway {
 /// What start-up says when a logout cannot be made final: without a durable or shared
 /// logout record a restart forgets logouts, and without backend revocation nothing else
 /// stops a captured cookie from renewing.
+/// Which paths [`Gateway::routes`] answers on the public listener, decided without
+/// routing: everything under `{prefix}/` (its catch-all `{prefix}/{*rest}` takes any
+/// non-empty rest; the OpenID Connect routes live under the prefix too), and `/healthz`
+/// and `/readyz` when they are served there. `tests::route_table_agrees_with_the_router`
+/// holds this to the router's own matching.
+#[derive(Clone)]
+struct RouteTable {
+    /// `{prefix}/`.
+    under: Arc<str>,
+    health: bool,
+}
+
+impl RouteTable {
+    fn new(settings: &Settings) -> Self {
+        Self {
+            under: format!("{}/", settings.prefix).into(),
+            health: settings.health_on_public,
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        path.strip_prefix(&*self.under)
+            .is_some_and(|rest| !rest.is_empty())
+            || (self.health && (path == "/healthz" || path == "/readyz"))
+    }
+}
+
 fn logout_finality_warnings(settings: &Settings, durable: bool) -> Vec<&'static str> {
     let revokes = settings.backend.logout_url.is_some();
     let mut out = Vec::new();
@@ -303,10 +347,19 @@ fn logout_finality_warnings(settings: &Settings, durable: bool) -> Vec<&'static 
 
 /// Serves `gateway` on `listener` (public) and `admin` (the admin listener, see
 /// [`Gateway::admin_router`]) until Ctrl-C or SIGTERM, then drains connections on both.
+///
+/// `threads` event loops accept on the public listener: this runtime's, and a
+/// single-threaded runtime on each of `threads - 1` threads of their own — nginx's
+/// worker model. A connection stays on the loop that accepted it, so its requests, its
+/// upstream connections (pooled per thread) and its wake-ups never cross threads; what
+/// the loops share (configuration, session cache, logout records, renewals in flight)
+/// is read without a global lock. The connection caps count all loops together.
+/// Everything else (the admin listener, reloads, background work) runs on this runtime.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
     admin: Option<tokio::net::TcpListener>,
     gateway: Gateway,
+    threads: usize,
 ) -> Result<(), Error> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = move || {
@@ -328,10 +381,69 @@ pub async fn serve(
             let _ = stop.send(true);
         })
     };
-    let result = serve_with_shutdown(listener, gateway, wait()).await;
-    // The public listener ended (signal or error): end the admin listener with it.
+    // Every loop registers the listener with its own runtime, which needs it
+    // non-blocking.
+    listener.set_nonblocking(true)?;
+    let server = sallyport_serve::Server::new(gateway.settings().server.clone());
+    let handler = gateway.handler();
+    // Each loop's runtime is kept until every loop has drained: a connection of one loop
+    // may be using something another loop's runtime drives (a pooled connection to the
+    // token backend, a renewal another request started).
+    let (all_drained, drained) = tokio::sync::watch::channel(false);
+    let mut loops = Vec::new();
+    for i in 1..threads.max(1) {
+        let listener = listener.try_clone()?;
+        let (server, handler, wait) = (server.clone(), handler.clone(), wait());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (stop, mut drained) = (stop.clone(), drained.clone());
+        std::thread::Builder::new()
+            .name(format!("gateway-loop-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(err) => {
+                        let _ = stop.send(true);
+                        let _ = done_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let served = rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    server.serve(listener, handler, wait).await
+                });
+                if served.is_err() {
+                    let _ = stop.send(true);
+                }
+                let _ = done_tx.send(served);
+                rt.block_on(async move {
+                    let _ = drained.wait_for(|d| *d).await;
+                });
+            })?;
+        loops.push(done_rx);
+    }
+    let result = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => server
+            .serve(listener, handler, async move {
+                wait().await;
+                tracing::info!("shutting down");
+            })
+            .await
+            .map_err(Error::from),
+        Err(err) => Err(err.into()),
+    };
+    // The public listener ended (signal or error): end the other loops and the admin
+    // listener with it.
     let _ = stop.send(true);
     signal.abort();
+    for done in loops {
+        if let Ok(Err(err)) = done.await {
+            tracing::error!(%err, "an event loop failed");
+        }
+    }
+    let _ = all_drained.send(true);
     if let Some(task) = admin_task {
         task.await
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
@@ -367,16 +479,12 @@ pub async fn serve_with_shutdown(
     gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    sallyport_serve::serve(
-        listener,
-        gateway.router(),
-        gateway.settings().server.clone(),
-        async move {
+    sallyport_serve::Server::new(gateway.settings().server.clone())
+        .serve(listener, gateway.handler(), async move {
             shutdown.await;
             tracing::info!("shutting down");
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(())
 }
 
@@ -409,5 +517,72 @@ mod tests {
         let no_revocation = logout_finality_warnings(&settings(false), true);
         assert!(no_revocation[0].contains("no backend revocation"));
         assert!(logout_finality_warnings(&settings(true), true).is_empty());
+    }
+
+    /// The handler sends a request to the gateway's routes exactly when their router
+    /// would match it, for every prefix shape and with and without the health routes:
+    /// anything [`RouteTable`] got wrong would either proxy a gateway path to the app or
+    /// swallow an app path.
+    #[tokio::test]
+    async fn route_table_agrees_with_the_router() {
+        let marker = http::StatusCode::from_u16(599).expect("status");
+        for (prefix, health) in [("/auth", false), ("/auth", true), ("/a.b/c-d", true)] {
+            let mut c = Config::default();
+            c.session.secret = Some("a-test-secret-of-at-least-32-characters".into());
+            c.backend.login_url = Some("http://127.0.0.1:9/api/login".into());
+            c.backend.refresh_url = Some("http://127.0.0.1:9/api/refresh-token".into());
+            c.store.persist_logouts = false;
+            c.prefix = prefix.into();
+            c.admin.health_on_public_listener = health;
+            let gw = Gateway::new(c.validate().expect("settings"))
+                .await
+                .expect("gateway");
+            let inner = gw.current();
+            let table = RouteTable::new(&inner.settings);
+            let router =
+                sallyport_serve::router(gw.routes(&inner).fallback(move || async move { marker }));
+            let p = prefix;
+            for path in [
+                "/".to_owned(),
+                p.to_owned(),
+                format!("{p}/"),
+                format!("{p}//"),
+                format!("{p}//login"),
+                format!("{p}/login"),
+                format!("{p}/login/"),
+                format!("{p}/logout"),
+                format!("{p}/verify"),
+                format!("{p}/x/y/z"),
+                format!("{p}/callback"),
+                format!("{p}/backchannel-logout"),
+                format!("{p}%2Flogin"),
+                format!("{p}x/login"),
+                format!("{}/login", p.to_uppercase()),
+                format!("/x{p}/login"),
+                format!("/{p}/login"),
+                format!("{p}/%2e%2e/app"),
+                "/healthz".into(),
+                "/healthz/".into(),
+                "/readyz".into(),
+                "/readyzz".into(),
+                "/metrics".into(),
+                "/app/page".into(),
+            ] {
+                let uri = http::Uri::builder()
+                    .path_and_query(path.as_str())
+                    .build()
+                    .expect("uri");
+                let req = http::Request::get(uri)
+                    .body(axum::body::Body::empty())
+                    .expect("request");
+                let resp = sallyport_serve::Handler::call(&router, req).await;
+                let routed = resp.status() != marker;
+                assert_eq!(
+                    table.matches(&path),
+                    routed,
+                    "prefix {prefix}, health {health}: {path}"
+                );
+            }
+        }
     }
 }

@@ -7,23 +7,33 @@
 //! one place request headers are decided) and to the token backend
 //! (`sallyport_backend`).
 
+use std::future::Future;
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use sallyport_observe::{RequestId, X_REQUEST_ID};
 use tracing::Instrument;
 
-use crate::Gateway;
+use crate::{Gateway, Inner};
 
-/// The middleware: decides the id, runs the request inside its span and id scope, and
-/// returns the id on the response.
-pub(crate) async fn track(State(gw): State<Gateway>, mut req: Request, next: Next) -> Response {
-    // The request's one configuration, taken here and handed to the handler
-    // (`Gateway::for_request`): the trust decision and everything after it agree even
-    // when a reload lands mid-request, and the proxy path loads it once.
+/// The admin listener's middleware: [`tracked`] around its router.
+pub(crate) async fn track(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
+    tracked(&gw, req, |req, _| next.run(req)).await
+}
+
+/// Decides the request's id, runs `run` inside its span and id scope, and returns the id
+/// on the response. `run` gets the request and the configuration the trust decision was
+/// made under: the proxy path uses that one throughout, so everything it decides agrees
+/// even when a reload lands mid-request, and it loads the configuration once.
+pub(crate) async fn tracked<F, Fut>(gw: &Gateway, req: Request, run: F) -> Response
+where
+    F: FnOnce(Request, Arc<Inner>) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let current = gw.current();
     let trusted = current.settings.header_policy.trusts_request_id();
-    req.extensions_mut().insert(crate::RequestConfig(current));
     let id = RequestId::from_headers(req.headers(), trusted);
     let span = sallyport_observe::request_span(
         req.method(),
@@ -31,7 +41,7 @@ pub(crate) async fn track(State(gw): State<Gateway>, mut req: Request, next: Nex
         &id,
         trusted.then_some(req.headers()),
     );
-    let mut resp = sallyport_observe::scope(id.clone(), next.run(req))
+    let mut resp = sallyport_observe::scope(id.clone(), run(req, current))
         .instrument(span.clone())
         .await;
     sallyport_observe::record_status(&span, resp.status());

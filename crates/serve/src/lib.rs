@@ -1,4 +1,4 @@
-//! Serving an axum [`Router`] the way every Sallyport server needs it.
+//! Serving an axum [`Router`] (or any [`Handler`]) the way every Sallyport server needs it.
 //!
 //! `axum::serve` has no timer and no limits: a client trickling a request head
 //! (slowloris) or a request body, or never reading its response, holds a connection —
@@ -92,6 +92,46 @@ impl Default for Options {
     }
 }
 
+/// What [`Server::serve`] calls for every request: any `Fn(Request) -> impl Future` that
+/// can be cloned into each connection. An axum [`Router`] is one through [`router`].
+///
+/// A plain function type rather than a `tower::Service`: the future it returns is stored
+/// inline in hyper's connection state, with no boxing and no `poll_ready` round trip per
+/// request, which is what lets a handler that needs no routing (the gateway's proxy path)
+/// skip the router's per-request costs entirely.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// The response future.
+    type Future: Future<Output = Response> + Send + 'static;
+    /// Handles one request.
+    fn call(&self, req: axum::extract::Request) -> Self::Future;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(axum::extract::Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    type Future = Fut;
+    fn call(&self, req: axum::extract::Request) -> Fut {
+        self(req)
+    }
+}
+
+/// `router` as a [`Handler`].
+pub fn router(
+    router: Router,
+) -> impl Handler<Future = impl Future<Output = Response> + Send + 'static> {
+    move |req: axum::extract::Request| {
+        let call = router.clone().oneshot(req);
+        async move {
+            match call.await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains connections
 /// for at most `options.drain_timeout`.
 pub async fn serve(
@@ -100,97 +140,133 @@ pub async fn serve(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // HTTP/1.1 only, through hyper's own builder: hyper-util's protocol-sniffing `auto`
-    // builder reads the first bytes with no timeout at all, which a silent client
-    // exploits just as well as a trickling one.
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout);
-    let limiter = limit::Limiter::new(options.max_connections, options.max_connections_per_ip);
-    let body_limits = options.body;
-    // Graceful shutdown by hand (hyper-util's `GracefulShutdown` does not take an
-    // upgradeable HTTP/1 connection): `stop` tells every connection to finish its
-    // in-flight request and close; each connection task holds a clone of `done_tx`,
-    // so `done_rx` yields `None` once the last one has ended.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Past a cap the socket is closed right here: no task, no buffers, and the
-        // connections already open are untouched. (Leaving it in the kernel's backlog
-        // instead would stall every later client, good or bad, until it times out.)
-        let Ok(permit) = limiter.admit(peer.ip()) else {
-            drop(stream);
-            continue;
-        };
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
-        }
-        let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                let tripped =
-                    (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
-                let req = match &tripped {
-                    Some(flag) => req.map(|b| {
-                        axum::body::Body::new(TimeoutBody::with_flag(b, body_limits, flag.clone()))
-                    }),
-                    None => req.map(axum::body::Body::new),
-                };
-                let response = router.clone().oneshot(req);
-                async move {
-                    let response = response.await?;
-                    Ok::<_, std::convert::Infallible>(match tripped {
-                        Some(flag) if flag.load(Ordering::Relaxed) => body_timeout_response(),
-                        _ => response,
-                    })
-                }
-            });
-        let io = TokioIo::new(io::SendTimeoutIo::new(stream, options.send_timeout, permit));
-        let mut stop = stop_rx.clone();
-        let done = done_tx.clone();
-        // Upgrades (WebSocket) are always let through: a route that doesn't upgrade
-        // answers as usual, so the issuer and demo lose nothing by it.
-        let conn = builder.serve_connection(io, service).with_upgrades();
-        tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%err, %peer, "connection closed with an error");
-            }
-            drop(done);
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    drop(done_tx);
-    if tokio::time::timeout(options.drain_timeout, done_rx.recv())
+    Server::new(options)
+        .serve(listener, self::router(router), shutdown)
         .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the drain timeout; dropping them");
+}
+
+/// One server's options and connection caps. Cloning shares the caps: several accept
+/// loops (one per thread, see the gateway's `threads`) on one listener then count their
+/// connections together, so `max_connections` stays a limit for the whole process.
+#[derive(Clone)]
+pub struct Server {
+    options: Options,
+    limiter: Arc<limit::Limiter>,
+}
+
+impl Server {
+    /// A server with `options`, its connection caps not yet shared with anyone.
+    pub fn new(options: Options) -> Self {
+        let limiter = limit::Limiter::new(options.max_connections, options.max_connections_per_ip);
+        Self { options, limiter }
     }
-    Ok(())
+
+    /// Serves `handler` on `listener` until `shutdown` completes, then drains this
+    /// loop's connections for at most `options.drain_timeout`.
+    pub async fn serve<H: Handler>(
+        &self,
+        listener: tokio::net::TcpListener,
+        handler: H,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let options = &self.options;
+        // HTTP/1.1 only, through hyper's own builder: hyper-util's protocol-sniffing
+        // `auto` builder reads the first bytes with no timeout at all, which a silent
+        // client exploits just as well as a trickling one.
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout);
+        let limiter = &self.limiter;
+        let body_limits = options.body;
+        // Graceful shutdown by hand (hyper-util's `GracefulShutdown` does not take an
+        // upgradeable HTTP/1 connection): `stop` tells every connection to finish its
+        // in-flight request and close; each connection task holds a clone of `done_tx`,
+        // so `done_rx` yields `None` once the last one has ended.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        // E.g. out of file descriptors: back off instead of spinning.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            // Past a cap the socket is closed right here: no task, no buffers, and the
+            // connections already open are untouched. (Leaving it in the kernel's backlog
+            // instead would stall every later client, good or bad, until it times out.)
+            let Ok(permit) = limiter.admit(peer.ip()) else {
+                drop(stream);
+                continue;
+            };
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(%err, "could not set TCP_NODELAY");
+            }
+            let handler = handler.clone();
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                    let tripped =
+                        (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+                    let req = match &tripped {
+                        Some(flag) => req.map(|b| {
+                            axum::body::Body::new(TimeoutBody::with_flag(
+                                b,
+                                body_limits,
+                                flag.clone(),
+                            ))
+                        }),
+                        None => req.map(axum::body::Body::new),
+                    };
+                    let response = handler.call(req);
+                    async move {
+                        let response = response.await;
+                        Ok::<_, std::convert::Infallible>(match tripped {
+                            Some(flag) if flag.load(Ordering::Relaxed) => body_timeout_response(),
+                            _ => response,
+                        })
+                    }
+                },
+            );
+            let io = TokioIo::new(io::SendTimeoutIo::new(stream, options.send_timeout, permit));
+            let mut stop = stop_rx.clone();
+            let done = done_tx.clone();
+            // Upgrades (WebSocket) are always let through: a route that doesn't upgrade
+            // answers as usual, so the issuer and demo lose nothing by it.
+            let conn = builder.serve_connection(io, service).with_upgrades();
+            tokio::spawn(async move {
+                let mut conn = std::pin::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(err) = result {
+                    tracing::debug!(%err, %peer, "connection closed with an error");
+                }
+                drop(done);
+            });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        if tokio::time::timeout(options.drain_timeout, done_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the drain timeout; dropping them");
+        }
+        Ok(())
+    }
 }
 
 /// The answer to a request whose body timed out, replacing whatever the handler made of

@@ -28,8 +28,9 @@ pub(crate) struct Args {
     /// Upstream URL, overriding `upstream` from the configuration.
     #[arg(long)]
     pub upstream: Option<String>,
-    /// Worker threads for the gateway's own runtime; 1 runs a single-threaded event loop
-    /// (like one nginx worker: no cross-thread wake-ups). Default: one per core.
+    /// Event loops serving the public listener, each a single-threaded runtime on a
+    /// thread of its own that keeps the connections it accepts (like nginx's worker
+    /// processes: no cross-thread wake-ups). Default: one per core.
     #[arg(long, env = "SALLYPORT_GATEWAY_THREADS")]
     pub threads: Option<usize>,
 }
@@ -82,37 +83,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    match args.threads {
-        None | Some(0) => serve(settings, source).await?,
-        Some(n) => {
-            // A runtime of its own, sized by the operator, on a blocking thread so that
-            // the CLI's runtime is not blocked.
-            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                let rt = if n == 1 {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?
-                } else {
-                    tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(n)
-                        .enable_all()
-                        .build()?
-                };
-                rt.block_on(serve(settings, source))
-            })
-            .await??;
-        }
-    }
+    let threads = match args.threads {
+        None | Some(0) => std::thread::available_parallelism().map_or(1, usize::from),
+        Some(n) => n,
+    };
+    // The first event loop (which also runs the admin listener, reloads and background
+    // work) on a blocking thread of the CLI's runtime, so that the CLI's is not blocked.
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(settings, source, threads))
+    })
+    .await??;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(settings: sallyport_gateway::Settings, source: Source) -> anyhow::Result<()> {
+async fn serve(
+    settings: sallyport_gateway::Settings,
+    source: Source,
+    threads: usize,
+) -> anyhow::Result<()> {
     // First, on the runtime that serves: from here on SIGHUP no longer ends the process
     // (its default action); one received during start-up is applied once it serves.
     #[cfg(unix)]
     let hangups = super::hangups()?;
+    // Bound through tokio (its backlog of 1024, not std's 128), then handed to the event
+    // loops as a std listener that each of them registers with its own runtime.
     let listener = tokio::net::TcpListener::bind(settings.listen())
         .await
+        .and_then(tokio::net::TcpListener::into_std)
         .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen()))?;
     let admin = match settings.admin_listen() {
         Some(addr) => Some(
@@ -128,7 +128,7 @@ async fn serve(settings: sallyport_gateway::Settings, source: Source) -> anyhow:
         sallyport_gateway::reload_on_sighup(hangups, gateway.clone(), move || source.load());
     #[cfg(not(unix))]
     drop(source);
-    tracing::info!(addr = %listener.local_addr()?, "sallyport gateway listening");
+    tracing::info!(addr = %listener.local_addr()?, threads, "sallyport gateway listening");
     if let Some(admin) = &admin {
         let addr = admin.local_addr()?;
         tracing::info!(%addr, "admin listener (verify, healthz, readyz, metrics) listening");
@@ -140,7 +140,7 @@ async fn serve(settings: sallyport_gateway::Settings, source: Source) -> anyhow:
             );
         }
     }
-    let served = sallyport_gateway::serve(listener, admin, gateway).await;
+    let served = sallyport_gateway::serve(listener, admin, gateway, threads).await;
     #[cfg(unix)]
     reloader.abort();
     served?;
