@@ -110,7 +110,8 @@ async fn admit(
     client_addr: Option<SocketAddr>,
 ) -> Result<Admitted, RequestError> {
     if forged {
-        return Err(refuse_cross_site(inner, headers, now_ms).await);
+        // Boxed: rare, and it would add its size to every request's future.
+        return Err(Box::pin(refuse_cross_site(inner, headers, now_ms)).await);
     }
     match inner
         .authenticate(headers, now_ms, client_addr.map(|a| a.ip()))
@@ -167,22 +168,29 @@ async fn forward_with_session(
 
     if resp.status() == StatusCode::UNAUTHORIZED
         && let Some(replay) = replay
-        && let Some(new) = inner
-            .renew_after_upstream_401(&data, renewed, client_addr.map(|a| a.ip()))
-            .await
     {
-        data = new;
-        cookies = inner.cookie_for(&data, &replay.headers, now_ms);
-        let again = replay.into_request();
-        resp = forward(
-            inner,
-            again,
-            client_addr,
-            false,
-            Some(&data),
-            cookies.as_deref(),
-        )
+        // Boxed: rare, and a second upstream call inline would double the size of every
+        // request's future.
+        let replayed = Box::pin(async {
+            let new = inner
+                .renew_after_upstream_401(&data, renewed, client_addr.map(|a| a.ip()))
+                .await?;
+            let cookies = inner.cookie_for(&new, &replay.headers, now_ms);
+            let resp = forward(
+                inner,
+                replay.into_request(),
+                client_addr,
+                false,
+                Some(&new),
+                cookies.as_deref(),
+            )
+            .await;
+            Some((new, cookies, resp))
+        })
         .await;
+        if let Some((new, new_cookies, new_resp)) = replayed {
+            (data, cookies, resp) = (new, new_cookies, new_resp);
+        }
     }
 
     // Re-check at response time: a logout that happened while this request was upstream

@@ -258,7 +258,9 @@ impl HttpClient {
                 },
             }
         }
-        let (mut sender, usage) = self.connect().await?;
+        // Boxed: connecting is rare (the pool is warm), and its future would add its
+        // size to every request's.
+        let (mut sender, usage) = Box::pin(self.connect()).await?;
         let release = Release(usage.clone());
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         self.checkin(sender, usage);

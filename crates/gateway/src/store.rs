@@ -158,12 +158,22 @@ impl LogoutStore {
     /// [`Self::seen_here`] (through `Inner::live_session`), which it does not repeat. An
     /// unreachable Redis answers "no" (see the module docs).
     pub(crate) async fn logged_out_elsewhere(&self, data: &SessionData, now_ms: u64) -> bool {
-        if let (Some(shared), Some(o)) = (&self.shared, &data.oidc) {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        // Boxed: a Redis call's future is large, and without Redis every request's
+        // future would still carry its size (moved whole into hyper's connection state).
+        Box::pin(self.ask_shared(shared, data, now_ms)).await
+    }
+
+    /// [`Self::logged_out_elsewhere`] with Redis configured.
+    async fn ask_shared(&self, shared: &Redis, data: &SessionData, now_ms: u64) -> bool {
+        if let Some(o) = &data.oidc {
             return self
                 .oidc_logged_out_elsewhere(shared, data, o, now_ms)
                 .await;
         }
-        let (Some(shared), Some(key)) = (&self.shared, data.logout_key()) else {
+        let Some(key) = data.logout_key() else {
             return false;
         };
         let d = digest(&key);

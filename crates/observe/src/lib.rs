@@ -109,8 +109,12 @@ pub fn current() -> Option<RequestId> {
 }
 
 /// Runs `fut` as part of the request `id` ([`current`] returns it inside).
-pub async fn scope<F: Future>(id: RequestId, fut: F) -> F::Output {
-    CURRENT.scope(id, fut).await
+///
+/// A plain function returning tokio's scope future, not an `async fn`: an `async fn`
+/// would keep its `fut` argument beside the scope future it moves it into, doubling the
+/// size of every request's future.
+pub fn scope<F: Future>(id: RequestId, fut: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(id, fut)
 }
 
 /// `fut` made part of the current request and span, for `tokio::spawn`: a spawned task

@@ -121,8 +121,11 @@ impl Inner {
                 write: loaded.needs_reseal,
                 renewed: false,
             },
+            // Boxed, here and wherever a request path renews: a renewal is rare and its
+            // future (the backend call) large, and every request's future would carry
+            // that size, moved whole into hyper's connection state per request.
             Freshness::RenewDue { still_valid } => {
-                match self.renew(&mut data, client).await {
+                match Box::pin(self.renew(&mut data, client)).await {
                     Ok(()) => Authn::Session {
                         data: Box::new(data),
                         write: true,
@@ -160,7 +163,7 @@ impl Inner {
             return None;
         }
         let mut renewed_data = data.clone();
-        self.renew(&mut renewed_data, client).await.ok()?;
+        Box::pin(self.renew(&mut renewed_data, client)).await.ok()?;
         self.metrics.proxied("replayed");
         Some(renewed_data)
     }

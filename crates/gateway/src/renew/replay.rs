@@ -54,43 +54,10 @@ impl Replay {
         if declared.is_some_and(|n| n > limit as u64) {
             return Ok((req, None));
         }
-        let (parts, mut body) = req.into_parts();
-        let mut chunks: Vec<Bytes> = Vec::new();
-        let mut total = 0usize;
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else {
-                return Err(RequestError::BodyUnreadable);
-            };
-            // Trailers are not replayed (HTTP/1.1 upstreams rarely see them anyway).
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            total = total.saturating_add(data.len());
-            chunks.push(data);
-            if total > limit {
-                // Too large to keep: send what was read, then the rest, once.
-                let head = futures_util::stream::iter(chunks.into_iter().map(Ok));
-                let stream = futures_util::StreamExt::chain(head, body.into_data_stream());
-                return Ok((Request::from_parts(parts, Body::from_stream(stream)), None));
-            }
-        }
-        let bytes = if chunks.len() == 1 {
-            chunks.pop().unwrap_or_default()
-        } else {
-            let mut all = bytes::BytesMut::with_capacity(total);
-            for c in &chunks {
-                all.extend_from_slice(c);
-            }
-            all.freeze()
-        };
-        let replay = Replay {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts.headers.clone(),
-            body: bytes.clone(),
-        };
-        Ok((Request::from_parts(parts, Body::from(bytes)), Some(replay)))
+        // Boxed: the buffering loop is rare and large, and would otherwise make the
+        // future of every proxied request (moved whole into hyper's connection state)
+        // that much larger.
+        Box::pin(buffer(req, limit)).await
     }
 
     /// The request to send again.
@@ -102,4 +69,49 @@ impl Replay {
         *r.headers_mut() = self.headers;
         r
     }
+}
+
+/// Reads `req`'s body into memory for a replay, up to `limit` bytes (see
+/// [`Replay::prepare`]).
+async fn buffer(
+    req: Request<Body>,
+    limit: usize,
+) -> Result<(Request<Body>, Option<Replay>), RequestError> {
+    let (parts, mut body) = req.into_parts();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(RequestError::BodyUnreadable);
+        };
+        // Trailers are not replayed (HTTP/1.1 upstreams rarely see them anyway).
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        chunks.push(data);
+        if total > limit {
+            // Too large to keep: send what was read, then the rest, once.
+            let head = futures_util::stream::iter(chunks.into_iter().map(Ok));
+            let stream = futures_util::StreamExt::chain(head, body.into_data_stream());
+            return Ok((Request::from_parts(parts, Body::from_stream(stream)), None));
+        }
+    }
+    let bytes = if chunks.len() == 1 {
+        chunks.pop().unwrap_or_default()
+    } else {
+        let mut all = bytes::BytesMut::with_capacity(total);
+        for c in &chunks {
+            all.extend_from_slice(c);
+        }
+        all.freeze()
+    };
+    let replay = Replay {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body: bytes.clone(),
+    };
+    Ok((Request::from_parts(parts, Body::from(bytes)), Some(replay)))
 }
