@@ -2,6 +2,7 @@
 //! value into `Set-Cookie` headers, clear the cookie. No extractor, no middleware:
 //! the gateway uses this directly.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
@@ -153,16 +154,18 @@ impl CookieCodec {
     /// The raw seal in the request: the whole cookie if present and non-empty, else
     /// chunks `.0`, `.1`, … concatenated (at most four, stopping at the first gap),
     /// exactly as iron-session reads it.
-    pub fn read_sealed(&self, headers: &HeaderMap) -> Option<String> {
+    /// Borrowed from `headers` when it can be (one whole cookie in one `Cookie` field,
+    /// not percent-encoded): no copy of the seal on the request path.
+    pub fn read_sealed<'h>(&self, headers: &'h HeaderMap) -> Option<Cow<'h, str>> {
         self.sealed_from(&Jar::from_headers(headers))
     }
 
-    fn sealed_from(&self, jar: &Jar) -> Option<String> {
+    fn sealed_from<'h>(&self, jar: &Jar<'h>) -> Option<Cow<'h, str>> {
         let name = self.inner.config.name();
-        if let Some(whole) = jar.get(name)
+        if let Some(whole) = jar.take(name)
             && !whole.is_empty()
         {
-            return Some(whole.into_owned());
+            return Some(whole);
         }
         let mut sealed = String::new();
         for index in 0..MAX_CHUNKS {
@@ -171,7 +174,7 @@ impl CookieCodec {
                 _ => break,
             }
         }
-        (!sealed.is_empty()).then_some(sealed)
+        (!sealed.is_empty()).then_some(Cow::Owned(sealed))
     }
 
     /// Seals `value` with the newest password and returns the `Set-Cookie` values that

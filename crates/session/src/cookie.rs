@@ -14,22 +14,27 @@ pub const MAX_COOKIE_BYTES: usize = 4096;
 pub const MAX_CHUNKS: usize = 4;
 
 /// The cookies of one request, joined from every `Cookie` header field (HTTP/2 may
-/// split them; RFC 9113 §8.2.3 says to join with `"; "`).
-pub(crate) struct Jar {
-    header: String,
+/// split them; RFC 9113 §8.2.3 says to join with `"; "`). The usual single field is
+/// borrowed, not copied: this runs on every proxied request.
+pub(crate) struct Jar<'a> {
+    header: Cow<'a, str>,
 }
 
-impl Jar {
-    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
-        let mut header = String::new();
-        for value in headers.get_all(http::header::COOKIE) {
-            if !header.is_empty() {
-                header.push_str("; ");
+impl<'a> Jar<'a> {
+    pub(crate) fn from_headers(headers: &'a HeaderMap) -> Self {
+        let mut fields = headers.get_all(http::header::COOKIE).iter();
+        let header = match (fields.next(), fields.next()) {
+            (None, _) => Cow::Borrowed(""),
+            (Some(one), None) => lossy(one.as_bytes()),
+            (Some(first), Some(second)) => {
+                let mut header = lossy(first.as_bytes()).into_owned();
+                for value in std::iter::once(second).chain(fields) {
+                    header.push_str("; ");
+                    header.push_str(&lossy(value.as_bytes()));
+                }
+                Cow::Owned(header)
             }
-            // Header bytes outside ASCII never occur in our cookies; decode them
-            // lossily so a stray byte cannot make the whole header unreadable.
-            header.push_str(&String::from_utf8_lossy(value.as_bytes()));
-        }
+        };
         Self { header }
     }
 
@@ -39,10 +44,32 @@ impl Jar {
         find_first(&self.header, name).map(decode)
     }
 
+    /// [`Jar::get`], borrowing from the request's headers rather than from the jar when
+    /// it can (the usual single `Cookie` field), so the value can outlive the jar
+    /// without a copy.
+    pub(crate) fn take(&self, name: &str) -> Option<Cow<'a, str>> {
+        match &self.header {
+            Cow::Borrowed(header) => find_first(header, name).map(decode),
+            Cow::Owned(header) => {
+                find_first(header, name).map(|v| Cow::Owned(decode(v).into_owned()))
+            }
+        }
+    }
+
     /// Whether a cookie called `name` is present with a non-empty value
     /// (iron-session's truthiness test before expiring a stale cookie).
     pub(crate) fn has(&self, name: &str) -> bool {
         self.get(name).is_some_and(|v| !v.is_empty())
+    }
+}
+
+/// Header bytes outside ASCII never occur in our cookies; they are decoded lossily so a
+/// stray byte cannot make the whole header unreadable. Valid UTF-8 (the usual case) is
+/// borrowed after a fast check.
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -128,6 +155,7 @@ pub(crate) fn is_raw_cookie_value(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn request_cookie_reads_every_field_and_the_first_match() {
@@ -139,10 +167,31 @@ mod tests {
         assert_eq!(request_cookie(&h, "d"), None);
     }
 
-    fn jar(h: &str) -> Jar {
+    /// A byte that is not UTF-8 in another cookie (or another field) does not make the
+    /// session cookie unreadable, whether the header is borrowed or joined.
+    #[test]
+    fn a_stray_non_utf8_byte_elsewhere_is_decoded_lossily() {
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_bytes(b"x=\xff\xfe; s=seal").unwrap(),
+        );
+        assert_eq!(request_cookie(&h, "s").as_deref(), Some("seal"));
+        assert_eq!(request_cookie(&h, "x").as_deref(), Some("\u{fffd}\u{fffd}"));
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_bytes(b"y=\xff; t=2").unwrap(),
+        );
+        assert_eq!(request_cookie(&h, "t").as_deref(), Some("2"));
+        assert_eq!(request_cookie(&h, "s").as_deref(), Some("seal"));
+    }
+
+    fn jar(h: &str) -> Jar<'static> {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::COOKIE, h.parse().unwrap());
-        Jar::from_headers(&headers)
+        Jar {
+            header: Cow::Owned(Jar::from_headers(&headers).header.into_owned()),
+        }
     }
 
     #[test]

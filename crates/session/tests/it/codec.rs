@@ -97,11 +97,12 @@ fn chunk_cookies_use_the_budget_rule() {
     assert_eq!(values[0].len(), 4096);
     assert_eq!(values[1].len(), 4096);
     assert!(values[2].len() < 4096);
-    let sealed = codec.read_sealed(&{
+    let headers = {
         let mut b = Browser::default();
         b.apply(&set);
         b.header()
-    });
+    };
+    let sealed = codec.read_sealed(&headers);
     assert!(sealed.unwrap().ends_with("~2"));
 }
 
