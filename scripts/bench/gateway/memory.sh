@@ -16,7 +16,6 @@
 #   ACCESS_TTL=60 CONCURRENCY=32 USERS=1000 ...           # token lifetime, client
 #                                                         # concurrency, issuer users
 #   BIN=/path/to/sallyport ...                            # that binary instead of building
-#                                                         # (e.g. BIN=/work/bin/sallyport-base)
 #   BENCH_KEEP=1 ...                                      # keep the work dir (logs, databases)
 # More knobs (warm-up, thresholds, logout rate) are listed at the top of memory.mjs.
 set -euo pipefail
