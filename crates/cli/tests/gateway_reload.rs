@@ -6,104 +6,13 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A tiny keep-alive HTTP/1.1 upstream answering every request with `name`.
-fn upstream(name: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                while read_head(&mut reader).is_some() {
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{name}",
-                        name.len()
-                    );
-                    if stream.write_all(answer.as_bytes()).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// Reads one message head; returns its lines (first the start line), or `None` at EOF.
-fn read_head(reader: &mut impl BufRead) -> Option<Vec<String>> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end().to_owned();
-        if line.is_empty() {
-            return Some(lines);
-        }
-        lines.push(line);
-    }
-}
-
-/// A held HTTP/1.1 keep-alive connection to the gateway.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    stream: TcpStream,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Self {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            stream,
-        }
-    }
-
-    /// `GET path`: (status, body).
-    fn get(&mut self, path: &str) -> (u16, String) {
-        write!(
-            self.stream,
-            "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: application/json\r\n\r\n"
-        )
-        .unwrap();
-        let head = read_head(&mut self.reader).expect("the connection is still open");
-        let status = head[0].split(' ').nth(1).unwrap().parse().unwrap();
-        let len: usize = head
-            .iter()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().unwrap())
-            })
-            .expect("content-length");
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).unwrap();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-}
-
-/// `GET path` on a new connection.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    Conn::open(addr).get(path)
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+mod support;
+use support::{Conn, free_addr, get, upstream};
 
 fn write_config(path: &Path, listen: SocketAddr, admin: SocketAddr, body: &str) {
     let text = format!(

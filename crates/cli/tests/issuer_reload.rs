@@ -6,80 +6,39 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{Conn, free_addr};
+
 const GATEWAY_SECRET: &str = "gateway-client-secret-0001";
 const SECOND_SECRET: &str = "second-client-secret-0002";
 
-/// Reads one message head; returns its lines (first the start line), or `None` at EOF.
-fn read_head(reader: &mut impl BufRead) -> Option<Vec<String>> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end().to_owned();
-        if line.is_empty() {
-            return Some(lines);
-        }
-        lines.push(line);
-    }
+/// The issuer's requests on a held connection.
+trait IssuerConn {
+    fn send(&mut self, path: &str, body: &str) -> (u16, String);
+    fn token_as(&mut self, client: &str, secret: &str) -> u16;
 }
 
-/// A held HTTP/1.1 keep-alive connection to the issuer.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    stream: TcpStream,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Self {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            stream,
-        }
-    }
-
+impl IssuerConn for Conn {
     /// Sends a request (`body` empty: a GET); returns (status, body).
     fn send(&mut self, path: &str, body: &str) -> (u16, String) {
-        if body.is_empty() {
-            write!(
-                self.stream,
-                "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
-            )
-            .unwrap();
+        let request = if body.is_empty() {
+            format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         } else {
-            write!(
-                self.stream,
+            format!(
                 "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\
                  content-type: application/x-www-form-urlencoded\r\n\
                  content-length: {}\r\n\r\n{body}",
                 body.len()
             )
-            .unwrap();
-        }
-        let head = read_head(&mut self.reader).expect("the connection is still open");
-        let status = head[0].split(' ').nth(1).unwrap().parse().unwrap();
-        let len: usize = head
-            .iter()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().unwrap())
-            })
-            .expect("content-length");
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).unwrap();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        };
+        self.exchange(&request)
+            .expect("the connection is still open")
     }
 
     /// A refresh grant with a made-up token, authenticated as `client`
@@ -91,13 +50,6 @@ impl Conn {
         );
         self.send("/oauth/token", &body).0
     }
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 fn write_config(path: &Path, db: &Path, listen: SocketAddr, body: &str) {

@@ -9,16 +9,15 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use sallyport_gateway::{Config, Gateway, serve};
 //! let settings = Config::load(Some("gateway.toml".as_ref()))?.validate()?;
-//! let listener = std::net::TcpListener::bind(settings.listen())?;
-//! listener.set_nonblocking(true)?;
+//! // One event loop per core, like nginx's worker processes.
+//! let loops = std::thread::available_parallelism()?.get();
+//! let listeners = sallyport_gateway::bind(settings.listen(), loops)?;
 //! let admin = match settings.admin_listen() {
 //!     Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
 //!     None => None,
 //! };
 //! let gateway = Gateway::new(settings).await?;
-//! // One event loop per core, like nginx's worker processes.
-//! let threads = std::thread::available_parallelism()?.get();
-//! serve(listener, admin, gateway, threads).await?;
+//! serve(listeners, admin, gateway).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -26,6 +25,7 @@
 //! ("The gateway") and docs/gateway.md.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -351,21 +351,58 @@ fn logout_finality_warnings(settings: &Settings, durable: bool) -> Vec<&'static 
     out
 }
 
-/// Serves `gateway` on `listener` (public) and `admin` (the admin listener, see
-/// [`Gateway::admin_router`]) until Ctrl-C or SIGTERM, then drains connections on both.
+/// Binds the public listener once per event loop ([`serve`]): `SO_REUSEPORT` sockets on
+/// one address, so that the kernel spreads new connections evenly over the loops (by
+/// each connection's addresses), as nginx's `reuseport` does. With one shared socket
+/// instead, whichever loop the scheduler runs first wins every accept: a loop that runs
+/// late idles while the others queue. Only processes of the same user can join the
+/// group. Port 0 binds the first socket to a free port and the others to that port.
+/// Must be called inside a tokio runtime.
+pub fn bind(addr: SocketAddr, loops: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let first = reuse_port_listener(addr)?;
+    let addr = first.local_addr()?;
+    let mut all = Vec::with_capacity(loops.max(1));
+    for _ in 1..loops.max(1) {
+        // Without SO_REUSEPORT (not Unix), the loops share one socket.
+        #[cfg(not(unix))]
+        all.push(first.try_clone()?);
+        #[cfg(unix)]
+        all.push(reuse_port_listener(addr)?);
+    }
+    all.insert(0, first);
+    Ok(all)
+}
+
+/// One socket of [`bind`]'s group, with tokio's listen backlog (1024).
+fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As `tokio::net::TcpListener::bind` does: a restart can bind while old connections
+    // linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
+}
+
+/// Serves `gateway` on `listeners` (public, one per event loop: see [`bind`]) and `admin`
+/// (the admin listener, see [`Gateway::admin_router`]) until Ctrl-C or SIGTERM, then
+/// drains connections on both.
 ///
-/// `threads` event loops accept on the public listener: this runtime's, and a
-/// single-threaded runtime on each of `threads - 1` threads of their own — nginx's
-/// worker model. A connection stays on the loop that accepted it, so its requests, its
-/// upstream connections (pooled per thread) and its wake-ups never cross threads; what
-/// the loops share (configuration, session cache, logout records, renewals in flight)
-/// is read without a global lock. The connection caps count all loops together.
-/// Everything else (the admin listener, reloads, background work) runs on this runtime.
+/// Each listener gets an event loop: the first on this runtime, the others on a
+/// single-threaded runtime each, on threads of their own — nginx's worker model. A
+/// connection stays on the loop that accepted it, so its requests, its upstream
+/// connections (pooled per thread) and its wake-ups never cross threads; what the loops
+/// share (configuration, session cache, logout records, renewals in flight) takes no
+/// exclusive lock per request. The connection caps count all loops together. Everything
+/// else (the admin listener, reloads, background work) runs on this runtime.
 pub async fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     admin: Option<tokio::net::TcpListener>,
     gateway: Gateway,
-    threads: usize,
 ) -> Result<(), Error> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = move || {
@@ -387,7 +424,11 @@ pub async fn serve(
             let _ = stop.send(true);
         })
     };
-    // Every loop registers the listener with its own runtime, which needs it
+    let mut listeners = listeners.into_iter();
+    let Some(listener) = listeners.next() else {
+        return Err(Error::Io(std::io::Error::other("no listener to serve")));
+    };
+    // Every loop registers its listener with its own runtime, which needs it
     // non-blocking.
     listener.set_nonblocking(true)?;
     let server = sallyport_serve::Server::new(gateway.settings().server.clone());
@@ -397,8 +438,8 @@ pub async fn serve(
     // token backend, a renewal another request started).
     let (all_drained, drained) = tokio::sync::watch::channel(false);
     let mut loops = Vec::new();
-    for i in 1..threads.max(1) {
-        let listener = listener.try_clone()?;
+    for (i, listener) in (1..).zip(listeners) {
+        listener.set_nonblocking(true)?;
         let (server, handler, wait) = (server.clone(), handler.clone(), wait());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let (stop, mut drained) = (stop.clone(), drained.clone());

@@ -108,11 +108,8 @@ async fn serve(
     // (its default action); one received during start-up is applied once it serves.
     #[cfg(unix)]
     let hangups = super::hangups()?;
-    // Bound through tokio (its backlog of 1024, not std's 128), then handed to the event
-    // loops as a std listener that each of them registers with its own runtime.
-    let listener = tokio::net::TcpListener::bind(settings.listen())
-        .await
-        .and_then(tokio::net::TcpListener::into_std)
+    // One socket per event loop (SO_REUSEPORT), each registered by its loop's runtime.
+    let listeners = sallyport_gateway::bind(settings.listen(), threads)
         .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen()))?;
     let admin = match settings.admin_listen() {
         Some(addr) => Some(
@@ -128,7 +125,9 @@ async fn serve(
         sallyport_gateway::reload_on_sighup(hangups, gateway.clone(), move || source.load());
     #[cfg(not(unix))]
     drop(source);
-    tracing::info!(addr = %listener.local_addr()?, threads, "sallyport gateway listening");
+    if let Some(first) = listeners.first() {
+        tracing::info!(addr = %first.local_addr()?, threads, "sallyport gateway listening");
+    }
     if let Some(admin) = &admin {
         let addr = admin.local_addr()?;
         tracing::info!(%addr, "admin listener (verify, healthz, readyz, metrics) listening");
@@ -140,7 +139,7 @@ async fn serve(
             );
         }
     }
-    let served = sallyport_gateway::serve(listener, admin, gateway, threads).await;
+    let served = sallyport_gateway::serve(listeners, admin, gateway).await;
     #[cfg(unix)]
     reloader.abort();
     served?;

@@ -1,0 +1,110 @@
+//! Plain-socket HTTP/1.1 helpers for the tests that run the real binary: a keep-alive
+//! client connection, a keep-alive upstream, free loopback ports. Each test file is a
+//! crate of its own and uses part of this, hence `dead_code` allowed here.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+/// A loopback address nothing listens on (yet).
+pub(crate) fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Reads one message head; returns its lines (first the start line), or `None` at EOF or
+/// on an error.
+pub(crate) fn read_head(reader: &mut impl BufRead) -> Option<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end().to_owned();
+        if line.is_empty() {
+            return Some(lines);
+        }
+        lines.push(line);
+    }
+}
+
+/// A keep-alive HTTP/1.1 upstream answering every request with 200 and `body`.
+pub(crate) fn upstream(body: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                while read_head(&mut reader).is_some() {
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A held HTTP/1.1 keep-alive connection.
+pub(crate) struct Conn {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+}
+
+impl Conn {
+    pub(crate) fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        }
+    }
+
+    /// Writes `request` (head and body) and reads the answer: (status, body), or `None`
+    /// when the server closed the connection instead.
+    pub(crate) fn exchange(&mut self, request: &str) -> Option<(u16, String)> {
+        self.stream.write_all(request.as_bytes()).ok()?;
+        let head = read_head(&mut self.reader)?;
+        let status = head.first()?.split(' ').nth(1)?.parse().ok()?;
+        let len: usize = head.iter().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })?;
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).ok()?;
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// `GET path` asking for JSON: (status, body), or `None` when the connection closed.
+    pub(crate) fn try_get(&mut self, path: &str) -> Option<(u16, String)> {
+        self.exchange(&format!(
+            "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: application/json\r\n\r\n"
+        ))
+    }
+
+    /// [`Conn::try_get`] on a connection that must still be open.
+    pub(crate) fn get(&mut self, path: &str) -> (u16, String) {
+        self.try_get(path).expect("the connection is still open")
+    }
+}
+
+/// `GET path` on a new connection.
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    Conn::open(addr).get(path)
+}
