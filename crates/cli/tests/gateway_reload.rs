@@ -8,11 +8,10 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 mod support;
-use support::{Conn, free_addr, get, upstream};
+use support::{Conn, Process as Gateway, eventually, free_addr, get, hangup, upstream};
 
 fn write_config(path: &Path, listen: SocketAddr, admin: SocketAddr, body: &str) {
     let text = format!(
@@ -40,48 +39,7 @@ listen = "{admin}"
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn hangup(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -HUP");
-}
-
 /// Polls `check` for up to 20 s.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Gateway {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
 
 #[test]
 fn sighup_reloads_the_configuration_without_dropping_connections() {

@@ -8,23 +8,11 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Conn, free_addr, upstream};
-
-struct Gateway {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Conn, Process as Gateway, free_addr, upstream};
 
 impl Gateway {
     fn start(name: &str, threads: usize, server: &str) -> (Self, SocketAddr) {
@@ -54,10 +42,6 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         (gw, listen)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The event-loop threads (`gateway-loop-<i>`) and the CPU time each has run so far

@@ -9,11 +9,10 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 mod support;
-use support::{Conn, free_addr};
+use support::{Conn, Process as Issuer, eventually, free_addr, hangup};
 
 const GATEWAY_SECRET: &str = "gateway-client-secret-0001";
 const SECOND_SECRET: &str = "second-client-secret-0002";
@@ -76,57 +75,7 @@ fn second_client() -> String {
     format!("[[clients]]\nid = \"second\"\nsecret = \"{SECOND_SECRET}\"")
 }
 
-fn hangup(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -HUP");
-}
-
 /// Polls `check` for up to 60 s (the first start migrates and creates a signing key).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Issuer {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Issuer {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// The log lines containing `what`.
-    fn lines_with(&self, what: &str) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains(what))
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 #[test]
 fn sighup_reloads_the_issuer_configuration_without_dropping_connections() {

@@ -108,3 +108,57 @@ impl Conn {
 pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     Conn::open(addr).get(path)
 }
+
+/// A `sallyport` process under test with its log file; killed when dropped.
+pub(crate) struct Process {
+    pub(crate) child: std::process::Child,
+    pub(crate) log: std::path::PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub(crate) fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The log lines containing `what`.
+    pub(crate) fn lines_with(&self, what: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Sends SIGHUP (a configuration reload) to `child`.
+pub(crate) fn hangup(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -HUP");
+}
+
+/// Waits (at most 60 s) until `check` holds.
+pub(crate) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
