@@ -198,7 +198,7 @@ impl Gateway {
     /// callback and back-channel logout; anything else under the prefix is a 404,
     /// `{prefix}/verify` included; `/healthz` and `/readyz` only with
     /// `admin.health_on_public_listener`) go through an axum router, and everything else
-    /// straight to the proxy ([`forward::handle`]) — no routing, middleware or boxing
+    /// straight to the proxy (`forward::handle`) — no routing, middleware or boxing
     /// on the path that carries the app's traffic.
     ///
     /// The routes are fixed when the handler is built: `prefix` and
