@@ -193,3 +193,58 @@ fn the_connection_cap_counts_every_event_loop_together() {
         assert_eq!(status(conn, "/public/x"), Some(200));
     }
 }
+
+/// A second gateway on an address the first one serves fails to start, as any server
+/// would: `SO_REUSEPORT` (one socket per event loop) must not let it join the first
+/// one's sockets and take half of its connections.
+#[test]
+fn a_second_gateway_on_the_same_address_is_refused() {
+    let (first, listen) = Gateway::start("first", 2, "");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("gateway-threads-second-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    write_config(&config, listen, upstream("second"), "");
+    let log = dir.join("second.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
+        .args(["gateway", "--threads", "2", "--config"])
+        .arg(&config)
+        .env_remove("SESSION_SECRET")
+        .env_remove("SALLYPORT_GATEWAY_CONFIG")
+        .env_remove("SALLYPORT_GATEWAY_THREADS")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut second = Gateway { child, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        // Still running: it joined the first one's sockets (dropped here, killed).
+        assert!(
+            Instant::now() < deadline,
+            "the second gateway started: {}",
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = second.log();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on") && stderr.contains("setting `listen`"),
+        "{stderr}"
+    );
+    // The first one still has every connection.
+    for _ in 0..20 {
+        assert_eq!(
+            Conn::open(listen).try_get("/public/x"),
+            Some((200, "ok".to_owned())),
+            "{}",
+            first.log()
+        );
+    }
+}

@@ -359,6 +359,14 @@ fn logout_finality_warnings(settings: &Settings, durable: bool) -> Vec<&'static 
 /// group. Port 0 binds the first socket to a free port and the others to that port.
 /// Must be called inside a tokio runtime.
 pub fn bind(addr: SocketAddr, loops: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    // SO_REUSEPORT would let this process join a group another process (a second
+    // gateway started by mistake, an old one still running) already listens with, and
+    // silently take half its connections. A plain bind first fails as any server's
+    // would when the address is taken; it is closed before the group binds.
+    #[cfg(unix)]
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
     let first = reuse_port_listener(addr)?;
     let addr = first.local_addr()?;
     let mut all = Vec::with_capacity(loops.max(1));
