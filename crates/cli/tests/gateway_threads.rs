@@ -15,14 +15,33 @@ mod support;
 use support::{Conn, Process as Gateway, free_addr, upstream};
 
 impl Gateway {
+    /// Starts a gateway with `threads` loops on a free address and waits until it serves.
     fn start(name: &str, threads: usize, server: &str) -> (Self, SocketAddr) {
+        let listen = free_addr();
+        let gw = Self::spawn(name, listen, threads, server, "ok");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while probe(listen).is_none() {
+            assert!(Instant::now() < deadline, "not serving: {}", gw.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (gw, listen)
+    }
+
+    /// Spawns `sallyport gateway --threads <threads>` on `listen` (a config and log of
+    /// its own under `name`) in front of an upstream answering `body`, without waiting.
+    fn spawn(
+        name: &str,
+        listen: SocketAddr,
+        threads: usize,
+        server: &str,
+        body: &'static str,
+    ) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("gateway-threads-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let listen = free_addr();
         let config = dir.join("gateway.toml");
-        write_config(&config, listen, upstream("ok"), server);
+        write_config(&config, listen, upstream(body), server);
         let log = dir.join("gateway.log");
         let child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
             .args(["gateway", "--threads", &threads.to_string(), "--config"])
@@ -35,13 +54,7 @@ impl Gateway {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let gw = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while probe(listen).is_none() {
-            assert!(Instant::now() < deadline, "not serving: {}", gw.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (gw, listen)
+        Self { child, log }
     }
 
     /// The event-loop threads (`gateway-loop-<i>`) and the CPU time each has run so far
@@ -200,25 +213,8 @@ fn the_connection_cap_counts_every_event_loop_together() {
 #[test]
 fn a_second_gateway_on_the_same_address_is_refused() {
     let (first, listen) = Gateway::start("first", 2, "");
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("gateway-threads-second-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("gateway.toml");
-    write_config(&config, listen, upstream("second"), "");
-    let log = dir.join("second.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .args(["gateway", "--threads", "2", "--config"])
-        .arg(&config)
-        .env_remove("SESSION_SECRET")
-        .env_remove("SALLYPORT_GATEWAY_CONFIG")
-        .env_remove("SALLYPORT_GATEWAY_THREADS")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut second = Gateway { child, log };
+    // Its upstream answers "second": a connection it took would show.
+    let mut second = Gateway::spawn("second", listen, 2, "", "second");
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = second.child.try_wait().unwrap() {
