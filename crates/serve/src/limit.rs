@@ -1,4 +1,5 @@
-//! The connection caps: at most `max_connections` per listener, and optionally at most
+//! The connection caps: at most `max_connections` per server (one [`crate::Server`] and every
+//! accept loop sharing it), and optionally at most
 //! `max_connections_per_ip` from one client address (an IPv6 client by its /64, which
 //! one subscriber usually holds whole).
 
