@@ -87,16 +87,19 @@ fn find_first<'a>(s: &'a str, name: &str) -> Option<&'a str> {
     if len < 2 {
         return None;
     }
+    // `memchr` rather than `str::find`: the session's pair is ≈ 1 KB, scanned on every
+    // proxied request, and its SIMD search is several times faster than core's.
+    let bytes = s.as_bytes();
     let mut index = 0;
     while index < len {
-        let eq = s[index..].find('=').map_or(len, |i| index + i);
+        let eq = memchr::memchr(b'=', &bytes[index..]).map_or(len, |i| index + i);
         if eq == len {
             return None;
         }
-        let end = s[index..].find(';').map_or(len, |i| index + i);
+        let end = memchr::memchr(b';', &bytes[index..]).map_or(len, |i| index + i);
         if eq > end {
             // A pair without '=': skip to just after the last ';' before the '='.
-            index = s[..eq].rfind(';').map_or(0, |i| i + 1);
+            index = memchr::memrchr(b';', &bytes[..eq]).map_or(0, |i| i + 1);
             continue;
         }
         if trim(&s[index..eq]) == name {
@@ -114,7 +117,7 @@ fn trim(s: &str) -> &str {
 
 /// JavaScript `decodeURIComponent`, falling back to the raw text on any error.
 fn decode(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('%') {
+    if memchr::memchr(b'%', raw.as_bytes()).is_none() {
         return Cow::Borrowed(raw);
     }
     let bytes = raw.as_bytes();
