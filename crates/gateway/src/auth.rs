@@ -2,11 +2,13 @@
 //! session — and the one answer to "was this session logged out?"
 //! ([`Inner::live_session`]). Steps 4–5 (renew when due) are [`crate::renew`].
 
+use std::sync::Arc;
+
 use http::Method;
 use http::header::{self, HeaderMap, HeaderValue};
-use sallyport_session::Loaded;
 
 use crate::Inner;
+use crate::session_cache::Unsealed;
 use crate::state::SessionData;
 
 pub(crate) use crate::renew::Authn;
@@ -14,12 +16,8 @@ pub(crate) use crate::renew::Authn;
 impl Inner {
     /// Step 2: unseal; logged-out (as far as this replica knows without I/O) and
     /// unusable sessions count as none.
-    pub(crate) fn read_session(
-        &self,
-        headers: &HeaderMap,
-        now_ms: u64,
-    ) -> Option<Loaded<SessionData>> {
-        let loaded: Loaded<SessionData> = self.sessions.read(&self.cookies, headers, now_ms)?;
+    pub(crate) fn read_session(&self, headers: &HeaderMap, now_ms: u64) -> Option<Unsealed> {
+        let loaded = self.sessions.read(&self.cookies, headers, now_ms)?;
         if !loaded.value.is_usable() || self.logged_out.seen_here(&loaded.value, now_ms) {
             return None;
         }
@@ -29,11 +27,7 @@ impl Inner {
     /// Step 2 in full: a usable session that was not logged out here or (with Redis) on
     /// any replica. The one answer to "was this session logged out?" before a session is
     /// used; never renews.
-    pub(crate) async fn live_session(
-        &self,
-        headers: &HeaderMap,
-        now_ms: u64,
-    ) -> Option<Loaded<SessionData>> {
+    pub(crate) async fn live_session(&self, headers: &HeaderMap, now_ms: u64) -> Option<Unsealed> {
         let loaded = self.read_session(headers, now_ms)?;
         if self
             .logged_out
@@ -51,7 +45,7 @@ impl Inner {
         &self,
         headers: &HeaderMap,
         now_ms: u64,
-    ) -> Option<SessionData> {
+    ) -> Option<Arc<SessionData>> {
         let l = self.live_session(headers, now_ms).await?;
         let expired = l.value.expires_at().is_some_and(|exp| now_ms / 1000 >= exp);
         (!expired).then_some(l.value)

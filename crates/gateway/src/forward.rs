@@ -40,7 +40,7 @@ pub(crate) async fn handle(current: Arc<Inner>, req: Request<Body>) -> Response 
             req,
             client_addr,
             screened.upgrade,
-            session.as_ref(),
+            session.as_deref(),
             None,
         )
         .await;
@@ -92,7 +92,7 @@ fn screen(inner: &Inner, req: &Request<Body>) -> Result<Screened, RequestError> 
 
 /// A request's session on a protected path, as [`admit`] lets it through.
 struct Admitted {
-    data: SessionData,
+    data: Arc<SessionData>,
     /// The response must set the cookie (renewed or re-sealed).
     write: bool,
     /// Renewed during this request.
@@ -122,7 +122,7 @@ async fn admit(
             write,
             renewed,
         } => Ok(Admitted {
-            data: *data,
+            data,
             write,
             renewed,
         }),
@@ -163,7 +163,7 @@ async fn forward_with_session(
             return resp;
         }
     };
-    let sent = Some(&data);
+    let sent = Some(&*data);
     let mut resp = forward(inner, req, client_addr, upgrade, sent, cookies.as_deref()).await;
 
     if resp.status() == StatusCode::UNAUTHORIZED
@@ -189,7 +189,7 @@ async fn forward_with_session(
         })
         .await;
         if let Some((new, new_cookies, new_resp)) = replayed {
-            (data, cookies, resp) = (new, new_cookies, new_resp);
+            (data, cookies, resp) = (Arc::new(new), new_cookies, new_resp);
         }
     }
 
@@ -213,7 +213,7 @@ pub(crate) async fn public_session(
     headers: &HeaderMap,
     now_ms: u64,
     forged: bool,
-) -> Option<SessionData> {
+) -> Option<Arc<SessionData>> {
     if forged {
         return None;
     }

@@ -34,6 +34,7 @@ mod flight;
 mod replay;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::HeaderMap;
 use sallyport_proto::AuthErrorCode;
@@ -86,7 +87,8 @@ pub(crate) enum Authn {
     /// A usable session; `write` says whether this response must set the cookie (renewed
     /// or re-sealed with the newest password).
     Session {
-        data: Box<SessionData>,
+        /// Shared with the session cache; copied only when renewed.
+        data: Arc<SessionData>,
         write: bool,
         /// Renewed during this request (so an upstream 401 is not worth another renewal).
         renewed: bool,
@@ -113,11 +115,10 @@ impl Inner {
                 clear: false,
             });
         };
-        let mut data = loaded.value;
         let now_s = now_ms / 1000;
-        match data.freshness(now_s, self.settings.leeway_secs) {
+        match loaded.value.freshness(now_s, self.settings.leeway_secs) {
             Freshness::Fresh => Authn::Session {
-                data: Box::new(data),
+                data: loaded.value,
                 write: loaded.needs_reseal,
                 renewed: false,
             },
@@ -125,9 +126,10 @@ impl Inner {
             // future (the backend call) large, and every request's future would carry
             // that size, moved whole into hyper's connection state per request.
             Freshness::RenewDue { still_valid } => {
+                let mut data = Arc::unwrap_or_clone(loaded.value);
                 match Box::pin(self.renew(&mut data, client)).await {
                     Ok(()) => Authn::Session {
-                        data: Box::new(data),
+                        data: Arc::new(data),
                         write: true,
                         renewed: true,
                     },
@@ -136,7 +138,7 @@ impl Inner {
                         if still_valid {
                             // Faults are not logouts: keep going with the old token.
                             Authn::Session {
-                                data: Box::new(data),
+                                data: Arc::new(data),
                                 write: loaded.needs_reseal,
                                 renewed: false,
                             }
@@ -209,7 +211,7 @@ impl Inner {
                 clear: false,
             });
         };
-        let mut data = loaded.value;
+        let mut data = Arc::unwrap_or_clone(loaded.value);
         self.renew(&mut data, client)
             .await
             .map_err(RenewFailure::into_refusal)?;
