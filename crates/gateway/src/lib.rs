@@ -209,10 +209,12 @@ impl Gateway {
         let table = RouteTable::new(&inner.settings);
         let routes = sallyport_serve::router(self.routes(&inner));
         move |req: axum::extract::Request| {
-            let gw = gw.clone();
+            // The configuration in force, loaded once: not a clone of `gw` per request,
+            // whose reference count every event loop would write.
+            let current = gw.current();
             let routes = table.matches(req.uri().path()).then(|| routes.clone());
             async move {
-                observe::tracked(&gw, req, |req, current| async move {
+                observe::tracked(current, req, |req, current| async move {
                     match routes {
                         Some(routes) => {
                             Box::pin(sallyport_serve::Handler::call(&routes, req)).await

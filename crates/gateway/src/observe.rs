@@ -20,19 +20,19 @@ use crate::{Gateway, Inner};
 
 /// The admin listener's middleware: [`tracked`] around its router.
 pub(crate) async fn track(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
-    tracked(&gw, req, |req, _| next.run(req)).await
+    tracked(gw.current(), req, |req, _| next.run(req)).await
 }
 
 /// Decides the request's id, runs `run` inside its span and id scope, and returns the id
-/// on the response. `run` gets the request and the configuration the trust decision was
-/// made under: the proxy path uses that one throughout, so everything it decides agrees
-/// even when a reload lands mid-request, and it loads the configuration once.
-pub(crate) async fn tracked<F, Fut>(gw: &Gateway, req: Request, run: F) -> Response
+/// on the response. `current` is the configuration in force, and `run` gets it back with
+/// the request: the trust decision is made under it and the proxy path uses it
+/// throughout, so everything it decides agrees even when a reload lands mid-request,
+/// and it loads the configuration once.
+pub(crate) async fn tracked<F, Fut>(current: Arc<Inner>, req: Request, run: F) -> Response
 where
     F: FnOnce(Request, Arc<Inner>) -> Fut,
     Fut: Future<Output = Response>,
 {
-    let current = gw.current();
     let trusted = current.settings.header_policy.trusts_request_id();
     let id = RequestId::from_headers(req.headers(), trusted);
     let span = sallyport_observe::request_span(

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -59,6 +59,10 @@ fn digest(key: &str) -> Digest32 {
 pub(crate) struct LogoutStore {
     /// Digest → expiry (ms since the epoch).
     local: RwLock<HashMap<Digest32, u64>>,
+    /// `local` holds something: read on every request without taking the lock, which
+    /// two event loops would otherwise contend on even when there is nothing to find.
+    /// Set under the write lock before anything is inserted, never cleared.
+    any_local: AtomicBool,
     /// OpenID Connect back-channel logouts naming a subject only: digest of the subject
     /// key → (sessions that began before this ms are logged out, record expiry ms).
     /// Memory and Redis; not in the durable file (see docs/guides/oidc.md).
@@ -100,6 +104,7 @@ impl LogoutStore {
             },
         };
         Ok(Self {
+            any_local: AtomicBool::new(!local.is_empty()),
             local: RwLock::new(local),
             subjects: RwLock::new(HashMap::new()),
             durable,
@@ -123,6 +128,9 @@ impl LogoutStore {
             && self.subject_seen_here(o, now_ms)
         {
             return true;
+        }
+        if !self.any_local.load(Ordering::Acquire) {
+            return false;
         }
         let Ok(m) = self.local.read() else {
             return false;
@@ -309,6 +317,7 @@ impl LogoutStore {
         let Ok(mut m) = self.local.write() else {
             return 0;
         };
+        self.any_local.store(true, Ordering::Release);
         m.insert(d, exp);
         if m.len() > self.max_entries {
             m.retain(|_, &mut e| e > now_ms);
