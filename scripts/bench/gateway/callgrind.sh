@@ -22,6 +22,8 @@ DURATION=${DURATION:-10}
 TOP=${TOP:-30}
 BENCH_PATH=${BENCH_PATH:-/}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 ROOT=$(cd "$HERE/../../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/sallyport/target}
 WORK=$(mktemp -d /tmp/sallyport-gw-callgrind.XXXXXX)
@@ -68,24 +70,14 @@ export SALLYPORT_ISSUER_ACCESS_TOKEN_TTL_SECS=900
 echo "bench-password-0123456789" | "$BIN" user add bench --password-stdin >/dev/null
 "$BIN" issuer >"$WORK/issuer.log" 2>&1 & PIDS+=($!)
 
-SALLYPORT_GATEWAY_PUBLIC_PATHS='["/pub/**"]' \
-SESSION_SECRET="bench-secret-bench-secret-bench-secret-0" \
-SALLYPORT_GATEWAY_LISTEN="127.0.0.1:$P_GW" \
-SALLYPORT_GATEWAY_UPSTREAM="http://127.0.0.1:$P_UP" \
-SALLYPORT_GATEWAY_SESSION__SECURE=false \
-SALLYPORT_GATEWAY_BACKEND__LOGIN_URL="http://127.0.0.1:$P_ISS/api/login" \
-SALLYPORT_GATEWAY_BACKEND__REFRESH_URL="http://127.0.0.1:$P_ISS/api/refresh-token" \
-SALLYPORT_GATEWAY_THREADS=1 SALLYPORT_GATEWAY_ADMIN__ENABLED=false RUST_LOG=warn \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
+gateway_env $P_GW $P_UP $P_ISS '["/pub/**"]' 1
+env "${GATEWAY_ENV[@]}" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
   "$BIN" gateway >"$WORK/gateway.log" 2>&1 &
 GW=$!; PIDS+=($GW)
 for p in $P_ISS $P_GW; do
   for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$p/pub/x" && break; sleep 0.2; done
 done
-curl -s -D - -o /dev/null -H 'content-type: application/json' \
-  -d '{"username":"bench","password":"bench-password-0123456789"}' \
-  "http://127.0.0.1:$P_GW/auth/login" | tr -d '\r' \
-  | awk -F': ' 'tolower($1)=="set-cookie"{split($2,a,";"); print a[1]; exit}' >"$WORK/cookies"
+bench_login $P_GW >"$WORK/cookies"
 [ -s "$WORK/cookies" ] || { echo "login failed"; cat "$WORK/gateway.log"; exit 1; }
 # A cookie that is no session, as run.sh's "public" target sends.
 [ "${SESSION:-}" = none ] && echo "x" >"$WORK/cookies"

@@ -32,6 +32,8 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 ROOT=$(cd "$HERE/../../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/sallyport/target}
 WORK=$(mktemp -d /tmp/sallyport-gw-bench.XXXXXX)
@@ -104,17 +106,8 @@ start_issuer $P_ISS 900 "$WORK/iss1"
 start_issuer $P_ISS2 1 "$WORK/iss2"
 
 start_gateway() { # port issuer-port [public-paths] [threads] [binary] [admin-port]
-  SALLYPORT_GATEWAY_PUBLIC_PATHS=${3:-[]} \
-  SESSION_SECRET="bench-secret-bench-secret-bench-secret-0" \
-  SALLYPORT_GATEWAY_LISTEN="127.0.0.1:$1" \
-  SALLYPORT_GATEWAY_UPSTREAM="http://127.0.0.1:$P_UP" \
-  SALLYPORT_GATEWAY_SESSION__SECURE=false \
-  SALLYPORT_GATEWAY_BACKEND__LOGIN_URL="http://127.0.0.1:$2/api/login" \
-  SALLYPORT_GATEWAY_BACKEND__REFRESH_URL="http://127.0.0.1:$2/api/refresh-token" \
-  SALLYPORT_GATEWAY_THREADS=${4:-1} \
-  SALLYPORT_GATEWAY_ADMIN__ENABLED=$([ -n "${6:-}" ] && echo true || echo false) \
-  SALLYPORT_GATEWAY_ADMIN__LISTEN="127.0.0.1:${6:-9}" \
-  RUST_LOG=warn "${5:-$BIN}" gateway >"$WORK/gateway-$1.log" 2>&1 &
+  gateway_env "$1" "$P_UP" "$2" "${3:-[]}" "${4:-1}" "${6:-}"
+  env "${GATEWAY_ENV[@]}" "${5:-$BIN}" gateway >"$WORK/gateway-$1.log" 2>&1 &
   PIDS+=($!)
   LAST_PID=$!
 }
@@ -137,11 +130,7 @@ for p in $PORTS; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
 done
 
-login() { # port -> Cookie value
-  curl -s -D - -o /dev/null -H 'content-type: application/json' \
-    -d '{"username":"bench","password":"bench-password-0123456789"}' \
-    "http://127.0.0.1:$1/auth/login" | tr -d '\r' | awk -F': ' 'tolower($1)=="set-cookie"{split($2,a,";"); print a[1]; exit}'
-}
+login() { bench_login "$1"; } # port -> Cookie value
 login $P_GW >"$WORK/cookies-valid"
 # Fresh sessions for each "renew" run: a wrk run starts from the cookies in the file, and
 # those of the previous run were rotated long ago (replaying them would be reuse).
