@@ -31,9 +31,7 @@
 //! for the cache's lifetime (`needs_reseal` is cached with the entry); a reload that
 //! changes the passwords starts a new, empty cache (see `reload.rs`).
 
-use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
@@ -80,13 +78,12 @@ impl moka::Expiry<Key, Arc<Entry>> for SealExpiry {
 
 /// See the module documentation. `entries == 0` disables caching.
 ///
-/// One moka cache per shard, and a thread always uses the same shard: each event loop
-/// (`--threads`) then has a cache of its own, and the loops never contend on one
-/// cache's shared internals (its read log, frequency sketch and entry timestamps are
-/// written on every hit). A session whose connections land on two loops is unsealed
-/// once on each; the entries of all shards together stay within `entries`.
+/// A segmented cache (one segment per core, an entry's segment chosen by its key): the
+/// event loops (`--threads`) then mostly touch different segments, and do not all write
+/// one cache's shared internals (its read log, frequency sketch and entry timestamps are
+/// written on every hit). The segments together hold at most `entries`.
 pub(crate) struct SessionCache {
-    shards: Box<[moka::sync::Cache<Key, Arc<Entry>>]>,
+    cache: Option<moka::sync::SegmentedCache<Key, Arc<Entry>>>,
     /// The digest's seed, secret to this process.
     seed: u64,
 }
@@ -94,47 +91,23 @@ pub(crate) struct SessionCache {
 impl SessionCache {
     /// A cache of at most `entries` sessions (0: no cache, every request unseals).
     pub(crate) fn new(entries: u64) -> Self {
-        let count = std::thread::available_parallelism().map_or(1, usize::from) as u64;
-        let count = count.clamp(1, entries.max(1));
-        let shards = (0..count)
-            .filter(|_| entries > 0)
-            .map(|_| {
-                moka::sync::Cache::builder()
-                    .max_capacity(entries / count)
-                    .expire_after(SealExpiry)
-                    .build()
-            })
-            .collect();
+        let segments = std::thread::available_parallelism().map_or(1, usize::from);
+        let cache = (entries > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(entries)
+                .expire_after(SealExpiry)
+                .segments(segments)
+                .build()
+        });
         let mut seed = [0; 8];
         // Without the OS's randomness (it does not fail on Linux) the seed is a fixed
         // one: the digest's safety rests on the seals being the server's (see above),
         // the seed only adds to it.
         let _ = getrandom::fill(&mut seed);
         Self {
-            shards,
+            cache,
             seed: u64::from_ne_bytes(seed),
         }
-    }
-
-    /// This thread's shard (`None`: caching is off).
-    fn shard(&self) -> Option<&moka::sync::Cache<Key, Arc<Entry>>> {
-        /// Threads take shard numbers in the order they first read a session.
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
-        }
-        if self.shards.is_empty() {
-            return None;
-        }
-        let n = SHARD.with(|s| match s.get() {
-            Some(n) => n,
-            None => {
-                let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                s.set(Some(n));
-                n
-            }
-        });
-        self.shards.get(n % self.shards.len())
     }
 
     /// The key of a sealed cookie.
@@ -151,7 +124,7 @@ impl SessionCache {
         headers: &HeaderMap,
         now_ms: u64,
     ) -> Option<Unsealed> {
-        let Some(cache) = self.shard() else {
+        let Some(cache) = &self.cache else {
             return codec.read(headers, now_ms).map(shared);
         };
         let sealed = codec.read_sealed(headers)?;
@@ -188,13 +161,10 @@ impl SessionCache {
     /// Entries currently held (tests; moka's count is eventually consistent).
     #[cfg(test)]
     pub(crate) fn len(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|c| {
-                c.run_pending_tasks();
-                c.entry_count()
-            })
-            .sum()
+        self.cache.as_ref().map_or(0, |c| {
+            c.run_pending_tasks();
+            c.entry_count()
+        })
     }
 }
 
@@ -360,6 +330,17 @@ mod tests {
         assert_eq!(a.value.access_token.as_deref(), Some("tok-old"));
         assert_eq!(b.value.access_token.as_deref(), Some("tok-new"));
         assert_eq!(g.current().sessions.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_segments_together_hold_at_most_cache_entries() {
+        let g = gateway(4).await;
+        for i in 0..40 {
+            let h = headers(&cookie_pair(&g, &session(&format!("tok-{i}"))));
+            assert!(g.current().read_session(&h, NOW).is_some());
+        }
+        let held = g.current().sessions.len();
+        assert!(held <= 4, "{held} sessions cached, at most 4 configured");
     }
 
     #[tokio::test]
