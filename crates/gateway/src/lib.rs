@@ -300,9 +300,6 @@ impl Gateway {
     }
 }
 
-/// What start-up says when a logout cannot be made final: without a durable or shared
-/// logout record a restart forgets logouts, and without backend revocation nothing else
-/// stops a captured cookie from renewing.
 /// Which paths [`Gateway::routes`] answers on the public listener, decided without
 /// routing: everything under `{prefix}/` (its catch-all `{prefix}/{*rest}` takes any
 /// non-empty rest; the OpenID Connect routes live under the prefix too), and `/healthz`
@@ -330,6 +327,9 @@ impl RouteTable {
     }
 }
 
+/// What start-up says when a logout cannot be made final: without a durable or shared
+/// logout record a restart forgets logouts, and without backend revocation nothing else
+/// stops a captured cookie from renewing.
 fn logout_finality_warnings(settings: &Settings, durable: bool) -> Vec<&'static str> {
     let revokes = settings.backend.logout_url.is_some();
     let mut out = Vec::new();

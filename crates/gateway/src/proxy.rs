@@ -308,7 +308,7 @@ pub(crate) enum UpstreamError {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones), as `HeaderName`s so that
-/// removing them does not parse a name per call. `Connection` first (`strip_hop_by_hop`).
+/// removing them does not parse a name per call.
 const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_LEN] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -343,11 +343,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // `Connection`, and a `remove` per listed name hashes every name (≈ 1,500
     // instructions a response, measured) to find nothing.
     let mut present = [false; HOP_BY_HOP_LEN];
-    let mut has_upgrade = false;
+    let (mut has_upgrade, mut has_connection) = (false, false);
     for name in headers.keys() {
-        if name == header::UPGRADE {
-            has_upgrade = true;
-        } else if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        has_upgrade |= name == header::UPGRADE;
+        has_connection |= name == header::CONNECTION;
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
             present[i] = true;
         }
     }
@@ -357,10 +357,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else {
         None
     };
-    // `present[0]`: `Connection`. Usually only `keep-alive`/`close` (Node sends
-    // `Connection: keep-alive` on every response), which go below anyway: no name is
-    // parsed and nothing allocated for them.
-    if present[0] {
+    // Usually only `keep-alive`/`close` (Node sends `Connection: keep-alive` on every
+    // response), which go below anyway: no name is parsed and nothing allocated for them.
+    if has_connection {
         let named: Vec<HeaderName> = connection_named(headers)
             .iter()
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())

@@ -146,8 +146,9 @@ pub async fn serve(
 }
 
 /// One server's options and connection caps. Cloning shares the caps: several accept
-/// loops (one per thread, see the gateway's `threads`) on one listener then count their
-/// connections together, so `max_connections` stays a limit for the whole process.
+/// loops (one per thread, each on its own `SO_REUSEPORT` socket of one address, see the
+/// gateway's `threads`) then count their connections together, so `max_connections`
+/// stays a limit for the whole process.
 #[derive(Clone)]
 pub struct Server {
     options: Options,
