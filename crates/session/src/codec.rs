@@ -162,7 +162,7 @@ impl CookieCodec {
 
     fn sealed_from<'h>(&self, jar: &Jar<'h>) -> Option<Cow<'h, str>> {
         let name = self.inner.config.name();
-        if let Some(whole) = jar.take(name)
+        if let Some(whole) = jar.get(name)
             && !whole.is_empty()
         {
             return Some(whole);

@@ -39,15 +39,10 @@ impl<'a> Jar<'a> {
     }
 
     /// The value of the first cookie called `name`, percent-decoded if it contains
-    /// `%` (kept raw when that fails), as cookie@2 does. `None` when absent.
-    pub(crate) fn get(&self, name: &str) -> Option<Cow<'_, str>> {
-        find_first(&self.header, name).map(decode)
-    }
-
-    /// [`Jar::get`], borrowing from the request's headers rather than from the jar when
-    /// it can (the usual single `Cookie` field), so the value can outlive the jar
-    /// without a copy.
-    pub(crate) fn take(&self, name: &str) -> Option<Cow<'a, str>> {
+    /// `%` (kept raw when that fails), as cookie@2 does. `None` when absent. Borrowed
+    /// from the request's headers when it can be (the usual single `Cookie` field), so
+    /// the value can outlive the jar without a copy.
+    pub(crate) fn get(&self, name: &str) -> Option<Cow<'a, str>> {
         match &self.header {
             Cow::Borrowed(header) => find_first(header, name).map(decode),
             Cow::Owned(header) => {
