@@ -7,48 +7,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 mod support;
-use support::{Conn, Process as Gateway, eventually, free_addr, get, hangup, upstream};
+use support::{
+    Conn, Process as Gateway, eventually, free_addr, gateway_toml, get, hangup, upstream, workdir,
+    write_atomically,
+};
 
-fn write_config(path: &Path, listen: SocketAddr, admin: SocketAddr, body: &str) {
-    let text = format!(
-        r#"listen = "{listen}"
-{body}
-
-[session]
-secure = false
-secrets = {{ "1" = "cli-reload-secret-cli-reload-secret-0001" }}
-
-[backend]
-login_url = "http://127.0.0.1:9/api/login"
-refresh_url = "http://127.0.0.1:9/api/refresh-token"
-
-[store]
-persist_logouts = false
-
-[admin]
-listen = "{admin}"
-"#
+fn write_config(path: &Path, listen: SocketAddr, admin: SocketAddr, top: &str) {
+    write_atomically(
+        path,
+        &gateway_toml(listen, top, &format!("[admin]\nlisten = \"{admin}\"")),
     );
-    // Written whole, then renamed: the gateway never reads half a file.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
-
-/// Polls `check` for up to 20 s.
 
 #[test]
 fn sighup_reloads_the_configuration_without_dropping_connections() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("gateway-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = workdir("gateway-reload");
     let config = dir.join("gateway.toml");
-    let log = dir.join("gateway.log");
     let (listen, admin) = (free_addr(), free_addr());
     let (a, b) = (upstream("upstream-a"), upstream("upstream-b"));
     write_config(
@@ -57,18 +34,16 @@ fn sighup_reloads_the_configuration_without_dropping_connections() {
         admin,
         &format!("upstream = \"http://{a}\"\npublic_paths = [\"/public/**\"]"),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .args(["gateway", "--config"])
-        .arg(&config)
-        .env_remove("SESSION_SECRET")
-        .env_remove("SALLYPORT_GATEWAY_CONFIG")
-        .env_remove("SALLYPORT_LOG_FORMAT")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut gw = Gateway { child, log };
+    let mut gw = Gateway::launch(
+        &["gateway"],
+        &config,
+        &[
+            "SESSION_SECRET",
+            "SALLYPORT_GATEWAY_CONFIG",
+            "SALLYPORT_LOG_FORMAT",
+        ],
+        dir.join("gateway.log"),
+    );
     eventually("the gateway serves", || {
         TcpStream::connect(listen).is_ok() && TcpStream::connect(admin).is_ok()
     });

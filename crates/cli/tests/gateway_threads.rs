@@ -7,12 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Conn, Process as Gateway, free_addr, upstream};
+use support::{Conn, Process as Gateway, free_addr, gateway_toml, upstream, workdir};
 
 impl Gateway {
     /// Starts a gateway with `threads` loops on a free address and waits until it serves.
@@ -36,25 +35,24 @@ impl Gateway {
         server: &str,
         body: &'static str,
     ) -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("gateway-threads-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = workdir(&format!("gateway-threads-{name}"));
         let config = dir.join("gateway.toml");
-        write_config(&config, listen, upstream(body), server);
-        let log = dir.join("gateway.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
-            .args(["gateway", "--threads", &threads.to_string(), "--config"])
-            .arg(&config)
-            .env_remove("SESSION_SECRET")
-            .env_remove("SALLYPORT_GATEWAY_CONFIG")
-            .env_remove("SALLYPORT_GATEWAY_THREADS")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self { child, log }
+        let top = format!(
+            "upstream = \"http://{}\"\npublic_paths = [\"/public/**\"]",
+            upstream(body)
+        );
+        let tail = format!("[admin]\nenabled = false\n\n[server]\n{server}");
+        std::fs::write(&config, gateway_toml(listen, &top, &tail)).unwrap();
+        Self::launch(
+            &["gateway", "--threads", &threads.to_string()],
+            &config,
+            &[
+                "SESSION_SECRET",
+                "SALLYPORT_GATEWAY_CONFIG",
+                "SALLYPORT_GATEWAY_THREADS",
+            ],
+            dir.join("gateway.log"),
+        )
     }
 
     /// The event-loop threads (`gateway-loop-<i>`) and the CPU time each has run so far
@@ -87,33 +85,6 @@ fn probe(addr: SocketAddr) -> Option<u16> {
 /// The status of `GET path`, or `None` when the gateway closed the connection.
 fn status(conn: &mut Conn, path: &str) -> Option<u16> {
     conn.try_get(path).map(|(status, _)| status)
-}
-
-fn write_config(path: &Path, listen: SocketAddr, upstream: SocketAddr, server: &str) {
-    let text = format!(
-        r#"listen = "{listen}"
-upstream = "http://{upstream}"
-public_paths = ["/public/**"]
-
-[session]
-secure = false
-secrets = {{ "1" = "cli-threads-secret-cli-threads-secret-01" }}
-
-[backend]
-login_url = "http://127.0.0.1:9/api/login"
-refresh_url = "http://127.0.0.1:9/api/refresh-token"
-
-[store]
-persist_logouts = false
-
-[admin]
-enabled = false
-
-[server]
-{server}
-"#
-    );
-    std::fs::write(path, text).unwrap();
 }
 
 #[test]
@@ -158,14 +129,7 @@ fn every_event_loop_serves_connections_and_sigterm_ends_them_all() {
         .unwrap()
         .success();
     assert!(ok, "kill -TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = gw.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running: {}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = gw.exited_within(30);
     assert!(status.success(), "{status}: {}", gw.log());
     assert!(
         TcpStream::connect(listen).is_err(),
@@ -215,19 +179,8 @@ fn a_second_gateway_on_the_same_address_is_refused() {
     let (first, listen) = Gateway::start("first", 2, "");
     // Its upstream answers "second": a connection it took would show.
     let mut second = Gateway::spawn("second", listen, 2, "", "second");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = second.child.try_wait().unwrap() {
-            break status;
-        }
-        // Still running: it joined the first one's sockets (dropped here, killed).
-        assert!(
-            Instant::now() < deadline,
-            "the second gateway started: {}",
-            second.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Still running after that: it joined the first one's sockets (killed when dropped).
+    let status = second.exited_within(20);
     let stderr = second.log();
     assert!(!status.success(), "{stderr}");
     assert!(

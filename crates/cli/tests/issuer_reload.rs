@@ -8,11 +8,11 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod support;
-use support::{Conn, Process as Issuer, eventually, free_addr, hangup};
+use support::{Conn, Process as Issuer, eventually, free_addr, hangup, workdir, write_atomically};
 
 const GATEWAY_SECRET: &str = "gateway-client-secret-0001";
 const SECOND_SECRET: &str = "second-client-secret-0002";
@@ -65,44 +65,33 @@ secret = "{GATEWAY_SECRET}"
 "#,
         db = db.display()
     );
-    // Written whole, then renamed: the issuer never reads half a file.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+    write_atomically(path, &text);
 }
 
 fn second_client() -> String {
     format!("[[clients]]\nid = \"second\"\nsecret = \"{SECOND_SECRET}\"")
 }
 
-/// Polls `check` for up to 60 s (the first start migrates and creates a signing key).
-
 #[test]
 fn sighup_reloads_the_issuer_configuration_without_dropping_connections() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("issuer-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = workdir("issuer-reload");
     let config = dir.join("issuer.toml");
     let db = dir.join("issuer.db");
-    let log = dir.join("issuer.log");
     let listen = free_addr();
     write_config(&config, &db, listen, "");
-    let child = Command::new(env!("CARGO_BIN_EXE_sallyport"))
-        .args(["issuer", "--config"])
-        .arg(&config)
-        .env_remove("SALLYPORT_ISSUER_CONFIG")
-        .env_remove("SALLYPORT_ISSUER_DATABASE_URL")
-        .env_remove("SALLYPORT_ISSUER_LISTEN")
-        .env_remove("SALLYPORT_ISSUER_AUDIENCE")
-        .env_remove("SALLYPORT_KEY_ENCRYPTION_KEY")
-        .env_remove("SALLYPORT_LOG_FORMAT")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut issuer = Issuer { child, log };
+    let mut issuer = Issuer::launch(
+        &["issuer"],
+        &config,
+        &[
+            "SALLYPORT_ISSUER_CONFIG",
+            "SALLYPORT_ISSUER_DATABASE_URL",
+            "SALLYPORT_ISSUER_LISTEN",
+            "SALLYPORT_ISSUER_AUDIENCE",
+            "SALLYPORT_KEY_ENCRYPTION_KEY",
+            "SALLYPORT_LOG_FORMAT",
+        ],
+        dir.join("issuer.log"),
+    );
     eventually("the issuer serves", || TcpStream::connect(listen).is_ok());
 
     let mut held = Conn::open(listen);
@@ -180,10 +169,7 @@ fn sighup_reloads_the_issuer_configuration_without_dropping_connections() {
 #[test]
 fn sighup_during_start_up_does_not_end_the_issuer() {
     use std::os::unix::process::ExitStatusExt as _;
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("issuer-reload-start-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = workdir("issuer-reload-start");
     let config = dir.join("issuer.toml");
     let fake_db = TcpListener::bind("127.0.0.1:0").unwrap();
     let db_addr = fake_db.local_addr().unwrap();

@@ -6,6 +6,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A loopback address nothing listens on (yet).
@@ -123,6 +125,39 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Spawns `sallyport <args…> --config <config>` with the variables `clear` removed
+    /// from its environment and `RUST_LOG=info`, its stderr into `log`.
+    pub(crate) fn launch(args: &[&str], config: &Path, clear: &[&str], log: PathBuf) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sallyport"));
+        cmd.args(args).arg("--config").arg(config);
+        for name in clear {
+            cmd.env_remove(name);
+        }
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    /// The exit status once the process has ended, failing after `secs` seconds.
+    pub(crate) fn exited_within(&mut self, secs: u64) -> std::process::ExitStatus {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "still running: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -161,4 +196,45 @@ pub(crate) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A fresh, empty directory `<name>-<pid>` for one test's files.
+pub(crate) fn workdir(name: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` whole, then renames it into place: a server reloading on `SIGHUP`
+/// never reads half a file.
+pub(crate) fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A gateway configuration listening on `listen`: `top` (upstream, public paths…), then
+/// the session (a fixed secret, not `Secure`), an unreachable backend, logouts in memory
+/// only, and `tail` (`[admin]`, `[server]`…).
+pub(crate) fn gateway_toml(listen: SocketAddr, top: &str, tail: &str) -> String {
+    format!(
+        r#"listen = "{listen}"
+{top}
+
+[session]
+secure = false
+secrets = {{ "1" = "cli-tests-secret-cli-tests-secret-000001" }}
+
+[backend]
+login_url = "http://127.0.0.1:9/api/login"
+refresh_url = "http://127.0.0.1:9/api/refresh-token"
+
+[store]
+persist_logouts = false
+
+{tail}
+"#
+    )
 }
