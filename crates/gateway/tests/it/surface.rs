@@ -218,6 +218,33 @@ async fn trusted_proxy_forwarding_is_extended_not_replaced() {
     assert!(header_of(&echo, "true-client-ip").is_none());
 }
 
+/// What a trusted proxy sends is still decided on: a `Forwarded` value that is not
+/// visible ASCII is dropped (the others pass, trimmed), and an `X-Forwarded-Host` that
+/// is not a plain host name is not quoted into this hop's element, where a `"` would let
+/// it forge one (`for=` of its choosing).
+#[tokio::test]
+async fn trusted_forwarded_values_are_still_checked() {
+    let h = Harness::start_with(0, |c| c.trust_forwarded_headers = true).await;
+    let echo: Value = h
+        .get("/public/x", "")
+        .header("forwarded", "  for=192.0.2.60;proto=https ")
+        .header(
+            "forwarded",
+            reqwest::header::HeaderValue::from_bytes(b"for=\xff").unwrap(),
+        )
+        .header("x-forwarded-host", "evil.example\";for=203.0.113.9")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        header_of(&echo, "forwarded").unwrap(),
+        "for=192.0.2.60;proto=https, for=127.0.0.1;proto=http"
+    );
+}
+
 #[tokio::test]
 async fn method_override_headers_are_dropped_from_safe_requests() {
     let h = Harness::start().await;
