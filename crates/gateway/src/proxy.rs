@@ -52,6 +52,9 @@ struct Usage {
     busy: AtomicBool,
     /// When it was last released, in milliseconds since `epoch()`.
     released_ms: AtomicU64,
+    /// The wait for each response head on this connection, one timer re-armed lazily
+    /// rather than one registered per request (see [`sallyport_serve::SharedSleep`]).
+    clock: sallyport_serve::SharedSleep,
 }
 
 fn epoch() -> Instant {
@@ -217,6 +220,7 @@ impl HttpClient {
         let usage = Arc::new(Usage {
             busy: AtomicBool::new(true),
             released_ms: AtomicU64::new(now_ms()),
+            clock: sallyport_serve::SharedSleep::new(),
         });
         let watch = usage.clone();
         tokio::spawn(async move {
@@ -235,36 +239,47 @@ impl HttpClient {
         Ok((sender, usage))
     }
 
-    /// Sends `req` (absolute URI) upstream in origin form on a pooled or new connection.
+    /// Sends `req` (absolute URI) upstream in origin form on a pooled or new connection,
+    /// waiting for the response head until `timeout` has passed (connecting included).
     /// A request that a pooled connection closed before sending is retried once on a new
     /// connection (as hyper-util's client does); one that was sent is never resent.
     async fn request(
         &self,
         mut req: Request<Body>,
-    ) -> Result<(http::Response<hyper::body::Incoming>, Release), String> {
+        timeout: Duration,
+    ) -> Result<(http::Response<hyper::body::Incoming>, Release), UpstreamError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         if let Some(pq) = req.uri().path_and_query().cloned() {
             *req.uri_mut() = Uri::from(pq);
         }
         if let Some((mut sender, usage)) = self.checkout() {
             let release = Release(usage.clone());
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
+            let sent = sender.try_send_request(req);
+            match sallyport_serve::WithDeadline::new(sent, &usage.clock, deadline).await {
+                Err(sallyport_serve::Elapsed) => return Err(UpstreamError::Timeout),
+                Ok(Ok(resp)) => {
                     self.checkin(sender, usage);
                     return Ok((resp, release));
                 }
-                Err(mut e) => match e.take_message() {
+                Ok(Err(mut e)) => match e.take_message() {
                     Some(r) => req = r,
-                    None => return Err(e.into_error().to_string()),
+                    None => return Err(UpstreamError::Unreachable(e.into_error().to_string())),
                 },
             }
         }
         // Boxed: connecting is rare (the pool is warm), and its future would add its
         // size to every request's.
-        let (mut sender, usage) = Box::pin(self.connect()).await?;
-        let release = Release(usage.clone());
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        self.checkin(sender, usage);
-        Ok((resp, release))
+        let fresh = Box::pin(tokio::time::timeout_at(deadline, async {
+            let (mut sender, usage) = self.connect().await?;
+            let release = Release(usage.clone());
+            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            self.checkin(sender, usage);
+            Ok((resp, release))
+        }));
+        match fresh.await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(sent) => sent.map_err(UpstreamError::Unreachable),
+        }
     }
 
     /// The upstream URI for a request to `original`: the upstream base followed by the
@@ -1169,12 +1184,7 @@ pub(crate) async fn send(
     } else {
         None
     };
-    let (resp, release) =
-        match tokio::time::timeout(settings.response_timeout, client.request(req)).await {
-            Err(_) => return Err(UpstreamError::Timeout),
-            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e)),
-            Ok(Ok(r)) => r,
-        };
+    let (resp, release) = client.request(req, settings.response_timeout).await?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(splice(resp, client_upgrade));
     }

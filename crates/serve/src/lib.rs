@@ -33,6 +33,7 @@
 
 mod body;
 mod config;
+mod deadline;
 pub mod html;
 mod io;
 mod limit;
@@ -50,11 +51,12 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
 use http_body::Body as _;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tower::ServiceExt as _;
 
 pub use crate::body::{BodyLimits, BodyTimeout, BoxError, TimeoutBody};
 pub use crate::config::{ConfigError, ServerConfig};
+pub use crate::deadline::{Elapsed, SharedSleep, WithDeadline};
 
 /// How [`serve`] treats connections. [`ServerConfig`] is its configuration-file form.
 #[derive(Debug, Clone)]
@@ -175,9 +177,7 @@ impl Server {
         // `auto` builder reads the first bytes with no timeout at all, which a silent
         // client exploits just as well as a trickling one.
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout);
+        builder.header_read_timeout(options.header_read_timeout);
         let limiter = &self.limiter;
         let body_limits = options.body;
         // Graceful shutdown by hand (hyper-util's `GracefulShutdown` does not take an
@@ -241,7 +241,13 @@ impl Server {
             let done = done_tx.clone();
             // Upgrades (WebSocket) are always let through: a route that doesn't upgrade
             // answers as usual, so the issuer and demo lose nothing by it.
-            let conn = builder.serve_connection(io, service).with_upgrades();
+            // Each connection's own timer: its request heads' deadlines share one lazily
+            // re-armed timer instead of one registered per request (see `deadline`).
+            let conn = builder
+                .clone()
+                .timer(deadline::ConnTimer::default())
+                .serve_connection(io, service)
+                .with_upgrades();
             tokio::spawn(async move {
                 let mut conn = std::pin::pin!(conn);
                 let result = tokio::select! {

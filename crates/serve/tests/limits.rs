@@ -268,6 +268,48 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(!rest.contains("200"), "{rest}");
 }
 
+/// Each wait for a request head on a keep-alive connection has the whole header read
+/// timeout from the previous response, not from an earlier one: the connection's timer
+/// is re-armed lazily (it first fires at an earlier wait's deadline, mid-way through this
+/// head, and must move on rather than close). And a head that never completes is cut.
+#[tokio::test]
+async fn each_request_head_on_a_kept_connection_gets_its_own_deadline() {
+    let addr = start(Options {
+        header_read_timeout: Duration::from_millis(1000),
+        ..Options::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    assert!(served(&mut s, "/ok").await);
+    // The wait after the first response ends ≈ 1.0 s from here; the second request comes
+    // at ≈ 0.6 s, so the third head's deadline is ≈ 1.6 s. That head starts at ≈ 0.7 s and
+    // completes at ≈ 1.4 s, after the first wait's deadline.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(served(&mut s, "/ok").await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.write_all(b"X-Late: 1\r\n\r\n").await.unwrap();
+    let mut got = vec![0u8; 1024];
+    let n = tokio::time::timeout(BOUND, s.read(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got[..n].starts_with(b"HTTP/1.1 200"),
+        "closed before its own deadline: {:?}",
+        String::from_utf8_lossy(&got[..n])
+    );
+    // A head that never completes is cut, no later than a bound.
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let rest = read_until_closed(&mut s).await;
+    assert!(!rest.contains("200"), "{rest}");
+}
+
 /// An upgraded connection (WebSocket) keeps its slot: it outlives hyper's connection
 /// but not the cap.
 #[tokio::test]

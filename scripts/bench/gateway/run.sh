@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Gateway load benchmark on loopback, interleaved rounds:
 #   direct   - the upstream (an nginx `return 200`) directly
-#   nginx    - Debian's nginx as a plain reverse proxy in front of the same upstream
+#   nginx    - Debian's nginx as a plain reverse proxy in front of the same upstream, the
+#              request without a cookie: the baseline of `public`
+#   nginx-s  - the same nginx given the very request the gateway gets: the ≈ 1.2 KB session
+#              cookie (which a plain proxy parses and passes upstream): the like-for-like
+#              baseline of `gateway` and `renew`, whose requests carry that cookie
 #   gateway  - sallyport gateway with a valid session
 #   public   - sallyport gateway on a public path without a session: the proxy machinery
 #              alone (axum/hyper/tokio, header rewriting), no unseal - the floor the
@@ -14,7 +18,9 @@
 # Reports req/s, p50/p99 at 32 connections, server CPU per request (utime+stime from
 # /proc of the server processes only, also split into user and kernel time) and the
 # gateways' peak RSS; medians over rounds, plus per-round ratios against the nginx of the
-# same width and round (the machine is shared and noisy: compare ratios, not absolutes).
+# same width and round (the machine is shared and noisy: compare ratios, not absolutes):
+# `gateway`/`renew` against `nginx-s` (same request bytes) and, for continuity with older
+# runs, against the cookie-less `nginx`; `public` against `nginx`.
 #
 #   scripts/bench/gateway/run.sh            # ROUNDS=5 DURATION=10 CONNECTIONS=32
 #   ROUNDS=3 DURATION=5 ...                 # a quick run
@@ -171,6 +177,7 @@ for r in $(seq "$ROUNDS"); do
   echo "--- round $r"
   run_one direct "$THREADS" $P_UP "$WORK/cookies-none" / $(nginx_pids "$WORK/up")
   run_one nginx "$THREADS" $P_NGX "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx")
+  run_one nginx-s "$THREADS" $P_NGX "$WORK/cookies-valid" / $(nginx_pids "$WORK/ngx")
   run_one gateway "$THREADS" $P_GW "$WORK/cookies-valid" / "$GW_PID"
   run_one public "$THREADS" $P_GW3 "$WORK/cookies-none" /pub/x "$GW3_PID"
   if [ -z "${SKIP_RENEW:-}" ]; then
@@ -178,6 +185,7 @@ for r in $(seq "$ROUNDS"); do
     run_one renew "$RENEW_THREADS" $P_GW2 "$WORK/cookies-renew" / "$GW2_PID"
   fi
   run_one nginx2 "$THREADS" $P_NGX2 "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx2")
+  run_one nginx2-s "$THREADS" $P_NGX2 "$WORK/cookies-valid" / $(nginx_pids "$WORK/ngx2")
   run_one gateway2 "$THREADS" $P_GWT2 "$WORK/cookies-valid" / "$GWT2_PID"
   run_one public2 "$THREADS" $P_PUBT2 "$WORK/cookies-none" /pub/x "$PUBT2_PID"
   if [ -z "${SKIP_RENEW:-}" ]; then
@@ -209,33 +217,49 @@ for line in open(sys.argv[1]):
     kv = dict(re.findall(r"(\w+)=([\d.]+)", line))
     rows.setdefault(name, []).append({k: float(v) for k, v in kv.items()})
 med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in rows.items()}
-# Each target is compared with the nginx proxy of the same width (1 worker / 2 workers).
+# Each target is compared with the nginx proxy of the same width (1 worker / 2 workers)
+# given the same request: with the session cookie (`nginx-s`) for the session targets,
+# without a cookie for the public path. `bare_of` is the cookie-less nginx, the baseline
+# earlier runs used for every target (kept for comparison with them).
+def width(n):
+    return "2" if n.split("-")[0].endswith("2") else ""
+def bare_of(n):
+    return "nginx" + width(n)
 def base_of(n):
-    return "nginx2" if n.removesuffix("-B").endswith("2") else "nginx"
-order = ["direct", "nginx", "public", "gateway", "renew", "public-B", "gateway-B",
-         "nginx2", "public2", "gateway2", "renew2", "public2-B", "gateway2-B"]
-print("\n| target | req/s | p50 µs | p99 µs | CPU µs/req (user+sys) | req/s vs nginx | CPU vs nginx | p99 − nginx µs | errors |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    session = n.split("-")[0].rstrip("2") in ("gateway", "renew")
+    return bare_of(n) + ("-s" if session else "")
+order = ["direct", "nginx", "nginx-s", "public", "gateway", "renew", "public-B", "gateway-B",
+         "nginx2", "nginx2-s", "public2", "gateway2", "renew2", "public2-B", "gateway2-B"]
+print("\n| target | req/s | p50 µs | p99 µs | CPU µs/req (user+sys) | baseline | req/s vs baseline | CPU vs baseline | p99 − baseline µs | errors |")
+print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
 for n in [n for n in order if n in med]:
-    m, b = med[n], med[base_of(n)]
+    m, bn = med[n], base_of(n) if not n.startswith(("direct", "nginx")) else bare_of(n)
+    b = med[bn]
     print(f"| {n} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
-          f"| {m['cpu_us_per_req']:.1f} ({m['user_us']:.1f}+{m['sys_us']:.1f}) "
+          f"| {m['cpu_us_per_req']:.1f} ({m['user_us']:.1f}+{m['sys_us']:.1f}) | {bn} "
           f"| {m['rps']/b['rps']:.2f}x | {m['cpu_us_per_req']/b['cpu_us_per_req']:.2f}x "
           f"| {m['p99_us']-b['p99_us']:+.0f} | {m['errors']:.0f} |")
 # Per-round ratios: each round's targets ran back to back, so the ratio of a round is
 # steadier than the ratio of medians when the machine's load drifts between rounds.
-print("\nPer-round ratios against the nginx of the same width (median of rounds):")
-print("\n| target | CPU vs nginx | req/s vs nginx |")
-print("| --- | ---: | ---: |")
+def ratios(n, bn, key):
+    return [g[key] / x[key] for g, x in zip(rows[n], rows[bn])]
+def cell(rs):
+    return f"{statistics.median(rs):.2f}x ({', '.join(f'{r:.2f}' for r in rs)})"
+print("\nPer-round ratios against the nginx of the same width given the same request (median of rounds):")
+print("\n| target | baseline | CPU vs baseline | req/s vs baseline | CPU vs cookie-less nginx |")
+print("| --- | --- | ---: | ---: | ---: |")
 for n in [n for n in order if n in rows and not n.startswith(("direct", "nginx"))]:
-    b = rows[base_of(n)]
-    cpu = [g["cpu_us_per_req"] / x["cpu_us_per_req"] for g, x in zip(rows[n], b)]
-    rps = [g["rps"] / x["rps"] for g, x in zip(rows[n], b)]
-    print(f"| {n} | {statistics.median(cpu):.2f}x ({', '.join(f'{r:.2f}' for r in cpu)}) "
-          f"| {statistics.median(rps):.2f}x ({', '.join(f'{r:.2f}' for r in rps)}) |")
+    bn = base_of(n)
+    bare = cell(ratios(n, bare_of(n), "cpu_us_per_req")) if bn != bare_of(n) else "(same)"
+    print(f"| {n} | {bn} | {cell(ratios(n, bn, 'cpu_us_per_req'))} "
+          f"| {cell(ratios(n, bn, 'rps'))} | {bare} |")
 sc = lambda a, b: statistics.median(x["rps"] / y["rps"] for x, y in zip(rows[a], rows[b]))
 print(f"\nScaling 1 -> 2 (req/s, median of rounds): nginx {sc('nginx2', 'nginx'):.2f}x, "
       f"gateway {sc('gateway2', 'gateway'):.2f}x, public {sc('public2', 'public'):.2f}x"
       + (f", renew {sc('renew2', 'renew'):.2f}x" if "renew" in rows else ""))
+if "renew" in rows:
+    print("\nRenewing against valid-session CPU per request (per round): "
+          f"1 loop {cell(ratios('renew', 'gateway', 'cpu_us_per_req'))}, "
+          f"2 loops {cell(ratios('renew2', 'gateway2', 'cpu_us_per_req'))}")
 print(f"\nPeak RSS: {sys.argv[2]}; renewals during the renew runs: {sys.argv[3]}")
 PY

@@ -104,6 +104,47 @@ async fn issue8_an_upstream_stalling_mid_body_is_cut_off() {
     assert!(body.is_err(), "a truncated body must not look complete");
 }
 
+/// An upstream that answers nothing gets 504 at the response timeout on a kept-alive
+/// upstream connection too, measured from this request's start: the connection's timer,
+/// armed by the previous request, fires mid-way through this wait and must move on to
+/// this request's deadline rather than cut it short (or let it hang).
+#[tokio::test]
+async fn a_silent_upstream_on_a_pooled_connection_gets_504_at_its_own_deadline() {
+    let timeout = Duration::from_millis(1000);
+    let h = Harness::start_with(0, |c| {
+        c.public_paths.push("/slow".into());
+        c.proxy.response_timeout_ms = 1000;
+    })
+    .await;
+    // The first request opens the upstream connection; the second takes it from the
+    // pool and arms its timer; the slow request takes it from the pool again.
+    for path in ["/public/x", "/public/y"] {
+        let warm = h.http.get(format!("{}{path}", h.url)).send().await.unwrap();
+        assert_eq!(warm.status(), 200);
+        warm.bytes().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = std::time::Instant::now();
+    let slow = tokio::time::timeout(BOUND, h.http.get(format!("{}/slow", h.url)).send())
+        .await
+        .expect("the silent upstream held the client")
+        .unwrap();
+    assert_eq!(slow.status(), 504);
+    assert!(
+        started.elapsed() >= timeout - Duration::from_millis(50),
+        "cut short after {:?}: an earlier request's deadline was used",
+        started.elapsed()
+    );
+    // The pool recovers: the next request is answered.
+    let next = h
+        .http
+        .get(format!("{}/public/z", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 200);
+}
+
 /// `server.max_connections`: connections past it are closed, the open ones still served.
 #[tokio::test]
 async fn issue8_connections_past_the_cap_are_refused() {
