@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::response::Response;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Request, StatusCode};
@@ -22,13 +21,13 @@ use crate::{Inner, guard};
 /// Every request that is not a gateway route ([`crate::Gateway::handler`]), under the
 /// configuration `current`: screen it, then either forward it to a public path or admit
 /// its session (CSRF, then authenticate and renew) and forward it with that.
-pub(crate) async fn handle(current: Arc<Inner>, req: Request<Body>) -> Response {
+pub(crate) async fn handle(
+    current: Arc<Inner>,
+    req: Request<Body>,
+    client_addr: Option<SocketAddr>,
+) -> Response {
     let inner = &*current;
     let now_ms = inner.clock.now_ms();
-    let client_addr = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
     let screened = match screen(inner, &req) {
         Ok(s) => s,
         Err(e) => return e.respond(inner, &Asker::api()),

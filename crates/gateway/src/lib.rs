@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::routing::{any, get, post};
 
 mod auth;
@@ -189,7 +190,11 @@ impl Gateway {
     pub fn router(&self) -> Router {
         let handler = self.handler();
         Router::new().fallback(move |req: axum::extract::Request| {
-            sallyport_serve::Handler::call(&handler, req)
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0);
+            sallyport_serve::Handler::call(&handler, req, peer)
         })
     }
 
@@ -208,7 +213,7 @@ impl Gateway {
         let inner = self.current();
         let table = RouteTable::new(&inner.settings);
         let routes = sallyport_serve::router(self.routes(&inner));
-        move |req: axum::extract::Request| {
+        move |req: axum::extract::Request, peer: Option<SocketAddr>| {
             // The configuration in force, loaded once: not a clone of `gw` per request,
             // whose reference count every event loop would write.
             let current = gw.current();
@@ -217,13 +222,13 @@ impl Gateway {
                 observe::tracked(current, req, |req, current| async move {
                     match routes {
                         Some(routes) => {
-                            Box::pin(sallyport_serve::Handler::call(&routes, req)).await
+                            Box::pin(sallyport_serve::Handler::call(&routes, req, peer)).await
                         }
                         // Boxed where it is made: the proxy's future is kilobytes,
                         // and every layer around it (this block, the request-id scope,
                         // the span, hyper's connection state) would otherwise copy it
                         // whole when it takes it over.
-                        None => Box::pin(forward::handle(current, req)).await,
+                        None => Box::pin(forward::handle(current, req, peer)).await,
                     }
                 })
                 .await
@@ -632,7 +637,7 @@ mod tests {
                 let req = http::Request::get(uri)
                     .body(axum::body::Body::empty())
                     .expect("request");
-                let resp = sallyport_serve::Handler::call(&router, req).await;
+                let resp = sallyport_serve::Handler::call(&router, req, None).await;
                 let routed = resp.status() != marker;
                 assert_eq!(
                     table.matches(&path),
@@ -655,7 +660,7 @@ mod tests {
         let request = http::Request::get("/app")
             .body(axum::body::Body::empty())
             .expect("request");
-        let future = sallyport_serve::Handler::call(&handler, request);
+        let future = sallyport_serve::Handler::call(&handler, request, None);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 2048, "the request future is {size} bytes");
     }

@@ -24,7 +24,8 @@
 //! - `TCP_NODELAY` on accepted sockets (responses are written whole; Nagle only adds
 //!   delayed-ACK stalls to the tail latency), as nginx's `tcp_nodelay on`;
 //! - HTTP upgrades (WebSocket) pass through;
-//! - the peer address is available to handlers as `ConnectInfo<SocketAddr>`;
+//! - the peer address is passed to every [`Handler`], and reaches a [`Router`]'s
+//!   handlers as `ConnectInfo<SocketAddr>`;
 //! - on shutdown, the listener closes and in-flight connections get
 //!   [`Options::drain_timeout`] to finish.
 //!
@@ -94,36 +95,44 @@ impl Default for Options {
     }
 }
 
-/// What [`Server::serve`] calls for every request: any `Fn(Request) -> impl Future` that
-/// can be cloned into each connection. An axum [`Router`] is one through [`router`].
+/// What [`Server::serve`] calls for every request: any
+/// `Fn(Request, Option<SocketAddr>) -> impl Future` that can be cloned into each
+/// connection; the second argument is the peer's address (always `Some` from
+/// [`Server::serve`]). An axum [`Router`] is one through [`router`].
 ///
 /// A plain function type rather than a `tower::Service`: the future it returns is stored
 /// inline in hyper's connection state, with no boxing and no `poll_ready` round trip per
 /// request, which is what lets a handler that needs no routing (the gateway's proxy path)
-/// skip the router's per-request costs entirely.
+/// skip the router's per-request costs entirely. The peer address is an argument rather
+/// than a request extension for the same reason: the first extension allocates the
+/// request's extension map, a cost only the routes that read it (`ConnectInfo`) pay.
 pub trait Handler: Clone + Send + Sync + 'static {
     /// The response future.
     type Future: Future<Output = Response> + Send + 'static;
-    /// Handles one request.
-    fn call(&self, req: axum::extract::Request) -> Self::Future;
+    /// Handles one request from `peer`.
+    fn call(&self, req: axum::extract::Request, peer: Option<SocketAddr>) -> Self::Future;
 }
 
 impl<F, Fut> Handler for F
 where
-    F: Fn(axum::extract::Request) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(axum::extract::Request, Option<SocketAddr>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
     type Future = Fut;
-    fn call(&self, req: axum::extract::Request) -> Fut {
-        self(req)
+    fn call(&self, req: axum::extract::Request, peer: Option<SocketAddr>) -> Fut {
+        self(req, peer)
     }
 }
 
-/// `router` as a [`Handler`].
+/// `router` as a [`Handler`]; the peer address reaches its handlers as
+/// `ConnectInfo<SocketAddr>` (axum's extractor).
 pub fn router(
     router: Router,
 ) -> impl Handler<Future = impl Future<Output = Response> + Send + 'static> {
-    move |req: axum::extract::Request| {
+    move |mut req: axum::extract::Request, peer: Option<SocketAddr>| {
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
         let call = router.clone().oneshot(req);
         async move {
             match call.await {
@@ -211,9 +220,8 @@ impl Server {
                 tracing::debug!(%err, "could not set TCP_NODELAY");
             }
             let handler = handler.clone();
-            let service = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let tripped =
                         (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
                     let req = match &tripped {
@@ -226,7 +234,7 @@ impl Server {
                         }),
                         None => req.map(axum::body::Body::new),
                     };
-                    let response = handler.call(req);
+                    let response = handler.call(req, Some(peer));
                     async move {
                         let response = response.await;
                         Ok::<_, std::convert::Infallible>(match tripped {
@@ -234,8 +242,7 @@ impl Server {
                             _ => response,
                         })
                     }
-                },
-            );
+                });
             let io = TokioIo::new(io::SendTimeoutIo::new(stream, options.send_timeout, permit));
             let mut stop = stop_rx.clone();
             let done = done_tx.clone();
