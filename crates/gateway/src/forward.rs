@@ -256,6 +256,13 @@ async fn forward(
             user: user.as_ref(),
         })
     });
+    // The upstream call's span: the `traceparent` upstream gets names it as the parent.
+    let span = tracing::info_span!(
+        "upstream",
+        otel.name = "upstream",
+        otel.kind = "client",
+        http.response.status_code = tracing::field::Empty,
+    );
     let rw = Rewrite {
         settings: &inner.settings,
         client: &inner.client,
@@ -264,14 +271,8 @@ async fn forward(
         upgrade,
         credentials,
         new_cookie,
+        span: &span,
     };
-    // The upstream call's span: the `traceparent` upstream gets names it as the parent.
-    let span = tracing::info_span!(
-        "upstream",
-        otel.name = "upstream",
-        otel.kind = "client",
-        http.response.status_code = tracing::field::Empty,
-    );
     let sent = async {
         proxy::rewrite(&mut req, &rw)?;
         proxy::send(&inner.client, &inner.settings, req).await

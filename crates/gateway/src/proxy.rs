@@ -225,6 +225,9 @@ impl HttpClient {
         let watch = usage.clone();
         tokio::spawn(async move {
             tokio::select! {
+                // The connection first, and no random pick between the two per poll:
+                // the idle timer matters only when the connection has nothing to do.
+                biased;
                 r = connection.with_upgrades() => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "upstream connection closed");
@@ -834,6 +837,8 @@ pub(crate) struct Rewrite<'a> {
     pub credentials: Option<Credentials<'a>>,
     /// The `Set-Cookie` values of a just-sealed cookie, for `forward_session_cookie`.
     pub new_cookie: Option<&'a [HeaderValue]>,
+    /// The upstream call's span: its trace context is what upstream gets.
+    pub span: &'a tracing::Span,
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -920,8 +925,7 @@ pub(crate) fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), U
     // This request's id and trace context (the current span's, a child of the trusted
     // client's when there is one). Without a trace of our own, a trusted client's
     // `traceparent` goes on unchanged, so the trace is not cut at the gateway.
-    sallyport_observe::outgoing_headers(&mut headers);
-    if !headers.contains_key(&sallyport_observe::TRACEPARENT) {
+    if !sallyport_observe::outgoing_headers_under(rw.span, &mut headers) {
         for (name, value) in seen.trace {
             headers.append(name, value);
         }
