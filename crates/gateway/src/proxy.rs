@@ -338,6 +338,7 @@ const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_LEN] = [
     header::TRANSFER_ENCODING,
 ];
 
+// Named: `HOP_BY_HOP.len()` cannot size an array (a `HeaderName` has a destructor).
 const HOP_BY_HOP_LEN: usize = 8;
 
 /// Whether the request asks for a protocol upgrade (WebSocket).

@@ -126,22 +126,29 @@ impl Future for ConnSleep {
 
 impl hyper::rt::Sleep for ConnSleep {}
 
+impl ConnTimer {
+    /// A sleep until `deadline` on tokio's clock (the one `now` below reads).
+    fn sleep_at(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(ConnSleep {
+            clock: self.0.clone(),
+            deadline,
+        })
+    }
+}
+
 impl hyper::rt::Timer for ConnTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(std::time::Instant::now() + duration)
+        self.sleep_at(Instant::now() + duration)
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(ConnSleep {
-            clock: self.0.clone(),
-            deadline: deadline.into(),
-        })
+        self.sleep_at(deadline.into())
     }
 
     fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: std::time::Instant) {
         match sleep.as_mut().downcast_mut_pin::<ConnSleep>() {
             Some(s) => s.get_mut().deadline = new_deadline.into(),
-            None => *sleep = self.sleep_until(new_deadline),
+            None => *sleep = self.sleep_at(new_deadline.into()),
         }
     }
 

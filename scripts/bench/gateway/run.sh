@@ -12,7 +12,7 @@
 #              session work sits on
 #   renew    - sallyport gateway with 32 sessions (one per connection and wrk thread) whose
 #              1 s access tokens need renewal every second; wrk adopts each renewed cookie
-# Each of nginx/gateway/public/renew runs twice: on one core (nginx with one worker process,
+# Each of nginx/nginx-s/gateway/public/renew runs twice: on one core (nginx with one worker process,
 # the gateway with one event loop, `--threads 1`: a current-thread tokio runtime) and on
 # both (suffix "2": nginx with 2 workers, the gateway with `--threads 2`).
 # Reports req/s, p50/p99 at 32 connections, server CPU per request (utime+stime from
@@ -136,12 +136,11 @@ for p in $PORTS; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
 done
 
-login() { bench_login "$1"; } # port -> Cookie value
-login $P_GW >"$WORK/cookies-valid"
+bench_login $P_GW >"$WORK/cookies-valid"
 # Fresh sessions for each "renew" run: a wrk run starts from the cookies in the file, and
 # those of the previous run were rotated long ago (replaying them would be reuse).
 renew_cookies() { # gateway-port
-  : >"$WORK/cookies-renew"; for _ in $(seq "$RENEW_THREADS"); do login "$1" >>"$WORK/cookies-renew"; done; }
+  : >"$WORK/cookies-renew"; for _ in $(seq "$RENEW_THREADS"); do bench_login "$1" >>"$WORK/cookies-renew"; done; }
 [ -s "$WORK/cookies-valid" ] || { echo "login failed"; cat "$WORK"/gateway-*.log; exit 1; }
 
 cpu_ticks() { # pids... -> "utime stime" in clock ticks, summed over the processes
