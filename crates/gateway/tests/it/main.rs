@@ -24,3 +24,4 @@ mod replicas;
 mod slow_clients;
 mod store;
 mod surface;
+mod upstream_pool;

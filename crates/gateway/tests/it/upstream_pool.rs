@@ -1,0 +1,184 @@
+//! Upstream connections driven by the requests that use them (no task of their own):
+//! answers never cross between requests, a connection is pooled only at a message
+//! boundary, and one that upstream closes while idle is closed here too without waiting
+//! for the next request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+/// Reads one request head from `s` into `buf`; `None` once the peer closed.
+async fn read_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return Some(head);
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Waits (at most 10 s) until `n` reaches `want`.
+async fn until(n: &AtomicUsize, want: usize, what: &str) {
+    let start = std::time::Instant::now();
+    while n.load(Ordering::SeqCst) < want {
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Many requests at once on few pooled connections, each answered after a different
+/// delay: every client gets the answer to its own request.
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_answer() {
+    let backend = start_backend(0).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(head) = read_head(&mut s, &mut buf).await {
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let n: u64 = path.rsplit('/').next().unwrap_or("0").parse().unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(n * 7 % 23)).await;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
+                        path.len()
+                    );
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    let http = client();
+    for round in 0..3 {
+        let asks = (0..64).map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let path = format!("/public/{round}/{i}");
+                let resp = http.get(format!("{url}{path}")).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                assert_eq!(resp.text().await.unwrap(), path, "another request's answer");
+            }
+        });
+        futures_util::future::join_all(asks).await;
+    }
+}
+
+/// A client that goes away in the middle of a streamed answer: the upstream connection
+/// carrying it is closed (it is mid-message, so it cannot carry another request), and
+/// the next request is answered on a connection of its own.
+#[tokio::test]
+async fn a_client_gone_mid_body_closes_the_upstream_connection_and_the_next_request_is_answered() {
+    let backend = start_backend(0).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (o, c) = (opened.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            o.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(head) = read_head(&mut s, &mut buf).await {
+                    if head.contains("/public/stream") {
+                        // A chunked answer whose end never comes.
+                        let start = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                                     6\r\nfirst;\r\n";
+                        let _ = s.write_all(start.as_bytes()).await;
+                        let mut rest = [0u8; 64];
+                        while matches!(s.read(&mut rest).await, Ok(n) if n > 0) {}
+                        c.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    let http = client();
+    let resp = http
+        .get(format!("{url}/public/stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    assert_eq!(&body.next().await.unwrap().unwrap()[..], b"first;");
+    drop(body);
+    until(
+        &closed,
+        1,
+        "the half-read upstream connection was kept open",
+    )
+    .await;
+
+    let resp = http.get(format!("{url}/public/ok")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    assert_eq!(opened.load(Ordering::SeqCst), 2);
+}
+
+/// Upstream closing an idle keep-alive connection (its keep-alive timeout): the gateway
+/// closes its end too, although no request comes to find out — no socket is left
+/// half-closed for as long as the gateway runs.
+#[tokio::test]
+async fn an_idle_connection_upstream_closes_is_closed_here_without_a_new_request() {
+    let backend = start_backend(0).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    let seen_close = Arc::new(AtomicUsize::new(0));
+    let seen = seen_close.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_head(&mut s, &mut buf).await.is_none() {
+                    return;
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                let _ = s.write_all(answer.as_bytes()).await;
+                // Later, once the connection sits in the gateway's pool: our FIN; then
+                // wait for the gateway's.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = s.shutdown().await;
+                let mut rest = [0u8; 64];
+                while matches!(s.read(&mut rest).await, Ok(n) if n > 0) {}
+                seen.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
+    let resp = client()
+        .get(format!("{url}/public/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    until(
+        &seen_close,
+        1,
+        "the gateway kept a connection upstream had closed",
+    )
+    .await;
+}
