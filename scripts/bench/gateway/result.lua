@@ -1,6 +1,6 @@
 -- wrk script for requests that never change (headers given with -H): no request() or
 -- response() function, so wrk sends its one pre-built request and runs no Lua per
--- request or response; done() prints the summary line run.sh reads (as cookie.lua's).
+-- request or response. done() prints the summary line run.sh reads; cookie.lua loads it too.
 
 function done(summary, latency, requests)
   local errs = summary.errors.status + summary.errors.connect + summary.errors.read
