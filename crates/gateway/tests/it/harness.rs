@@ -327,6 +327,42 @@ pub(crate) fn admin_of(url: &str) -> String {
     ADMIN_URLS.lock().unwrap()[url].clone()
 }
 
+/// A raw TCP upstream on loopback, for what an axum app cannot do (half-close, a head that
+/// never ends, a connection closed mid-answer): `serve` runs for every accepted
+/// connection in a task of its own. Returns the upstream's URL.
+pub(crate) async fn raw_tcp_upstream<F, Fut>(serve: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(serve(s));
+        }
+    });
+    url
+}
+
+/// Reads one request head from `s` (bytes after it stay in `buf` for the next call);
+/// `None` once the peer closed. Request bodies are not read: for GETs.
+pub(crate) async fn read_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return Some(head);
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -338,48 +338,37 @@ async fn raw_upstream(
 ) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    use tokio::io::AsyncWriteExt;
     let conns = Arc::new(AtomicUsize::new(0));
     let heads = Arc::new(AtomicUsize::new(0));
     let (c, r) = (conns.clone(), heads.clone());
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut answered = 0;
-                loop {
-                    if answered == answers && !read_next {
-                        return;
-                    }
-                    let mut chunk = [0u8; 4096];
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(got) => buf.extend_from_slice(&chunk[..got]),
-                    }
-                    // GETs without bodies: a request is its head.
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        r.fetch_add(1, Ordering::SeqCst);
-                        if answered == answers {
-                            return;
-                        }
-                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if s.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        answered += 1;
-                        if answered == answers && !read_next {
-                            return;
-                        }
-                    }
+    let url = raw_tcp_upstream(move |mut s| {
+        c.fetch_add(1, Ordering::SeqCst);
+        let r = r.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut answered = 0;
+            loop {
+                if answered == answers && !read_next {
+                    return;
                 }
-            });
+                // GETs without bodies: a request is its head.
+                if read_head(&mut s, &mut buf).await.is_none() {
+                    return;
+                }
+                r.fetch_add(1, Ordering::SeqCst);
+                if answered == answers {
+                    return;
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                answered += 1;
+            }
         }
-    });
+    })
+    .await;
     (url, conns, heads)
 }
 
@@ -435,31 +424,25 @@ async fn pooled_connections_are_reused_and_a_sent_request_is_never_resent() {
 /// an endless or oversized head is a 502, not memory held for ever.
 #[tokio::test]
 async fn an_oversized_upstream_response_head_is_a_502() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let backend = start_backend(0).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let mut head = String::from("HTTP/1.1 200 OK\r\n");
-                for i in 0..200 {
-                    head.push_str(&format!("x-many-{i}: 1\r\n"));
-                }
-                let _ = s.write_all(head.as_bytes()).await;
-                // One long header line, never finished.
-                let line = vec![b'a'; 64 * 1024];
-                let _ = s.write_all(b"x-long: ").await;
-                for _ in 0..16 {
-                    if s.write_all(&line).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let up = raw_tcp_upstream(|mut s| async move {
+        let _ = read_head(&mut s, &mut Vec::new()).await;
+        let mut head = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..200 {
+            head.push_str(&format!("x-many-{i}: 1\r\n"));
         }
-    });
+        let _ = s.write_all(head.as_bytes()).await;
+        // One long header line, never finished.
+        let line = vec![b'a'; 64 * 1024];
+        let _ = s.write_all(b"x-long: ").await;
+        for _ in 0..16 {
+            if s.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
     let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
     let started = std::time::Instant::now();
     let resp = client()

@@ -12,22 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
-/// Reads one request head from `s` into `buf`; `None` once the peer closed.
-async fn read_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            buf.drain(..end + 4);
-            return Some(head);
-        }
-        let mut chunk = [0u8; 4096];
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
 /// Waits (at most 10 s) until `n` reaches `want`.
 async fn until(n: &AtomicUsize, want: usize, what: &str) {
     let start = std::time::Instant::now();
@@ -42,27 +26,22 @@ async fn until(n: &AtomicUsize, want: usize, what: &str) {
 #[tokio::test]
 async fn concurrent_requests_each_get_their_own_answer() {
     let backend = start_backend(0).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                while let Some(head) = read_head(&mut s, &mut buf).await {
-                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-                    let n: u64 = path.rsplit('/').next().unwrap_or("0").parse().unwrap_or(0);
-                    tokio::time::sleep(Duration::from_millis(n * 7 % 23)).await;
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
-                        path.len()
-                    );
-                    if s.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let up = raw_tcp_upstream(|mut s| async move {
+        let mut buf = Vec::new();
+        while let Some(head) = read_head(&mut s, &mut buf).await {
+            let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+            let n: u64 = path.rsplit('/').next().unwrap_or("0").parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(n * 7 % 23)).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
+                path.len()
+            );
+            if s.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
         }
-    });
+    })
+    .await;
     let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
     let http = client();
     for round in 0..3 {
@@ -85,36 +64,33 @@ async fn concurrent_requests_each_get_their_own_answer() {
 #[tokio::test]
 async fn a_client_gone_mid_body_closes_the_upstream_connection_and_the_next_request_is_answered() {
     let backend = start_backend(0).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
     let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (o, c) = (opened.clone(), closed.clone());
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            o.fetch_add(1, Ordering::SeqCst);
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                while let Some(head) = read_head(&mut s, &mut buf).await {
-                    if head.contains("/public/stream") {
-                        // A chunked answer whose end never comes.
-                        let start = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
-                                     6\r\nfirst;\r\n";
-                        let _ = s.write_all(start.as_bytes()).await;
-                        let mut rest = [0u8; 64];
-                        while matches!(s.read(&mut rest).await, Ok(n) if n > 0) {}
-                        c.fetch_add(1, Ordering::SeqCst);
-                        return;
-                    }
-                    let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if s.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
+    let up = raw_tcp_upstream(move |mut s| {
+        o.fetch_add(1, Ordering::SeqCst);
+        let c = c.clone();
+        async move {
+            let mut buf = Vec::new();
+            while let Some(head) = read_head(&mut s, &mut buf).await {
+                if head.contains("/public/stream") {
+                    // A chunked answer whose end never comes.
+                    let start = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                                 6\r\nfirst;\r\n";
+                    let _ = s.write_all(start.as_bytes()).await;
+                    let mut rest = [0u8; 64];
+                    while matches!(s.read(&mut rest).await, Ok(n) if n > 0) {}
+                    c.fetch_add(1, Ordering::SeqCst);
+                    return;
                 }
-                c.fetch_add(1, Ordering::SeqCst);
-            });
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            c.fetch_add(1, Ordering::SeqCst);
         }
-    });
+    })
+    .await;
     let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
     let http = client();
     let resp = http
@@ -144,30 +120,27 @@ async fn a_client_gone_mid_body_closes_the_upstream_connection_and_the_next_requ
 #[tokio::test]
 async fn an_idle_connection_upstream_closes_is_closed_here_without_a_new_request() {
     let backend = start_backend(0).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
     let seen_close = Arc::new(AtomicUsize::new(0));
     let seen = seen_close.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if read_head(&mut s, &mut buf).await.is_none() {
-                    return;
-                }
-                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                let _ = s.write_all(answer.as_bytes()).await;
-                // Later, once the connection sits in the gateway's pool: our FIN; then
-                // wait for the gateway's.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let _ = s.shutdown().await;
-                let mut rest = [0u8; 64];
-                while matches!(s.read(&mut rest).await, Ok(n) if n > 0) {}
-                seen.fetch_add(1, Ordering::SeqCst);
-            });
+    let up = raw_tcp_upstream(move |mut s| {
+        let seen = seen.clone();
+        async move {
+            let mut buf = Vec::new();
+            if read_head(&mut s, &mut buf).await.is_none() {
+                return;
+            }
+            let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            let _ = s.write_all(answer.as_bytes()).await;
+            // Later, once the connection sits in the gateway's pool: our FIN; then wait
+            // for the gateway's.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = s.shutdown().await;
+            let mut rest = [0u8; 64];
+            while matches!(s.read(&mut rest).await, Ok(n) if n > 0) {}
+            seen.fetch_add(1, Ordering::SeqCst);
         }
-    });
+    })
+    .await;
     let (url, _gw, _clock) = start_gateway(config(&backend, &up)).await;
     let resp = client()
         .get(format!("{url}/public/x"))
