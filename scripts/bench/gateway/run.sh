@@ -216,24 +216,24 @@ for r in $(seq "$ROUNDS"); do
     renew_cookies $P_GW2
     run_one renew "$RENEW_THREADS" $P_GW2 "$WORK/cookies-renew" / "$GW2_PID"
   fi
-  if [ -n "${PIN:-}" ]; then  # one core each: the two-loop targets need both
-    [ -n "${SALLYPORT_BIN_B:-}" ] && run_one gateway-B "$THREADS" $P_GWB "$WORK/cookies-valid" / "$GWB_PID" \
-      && run_one public-B "$THREADS" $P_PUBB "$WORK/cookies-none" /pub/x "$PUBB_PID"
-    continue
-  fi
-  run_one nginx2 "$THREADS" $P_NGX2 "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx2")
-  run_one nginx2-s "$THREADS" $P_NGX2 "$WORK/cookies-valid" / $(nginx_pids "$WORK/ngx2")
-  run_one gateway2 "$THREADS" $P_GWT2 "$WORK/cookies-valid" / "$GWT2_PID"
-  run_one public2 "$THREADS" $P_PUBT2 "$WORK/cookies-none" /pub/x "$PUBT2_PID"
-  if [ -z "${SKIP_RENEW:-}" ]; then
-    renew_cookies $P_RNT2
-    run_one renew2 "$RENEW_THREADS" $P_RNT2 "$WORK/cookies-renew" / "$RNT2_PID"
+  # The two-loop targets need both cores: not with PIN=1.
+  if [ -z "${PIN:-}" ]; then
+    run_one nginx2 "$THREADS" $P_NGX2 "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx2")
+    run_one nginx2-s "$THREADS" $P_NGX2 "$WORK/cookies-valid" / $(nginx_pids "$WORK/ngx2")
+    run_one gateway2 "$THREADS" $P_GWT2 "$WORK/cookies-valid" / "$GWT2_PID"
+    run_one public2 "$THREADS" $P_PUBT2 "$WORK/cookies-none" /pub/x "$PUBT2_PID"
+    if [ -z "${SKIP_RENEW:-}" ]; then
+      renew_cookies $P_RNT2
+      run_one renew2 "$RENEW_THREADS" $P_RNT2 "$WORK/cookies-renew" / "$RNT2_PID"
+    fi
   fi
   if [ -n "${SALLYPORT_BIN_B:-}" ]; then
     run_one gateway-B "$THREADS" $P_GWB "$WORK/cookies-valid" / "$GWB_PID"
     run_one public-B "$THREADS" $P_PUBB "$WORK/cookies-none" /pub/x "$PUBB_PID"
-    run_one gateway2-B "$THREADS" $P_GWB2 "$WORK/cookies-valid" / "$GWB2_PID"
-    run_one public2-B "$THREADS" $P_PUBB2 "$WORK/cookies-none" /pub/x "$PUBB2_PID"
+    if [ -z "${PIN:-}" ]; then
+      run_one gateway2-B "$THREADS" $P_GWB2 "$WORK/cookies-valid" / "$GWB2_PID"
+      run_one public2-B "$THREADS" $P_PUBB2 "$WORK/cookies-none" /pub/x "$PUBB2_PID"
+    fi
   fi
 done
 
