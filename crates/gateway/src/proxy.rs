@@ -923,8 +923,8 @@ pub(crate) fn rewrite(req: &mut Request<Body>, rw: &Rewrite<'_>) -> Result<(), U
         headers.insert(header::UPGRADE, u);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    // This request's id and trace context (the current span's, a child of the trusted
-    // client's when there is one). Without a trace of our own, a trusted client's
+    // This request's id and trace context (the upstream call's span, `rw.span`, a child
+    // of the trusted client's when there is one). Without a trace of our own, a trusted client's
     // `traceparent` goes on unchanged, so the trace is not cut at the gateway.
     if !sallyport_observe::outgoing_headers_under(rw.span, &mut headers) {
         for (name, value) in seen.trace {
