@@ -125,8 +125,30 @@ struct RenewerInner {
     clock: Arc<dyn Clock>,
 }
 
-/// Renewals in flight, by refresh-token digest.
-type InFlight = Mutex<HashMap<TokenKey, Shared<BoxFuture<'static, Outcome>>>>;
+/// A renewal in flight: its one backend call's result, for every request that joins it.
+type Flight = Shared<BoxFuture<'static, Outcome>>;
+
+/// Renewals in flight, by refresh-token digest, in [`InFlight::SHARDS`] maps chosen by the
+/// digest's first byte (uniform: it is SHA-256), so that the event loops renewing
+/// different sessions at once take different locks. A lock is held only to look up,
+/// insert or remove one entry, never across an `.await`.
+struct InFlight {
+    shards: [Mutex<HashMap<TokenKey, Flight>>; InFlight::SHARDS],
+}
+
+impl InFlight {
+    const SHARDS: usize = 16;
+
+    fn new() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn shard(&self, key: &TokenKey) -> &Mutex<HashMap<TokenKey, Flight>> {
+        &self.shards[usize::from(key[0]) % Self::SHARDS]
+    }
+}
 
 /// What cross-replica renewal needs.
 pub(crate) struct Remote {
@@ -147,7 +169,7 @@ struct InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.renewer.in_flight.lock() {
+        if let Ok(mut map) = self.renewer.in_flight.shard(&self.key).lock() {
             map.remove(&self.key);
         }
     }
@@ -172,7 +194,7 @@ impl Renewer {
                     .max_capacity(1_000_000)
                     .time_to_live(grace)
                     .build(),
-                in_flight: Arc::new(Mutex::new(HashMap::new())),
+                in_flight: Arc::new(InFlight::new()),
                 metrics,
                 remote,
                 clock,
@@ -225,7 +247,7 @@ impl Renewer {
             return Ok(t);
         }
         let shared = {
-            let Ok(mut map) = inner.in_flight.lock() else {
+            let Ok(mut map) = inner.in_flight.shard(&key).lock() else {
                 return Err(Arc::new(BackendError::Unavailable(
                     "renewal state poisoned".into(),
                 )));

@@ -86,6 +86,66 @@ async fn fifty_concurrent_requests_share_one_refresh() {
     assert_eq!(h.refreshes(), 1);
 }
 
+/// Many sessions renewing at once, from several threads: the in-flight renewals are kept
+/// in maps sharded by the refresh token's digest, and every session still gets exactly one
+/// backend call, shared by all of its requests (a request that looked in another shard
+/// than the one its session's call was put in would start a second call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_renewals_of_many_sessions_each_make_one_call() {
+    const SESSIONS: usize = 24;
+    const REQUESTS: usize = 6;
+    let h = Arc::new(Harness::start().await);
+    let mut cookies = Vec::new();
+    for _ in 0..SESSIONS {
+        cookies.push(h.login().await);
+    }
+    h.expire_access_token();
+    let mut tasks = Vec::new();
+    for (session, cookie) in cookies.iter().enumerate() {
+        for _ in 0..REQUESTS {
+            let h = h.clone();
+            let cookie = cookie.clone();
+            tasks.push(tokio::spawn(
+                async move { (session, h.echo(&cookie).await) },
+            ));
+        }
+    }
+    let mut tokens = vec![std::collections::HashSet::new(); SESSIONS];
+    for t in tasks {
+        let (session, (status, echo, set)) = t.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(set.is_some(), "every renewed response sets the cookie");
+        tokens[session].insert(header_of(&echo, "authorization").unwrap());
+    }
+    assert_eq!(h.refreshes(), SESSIONS, "one refresh per session");
+    for (session, t) in tokens.iter().enumerate() {
+        assert_eq!(
+            t.len(),
+            1,
+            "session {session}: its requests share one new token"
+        );
+    }
+    let all: std::collections::HashSet<_> = tokens.iter().flatten().collect();
+    assert_eq!(all.len(), SESSIONS, "each session has its own new token");
+
+    // A late request with an old cookie is answered from the grace map; when the new
+    // tokens expire in turn, each session renews once more.
+    let mut renewed = Vec::new();
+    for cookie in &cookies {
+        let (status, _, set) = h.echo(cookie).await;
+        assert_eq!(status, 200);
+        renewed.push(set.expect("the grace map answers the old cookie"));
+    }
+    assert_eq!(h.refreshes(), SESSIONS, "the grace map, not a second call");
+    h.expire_access_token();
+    for cookie in &renewed {
+        let (status, _, set) = h.echo(cookie).await;
+        assert_eq!(status, 200);
+        assert!(set.is_some());
+    }
+    assert_eq!(h.refreshes(), 2 * SESSIONS, "one new refresh per session");
+}
+
 #[tokio::test]
 async fn refused_renewal_ends_the_session() {
     let h = Harness::start().await;
