@@ -327,6 +327,19 @@ pub(crate) fn admin_of(url: &str) -> String {
     ADMIN_URLS.lock().unwrap()[url].clone()
 }
 
+/// Polls `check` until it holds (every 20 ms, for at most 10 s: a bound against hanging,
+/// not a speed requirement), then returns; panics naming `what` when it never holds.
+pub(crate) async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A raw TCP upstream on loopback, for what an axum app cannot do (half-close, a head that
 /// never ends, a connection closed mid-answer): `serve` runs for every accepted
 /// connection in a task of its own. Returns the upstream's URL.

@@ -315,19 +315,6 @@ async fn refresh_gate(target: String) -> RefreshGate {
     }
 }
 
-/// Polls `check` (every 20 ms, for at most 10 s: a bound against hanging, not a speed
-/// requirement).
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_renewal_in_flight_across_a_reload_calls_the_backend_once() {
     // Reuse interval 0: a second redemption of the refresh token would revoke the session.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use sallyport_gateway::{Config, Gateway, OffsetClock};
 
-use crate::harness::cookie_header;
+use crate::harness::{cookie_header, until};
 use crate::single_use::{
     self, SingleUse, fresh_connection_client, start_balancer, start_checking_upstream,
     start_single_use,
@@ -212,16 +212,6 @@ async fn get_status(url: &str, cookie: &str) -> u16 {
         .as_u16()
 }
 
-async fn wait_until(what: &str, f: impl Fn() -> bool) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 /// Rounds of: log in, expire, storm through the balancer, check, then renew once more
 /// with the cookie the storm set.
 async fn renew_as_one(replica_count: usize, rounds: usize) {
@@ -386,7 +376,7 @@ async fn redis_fault_during_storm(kill: bool) {
     let lb2 = lb.clone();
     let c2 = cookie.clone();
     let storming = tokio::spawn(async move { storm(&lb2, &c2, STORM).await });
-    wait_until("the renewal reached the backend", || {
+    until("the renewal reached the backend", async || {
         b.refreshes.load(Ordering::SeqCst) >= 1
     })
     .await;
@@ -487,7 +477,7 @@ async fn replica_killed_mid_renewal_the_others_finish() {
             .map(|r| r.status().as_u16())
             .unwrap_or(0)
     });
-    wait_until("the victim's renewal reached the backend", || {
+    until("the victim's renewal reached the backend", async || {
         b.refreshes.load(Ordering::SeqCst) >= 1
     })
     .await;
