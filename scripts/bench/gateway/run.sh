@@ -12,9 +12,9 @@
 #              session work sits on
 #   renew    - sallyport gateway with 32 sessions (one per connection and wrk thread) whose
 #              1 s access tokens need renewal every second; wrk adopts each renewed cookie
-# Each of nginx/nginx-s/gateway/public/renew runs twice: on one core (nginx with one worker process,
-# the gateway with one event loop, `--threads 1`: a current-thread tokio runtime) and on
-# both (suffix "2": nginx with 2 workers, the gateway with `--threads 2`).
+# Each of nginx/nginx-s/gateway/public/renew runs twice: on one core (nginx with one
+# worker process, the gateway with one event loop, `--threads 1`: a current-thread tokio
+# runtime) and on both (suffix "2": nginx with 2 workers, the gateway with `--threads 2`).
 # Reports req/s, p50/p99 at 32 connections, server CPU per request (utime+stime from
 # /proc of the server processes only, also split into user and kernel time) and the
 # gateways' peak RSS; medians over rounds, plus per-round ratios against the nginx of the
@@ -32,8 +32,9 @@
 #                                           # threads) from that binary, in the same rounds
 #   BENCH_KEEP=1 ...                        # keep the work dir (logs, databases, perf.data)
 #   PIN=1 ...                               # the one-core targets only, the load
-#                                           # generator on a core of its own: wrk (one
-#                                           # thread) on CPU 0, every server on CPU 1
+#                                           # generator on a core of its own: wrk on
+#                                           # CPU 0 (one thread; renew keeps one per
+#                                           # session), every server on CPU 1
 #   LUA_EVERY_RESPONSE=1 ...                # every target through cookie.lua (Lua on each
 #                                           # request and response), as runs before
 #                                           # 2026-12-05 22:00 UTC measured
@@ -197,43 +198,44 @@ print(f'cpu_us_per_req={u+s:.2f} user_us={u:.2f} sys_us={s:.2f}')")
 WRK=(wrk)
 if [ -n "${PIN:-}" ]; then
   # Every server process (nginx masters and workers, issuers, gateways) on CPU 1, wrk on
-  # CPU 0 with one thread: no load-generator thread competes with a server for its core.
+  # CPU 0: no load-generator thread competes with a server for its core. One wrk thread,
+  # except for `renew`, whose cookie.lua keeps one session per thread.
   for p in "${PIDS[@]}" $(nginx_pids "$WORK/up") $(nginx_pids "$WORK/ngx") $(nginx_pids "$WORK/ngx2"); do
     taskset -apc 1 "$p" >/dev/null
   done
   WRK=(taskset -c 0 wrk); THREADS=1
 fi
 
+# `gateway<w>` and `public<w>` of one build in one round: w is the width and build suffix
+# ("", "2", "-B", "2-B"), then the ports and pids of the two gateways.
+run_gateways() { # w gateway-port gateway-pid public-port public-pid
+  run_one "gateway$1" "$THREADS" "$2" "$WORK/cookies-valid" / "$3"
+  run_one "public$1" "$THREADS" "$4" "$WORK/cookies-none" /pub/x "$5"
+}
+# Every target of one width (w: "" one core, "2" both) in one round: its nginx (work dir,
+# port) without and with the session cookie, the gateways, and renew (port, pid).
+run_width() { # w nginx-dir nginx-port gateway-port gateway-pid public-port public-pid renew-port renew-pid
+  run_one "nginx$1" "$THREADS" "$3" "$WORK/cookies-none" / $(nginx_pids "$2")
+  run_one "nginx$1-s" "$THREADS" "$3" "$WORK/cookies-valid" / $(nginx_pids "$2")
+  run_gateways "$1" "$4" "$5" "$6" "$7"
+  if [ -z "${SKIP_RENEW:-}" ]; then
+    renew_cookies "$8"
+    run_one "renew$1" "$RENEW_THREADS" "$8" "$WORK/cookies-renew" / "$9"
+  fi
+}
+
 echo "x" >"$WORK/cookies-none"
 for r in $(seq "$ROUNDS"); do
   echo "--- round $r"
   run_one direct "$THREADS" $P_UP "$WORK/cookies-none" / $(nginx_pids "$WORK/up")
-  run_one nginx "$THREADS" $P_NGX "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx")
-  run_one nginx-s "$THREADS" $P_NGX "$WORK/cookies-valid" / $(nginx_pids "$WORK/ngx")
-  run_one gateway "$THREADS" $P_GW "$WORK/cookies-valid" / "$GW_PID"
-  run_one public "$THREADS" $P_GW3 "$WORK/cookies-none" /pub/x "$GW3_PID"
-  if [ -z "${SKIP_RENEW:-}" ]; then
-    renew_cookies $P_GW2
-    run_one renew "$RENEW_THREADS" $P_GW2 "$WORK/cookies-renew" / "$GW2_PID"
-  fi
+  run_width "" "$WORK/ngx" $P_NGX $P_GW "$GW_PID" $P_GW3 "$GW3_PID" $P_GW2 "$GW2_PID"
   # The two-loop targets need both cores: not with PIN=1.
   if [ -z "${PIN:-}" ]; then
-    run_one nginx2 "$THREADS" $P_NGX2 "$WORK/cookies-none" / $(nginx_pids "$WORK/ngx2")
-    run_one nginx2-s "$THREADS" $P_NGX2 "$WORK/cookies-valid" / $(nginx_pids "$WORK/ngx2")
-    run_one gateway2 "$THREADS" $P_GWT2 "$WORK/cookies-valid" / "$GWT2_PID"
-    run_one public2 "$THREADS" $P_PUBT2 "$WORK/cookies-none" /pub/x "$PUBT2_PID"
-    if [ -z "${SKIP_RENEW:-}" ]; then
-      renew_cookies $P_RNT2
-      run_one renew2 "$RENEW_THREADS" $P_RNT2 "$WORK/cookies-renew" / "$RNT2_PID"
-    fi
+    run_width 2 "$WORK/ngx2" $P_NGX2 $P_GWT2 "$GWT2_PID" $P_PUBT2 "$PUBT2_PID" $P_RNT2 "$RNT2_PID"
   fi
   if [ -n "${SALLYPORT_BIN_B:-}" ]; then
-    run_one gateway-B "$THREADS" $P_GWB "$WORK/cookies-valid" / "$GWB_PID"
-    run_one public-B "$THREADS" $P_PUBB "$WORK/cookies-none" /pub/x "$PUBB_PID"
-    if [ -z "${PIN:-}" ]; then
-      run_one gateway2-B "$THREADS" $P_GWB2 "$WORK/cookies-valid" / "$GWB2_PID"
-      run_one public2-B "$THREADS" $P_PUBB2 "$WORK/cookies-none" /pub/x "$PUBB2_PID"
-    fi
+    run_gateways -B $P_GWB "$GWB_PID" $P_PUBB "$PUBB_PID"
+    if [ -z "${PIN:-}" ]; then run_gateways 2-B $P_GWB2 "$GWB2_PID" $P_PUBB2 "$PUBB2_PID"; fi
   fi
 done
 
@@ -270,7 +272,7 @@ order = ["direct", "nginx", "nginx-s", "public", "gateway", "renew", "public-B",
 print("\n| target | req/s | p50 µs | p99 µs | CPU µs/req (user+sys) | baseline | req/s vs baseline | CPU vs baseline | p99 − baseline µs | errors |")
 print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
 for n in [n for n in order if n in med]:
-    m, bn = med[n], base_of(n) if not n.startswith(("direct", "nginx")) else bare_of(n)
+    m, bn = med[n], base_of(n)
     b = med[bn]
     print(f"| {n} | {m['rps']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
           f"| {m['cpu_us_per_req']:.1f} ({m['user_us']:.1f}+{m['sys_us']:.1f}) | {bn} "
@@ -278,14 +280,16 @@ for n in [n for n in order if n in med]:
           f"| {m['p99_us']-b['p99_us']:+.0f} | {m['errors']:.0f} |")
 # Per-round ratios: each round's targets ran back to back, so the ratio of a round is
 # steadier than the ratio of medians when the machine's load drifts between rounds.
+def per_round(n, bn, f):
+    return [f(g, x) for g, x in zip(rows[n], rows[bn])]
 def ratios(n, bn, key):
-    return [g[key] / x[key] for g, x in zip(rows[n], rows[bn])]
+    return per_round(n, bn, lambda g, x: g[key] / x[key])
 def cell(rs):
     return f"{statistics.median(rs):.2f}x ({', '.join(f'{r:.2f}' for r in rs)})"
-print("\nPer-round ratios against the nginx of the same width given the same request (median of rounds):")
 def p99_cell(n, bn):
-    ds = [g["p99_us"] - x["p99_us"] for g, x in zip(rows[n], rows[bn])]
+    ds = per_round(n, bn, lambda g, x: g["p99_us"] - x["p99_us"])
     return f"{statistics.median(ds):+.0f} ({', '.join(f'{d:+.0f}' for d in ds)})"
+print("\nPer-round ratios against the nginx of the same width given the same request (median of rounds):")
 print("\n| target | baseline | CPU vs baseline | req/s vs baseline | p99 − baseline µs | CPU vs cookie-less nginx |")
 print("| --- | --- | ---: | ---: | ---: | ---: |")
 for n in [n for n in order if n in rows and not n.startswith(("direct", "nginx"))]:
