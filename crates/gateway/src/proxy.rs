@@ -54,7 +54,7 @@ struct Usage {
     released_ms: AtomicU64,
     /// The wait for each response head on this connection, one timer re-armed lazily
     /// rather than one registered per request (see [`sallyport_serve::SharedSleep`]).
-    clock: sallyport_serve::SharedSleep,
+    timer: sallyport_serve::SharedSleep,
 }
 
 fn epoch() -> Instant {
@@ -220,7 +220,7 @@ impl HttpClient {
         let usage = Arc::new(Usage {
             busy: AtomicBool::new(true),
             released_ms: AtomicU64::new(now_ms()),
-            clock: sallyport_serve::SharedSleep::new(),
+            timer: sallyport_serve::SharedSleep::new(),
         });
         let watch = usage.clone();
         tokio::spawn(async move {
@@ -258,7 +258,7 @@ impl HttpClient {
         if let Some((mut sender, usage)) = self.checkout() {
             let release = Release(usage.clone());
             let sent = sender.try_send_request(req);
-            match sallyport_serve::WithDeadline::new(sent, &usage.clock, deadline).await {
+            match sallyport_serve::WithDeadline::new(sent, &usage.timer, deadline).await {
                 Err(sallyport_serve::Elapsed) => return Err(UpstreamError::Timeout),
                 Ok(Ok(resp)) => {
                     self.checkin(sender, usage);

@@ -75,17 +75,17 @@ pin_project! {
     pub struct WithDeadline<'a, F> {
         #[pin]
         future: F,
-        clock: &'a SharedSleep,
+        timer: &'a SharedSleep,
         deadline: Instant,
     }
 }
 
 impl<'a, F: Future> WithDeadline<'a, F> {
-    /// `future` bounded by `deadline` on `clock`.
-    pub fn new(future: F, clock: &'a SharedSleep, deadline: Instant) -> Self {
+    /// `future` bounded by `deadline` on `timer`.
+    pub fn new(future: F, timer: &'a SharedSleep, deadline: Instant) -> Self {
         Self {
             future,
-            clock,
+            timer,
             deadline,
         }
     }
@@ -99,7 +99,7 @@ impl<F: Future> Future for WithDeadline<'_, F> {
         if let Poll::Ready(out) = this.future.poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        this.clock
+        this.timer
             .poll_until(cx, *this.deadline)
             .map(|()| Err(Elapsed))
     }
@@ -112,7 +112,7 @@ pub(crate) struct ConnTimer(Arc<SharedSleep>);
 
 /// A sleep of a [`ConnTimer`].
 struct ConnSleep {
-    clock: Arc<SharedSleep>,
+    timer: Arc<SharedSleep>,
     deadline: Instant,
 }
 
@@ -120,7 +120,7 @@ impl Future for ConnSleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.clock.poll_until(cx, self.deadline)
+        self.timer.poll_until(cx, self.deadline)
     }
 }
 
@@ -130,7 +130,7 @@ impl ConnTimer {
     /// A sleep until `deadline` on tokio's clock (the one `now` below reads).
     fn sleep_at(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         Box::pin(ConnSleep {
-            clock: self.0.clone(),
+            timer: self.0.clone(),
             deadline,
         })
     }
@@ -165,9 +165,9 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    /// Whether `deadline` on `clock` completes within `within`.
-    async fn completes(clock: &SharedSleep, deadline: Instant, within: Duration) -> bool {
-        let wait = std::future::poll_fn(|cx| clock.poll_until(cx, deadline));
+    /// Whether `deadline` on `timer` completes within `within`.
+    async fn completes(timer: &SharedSleep, deadline: Instant, within: Duration) -> bool {
+        let wait = std::future::poll_fn(|cx| timer.poll_until(cx, deadline));
         tokio::time::timeout(within, wait).await.is_ok()
     }
 
@@ -175,36 +175,36 @@ mod tests {
     /// is later. The second must neither end at the first's deadline nor miss its own.
     #[tokio::test]
     async fn a_later_wait_ends_at_its_own_deadline_not_at_the_armed_one() {
-        let clock = SharedSleep::new();
+        let timer = SharedSleep::new();
         let start = Instant::now();
         // Armed at start + 100 ms, then abandoned (the request head arrived).
-        assert!(!completes(&clock, start + 100 * MS, 10 * MS).await);
+        assert!(!completes(&timer, start + 100 * MS, 10 * MS).await);
         let second = start + 400 * MS;
         // Past the armed deadline the second wait is still waiting...
-        assert!(!completes(&clock, second, 200 * MS).await);
+        assert!(!completes(&timer, second, 200 * MS).await);
         assert!(Instant::now() < second);
         // ...and it ends at its own.
-        assert!(completes(&clock, second, 2000 * MS).await);
+        assert!(completes(&timer, second, 2000 * MS).await);
         assert!(Instant::now() >= second);
     }
 
     /// A wait whose deadline is earlier than the armed one re-arms the timer at once.
     #[tokio::test]
     async fn an_earlier_wait_is_not_held_to_the_armed_deadline() {
-        let clock = SharedSleep::new();
+        let timer = SharedSleep::new();
         let start = Instant::now();
-        assert!(!completes(&clock, start + 60_000 * MS, 10 * MS).await);
-        assert!(completes(&clock, start + 50 * MS, 2000 * MS).await);
+        assert!(!completes(&timer, start + 60_000 * MS, 10 * MS).await);
+        assert!(completes(&timer, start + 50 * MS, 2000 * MS).await);
         assert!(Instant::now() >= start + 50 * MS);
     }
 
     #[tokio::test]
     async fn with_deadline_returns_the_output_or_elapsed() {
-        let clock = SharedSleep::new();
+        let timer = SharedSleep::new();
         let soon = Instant::now() + 50 * MS;
-        assert_eq!(WithDeadline::new(async { 7 }, &clock, soon).await, Ok(7));
+        assert_eq!(WithDeadline::new(async { 7 }, &timer, soon).await, Ok(7));
         let never = std::future::pending::<()>();
-        assert_eq!(WithDeadline::new(never, &clock, soon).await, Err(Elapsed));
+        assert_eq!(WithDeadline::new(never, &timer, soon).await, Err(Elapsed));
         assert!(Instant::now() >= soon);
     }
 }
